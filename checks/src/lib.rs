@@ -1,0 +1,261 @@
+//! klaxon's check plugins. One module per kind owns its raw config struct (what the TOML
+//! says), its validated spec (typed values, no I/O) and its runtime; this root holds the
+//! closed enums that dispatch over them with `match`.
+//!
+//! Config flows raw → validated → built: [`CheckConfig::deserialize`] mirrors the file,
+//! [`CheckConfig::validate`] collects every problem with its location, and
+//! [`Check::build`] makes clients. Running a check never fails: every problem with the
+//! target is an [`Outcome`] with a severity and a summary.
+
+pub mod disk;
+pub mod heartbeat;
+pub mod http;
+pub mod process;
+pub mod script;
+pub mod tcp;
+#[cfg(test)]
+mod test_support;
+mod text;
+mod validate;
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+pub use validate::ConfigIssue;
+
+/// How a check went, ordered from best to worst (`unknown` is alerted as critical).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    Ok,
+    Warning,
+    Critical,
+    Unknown,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Ok => "ok",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+            Severity::Unknown => "unknown",
+        }
+    }
+
+    pub fn is_ok(self) -> bool {
+        self == Severity::Ok
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Severity {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "ok" => Ok(Severity::Ok),
+            "warning" => Ok(Severity::Warning),
+            "critical" => Ok(Severity::Critical),
+            "unknown" => Ok(Severity::Unknown),
+            other => Err(format!("unknown severity `{other}`")),
+        }
+    }
+}
+
+/// The result of one try of a check.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome {
+    pub severity: Severity,
+    /// One line saying what was found: "HTTP 503 Service Unavailable", "timed out after 5s".
+    pub summary: String,
+    /// Longer text where there is some: a script's output, the start of a response body.
+    pub output: Option<String>,
+    /// How long this try took.
+    pub duration: Duration,
+}
+
+impl Outcome {
+    pub fn new(severity: Severity, summary: impl Into<String>, duration: Duration) -> Self {
+        Self {
+            severity,
+            summary: summary.into(),
+            output: None,
+            duration,
+        }
+    }
+
+    pub fn with_output(mut self, output: impl Into<String>) -> Self {
+        let output = output.into();
+        self.output = (!output.is_empty()).then_some(output);
+        self
+    }
+}
+
+/// The raw `[jobs.NAME.check]` table, less its `type` key, as the file says it.
+// Few of these exist (one per job, made at load) and they are matched, not moved in
+// hot loops: boxing the HTTP variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum CheckConfig {
+    Http(http::HttpConfig),
+    Script(script::ScriptConfig),
+    Process(process::ProcessConfig),
+    Tcp(tcp::TcpConfig),
+    Disk(disk::DiskConfig),
+    Heartbeat(heartbeat::HeartbeatConfig),
+}
+
+impl CheckConfig {
+    /// The values `type` may take.
+    pub const TYPES: &'static [&'static str] =
+        &["http", "script", "process", "tcp", "disk", "heartbeat"];
+
+    /// Deserializes the rest of a check table whose `type` is `kind`.
+    ///
+    /// `kind` must be one of [`Self::TYPES`]; the caller reports other values.
+    pub fn deserialize<'de, D>(kind: &str, de: D) -> Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        use serde::Deserialize;
+        use serde::de::Error;
+        Ok(match kind {
+            "http" => CheckConfig::Http(Deserialize::deserialize(de)?),
+            "script" => CheckConfig::Script(Deserialize::deserialize(de)?),
+            "process" => CheckConfig::Process(Deserialize::deserialize(de)?),
+            "tcp" => CheckConfig::Tcp(Deserialize::deserialize(de)?),
+            "disk" => CheckConfig::Disk(Deserialize::deserialize(de)?),
+            "heartbeat" => CheckConfig::Heartbeat(Deserialize::deserialize(de)?),
+            other => return Err(D::Error::unknown_variant(other, Self::TYPES)),
+        })
+    }
+
+    /// Turns the raw table into typed settings, pushing every problem to `issues`.
+    /// Returns `None` when there was at least one.
+    pub fn validate(self, issues: &mut Vec<ConfigIssue>) -> Option<CheckSpec> {
+        let before = issues.len();
+        let spec = match self {
+            CheckConfig::Http(c) => c.validate(issues).map(CheckSpec::Http),
+            CheckConfig::Script(c) => c.validate(issues).map(CheckSpec::Script),
+            CheckConfig::Process(c) => c.validate(issues).map(CheckSpec::Process),
+            CheckConfig::Tcp(c) => c.validate(issues).map(CheckSpec::Tcp),
+            CheckConfig::Disk(c) => c.validate(issues).map(CheckSpec::Disk),
+            CheckConfig::Heartbeat(c) => c.validate(issues).map(CheckSpec::Heartbeat),
+        };
+        if issues.len() > before { None } else { spec }
+    }
+}
+
+/// A validated check: typed values, nothing opened or connected yet.
+// Few of these exist (one per job, made at load) and they are matched, not moved in
+// hot loops: boxing the HTTP variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum CheckSpec {
+    Http(http::HttpSpec),
+    Script(script::ScriptSpec),
+    Process(process::ProcessSpec),
+    Tcp(tcp::TcpSpec),
+    Disk(disk::DiskSpec),
+    Heartbeat(heartbeat::HeartbeatSpec),
+}
+
+impl CheckSpec {
+    /// The check's type, as `type` names it in the config.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CheckSpec::Http(_) => "http",
+            CheckSpec::Script(_) => "script",
+            CheckSpec::Process(_) => "process",
+            CheckSpec::Tcp(_) => "tcp",
+            CheckSpec::Disk(_) => "disk",
+            CheckSpec::Heartbeat(_) => "heartbeat",
+        }
+    }
+
+    /// What is checked, for messages and `status`: a URL (without credentials), a
+    /// command line, a process name, `host:port`, a path. Never contains a secret.
+    pub fn target(&self) -> String {
+        match self {
+            CheckSpec::Http(s) => s.target(),
+            CheckSpec::Script(s) => s.target(),
+            CheckSpec::Process(s) => s.target(),
+            CheckSpec::Tcp(s) => s.target(),
+            CheckSpec::Disk(s) => s.target(),
+            CheckSpec::Heartbeat(s) => s.target(),
+        }
+    }
+
+    /// Whether the agent runs this check itself (`false` for passive heartbeats, which
+    /// are fed by pings).
+    pub fn is_active(&self) -> bool {
+        !matches!(self, CheckSpec::Heartbeat(_))
+    }
+}
+
+/// What checks share at run time: one HTTP client (connection pool, TLS roots) for all
+/// HTTP checks that need no special TLS settings.
+#[derive(Clone, Debug)]
+pub struct Shared {
+    pub http: reqwest::Client,
+}
+
+impl Shared {
+    pub fn new() -> Result<Self, BuildError> {
+        Ok(Self {
+            http: http::default_client()?,
+        })
+    }
+}
+
+/// Why a check could not be built from a valid spec.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("check type `{0}` is accepted by the config but cannot run in this version yet")]
+    Unsupported(&'static str),
+    #[error("could not set up the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A check ready to run.
+// Few of these exist (one per job, made at load) and they are matched, not moved in
+// hot loops: boxing the HTTP variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Check {
+    Http(http::HttpCheck),
+    Script(script::ScriptCheck),
+    Tcp(tcp::TcpCheck),
+}
+
+impl Check {
+    /// Builds the runtime for a spec, reusing `shared` clients where it can.
+    pub fn build(spec: &CheckSpec, shared: &Shared) -> Result<Check, BuildError> {
+        match spec {
+            CheckSpec::Http(s) => Ok(Check::Http(http::HttpCheck::new(s.clone(), shared)?)),
+            CheckSpec::Script(s) => Ok(Check::Script(script::ScriptCheck::new(s.clone()))),
+            CheckSpec::Tcp(s) => Ok(Check::Tcp(tcp::TcpCheck::new(s.clone()))),
+            CheckSpec::Process(_) | CheckSpec::Disk(_) | CheckSpec::Heartbeat(_) => {
+                Err(BuildError::Unsupported(spec.kind()))
+            }
+        }
+    }
+
+    /// Runs one try. `timeout` bounds the whole try; when it fires the result is
+    /// critical, "timed out after …", and everything the try started is stopped.
+    pub async fn run(&self, timeout: Duration) -> Outcome {
+        match self {
+            Check::Http(c) => c.run(timeout).await,
+            Check::Script(c) => c.run(timeout).await,
+            Check::Tcp(c) => c.run(timeout).await,
+        }
+    }
+}

@@ -1,0 +1,872 @@
+//! The `script` check: its config keys (`command` or `shell`, `env`, `cwd`), their
+//! validation, and the runtime that runs a monitoring plugin in its own process group
+//! and maps its exit code the monitoring-plugins way (0 ok, 1 warning, 2 critical,
+//! 3 unknown, anything else critical).
+//!
+//! Output is captured bounded: of each stream the first [`HEAD_BYTES`] and the last
+//! [`TAIL_BYTES`] are kept, whatever the script prints. On timeout the whole group gets
+//! SIGTERM, then SIGKILL after [`KILL_GRACE`]; the child is always reaped.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use serde::Deserialize;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::time::Instant;
+use toml::Spanned;
+
+use crate::validate::{self, ConfigIssue};
+use crate::{Outcome, Severity, text};
+
+/// Bytes kept from the start of each output stream.
+pub const HEAD_BYTES: usize = 4 * 1024;
+/// Bytes kept from the end of each output stream.
+pub const TAIL_BYTES: usize = 60 * 1024;
+/// How long a timed-out script's group has between SIGTERM and SIGKILL.
+pub const KILL_GRACE: Duration = Duration::from_secs(2);
+/// After the script exits, how long to wait for processes it left behind to close its
+/// output; past that they are stopped with the group.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(1);
+
+/// The `[jobs.NAME.check]` table of `type = "script"`, as written.
+///
+/// It keeps the table's own location, to point at it when neither `command` nor `shell`
+/// is there.
+#[derive(Debug, Deserialize)]
+#[serde(transparent)]
+pub struct ScriptConfig {
+    pub table: Spanned<ScriptTable>,
+}
+
+/// The keys of a `script` check table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptTable {
+    /// Program and arguments, run without a shell.
+    pub command: Option<Spanned<Vec<Spanned<String>>>>,
+    /// A line run through `/bin/sh -c`.
+    pub shell: Option<Spanned<String>>,
+    #[serde(default)]
+    pub env: BTreeMap<String, Spanned<String>>,
+    pub cwd: Option<Spanned<String>>,
+}
+
+/// What a script check runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Program {
+    /// argv: the program, then its arguments.
+    Command(Vec<String>),
+    /// A line for `/bin/sh -c`.
+    Shell(String),
+}
+
+/// A validated `script` check.
+#[derive(Clone)]
+pub struct ScriptSpec {
+    pub program: Program,
+    /// Added to the agent's environment.
+    pub env: Vec<(String, String)>,
+    /// `~` expanded; the agent's working directory when `None`.
+    pub cwd: Option<PathBuf>,
+}
+
+impl fmt::Debug for ScriptSpec {
+    // Environment values are often secrets: show the names only.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScriptSpec")
+            .field("program", &self.program)
+            .field("env", &self.env.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .field("cwd", &self.cwd)
+            .finish()
+    }
+}
+
+impl ScriptSpec {
+    /// The command line, arguments quoted where they need it, or the shell line.
+    pub fn target(&self) -> String {
+        match &self.program {
+            Program::Command(argv) => argv.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" "),
+            Program::Shell(line) => line.clone(),
+        }
+    }
+
+    /// The program started: `command`'s first word, or `/bin/sh`.
+    pub fn program_name(&self) -> &str {
+        match &self.program {
+            Program::Command(argv) => argv.first().map_or("", String::as_str),
+            Program::Shell(_) => "/bin/sh",
+        }
+    }
+}
+
+fn quote(arg: &str) -> String {
+    let plain = !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,%+@".contains(c));
+    if plain {
+        arg.to_owned()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
+
+impl ScriptConfig {
+    /// Checks every value, pushing each problem to `issues`.
+    pub fn validate(self, issues: &mut Vec<ConfigIssue>) -> Option<ScriptSpec> {
+        let before = issues.len();
+        let span = self.table.span();
+        let table = self.table.into_inner();
+
+        let program = match (table.command, table.shell) {
+            (Some(_), Some(shell)) => {
+                issues.push(ConfigIssue::new(
+                    shell.span(),
+                    "set either `command` or `shell`, not both",
+                ));
+                None
+            }
+            (None, None) => {
+                issues.push(ConfigIssue::new(
+                    span,
+                    "a script check needs `command` (program and arguments) or `shell` \
+                     (a line for `/bin/sh -c`)",
+                ));
+                None
+            }
+            (Some(command), None) => command_argv(command, issues).map(Program::Command),
+            (None, Some(shell)) => {
+                if shell.get_ref().trim().is_empty() {
+                    issues.push(ConfigIssue::new(shell.span(), "`shell` must not be empty"));
+                } else if shell.get_ref().contains('\0') {
+                    issues.push(ConfigIssue::new(
+                        shell.span(),
+                        "`shell` contains a NUL character",
+                    ));
+                }
+                Some(Program::Shell(shell.into_inner()))
+            }
+        };
+
+        let mut env = Vec::new();
+        for (name, value) in table.env {
+            if name.is_empty() || name.contains(['=', '\0']) {
+                issues.push(ConfigIssue::new(
+                    value.span(),
+                    format!("`env`: `{name}` is not a valid environment variable name"),
+                ));
+            } else if value.get_ref().contains('\0') {
+                issues.push(ConfigIssue::new(
+                    value.span(),
+                    format!("`env`: the value of `{name}` contains a NUL character"),
+                ));
+            } else {
+                env.push((name, value.into_inner()));
+            }
+        }
+
+        let cwd = table
+            .cwd
+            .as_ref()
+            .and_then(|c| validate::path(c, "cwd", issues));
+
+        if issues.len() > before {
+            return None;
+        }
+        Some(ScriptSpec {
+            program: program?,
+            env,
+            cwd,
+        })
+    }
+}
+
+fn command_argv(
+    command: Spanned<Vec<Spanned<String>>>,
+    issues: &mut Vec<ConfigIssue>,
+) -> Option<Vec<String>> {
+    let Some(first) = command.get_ref().first() else {
+        issues.push(ConfigIssue::new(
+            command.span(),
+            "`command` must not be empty: give the program and its arguments",
+        ));
+        return None;
+    };
+    if first.get_ref().is_empty() {
+        issues.push(ConfigIssue::new(
+            first.span(),
+            "`command`: the program name is empty",
+        ));
+    }
+    for arg in command.get_ref() {
+        if arg.get_ref().contains('\0') {
+            issues.push(ConfigIssue::new(
+                arg.span(),
+                "`command`: an argument contains a NUL character",
+            ));
+        }
+    }
+    Some(
+        command
+            .into_inner()
+            .into_iter()
+            .map(Spanned::into_inner)
+            .collect(),
+    )
+}
+
+/// A `script` check ready to run.
+#[derive(Debug)]
+pub struct ScriptCheck {
+    spec: ScriptSpec,
+}
+
+impl ScriptCheck {
+    /// Nothing is started until [`ScriptCheck::run`].
+    pub fn new(spec: ScriptSpec) -> Self {
+        Self { spec }
+    }
+
+    /// The validated settings this check runs with.
+    pub fn spec(&self) -> &ScriptSpec {
+        &self.spec
+    }
+
+    /// Runs the script once. Never fails: a script that cannot start is critical.
+    ///
+    /// `timeout` bounds the script; a timed-out group is given [`KILL_GRACE`] after
+    /// SIGTERM, so the call can return up to that much later.
+    pub async fn run(&self, timeout: Duration) -> Outcome {
+        let start = Instant::now();
+        let deadline = start + timeout;
+        let mut child = match self.command().spawn() {
+            Ok(child) => child,
+            Err(e) => {
+                let place = match &self.spec.cwd {
+                    Some(cwd) if !cwd.is_dir() => format!(" in `{}`", cwd.display()),
+                    _ => String::new(),
+                };
+                let summary = format!("cannot run `{}`{place}: {e}", self.spec.program_name());
+                return Outcome::new(Severity::Critical, summary, start.elapsed());
+            }
+        };
+        // `process_group(0)` made the child the leader of a group with its own id.
+        let Some(group) = child
+            .id()
+            .and_then(|id| i32::try_from(id).ok())
+            .map(Pid::from_raw)
+        else {
+            // Only when the child was already reaped, which nothing here has done.
+            return Outcome::new(
+                Severity::Unknown,
+                "lost the script's process id",
+                start.elapsed(),
+            );
+        };
+        let mut guard = GroupGuard(Some(group));
+
+        let stdout = Arc::new(Mutex::new(Capture::default()));
+        let stderr = Arc::new(Mutex::new(Capture::default()));
+        let mut readers = tokio::task::JoinSet::new();
+        if let Some(out) = child.stdout.take() {
+            readers.spawn(read_into(out, stdout.clone()));
+        }
+        if let Some(err) = child.stderr.take() {
+            readers.spawn(read_into(err, stderr.clone()));
+        }
+
+        let waited = tokio::time::timeout_at(deadline, child.wait()).await;
+        let result = match waited {
+            Ok(Ok(status)) => {
+                // Processes the script left in the background may still hold its output.
+                let drain_until = deadline.min(Instant::now() + DRAIN_AFTER_EXIT);
+                if !drained(&mut readers, drain_until).await {
+                    stop_group(group, None).await;
+                }
+                Ok(status)
+            }
+            Ok(Err(e)) => {
+                stop_group(group, Some(&mut child)).await;
+                Err(format!("lost track of `{}`: {e}", self.spec.program_name()))
+            }
+            Err(_) => {
+                stop_group(group, Some(&mut child)).await;
+                Err(format!("timed out after {}", text::duration(timeout)))
+            }
+        };
+        // Everything in the group has been killed or has closed its output by now; a
+        // reader still blocked is not worth waiting for.
+        if !drained(&mut readers, Instant::now() + Duration::from_millis(500)).await {
+            readers.abort_all();
+        }
+        guard.0 = None;
+
+        let elapsed = start.elapsed();
+        let stdout = take(&stdout);
+        let stderr = take(&stderr);
+        let output = join_output(stdout.render(), stderr.render());
+        match result {
+            Ok(status) => {
+                let (severity, fallback) = judge(status);
+                let first = first_line(&stdout.head);
+                let summary = match fallback {
+                    Some(exit) if !first.is_empty() => format!("{exit}: {first}"),
+                    Some(exit) => exit,
+                    None if first.is_empty() => exit_text(status),
+                    None => first,
+                };
+                Outcome::new(severity, summary, elapsed).with_output(output)
+            }
+            Err(summary) => Outcome::new(Severity::Critical, summary, elapsed).with_output(output),
+        }
+    }
+
+    fn command(&self) -> tokio::process::Command {
+        let mut command = match &self.spec.program {
+            Program::Command(argv) => {
+                let mut c = tokio::process::Command::new(&argv[0]);
+                c.args(&argv[1..]);
+                c
+            }
+            Program::Shell(line) => {
+                let mut c = tokio::process::Command::new("/bin/sh");
+                c.arg("-c").arg(line);
+                c
+            }
+        };
+        command
+            .envs(self.spec.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            // If the run is cancelled, tokio kills and reaps the child; the guard kills
+            // the rest of its group.
+            .kill_on_drop(true);
+        if let Some(cwd) = &self.spec.cwd {
+            command.current_dir(cwd);
+        }
+        command
+    }
+}
+
+/// Severity for an exit status, and the words that must lead the summary when the exit
+/// is outside the plugin convention.
+fn judge(status: ExitStatus) -> (Severity, Option<String>) {
+    match status.code() {
+        Some(0) => (Severity::Ok, None),
+        Some(1) => (Severity::Warning, None),
+        Some(2) => (Severity::Critical, None),
+        Some(3) => (Severity::Unknown, None),
+        _ => (Severity::Critical, Some(exit_text(status))),
+    }
+}
+
+/// `exit 137` or `killed by signal 9`.
+fn exit_text(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit {code}"),
+        (None, Some(signal)) => format!("killed by signal {signal}"),
+        (None, None) => status.to_string(),
+    }
+}
+
+/// The plugin's status line: the first line of stdout without its `|` performance data.
+fn first_line(stdout: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stdout);
+    let line = text.lines().next().unwrap_or("");
+    line.split('|').next().unwrap_or("").trim().to_owned()
+}
+
+fn join_output(stdout: String, stderr: String) -> String {
+    match (stdout.is_empty(), stderr.is_empty()) {
+        (_, true) => stdout,
+        (true, false) => stderr,
+        (false, false) if stdout.ends_with('\n') => stdout + &stderr,
+        (false, false) => stdout + "\n" + &stderr,
+    }
+}
+
+/// Waits for the readers to reach end of file; `false` if they did not by `until`.
+async fn drained(readers: &mut tokio::task::JoinSet<()>, until: Instant) -> bool {
+    tokio::time::timeout_at(until, async {
+        while readers.join_next().await.is_some() {}
+    })
+    .await
+    .is_ok()
+}
+
+/// SIGTERM to the group; SIGKILL to whatever is left after [`KILL_GRACE`]. Reaps
+/// `child` when given.
+async fn stop_group(group: Pid, mut child: Option<&mut tokio::process::Child>) {
+    let _ = killpg(group, Signal::SIGTERM);
+    let grace_end = Instant::now() + KILL_GRACE;
+    if let Some(child) = child.as_deref_mut() {
+        let _ = tokio::time::timeout_at(grace_end, child.wait()).await;
+    }
+    // Grandchildren are not ours to wait for: poll until the group is gone.
+    while group_exists(group) && Instant::now() < grace_end {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if group_exists(group) {
+        let _ = killpg(group, Signal::SIGKILL);
+    }
+    if let Some(child) = child {
+        let _ = child.wait().await;
+    }
+}
+
+/// Whether any process of the group is left (zombies count until their parent reaps
+/// them).
+fn group_exists(group: Pid) -> bool {
+    killpg(group, None).is_ok()
+}
+
+/// Kills the group if a run is dropped half way (its task cancelled), so nothing the
+/// script started outlives it.
+struct GroupGuard(Option<Pid>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(group) = self.0 {
+            let _ = killpg(group, Signal::SIGKILL);
+        }
+    }
+}
+
+async fn read_into(mut stream: impl AsyncRead + Unpin, capture: Arc<Mutex<Capture>>) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => capture
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(&buf[..n]),
+        }
+    }
+}
+
+fn take(capture: &Mutex<Capture>) -> Capture {
+    std::mem::take(&mut *capture.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// One output stream, bounded: its first [`HEAD_BYTES`], its last [`TAIL_BYTES`], and
+/// how many bytes between them were dropped.
+#[derive(Debug, Default)]
+struct Capture {
+    head: Vec<u8>,
+    tail: VecDeque<u8>,
+    dropped: u64,
+}
+
+impl Capture {
+    fn push(&mut self, mut data: &[u8]) {
+        let room = HEAD_BYTES - self.head.len();
+        let (first, rest) = data.split_at(room.min(data.len()));
+        self.head.extend_from_slice(first);
+        data = rest;
+        if data.len() >= TAIL_BYTES {
+            self.dropped += (self.tail.len() + data.len() - TAIL_BYTES) as u64;
+            self.tail.clear();
+            self.tail.extend(&data[data.len() - TAIL_BYTES..]);
+            return;
+        }
+        self.tail.extend(data);
+        let excess = self.tail.len().saturating_sub(TAIL_BYTES);
+        if excess > 0 {
+            self.tail.drain(..excess);
+            self.dropped += excess as u64;
+        }
+    }
+
+    fn render(&self) -> String {
+        let mut bytes = self.head.clone();
+        if self.dropped > 0 {
+            if !bytes.ends_with(b"\n") {
+                bytes.push(b'\n');
+            }
+            bytes.extend_from_slice(format!("[… {} bytes dropped …]\n", self.dropped).as_bytes());
+        }
+        bytes.extend(self.tail.iter());
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::test_support::{config, issues_of, try_config};
+
+    fn shell(line: &str) -> ScriptCheck {
+        ScriptCheck::new(ScriptSpec {
+            program: Program::Shell(line.to_owned()),
+            env: Vec::new(),
+            cwd: None,
+        })
+    }
+
+    async fn run_shell(line: &str) -> Outcome {
+        shell(line).run(Duration::from_secs(10)).await
+    }
+
+    /// Processes of `group` that are still running (zombies do not count: they are
+    /// dead, waiting for whoever adopted them to reap them).
+    fn live_members(group: i32) -> Vec<String> {
+        let mut live = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // pid (comm) state ppid pgrp …; comm may hold spaces, so split after `)`.
+            let Some((_, rest)) = stat.rsplit_once(')') else {
+                continue;
+            };
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            if fields.get(2) == Some(&group.to_string().as_str()) && fields[0] != "Z" {
+                live.push(stat);
+            }
+        }
+        live
+    }
+
+    // --- validation -------------------------------------------------------------------
+
+    #[test]
+    fn command_and_shell_configs() {
+        let cfg: ScriptConfig = config(
+            "command = [\"/usr/lib/nagios/plugins/check_disk\", \"-w\", \"20%\", \"-p\", \"/my dir\"]\nenv = { LC_ALL = \"C\", TOKEN = \"s3cret\" }\ncwd = \"/tmp\"",
+        );
+        let mut issues = Vec::new();
+        let spec = cfg.validate(&mut issues).unwrap();
+        assert!(issues.is_empty());
+        assert_eq!(
+            spec.target(),
+            "/usr/lib/nagios/plugins/check_disk -w 20% -p '/my dir'"
+        );
+        assert_eq!(spec.env[0], ("LC_ALL".to_owned(), "C".to_owned()));
+        assert_eq!(spec.cwd, Some(PathBuf::from("/tmp")));
+        assert!(!format!("{spec:?}").contains("s3cret"));
+
+        let cfg: ScriptConfig = config("shell = \"df -h / | tail -1\"");
+        let spec = cfg.validate(&mut Vec::new()).unwrap();
+        assert_eq!(spec.program, Program::Shell("df -h / | tail -1".into()));
+        assert_eq!(spec.program_name(), "/bin/sh");
+        assert_eq!(spec.target(), "df -h / | tail -1");
+    }
+
+    #[test]
+    fn invalid_values_are_located() {
+        let text = "command = [\"\", \"a\"]\nenv = { \"A=B\" = \"x\" }";
+        let issues = issues_of(text, ScriptConfig::validate);
+        let got: Vec<(&str, &str)> = issues
+            .iter()
+            .map(|i| (&text[i.span.clone()], i.message.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("\"\"", "`command`: the program name is empty"),
+                (
+                    "\"x\"",
+                    "`env`: `A=B` is not a valid environment variable name"
+                ),
+            ]
+        );
+
+        let cases = [
+            (
+                "command = []",
+                "[]",
+                "`command` must not be empty: give the program and its arguments",
+            ),
+            ("shell = \"  \"", "\"  \"", "`shell` must not be empty"),
+            (
+                "command = [\"x\"]\nshell = \"y\"",
+                "\"y\"",
+                "set either `command` or `shell`, not both",
+            ),
+            (
+                "cwd = \"/tmp\"",
+                "cwd = \"/tmp\"",
+                "a script check needs `command` (program and arguments) or `shell` (a line for `/bin/sh -c`)",
+            ),
+            (
+                "shell = \"x\"\ncwd = \"\"",
+                "\"\"",
+                "`cwd` must not be empty",
+            ),
+        ];
+        for (text, at, message) in cases {
+            let issues = issues_of(text, ScriptConfig::validate);
+            assert_eq!(issues.len(), 1, "{text}: {issues:?}");
+            assert_eq!(issues[0].message, message, "{text}");
+            assert_eq!(&text[issues[0].span.clone()], at, "{text}");
+        }
+    }
+
+    #[test]
+    fn unknown_and_mistyped_keys_are_rejected() {
+        let text = "shell = \"x\"\nshel = \"y\"";
+        let err = try_config::<ScriptConfig>(text).unwrap_err();
+        assert!(err.message().starts_with("unknown field `shel`"), "{err}");
+        let text = "command = \"/bin/true\"";
+        let err = try_config::<ScriptConfig>(text).unwrap_err();
+        assert_eq!(&text[err.span().unwrap()], "\"/bin/true\"");
+    }
+
+    // --- running real processes -------------------------------------------------------
+
+    #[tokio::test]
+    async fn exit_codes_map_to_severities() {
+        let cases = [
+            (
+                "echo 'DISK OK - free space: 80%'; exit 0",
+                Severity::Ok,
+                "DISK OK - free space: 80%",
+            ),
+            (
+                "echo 'DISK WARNING'; exit 1",
+                Severity::Warning,
+                "DISK WARNING",
+            ),
+            (
+                "echo 'DISK CRITICAL'; exit 2",
+                Severity::Critical,
+                "DISK CRITICAL",
+            ),
+            (
+                "echo 'cannot stat /x'; exit 3",
+                Severity::Unknown,
+                "cannot stat /x",
+            ),
+            ("exit 2", Severity::Critical, "exit 2"),
+            ("true", Severity::Ok, "exit 0"),
+            ("exit 137", Severity::Critical, "exit 137"),
+            ("echo oops; exit 4", Severity::Critical, "exit 4: oops"),
+            ("kill -9 $$", Severity::Critical, "killed by signal 9"),
+        ];
+        for (line, severity, summary) in cases {
+            let r = run_shell(line).await;
+            assert_eq!(
+                (r.severity, r.summary.as_str()),
+                (severity, summary),
+                "{line}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn perfdata_is_stripped_and_output_kept() {
+        let r = run_shell(
+            "echo 'OK - load 0.5 | load1=0.5;1;2 load5=0.4'; echo 'second line'; echo 'err text' >&2",
+        )
+        .await;
+        assert_eq!(r.severity, Severity::Ok);
+        assert_eq!(r.summary, "OK - load 0.5");
+        assert_eq!(
+            r.output.as_deref(),
+            Some("OK - load 0.5 | load1=0.5;1;2 load5=0.4\nsecond line\nerr text\n")
+        );
+    }
+
+    #[tokio::test]
+    async fn command_env_and_cwd_are_used() {
+        let dir = std::env::temp_dir();
+        let check = ScriptCheck::new(ScriptSpec {
+            program: Program::Command(vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                "echo \"$GREETING from $(pwd) $0 $1\"".into(),
+                "zero".into(),
+                "one two".into(),
+            ]),
+            env: vec![("GREETING".into(), "hello".into())],
+            cwd: Some(dir.clone()),
+        });
+        let r = check.run(Duration::from_secs(10)).await;
+        let pwd = dir.canonicalize().unwrap();
+        assert_eq!(
+            r.summary,
+            format!("hello from {} zero one two", pwd.display())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_program_is_critical() {
+        let check = ScriptCheck::new(ScriptSpec {
+            program: Program::Command(vec!["/nonexistent/check_thing".into()]),
+            env: Vec::new(),
+            cwd: None,
+        });
+        let r = check.run(Duration::from_secs(5)).await;
+        assert_eq!(r.severity, Severity::Critical);
+        assert_eq!(
+            r.summary,
+            "cannot run `/nonexistent/check_thing`: No such file or directory (os error 2)"
+        );
+
+        // A script without execute permission (root too needs one `x` bit to exec).
+        use std::os::unix::fs::PermissionsExt;
+        let script = std::env::temp_dir().join(format!("klaxon-noexec-{}", std::process::id()));
+        std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let check = ScriptCheck::new(ScriptSpec {
+            program: Program::Command(vec![script.display().to_string()]),
+            env: Vec::new(),
+            cwd: None,
+        });
+        let r = check.run(Duration::from_secs(5)).await;
+        std::fs::remove_file(&script).unwrap();
+        assert_eq!(r.severity, Severity::Critical);
+        assert_eq!(
+            r.summary,
+            format!(
+                "cannot run `{}`: Permission denied (os error 13)",
+                script.display()
+            )
+        );
+
+        let check = ScriptCheck::new(ScriptSpec {
+            program: Program::Shell("true".into()),
+            env: Vec::new(),
+            cwd: Some("/nonexistent/dir".into()),
+        });
+        let r = check.run(Duration::from_secs(5)).await;
+        assert_eq!(
+            r.summary,
+            "cannot run `/bin/sh` in `/nonexistent/dir`: No such file or directory (os error 2)"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_hanging_script_and_its_children_are_killed() {
+        let start = std::time::Instant::now();
+        let r = shell("echo $$; sleep 100 & sleep 100")
+            .run(Duration::from_millis(500))
+            .await;
+        let took = start.elapsed();
+        assert_eq!(r.severity, Severity::Critical);
+        assert_eq!(r.summary, "timed out after 500ms");
+        assert!(
+            took < Duration::from_millis(500) + KILL_GRACE + Duration::from_secs(1),
+            "{took:?}"
+        );
+        let group: i32 = r.output.unwrap().trim().parse().unwrap();
+        assert_eq!(live_members(group), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn a_script_ignoring_sigterm_gets_sigkill() {
+        let start = std::time::Instant::now();
+        let r = shell("trap '' TERM; echo $$; sleep 100 & sleep 100; sleep 100")
+            .run(Duration::from_millis(300))
+            .await;
+        let took = start.elapsed();
+        assert_eq!(r.summary, "timed out after 300ms");
+        assert!(took >= Duration::from_millis(300) + KILL_GRACE, "{took:?}");
+        assert!(
+            took < Duration::from_millis(300) + KILL_GRACE + Duration::from_secs(2),
+            "{took:?}"
+        );
+        let group: i32 = r.output.unwrap().trim().parse().unwrap();
+        assert_eq!(live_members(group), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn background_processes_holding_output_are_stopped() {
+        let start = std::time::Instant::now();
+        let r = run_shell("echo $$; echo started; sleep 100 &").await;
+        assert_eq!(r.severity, Severity::Ok);
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+        let group: i32 = r.summary.parse().unwrap();
+        assert_eq!(live_members(group), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn cancelling_a_run_kills_its_group() {
+        let pid_file = std::env::temp_dir().join(format!("klaxon-cancel-{}", std::process::id()));
+        let line = format!("echo $$ > '{}'; sleep 100 & sleep 100", pid_file.display());
+        let check = shell(&line);
+        // Drop the run half way, as a shutdown that cancels its task would.
+        let cancelled = tokio::time::timeout(
+            Duration::from_millis(500),
+            check.run(Duration::from_secs(60)),
+        );
+        assert!(cancelled.await.is_err());
+        let group: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        std::fs::remove_file(&pid_file).unwrap();
+        // SIGKILL is immediate, but the kernel tears processes down asynchronously.
+        let mut live = live_members(group);
+        for _ in 0..50 {
+            if live.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            live = live_members(group);
+        }
+        assert_eq!(live, Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn output_is_bounded() {
+        // About 10 MB on stdout: a first line, then numbered lines.
+        let r = run_shell("echo 'FIRST | perf=1'; seq 1 1500000; echo LAST; exit 1").await;
+        assert_eq!(r.severity, Severity::Warning);
+        assert_eq!(r.summary, "FIRST");
+        let output = r.output.unwrap();
+        assert!(
+            output.len() <= HEAD_BYTES + TAIL_BYTES + 100,
+            "{}",
+            output.len()
+        );
+        assert!(output.starts_with("FIRST | perf=1\n1\n2\n"));
+        assert!(output.ends_with("1500000\nLAST\n"));
+        let total = "FIRST | perf=1\n".len()
+            + (1..=1_500_000)
+                .map(|n: u32| n.to_string().len() + 1)
+                .sum::<usize>()
+            + "LAST\n".len();
+        let dropped = total - HEAD_BYTES - TAIL_BYTES;
+        assert!(
+            output.contains(&format!("[… {dropped} bytes dropped …]")),
+            "no marker"
+        );
+    }
+
+    #[test]
+    fn capture_keeps_head_and_tail() {
+        let mut c = Capture::default();
+        c.push(&[b'a'; HEAD_BYTES - 1]);
+        c.push(b"bc");
+        assert_eq!(c.head.len(), HEAD_BYTES);
+        assert_eq!(c.tail, [b'c']);
+        c.push(&vec![b'x'; TAIL_BYTES]);
+        assert_eq!(c.dropped, 1);
+        c.push(&vec![b'y'; 3 * TAIL_BYTES]);
+        assert_eq!(c.dropped, 1 + 3 * TAIL_BYTES as u64);
+        assert!(c.tail.iter().all(|&b| b == b'y'));
+        assert_eq!(c.tail.len(), TAIL_BYTES);
+        c.push(b"z");
+        assert_eq!(c.tail.back(), Some(&b'z'));
+        assert_eq!(c.tail.len(), TAIL_BYTES);
+        assert_eq!(c.dropped, 2 + 3 * TAIL_BYTES as u64);
+    }
+}

@@ -1,0 +1,78 @@
+//! Test-only: one fixed outage of job `api`, as each event reports it, so every channel's
+//! exact-payload tests describe the same alert.
+
+use chrono::{DateTime, FixedOffset};
+
+use crate::{Alert, CheckInfo, Event, Severity};
+
+fn at(rfc3339: &str) -> DateTime<FixedOffset> {
+    DateTime::parse_from_rfc3339(rfc3339).unwrap_or_else(|e| panic!("{rfc3339}: {e}"))
+}
+
+/// The failure that opened the alert: critical after 3 of 3 attempts, with output.
+pub(crate) fn failure() -> Alert {
+    Alert {
+        version: 1,
+        event: Event::Failure,
+        job: "api".into(),
+        agent: "macbook".into(),
+        severity: Severity::Critical,
+        check: CheckInfo {
+            kind: "http".into(),
+            target: "https://api.example.com/health".into(),
+        },
+        summary: "HTTP 503 Service Unavailable".into(),
+        output: Some("upstream connect error\nreset reason: overflow\n".into()),
+        attempts: 3,
+        max_attempts: 3,
+        elapsed_ms: 7213,
+        started_at: at("2026-03-29T10:15:02+11:00"),
+        failing_since: Some(at("2026-03-29T10:15:02+11:00")),
+        last_success: Some(at("2026-03-29T10:10:01+11:00")),
+        next_run: Some(at("2026-03-29T10:20:00+11:00")),
+        downtime_ms: None,
+        id: "api-20260329T001502Z".into(),
+    }
+}
+
+/// The same outage, still open four hours later.
+pub(crate) fn reminder() -> Alert {
+    Alert {
+        event: Event::Reminder,
+        started_at: at("2026-03-29T14:15:03+11:00"),
+        next_run: Some(at("2026-03-29T14:20:00+11:00")),
+        ..failure()
+    }
+}
+
+/// The same outage, now only a warning (no output this time).
+pub(crate) fn update() -> Alert {
+    Alert {
+        event: Event::Update,
+        severity: Severity::Warning,
+        summary: "latency 2.4s > 2s".into(),
+        output: None,
+        attempts: 1,
+        elapsed_ms: 2412,
+        started_at: at("2026-03-29T10:35:00+11:00"),
+        next_run: Some(at("2026-03-29T10:40:00+11:00")),
+        ..failure()
+    }
+}
+
+/// The same outage, closed after 1 h 5 min.
+pub(crate) fn recovery() -> Alert {
+    Alert {
+        event: Event::Recovery,
+        severity: Severity::Ok,
+        summary: "HTTP 200 OK".into(),
+        output: None,
+        attempts: 1,
+        elapsed_ms: 180,
+        started_at: at("2026-03-29T11:20:01+11:00"),
+        last_success: Some(at("2026-03-29T11:20:01+11:00")),
+        next_run: Some(at("2026-03-29T11:25:00+11:00")),
+        downtime_ms: Some(3_900_000),
+        ..failure()
+    }
+}

@@ -1,0 +1,217 @@
+//! How the HTTP channels deliver: one POST of a JSON body with a deadline, the answer
+//! classified as delivered, worth a retry, or rejected. Reasons never contain the URL,
+//! which for chat webhooks is the credential itself.
+
+use std::time::{Duration, SystemTime};
+
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
+
+use crate::DeliveryError;
+
+/// How much of a refusing receiver's body a reason quotes.
+pub(crate) const BODY_CHARS: usize = 500;
+/// A receiver's `Retry-After` is honoured up to this; undelivered messages are given up
+/// on after a day anyway.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
+/// Bytes of a response body read at most: enough for [`BODY_CHARS`] characters.
+const BODY_BYTES: usize = 4 * BODY_CHARS;
+
+/// POSTs `body` as `application/json` to `url` and classifies the answer: 2xx is
+/// delivered; 408, 429 and 5xx are worth a retry (honouring `Retry-After`); other statuses
+/// are rejected with the start of the receiver's body; connection errors and timeouts
+/// (the whole exchange must finish within `timeout`) are worth a retry.
+pub(crate) async fn post_json(
+    client: &reqwest::Client,
+    url: &str,
+    body: Vec<u8>,
+    timeout: Duration,
+) -> Result<(), DeliveryError> {
+    let sent = client
+        .post(url)
+        .header(CONTENT_TYPE, "application/json")
+        .timeout(timeout)
+        .body(body)
+        .send()
+        .await;
+    let mut response = match sent {
+        Ok(response) => response,
+        Err(e) => return Err(transport_error(&e.without_url(), timeout, url)),
+    };
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let after = retry_after(response.headers(), SystemTime::now());
+    let body = read_prefix(&mut response).await;
+    Err(status_error(status, after, &body, url))
+}
+
+/// The delivery error for a non-2xx answer.
+fn status_error(
+    status: StatusCode,
+    after: Option<Duration>,
+    body: &str,
+    url: &str,
+) -> DeliveryError {
+    let mut reason = format!("HTTP {status}");
+    let said = crate::text::truncate(body.trim(), BODY_CHARS, crate::text::ELLIPSIS);
+    if !said.is_empty() {
+        reason.push_str(": ");
+        // One line, so a log line stays one line.
+        reason.push_str(&said.split_whitespace().collect::<Vec<_>>().join(" "));
+    }
+    let reason = scrub(reason, url);
+    if status == StatusCode::REQUEST_TIMEOUT
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status.is_server_error()
+    {
+        DeliveryError::Retry { reason, after }
+    } else {
+        DeliveryError::Reject { reason }
+    }
+}
+
+/// A request that got no answer: always worth a retry.
+fn transport_error(e: &reqwest::Error, timeout: Duration, url: &str) -> DeliveryError {
+    let reason = if e.is_timeout() {
+        format!("no answer within {}", humantime::format_duration(timeout))
+    } else {
+        // The innermost cause says what happened ("Connection refused"); reqwest's own
+        // layers only say where it happened.
+        let mut cause: &dyn std::error::Error = e;
+        while let Some(next) = cause.source() {
+            cause = next;
+        }
+        let what = if e.is_connect() {
+            "cannot connect"
+        } else {
+            "request failed"
+        };
+        format!("{what}: {cause}")
+    };
+    DeliveryError::Retry {
+        reason: scrub(reason, url),
+        after: None,
+    }
+}
+
+/// `Retry-After` as seconds or an HTTP-date (relative to `now`), capped at a day.
+pub(crate) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => httpdate::parse_http_date(value)
+            .ok()?
+            .duration_since(now)
+            .unwrap_or(Duration::ZERO),
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
+}
+
+/// The first [`BODY_BYTES`] of the body as text; whatever arrived if reading fails.
+async fn read_prefix(response: &mut reqwest::Response) -> String {
+    let mut bytes = Vec::new();
+    while bytes.len() < BODY_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    bytes.truncate(BODY_BYTES);
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Belt and braces: a reason must not carry the URL even if an error or a receiver
+/// echoes it.
+fn scrub(reason: String, url: &str) -> String {
+    let mut reason = reason;
+    let normalized = url::Url::parse(url).map(String::from).unwrap_or_default();
+    for form in [url, normalized.as_str()] {
+        if !form.is_empty() && reason.contains(form) {
+            reason = reason.replace(form, "***");
+        }
+    }
+    reason
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    fn headers(retry_after: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, HeaderValue::from_str(retry_after).unwrap());
+        headers
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let now = httpdate::parse_http_date("Sun, 29 Mar 2026 00:00:00 GMT").unwrap();
+        let cases = [
+            ("3", Some(Duration::from_secs(3))),
+            (" 120 ", Some(Duration::from_secs(120))),
+            (
+                "Sun, 29 Mar 2026 00:01:30 GMT",
+                Some(Duration::from_secs(90)),
+            ),
+            ("Sat, 28 Mar 2026 23:59:00 GMT", Some(Duration::ZERO)),
+            ("999999999", Some(MAX_RETRY_AFTER)),
+            ("soon", None),
+            ("-1", None),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(retry_after(&headers(value), now), expected, "{value}");
+        }
+        assert_eq!(retry_after(&HeaderMap::new(), now), None);
+    }
+
+    #[test]
+    fn classification() {
+        let url = "https://hooks.example.com/T0/SECRET";
+        let cases = [
+            (408, true),
+            (429, true),
+            (500, true),
+            (503, true),
+            (400, false),
+            (401, false),
+            (404, false),
+            (410, false),
+            (302, false),
+        ];
+        for (code, retry) in cases {
+            let status = StatusCode::from_u16(code).unwrap();
+            let error = status_error(status, None, "", url);
+            assert_eq!(
+                matches!(error, DeliveryError::Retry { .. }),
+                retry,
+                "{code}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn reasons_quote_the_body_but_never_the_url() {
+        let url = "https://hooks.example.com/T0/SECRET";
+        let error = status_error(
+            StatusCode::NOT_FOUND,
+            None,
+            &format!("no_service\n(posting to {url})"),
+            url,
+        );
+        assert_eq!(
+            error,
+            DeliveryError::Reject {
+                reason: "HTTP 404 Not Found: no_service (posting to ***)".into()
+            }
+        );
+        let long = status_error(StatusCode::BAD_REQUEST, None, &"x".repeat(5_000), url);
+        assert_eq!(
+            long.to_string(),
+            format!("HTTP 400 Bad Request: {}…", "x".repeat(BODY_CHARS - 1))
+        );
+    }
+}

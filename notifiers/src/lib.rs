@@ -1,0 +1,252 @@
+//! klaxon's notification channels. One module per channel owns its raw config struct,
+//! its validated spec, a pure `render` of an [`Alert`] into the channel's payload, and a
+//! `send` that delivers it; this root holds the closed enums that dispatch with `match`.
+//!
+//! The wording every channel shares lives in [`text`]. Delivery failures are classified
+//! ([`DeliveryError::Retry`] or [`DeliveryError::Reject`]) so the caller can decide
+//! whether to try again; nothing here retries on its own.
+
+pub mod alertmanager;
+pub mod command;
+pub mod email;
+#[cfg(test)]
+mod fixtures;
+mod http;
+pub mod log;
+pub mod slack;
+pub mod teams;
+pub mod text;
+mod validate;
+pub mod webhook;
+
+use std::time::Duration;
+
+use chrono::{DateTime, FixedOffset};
+use serde::{Deserialize, Serialize};
+
+pub use validate::ConfigIssue;
+
+/// The severity an alert reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Ok,
+    Warning,
+    Critical,
+    Unknown,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Ok => "ok",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+            Severity::Unknown => "unknown",
+        }
+    }
+}
+
+/// Why a message is sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Event {
+    /// An alert opened.
+    Failure,
+    /// An open alert changed between warning and critical.
+    Update,
+    /// An open alert is still open.
+    Reminder,
+    /// An open alert closed.
+    Recovery,
+    /// `klaxon notify test`.
+    Test,
+}
+
+impl Event {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Event::Failure => "failure",
+            Event::Update => "update",
+            Event::Reminder => "reminder",
+            Event::Recovery => "recovery",
+            Event::Test => "test",
+        }
+    }
+}
+
+/// What was checked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckInfo {
+    /// The check type: `http`, `script`, …
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The URL, command, host:port, … (never a secret).
+    pub target: String,
+}
+
+/// One message about one job: the JSON of SPEC.md "Messages", field for field. The
+/// `webhook` and `command` channels send exactly this; the others render it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    /// Always 1.
+    pub version: u32,
+    pub event: Event,
+    pub job: String,
+    pub agent: String,
+    pub severity: Severity,
+    pub check: CheckInfo,
+    pub summary: String,
+    /// A script's last lines of output, a response body's start; `None` when empty.
+    pub output: Option<String>,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub elapsed_ms: u64,
+    /// When the run that caused this message started.
+    pub started_at: DateTime<FixedOffset>,
+    pub failing_since: Option<DateTime<FixedOffset>>,
+    pub last_success: Option<DateTime<FixedOffset>>,
+    pub next_run: Option<DateTime<FixedOffset>>,
+    /// On recovery: how long the job was failing.
+    pub downtime_ms: Option<u64>,
+    /// Stable id of the alert this message belongs to (failure, reminders, updates and
+    /// recovery of one outage share it); stays the same across redeliveries.
+    pub id: String,
+}
+
+/// The raw `[notifiers.NAME]` table, less the keys every notifier shares (`type`,
+/// `fallback`, `fallback_after`, `min_severity`), which the agent handles.
+#[derive(Debug)]
+pub enum NotifierConfig {
+    Slack(slack::SlackConfig),
+    Teams(teams::TeamsConfig),
+    Email(email::EmailConfig),
+    Webhook(webhook::WebhookConfig),
+    Alertmanager(alertmanager::AlertmanagerConfig),
+    Command(command::CommandConfig),
+    Log(log::LogConfig),
+}
+
+impl NotifierConfig {
+    /// The values `type` may take.
+    pub const TYPES: &'static [&'static str] = &[
+        "slack",
+        "teams",
+        "email",
+        "webhook",
+        "alertmanager",
+        "command",
+        "log",
+    ];
+
+    /// Deserializes the rest of a notifier table whose `type` is `kind`.
+    pub fn deserialize<'de, D>(kind: &str, de: D) -> Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        use serde::de::Error;
+        Ok(match kind {
+            "slack" => NotifierConfig::Slack(Deserialize::deserialize(de)?),
+            "teams" => NotifierConfig::Teams(Deserialize::deserialize(de)?),
+            "email" => NotifierConfig::Email(Deserialize::deserialize(de)?),
+            "webhook" => NotifierConfig::Webhook(Deserialize::deserialize(de)?),
+            "alertmanager" => NotifierConfig::Alertmanager(Deserialize::deserialize(de)?),
+            "command" => NotifierConfig::Command(Deserialize::deserialize(de)?),
+            "log" => NotifierConfig::Log(Deserialize::deserialize(de)?),
+            other => return Err(D::Error::unknown_variant(other, Self::TYPES)),
+        })
+    }
+
+    /// Turns the raw table into typed settings, pushing every problem to `issues`.
+    /// Returns `None` when there was at least one.
+    pub fn validate(self, issues: &mut Vec<ConfigIssue>) -> Option<NotifierSpec> {
+        let before = issues.len();
+        let spec = match self {
+            NotifierConfig::Slack(c) => c.validate(issues).map(NotifierSpec::Slack),
+            NotifierConfig::Teams(c) => c.validate(issues).map(NotifierSpec::Teams),
+            NotifierConfig::Email(c) => c.validate(issues).map(NotifierSpec::Email),
+            NotifierConfig::Webhook(c) => c.validate(issues).map(NotifierSpec::Webhook),
+            NotifierConfig::Alertmanager(c) => c.validate(issues).map(NotifierSpec::Alertmanager),
+            NotifierConfig::Command(c) => c.validate(issues).map(NotifierSpec::Command),
+            NotifierConfig::Log(c) => c.validate(issues).map(NotifierSpec::Log),
+        };
+        if issues.len() > before { None } else { spec }
+    }
+}
+
+/// A validated notifier: typed values (secrets in redacting types), nothing connected.
+#[derive(Debug, Clone)]
+pub enum NotifierSpec {
+    Slack(slack::SlackSpec),
+    Teams(teams::TeamsSpec),
+    Email(email::EmailSpec),
+    Webhook(webhook::WebhookSpec),
+    Alertmanager(alertmanager::AlertmanagerSpec),
+    Command(command::CommandSpec),
+    Log(log::LogSpec),
+}
+
+impl NotifierSpec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            NotifierSpec::Slack(_) => "slack",
+            NotifierSpec::Teams(_) => "teams",
+            NotifierSpec::Email(_) => "email",
+            NotifierSpec::Webhook(_) => "webhook",
+            NotifierSpec::Alertmanager(_) => "alertmanager",
+            NotifierSpec::Command(_) => "command",
+            NotifierSpec::Log(_) => "log",
+        }
+    }
+}
+
+/// Why a notifier could not be built from a valid spec.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("notifier type `{0}` is accepted by the config but cannot send in this version yet")]
+    Unsupported(&'static str),
+}
+
+/// Why a delivery failed, and whether trying again can help.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DeliveryError {
+    /// Worth another try: timeouts, connection errors, 408, 429, 5xx. `after` is the
+    /// receiver's own `Retry-After`, when it gave one.
+    #[error("{reason}")]
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+    },
+    /// Trying again will not help: other 4xx, a payload the receiver refuses.
+    #[error("{reason}")]
+    Reject { reason: String },
+}
+
+/// A notifier ready to send.
+#[derive(Debug)]
+pub enum Notifier {
+    Slack(slack::Slack),
+    Log(log::Log),
+}
+
+impl Notifier {
+    /// Builds the runtime for a spec. `client` is the agent's shared HTTP client.
+    pub fn build(spec: &NotifierSpec, client: &reqwest::Client) -> Result<Notifier, BuildError> {
+        match spec {
+            NotifierSpec::Slack(s) => Ok(Notifier::Slack(slack::Slack::new(
+                s.clone(),
+                client.clone(),
+            ))),
+            NotifierSpec::Log(s) => Ok(Notifier::Log(log::Log::new(s.clone()))),
+            other => Err(BuildError::Unsupported(other.kind())),
+        }
+    }
+
+    /// Delivers one message. Never retries by itself; never logs a secret.
+    pub async fn send(&self, alert: &Alert) -> Result<(), DeliveryError> {
+        match self {
+            Notifier::Slack(n) => n.send(alert).await,
+            Notifier::Log(n) => n.send(alert).await,
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! The `log` channel: writes the message to the agent's own log (target `klaxon::alert`),
+//! for a console or a log shipper to pick up. It has no settings and cannot fail.
+
+use serde::Deserialize;
+
+use crate::validate::ConfigIssue;
+use crate::{Alert, DeliveryError, Event};
+
+/// The raw `[notifiers.NAME]` table of `type = "log"`: no keys of its own.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {}
+
+impl LogConfig {
+    /// There is nothing to check; kept for the same shape as every channel.
+    pub fn validate(self, _issues: &mut Vec<ConfigIssue>) -> Option<LogSpec> {
+        Some(LogSpec)
+    }
+}
+
+/// A validated `log` notifier.
+#[derive(Debug, Clone)]
+pub struct LogSpec;
+
+/// A `log` notifier ready to send.
+#[derive(Debug)]
+pub struct Log {
+    _spec: LogSpec,
+}
+
+impl Log {
+    /// The notifier for a spec.
+    pub fn new(spec: LogSpec) -> Self {
+        Self { _spec: spec }
+    }
+
+    /// Logs [`crate::text::render_text`] at WARN for failures, updates and reminders and
+    /// at INFO for recoveries and tests, with `job` and `event` fields. Always delivered.
+    pub async fn send(&self, alert: &Alert) -> Result<(), DeliveryError> {
+        let text = crate::text::render_text(alert);
+        let event = alert.event.as_str();
+        match alert.event {
+            Event::Failure | Event::Update | Event::Reminder => {
+                tracing::warn!(target: "klaxon::alert", job = %alert.job, event, "{text}");
+            }
+            Event::Recovery | Event::Test => {
+                tracing::info!(target: "klaxon::alert", job = %alert.job, event, "{text}");
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::fmt::Write as _;
+    use std::sync::{Arc, Mutex};
+
+    use tracing::field::{Field, Visit};
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::{Event as TracingEvent, Level, Metadata, Subscriber};
+
+    use super::*;
+    use crate::fixtures;
+
+    /// One logged event: level, target and `name=value` fields.
+    type Logged = (Level, String, Vec<(String, String)>);
+
+    /// A subscriber that keeps every event, so a test can read exactly what was logged.
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<Logged>>>);
+
+    struct Fields(Vec<(String, String)>);
+
+    impl Visit for Fields {
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            let mut text = String::new();
+            let _ = write!(text, "{value:?}");
+            self.0.push((field.name().to_owned(), text));
+        }
+
+        fn record_str(&mut self, field: &Field, value: &str) {
+            self.0.push((field.name().to_owned(), value.to_owned()));
+        }
+    }
+
+    impl Subscriber for Capture {
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &Attributes<'_>) -> Id {
+            Id::from_u64(1)
+        }
+        fn record(&self, _: &Id, _: &Record<'_>) {}
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, event: &TracingEvent<'_>) {
+            let mut fields = Fields(Vec::new());
+            event.record(&mut fields);
+            let meta = event.metadata();
+            self.0
+                .lock()
+                .unwrap()
+                .push((*meta.level(), meta.target().to_owned(), fields.0));
+        }
+        fn enter(&self, _: &Id) {}
+        fn exit(&self, _: &Id) {}
+    }
+
+    async fn logged(alert: &Alert) -> Vec<Logged> {
+        let capture = Capture::default();
+        let _guard = tracing::subscriber::set_default(capture.clone());
+        Log::new(LogSpec).send(alert).await.unwrap();
+        capture.0.lock().unwrap().clone()
+    }
+
+    fn expected(level: Level, alert: &Alert) -> Vec<Logged> {
+        vec![(
+            level,
+            "klaxon::alert".to_owned(),
+            vec![
+                ("message".to_owned(), crate::text::render_text(alert)),
+                ("job".to_owned(), "api".to_owned()),
+                ("event".to_owned(), alert.event.as_str().to_owned()),
+            ],
+        )]
+    }
+
+    #[tokio::test]
+    async fn problems_are_warnings() {
+        for alert in [
+            fixtures::failure(),
+            fixtures::update(),
+            fixtures::reminder(),
+        ] {
+            assert_eq!(logged(&alert).await, expected(Level::WARN, &alert));
+        }
+    }
+
+    #[tokio::test]
+    async fn good_news_is_info() {
+        let test = Alert {
+            event: Event::Test,
+            ..fixtures::failure()
+        };
+        for alert in [fixtures::recovery(), test] {
+            assert_eq!(logged(&alert).await, expected(Level::INFO, &alert));
+        }
+    }
+
+    #[test]
+    fn takes_no_keys() {
+        let config: LogConfig = toml::from_str("").unwrap();
+        assert!(config.validate(&mut Vec::new()).is_some());
+        let error = toml::from_str::<LogConfig>("level = \"warn\"").unwrap_err();
+        assert!(
+            error.message().starts_with("unknown field `level`"),
+            "{error}"
+        );
+    }
+}

@@ -1,0 +1,391 @@
+//! The one wording every channel shares: an alert's title, its labelled facts, its output
+//! tail, and how durations and timestamps are written. Channels lay these out in their
+//! own format (Block Kit, Adaptive Card, email); they never word an alert themselves.
+
+use std::borrow::Cow;
+
+use chrono::{DateTime, FixedOffset};
+
+use crate::{Alert, Event, Severity};
+
+/// At most this many of the output's last lines are shown.
+pub const OUTPUT_LINES: usize = 20;
+/// At most this many characters of output are shown, the marker included.
+pub const OUTPUT_CHARS: usize = 2_000;
+/// Marks where text was cut.
+pub const ELLIPSIS: &str = "…";
+
+/// The one-line headline: what happened to which job on which agent.
+///
+/// `DOWN api on macbook: HTTP 503` (failure, critical or unknown), `WARNING …` (failure,
+/// warning), `CHANGED api on macbook is now warning: …` (update), `STILL DOWN …`
+/// (reminder), `RECOVERED api on macbook after 1h 5m` (recovery), `TEST message from
+/// klaxon on macbook` (test). Line breaks in the summary become spaces.
+pub fn title(alert: &Alert) -> String {
+    let Alert { job, agent, .. } = alert;
+    let summary = one_line(&alert.summary);
+    match alert.event {
+        Event::Failure if alert.severity == Severity::Warning => {
+            format!("WARNING {job} on {agent}: {summary}")
+        }
+        Event::Failure => format!("DOWN {job} on {agent}: {summary}"),
+        Event::Update => format!(
+            "CHANGED {job} on {agent} is now {}: {summary}",
+            alert.severity.as_str()
+        ),
+        Event::Reminder => format!("STILL DOWN {job} on {agent}: {summary}"),
+        Event::Recovery => match alert.downtime_ms {
+            Some(ms) => format!("RECOVERED {job} on {agent} after {}", human_duration(ms)),
+            None => format!("RECOVERED {job} on {agent}"),
+        },
+        Event::Test => format!("TEST message from klaxon on {agent}"),
+    }
+}
+
+/// The labelled facts below the title, in this order, each only where it applies:
+/// `Severity`, `Check` (`type target`), `Reason` (the summary), `Attempts` (`3 of 3`),
+/// `Elapsed`, `Failing since`, `Last success` (or `never`), `Next run` (or `none`),
+/// `Downtime`, `Alert` (the id).
+///
+/// `Last success` is left out of recoveries (it is the run that recovered) and
+/// `Downtime` is only on recoveries. A test message has only `Reason` (when there is a
+/// summary) and `Alert`: it is about the channel, not about a job.
+pub fn facts(alert: &Alert) -> Vec<(&'static str, String)> {
+    let mut facts = Vec::new();
+    let test = alert.event == Event::Test;
+    if !test {
+        facts.push(("Severity", alert.severity.as_str().to_owned()));
+        let check = if alert.check.target.is_empty() {
+            alert.check.kind.clone()
+        } else {
+            format!("{} {}", alert.check.kind, alert.check.target)
+        };
+        facts.push(("Check", check));
+    }
+    if !alert.summary.is_empty() {
+        facts.push(("Reason", alert.summary.clone()));
+    }
+    if !test {
+        facts.push((
+            "Attempts",
+            format!("{} of {}", alert.attempts, alert.max_attempts),
+        ));
+        facts.push(("Elapsed", human_duration(alert.elapsed_ms)));
+        if let Some(since) = &alert.failing_since {
+            facts.push(("Failing since", timestamp(since)));
+        }
+        if alert.event != Event::Recovery {
+            let last = alert
+                .last_success
+                .as_ref()
+                .map_or("never".into(), timestamp);
+            facts.push(("Last success", last));
+        }
+        let next = alert.next_run.as_ref().map_or("none".into(), timestamp);
+        facts.push(("Next run", next));
+        if let (Event::Recovery, Some(ms)) = (alert.event, alert.downtime_ms) {
+            facts.push(("Downtime", human_duration(ms)));
+        }
+    }
+    if !alert.id.is_empty() {
+        facts.push(("Alert", alert.id.clone()));
+    }
+    facts
+}
+
+/// The whole message as plain text: the title, one `Label: value` line per fact, then,
+/// when there is output, a blank line, `Output:` and the output's tail.
+pub fn render_text(alert: &Alert) -> String {
+    let mut text = title(alert);
+    for (label, value) in facts(alert) {
+        text.push('\n');
+        text.push_str(label);
+        text.push_str(": ");
+        text.push_str(&value);
+    }
+    if let Some(output) = output_tail(alert) {
+        text.push_str("\n\nOutput:\n");
+        text.push_str(&output);
+    }
+    text
+}
+
+/// The part of `alert.output` a message shows: its last [`OUTPUT_LINES`] lines and at
+/// most [`OUTPUT_CHARS`] characters, trailing line breaks removed. Where lines were left
+/// out the tail starts with a line `…`; where a line was cut it starts with `…`.
+/// `None` when there is no output.
+pub fn output_tail(alert: &Alert) -> Option<String> {
+    let output = alert.output.as_deref()?.trim_end_matches(['\n', '\r']);
+    if output.trim().is_empty() {
+        return None;
+    }
+    let start = output
+        .rmatch_indices('\n')
+        .nth(OUTPUT_LINES - 1)
+        .map_or(0, |(i, _)| i + 1);
+    let tail = &output[start..];
+    let marker = if start > 0 { "…\n" } else { "" };
+    let chars = tail.chars().count();
+    if chars + marker.chars().count() <= OUTPUT_CHARS {
+        return Some(format!("{marker}{tail}"));
+    }
+    // Keep the end: the last lines of a failing command say why it failed.
+    let keep = OUTPUT_CHARS - ELLIPSIS.chars().count();
+    let cut = tail
+        .char_indices()
+        .nth(chars - keep)
+        .map_or(tail.len(), |(i, _)| i);
+    Some(format!("{ELLIPSIS}{}", &tail[cut..]))
+}
+
+/// A measured duration, short: `850ms` under a second, `7.2s` (one decimal, rounded
+/// down) under a minute, then the two largest units: `2m 13s`, `1h 5m`, `2d 3h`, with a
+/// zero second unit left out (`2m`).
+pub fn human_duration(ms: u64) -> String {
+    if ms < 1_000 {
+        return format!("{ms}ms");
+    }
+    if ms < 60_000 {
+        return format!("{}.{}s", ms / 1_000, ms % 1_000 / 100);
+    }
+    let secs = ms / 1_000;
+    let (big, big_unit, small, small_unit) = if secs < 3_600 {
+        (secs / 60, "m", secs % 60, "s")
+    } else if secs < 86_400 {
+        (secs / 3_600, "h", secs % 3_600 / 60, "m")
+    } else {
+        (secs / 86_400, "d", secs % 86_400 / 3_600, "h")
+    };
+    if small == 0 {
+        format!("{big}{big_unit}")
+    } else {
+        format!("{big}{big_unit} {small}{small_unit}")
+    }
+}
+
+/// A point in time as `2026-03-29 10:15:02 +11:00`, in the offset it was given in.
+pub fn timestamp(at: &DateTime<FixedOffset>) -> String {
+    at.format("%Y-%m-%d %H:%M:%S %:z").to_string()
+}
+
+/// `text` cut to at most `max_chars` characters, `marker` included (a marker longer
+/// than `max_chars` is kept whole), at a character boundary; unchanged when it fits.
+/// Channels use it for their payload limits.
+pub fn truncate<'a>(text: &'a str, max_chars: usize, marker: &str) -> Cow<'a, str> {
+    let Some((end, _)) = text.char_indices().nth(max_chars) else {
+        return Cow::Borrowed(text);
+    };
+    let keep = max_chars.saturating_sub(marker.chars().count());
+    let cut = text[..end].char_indices().nth(keep).map_or(end, |(i, _)| i);
+    Cow::Owned(format!("{}{marker}", &text[..cut]))
+}
+
+/// Line breaks become spaces, so a title stays one line.
+fn one_line(text: &str) -> Cow<'_, str> {
+    if text.contains(['\n', '\r']) {
+        Cow::Owned(
+            text.split(['\n', '\r'])
+                .filter(|part| !part.is_empty())
+                .collect::<Vec<_>>()
+                .join(" "),
+        )
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::fixtures;
+
+    #[test]
+    fn failure_text() {
+        assert_eq!(
+            render_text(&fixtures::failure()),
+            "DOWN api on macbook: HTTP 503 Service Unavailable\n\
+             Severity: critical\n\
+             Check: http https://api.example.com/health\n\
+             Reason: HTTP 503 Service Unavailable\n\
+             Attempts: 3 of 3\n\
+             Elapsed: 7.2s\n\
+             Failing since: 2026-03-29 10:15:02 +11:00\n\
+             Last success: 2026-03-29 10:10:01 +11:00\n\
+             Next run: 2026-03-29 10:20:00 +11:00\n\
+             Alert: api-20260329T001502Z\n\
+             \n\
+             Output:\n\
+             upstream connect error\n\
+             reset reason: overflow"
+        );
+    }
+
+    #[test]
+    fn recovery_text() {
+        assert_eq!(
+            render_text(&fixtures::recovery()),
+            "RECOVERED api on macbook after 1h 5m\n\
+             Severity: ok\n\
+             Check: http https://api.example.com/health\n\
+             Reason: HTTP 200 OK\n\
+             Attempts: 1 of 3\n\
+             Elapsed: 180ms\n\
+             Failing since: 2026-03-29 10:15:02 +11:00\n\
+             Next run: 2026-03-29 11:25:00 +11:00\n\
+             Downtime: 1h 5m\n\
+             Alert: api-20260329T001502Z"
+        );
+    }
+
+    #[test]
+    fn titles() {
+        let warning = Alert {
+            severity: Severity::Warning,
+            summary: "disk 85% full\n(/ on sda1)".into(),
+            ..fixtures::failure()
+        };
+        let unknown = Alert {
+            severity: Severity::Unknown,
+            ..fixtures::failure()
+        };
+        let test = Alert {
+            event: Event::Test,
+            ..fixtures::failure()
+        };
+        let recovered_without_downtime = Alert {
+            downtime_ms: None,
+            ..fixtures::recovery()
+        };
+        let cases = [
+            (
+                fixtures::failure(),
+                "DOWN api on macbook: HTTP 503 Service Unavailable",
+            ),
+            (unknown, "DOWN api on macbook: HTTP 503 Service Unavailable"),
+            (warning, "WARNING api on macbook: disk 85% full (/ on sda1)"),
+            (
+                fixtures::update(),
+                "CHANGED api on macbook is now warning: latency 2.4s > 2s",
+            ),
+            (
+                fixtures::reminder(),
+                "STILL DOWN api on macbook: HTTP 503 Service Unavailable",
+            ),
+            (fixtures::recovery(), "RECOVERED api on macbook after 1h 5m"),
+            (recovered_without_downtime, "RECOVERED api on macbook"),
+            (test, "TEST message from klaxon on macbook"),
+        ];
+        for (alert, expected) in cases {
+            assert_eq!(title(&alert), expected, "{:?}", alert.event);
+        }
+    }
+
+    #[test]
+    fn facts_where_they_apply() {
+        let never = Alert {
+            last_success: None,
+            next_run: None,
+            failing_since: None,
+            check: crate::CheckInfo {
+                kind: "heartbeat".into(),
+                target: String::new(),
+            },
+            ..fixtures::failure()
+        };
+        assert_eq!(
+            facts(&never),
+            [
+                ("Severity", "critical".to_owned()),
+                ("Check", "heartbeat".to_owned()),
+                ("Reason", "HTTP 503 Service Unavailable".to_owned()),
+                ("Attempts", "3 of 3".to_owned()),
+                ("Elapsed", "7.2s".to_owned()),
+                ("Last success", "never".to_owned()),
+                ("Next run", "none".to_owned()),
+                ("Alert", "api-20260329T001502Z".to_owned()),
+            ]
+        );
+        let test = Alert {
+            event: Event::Test,
+            summary: "if you can read this, `slack` works".into(),
+            ..fixtures::failure()
+        };
+        assert_eq!(
+            facts(&test),
+            [
+                ("Reason", "if you can read this, `slack` works".to_owned()),
+                ("Alert", "api-20260329T001502Z".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn human_durations() {
+        let table = [
+            (0, "0ms"),
+            (850, "850ms"),
+            (999, "999ms"),
+            (1_000, "1.0s"),
+            (7_213, "7.2s"),
+            (59_999, "59.9s"),
+            (60_000, "1m"),
+            (120_000, "2m"),
+            (133_000, "2m 13s"),
+            (133_999, "2m 13s"),
+            (3_599_999, "59m 59s"),
+            (3_600_000, "1h"),
+            (3_900_000, "1h 5m"),
+            (86_399_000, "23h 59m"),
+            (86_400_000, "1d"),
+            (183_600_000, "2d 3h"),
+            (u64::MAX, "213503982334d 14h"),
+        ];
+        for (ms, expected) in table {
+            assert_eq!(human_duration(ms), expected, "{ms}ms");
+        }
+    }
+
+    #[test]
+    fn output_keeps_the_last_lines() {
+        let lines: Vec<String> = (1..=25).map(|n| format!("line {n}")).collect();
+        let alert = Alert {
+            output: Some(lines.join("\n") + "\n\n"),
+            ..fixtures::failure()
+        };
+        let expected = format!("…\n{}", lines[5..].join("\n"));
+        assert_eq!(output_tail(&alert).as_deref(), Some(expected.as_str()));
+    }
+
+    #[test]
+    fn output_keeps_the_last_characters() {
+        // Multi-byte characters: the cut must land on a boundary.
+        let alert = Alert {
+            output: Some(format!("{}end", "é".repeat(3_000))),
+            ..fixtures::failure()
+        };
+        let tail = output_tail(&alert).unwrap_or_default();
+        assert_eq!(tail.chars().count(), OUTPUT_CHARS);
+        assert_eq!(tail, format!("…{}end", "é".repeat(OUTPUT_CHARS - 4)));
+    }
+
+    #[test]
+    fn no_output() {
+        for output in [None, Some(String::new()), Some("\n \n".into())] {
+            let alert = Alert {
+                output,
+                ..fixtures::failure()
+            };
+            assert_eq!(output_tail(&alert), None);
+            assert!(!render_text(&alert).contains("Output:"));
+        }
+    }
+
+    #[test]
+    fn truncation() {
+        assert_eq!(truncate("short", 5, "…"), "short");
+        assert_eq!(truncate("longer", 5, "…"), "long…");
+        assert_eq!(truncate("ééééé", 3, "…"), "éé…");
+        assert_eq!(truncate("abc", 2, "[cut]"), "[cut]");
+    }
+}

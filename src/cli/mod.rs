@@ -1,0 +1,112 @@
+//! The command line: one enum of subcommands, one module each. Every subcommand returns
+//! its exit code or an error; [`main`] picks the code for errors: `2` for usage and
+//! configuration errors, `1` for everything else.
+
+mod jobs;
+mod once;
+mod run;
+mod validate;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, Config, ConfigError, LogFormat, LogSettings};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "klaxon",
+    version,
+    about = "A monitoring agent: scheduled checks, retries, and alerts that arrive"
+)]
+pub struct Cli {
+    /// The config file (else $KLAXON_CONFIG, else ./klaxon.toml, else ~/.config/klaxon/klaxon.toml)
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the agent in the foreground until SIGINT or SIGTERM
+    Run(run::RunArgs),
+    /// Check the config and print a summary, or every error with its location
+    Validate,
+    /// Show each job's schedule and next fire times
+    Jobs(jobs::JobsArgs),
+    /// Run one job now, with its retries and alerts
+    Once(once::OnceArgs),
+}
+
+/// A mistake in how klaxon was called (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Parses the arguments, runs the subcommand, and maps the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let env = |name: &str| std::env::var(name).ok();
+    let result = match cli.command {
+        Command::Validate => validate::run(cli.config.as_deref(), &env),
+        Command::Jobs(args) => jobs::run(cli.config.as_deref(), &env, args),
+        Command::Run(args) => run::run(cli.config.as_deref(), &env, args),
+        Command::Once(args) => once::run(cli.config.as_deref(), &env, args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            if let Some(config) = e.downcast_ref::<ConfigError>() {
+                eprintln!("{config}");
+                return ExitCode::from(2);
+            }
+            eprintln!("error: {e:#}");
+            if e.downcast_ref::<UsageError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+/// Finds and loads the config; both failures are configuration errors (exit 2).
+fn load(flag: Option<&std::path::Path>, env: &dyn config::Env) -> anyhow::Result<Config> {
+    let path = config::locate(flag, env).map_err(UsageError)?;
+    let config = config::load(&path, env)?;
+    for warning in &config.warnings {
+        eprintln!("warning: {warning}");
+    }
+    Ok(config)
+}
+
+/// Sets up logging to stderr: `RUST_LOG` if set, else the config's level for klaxon's
+/// own crates and `warn` for libraries.
+fn init_logging(settings: &LogSettings) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        let level = &settings.level;
+        EnvFilter::new(format!(
+            "warn,klaxon={level},klaxon_checks={level},klaxon_notifiers={level}"
+        ))
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    let _ = match settings.format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// A multi-threaded runtime sized for a small agent.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}

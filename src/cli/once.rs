@@ -1,0 +1,90 @@
+//! `klaxon once JOB`: run one job now with its retries and alerts, wait up to 30 s for
+//! its messages, and exit 1 unless it was ok.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+use super::UsageError;
+use crate::config::Env;
+use crate::retry::RetryPolicy;
+use crate::runtime::{Mode, Runtime, SystemClock};
+
+/// How long `once` waits for its messages before leaving them to the agent.
+const DELIVERY_WAIT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Args)]
+pub struct OnceArgs {
+    /// The job to run
+    job: String,
+    /// Run the check for real but send nothing: print each message instead
+    #[arg(long)]
+    dry_run: bool,
+    /// Try once, without the job's retries
+    #[arg(long)]
+    no_retry: bool,
+}
+
+pub fn run(config: Option<&Path>, env: &dyn Env, args: OnceArgs) -> anyhow::Result<ExitCode> {
+    let config = super::load(config, env)?;
+    super::init_logging(&config.log);
+    let Some(job) = config.job(&args.job).cloned() else {
+        let names: Vec<&str> = config.jobs.iter().map(|j| j.name.as_str()).collect();
+        return Err(UsageError(format!(
+            "no job `{}` in `{}`; jobs: {}",
+            args.job,
+            config.file.display(),
+            names.join(", ")
+        ))
+        .into());
+    };
+    if !job.check.is_active() {
+        return Err(UsageError(format!(
+            "job `{}` is a passive `{}` check: it is fed by pings, not run",
+            job.name,
+            job.check.kind()
+        ))
+        .into());
+    }
+    let mode = if args.dry_run {
+        Mode::DryRun
+    } else {
+        Mode::Live
+    };
+    let retry = if args.no_retry {
+        RetryPolicy::single()
+    } else {
+        job.retry.clone()
+    };
+    super::runtime()?.block_on(async move {
+        let rt = Arc::new(Runtime::build(config, mode, Arc::new(SystemClock))?);
+        let next_run = job.trigger.next_after(rt.clock.now());
+        let finished =
+            crate::runner::run_job(&rt, &job, &retry, next_run, &CancellationToken::new()).await?;
+        let r = &finished.record;
+        println!(
+            "{}: {}: {} ({} of {} attempts, {})",
+            job.name,
+            r.severity,
+            r.summary,
+            r.attempts,
+            retry.attempts(),
+            klaxon_notifiers::text::human_duration(r.elapsed.as_millis() as u64)
+        );
+        let left = crate::outbox::deliver_within(&rt, finished.messages, DELIVERY_WAIT).await;
+        if left > 0 {
+            eprintln!(
+                "{left} message(s) not delivered yet; they stay in the outbox for the agent to retry"
+            );
+        }
+        Ok(if finished.severity.is_ok() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        })
+    })
+}

@@ -1,0 +1,17 @@
+//! klaxon: a monitoring agent. It runs checks on one scheduler, retries what fails,
+//! and tells a person when a check has finally failed, and again when it recovers.
+//!
+//! The binary (`main.rs`) only parses arguments and calls [`cli::main`]; everything it
+//! does lives here so tests drive the same code.
+
+pub mod agent;
+pub mod alert;
+pub mod cli;
+pub mod config;
+pub mod outbox;
+pub mod retry;
+pub mod runner;
+pub mod runtime;
+pub mod schedule;
+pub mod scheduler;
+pub mod store;

@@ -1,0 +1,211 @@
+//! One run of one job: the check with its retries, then the alert state machine, then
+//! the run, the new state and the messages it makes due written in one transaction.
+//! A failed check is a result; only the store failing is an error.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use klaxon_checks::{Outcome, Severity};
+use klaxon_notifiers::{Alert, CheckInfo, Event};
+use tokio_util::sync::CancellationToken;
+
+use crate::alert::{self, AlertEvent, JobState, RunFacts};
+use crate::config::{Job, MinSeverity};
+use crate::retry::{RetryPolicy, run_with_retry};
+use crate::runtime::Runtime;
+use crate::store::{NewMessage, OutboxItem, RunRecord};
+
+/// What a run did: its record and the messages it put in the outbox.
+#[derive(Debug)]
+pub struct Finished {
+    pub record: RunRecord,
+    pub severity: Severity,
+    pub messages: Vec<OutboxItem>,
+}
+
+/// Runs `job` now: tries the check up to `retry.attempts()` times (fewer when `stop`
+/// is cancelled), records the result and enqueues the messages it makes due.
+pub async fn run_job(
+    rt: &Arc<Runtime>,
+    job: &Job,
+    retry: &RetryPolicy,
+    next_run: Option<DateTime<Utc>>,
+    stop: &CancellationToken,
+) -> anyhow::Result<Finished> {
+    let check = rt
+        .checks
+        .get(&job.name)
+        .ok_or_else(|| anyhow::anyhow!("job `{}` has no built check", job.name))?
+        .clone();
+    let started_at = rt.clock.now();
+    let clock = tokio::time::Instant::now();
+    let timeout = job.timeout;
+    let (result, attempts) = run_with_retry(
+        retry,
+        || {
+            let check = check.clone();
+            async move {
+                let outcome = check.run(timeout).await;
+                if outcome.severity.is_ok() {
+                    Ok(outcome)
+                } else {
+                    tracing::debug!(job = %job.name, summary = %outcome.summary, "try failed");
+                    Err(outcome)
+                }
+            }
+        },
+        || !stop.is_cancelled(),
+    )
+    .await;
+    let outcome = result.unwrap_or_else(|o| o);
+    let elapsed = clock.elapsed();
+    let finished_at = started_at + chrono::Duration::from_std(elapsed).unwrap_or_default();
+    log_result(job, &outcome, attempts, retry.attempts(), elapsed);
+
+    let record = RunRecord {
+        job: job.name.clone(),
+        started_at,
+        finished_at,
+        severity: outcome.severity.to_string(),
+        attempts,
+        elapsed,
+        summary: outcome.summary.clone(),
+        output: outcome.output.clone(),
+        skipped: None,
+    };
+    let rt2 = rt.clone();
+    let job2 = job.clone();
+    let max_attempts = retry.attempts();
+    let severity = outcome.severity;
+    let to_store = record.clone();
+    let messages = tokio::task::spawn_blocking(move || {
+        let facts = RunFacts {
+            severity: outcome.severity,
+            started_at,
+            finished_at,
+        };
+        rt2.store.record_run(&to_store, |before| {
+            let (after, events) = alert::step(&job2.name, before, &facts, &job2.alert);
+            let messages = messages_for(
+                &rt2,
+                &job2,
+                &events,
+                before,
+                &after,
+                &outcome,
+                &to_store,
+                max_attempts,
+                next_run,
+            );
+            (after, messages)
+        })
+    })
+    .await??;
+    if !messages.is_empty() {
+        rt.outbox_ready.notify_one();
+    }
+    Ok(Finished {
+        record,
+        severity,
+        messages,
+    })
+}
+
+fn log_result(job: &Job, outcome: &Outcome, attempts: u32, max: u32, elapsed: Duration) {
+    let elapsed_ms = elapsed.as_millis() as u64;
+    if outcome.severity.is_ok() {
+        tracing::info!(job = %job.name, attempts, elapsed_ms, "ok: {}", outcome.summary);
+    } else {
+        tracing::warn!(
+            job = %job.name,
+            severity = %outcome.severity,
+            attempts,
+            max_attempts = max,
+            elapsed_ms,
+            "{}: {}",
+            outcome.severity,
+            outcome.summary
+        );
+    }
+}
+
+/// Turns state-machine events into one message per (event, notifier that takes it).
+#[allow(clippy::too_many_arguments)]
+fn messages_for(
+    rt: &Runtime,
+    job: &Job,
+    events: &[AlertEvent],
+    before: &JobState,
+    after: &JobState,
+    outcome: &Outcome,
+    record: &RunRecord,
+    max_attempts: u32,
+    next_run: Option<DateTime<Utc>>,
+) -> Vec<NewMessage> {
+    let mut out = Vec::new();
+    for event in events {
+        // The open alert this message is about: still open, or just closed.
+        let Some(open) = after.open.as_ref().or(before.open.as_ref()) else {
+            continue;
+        };
+        let (kind, downtime_ms) = match event {
+            AlertEvent::Failure => (Event::Failure, None),
+            AlertEvent::Update => (Event::Update, None),
+            AlertEvent::Reminder => (Event::Reminder, None),
+            AlertEvent::Recovery { downtime } => {
+                (Event::Recovery, Some(downtime.as_millis() as u64))
+            }
+        };
+        let alert_severity = Severity::from(open.severity);
+        let tz = job.timezone;
+        let local = |t: DateTime<Utc>| t.with_timezone(&tz).fixed_offset();
+        let message = Alert {
+            version: 1,
+            event: kind,
+            job: job.name.clone(),
+            agent: rt.config.agent.name.clone(),
+            severity: to_notifier_severity(outcome.severity),
+            check: CheckInfo {
+                kind: job.check.kind().to_owned(),
+                target: job.check.target(),
+            },
+            summary: outcome.summary.clone(),
+            output: outcome.output.clone(),
+            attempts: record.attempts,
+            max_attempts,
+            elapsed_ms: record.elapsed.as_millis() as u64,
+            started_at: local(record.started_at),
+            failing_since: Some(local(open.failing_since)),
+            last_success: after.last_success.map(local),
+            next_run: next_run.map(local),
+            downtime_ms,
+            id: open.id.clone(),
+        };
+        for name in &job.notify {
+            let Some(entry) = rt.config.notifier(name) else {
+                continue;
+            };
+            let wants = match entry.min_severity {
+                MinSeverity::Warning => true,
+                MinSeverity::Critical => alert_severity >= Severity::Critical,
+            };
+            if wants {
+                out.push(NewMessage {
+                    notifier: name.clone(),
+                    alert: message.clone(),
+                });
+            }
+        }
+    }
+    out
+}
+
+pub fn to_notifier_severity(s: Severity) -> klaxon_notifiers::Severity {
+    match s {
+        Severity::Ok => klaxon_notifiers::Severity::Ok,
+        Severity::Warning => klaxon_notifiers::Severity::Warning,
+        Severity::Critical => klaxon_notifiers::Severity::Critical,
+        Severity::Unknown => klaxon_notifiers::Severity::Unknown,
+    }
+}

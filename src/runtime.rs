@@ -1,0 +1,97 @@
+//! Everything a running agent (or `klaxon once`) shares: the validated config, the
+//! state store, each job's built check, each notifier, the concurrency limit and the
+//! clock. Built once from a [`Config`]; nothing here is per run.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use klaxon_checks::Check;
+use klaxon_notifiers::Notifier;
+use tokio::sync::{Notify, Semaphore};
+
+use crate::config::Config;
+use crate::store::Store;
+
+/// Where wall-clock time comes from: the system in production, a controlled clock in
+/// tests. Sleeping is always on tokio's clock.
+pub trait Clock: Send + Sync + fmt::Debug {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// What `--dry-run` changes: messages are printed, not sent, and no state is written
+/// to the real store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    #[default]
+    Live,
+    DryRun,
+}
+
+pub struct Runtime {
+    pub config: Config,
+    pub store: Store,
+    pub checks: HashMap<String, Arc<Check>>,
+    pub notifiers: HashMap<String, Arc<Notifier>>,
+    /// `agent.max_concurrent`: checks running at once, all jobs together.
+    pub permits: Arc<Semaphore>,
+    pub clock: Arc<dyn Clock>,
+    pub mode: Mode,
+    /// Woken when messages are added to the outbox.
+    pub outbox_ready: Notify,
+}
+
+impl fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime")
+            .field("agent", &self.config.agent.name)
+            .field("jobs", &self.config.jobs.len())
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// Builds checks and notifiers for every job and notifier, and opens the store
+    /// (an in-memory one in dry-run mode, so a rehearsal leaves no trace).
+    pub fn build(config: Config, mode: Mode, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let shared = klaxon_checks::Shared::new().context("cannot set up checks")?;
+        let mut checks = HashMap::new();
+        for job in &config.jobs {
+            let check =
+                Check::build(&job.check, &shared).with_context(|| format!("job `{}`", job.name))?;
+            checks.insert(job.name.clone(), Arc::new(check));
+        }
+        let mut notifiers = HashMap::new();
+        for entry in &config.notifiers {
+            let notifier = Notifier::build(&entry.spec, &shared.http)
+                .with_context(|| format!("notifier `{}`", entry.name))?;
+            notifiers.insert(entry.name.clone(), Arc::new(notifier));
+        }
+        let store = match mode {
+            Mode::Live => Store::open(&config.agent.state_dir)?,
+            Mode::DryRun => Store::open_in_memory()?,
+        };
+        Ok(Self {
+            permits: Arc::new(Semaphore::new(config.agent.max_concurrent)),
+            config,
+            store,
+            checks,
+            notifiers,
+            clock,
+            mode,
+            outbox_ready: Notify::new(),
+        })
+    }
+}

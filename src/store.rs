@@ -1,0 +1,528 @@
+//! The on-disk state: one SQLite database (WAL) in `state_dir` holding every run, each
+//! job's alert state, and the outbox of messages to deliver.
+//!
+//! A run, the state it leads to and the messages it makes due are written in one
+//! transaction, so a crash can neither lose an alert nor send one twice: a restart finds
+//! an open alert open, and undelivered messages still in the outbox.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::alert::JobState;
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS runs (
+    id          INTEGER PRIMARY KEY,
+    job         TEXT    NOT NULL,
+    started_at  INTEGER NOT NULL,  -- unix ms
+    finished_at INTEGER NOT NULL,
+    severity    TEXT    NOT NULL,
+    attempts    INTEGER NOT NULL,
+    elapsed_ms  INTEGER NOT NULL,
+    summary     TEXT    NOT NULL,
+    output      TEXT,
+    skipped     TEXT               -- why a fire did not run, for skipped fires
+);
+CREATE INDEX IF NOT EXISTS runs_by_job ON runs (job, started_at);
+CREATE TABLE IF NOT EXISTS job_state (
+    job   TEXT PRIMARY KEY,
+    state TEXT NOT NULL            -- JSON of alert::JobState
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    id              INTEGER PRIMARY KEY,
+    alert_id        TEXT    NOT NULL,
+    job             TEXT    NOT NULL,
+    notifier        TEXT    NOT NULL,
+    event           TEXT    NOT NULL,
+    payload         TEXT    NOT NULL,  -- JSON of klaxon_notifiers::Alert
+    created_at      INTEGER NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    delivered_at    INTEGER,
+    gave_up_at      INTEGER,           -- rejected by the receiver: not retried
+    last_error      TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (delivered_at, next_attempt_at);
+";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create the state directory `{path}`: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("state database `{path}`: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "state database `{path}` was written by a newer klaxon (schema {found}, this one knows {SCHEMA_VERSION})"
+    )]
+    TooNew { path: PathBuf, found: i64 },
+    #[error("state database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("state database holds a record this klaxon cannot read: {0}")]
+    Corrupt(#[from] serde_json::Error),
+}
+
+/// One finished (or skipped) run, as history keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRecord {
+    pub job: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub severity: String,
+    pub attempts: u32,
+    pub elapsed: Duration,
+    pub summary: String,
+    pub output: Option<String>,
+    pub skipped: Option<String>,
+}
+
+/// A message waiting in (or taken from) the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxItem {
+    pub id: i64,
+    pub notifier: String,
+    pub alert: klaxon_notifiers::Alert,
+    pub attempts: u32,
+    pub next_attempt_at: DateTime<Utc>,
+}
+
+/// A message to put in the outbox with the run that made it due.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub notifier: String,
+    pub alert: klaxon_notifiers::Alert,
+}
+
+/// The state database. Cheap to clone; all clones share one connection.
+#[derive(Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+impl Store {
+    /// Opens (creating if needed) `state_dir/klaxon.db`.
+    pub fn open(state_dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(state_dir).map_err(|source| StoreError::Dir {
+            path: state_dir.to_path_buf(),
+            source,
+        })?;
+        let path = state_dir.join("klaxon.db");
+        let open_err = |source| StoreError::Open {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open(&path).map_err(open_err)?;
+        Self::init(conn, path)
+    }
+
+    /// A store that lives only as long as this process (`--dry-run`).
+    pub fn open_in_memory() -> Result<Self, StoreError> {
+        let conn = Connection::open_in_memory().map_err(|source| StoreError::Open {
+            path: PathBuf::from(":memory:"),
+            source,
+        })?;
+        Self::init(conn, PathBuf::from(":memory:"))
+    }
+
+    fn init(conn: Connection, path: PathBuf) -> Result<Self, StoreError> {
+        let open_err = |source| StoreError::Open {
+            path: path.clone(),
+            source,
+        };
+        // WAL lets `klaxon status` read while the agent writes; NORMAL sync is durable
+        // across process crashes (an OS crash may lose the last commit, not corrupt).
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(open_err)?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(open_err)?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(open_err)?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                path,
+                found: version,
+            });
+        }
+        conn.execute_batch(SCHEMA).map_err(open_err)?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(open_err)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            path,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (its own transaction
+        // rolls back), so a poisoned lock is still usable.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The stored state of a job (default before its first run).
+    pub fn job_state(&self, job: &str) -> Result<JobState, StoreError> {
+        let conn = self.conn();
+        let json: Option<String> = conn
+            .query_row(
+                "SELECT state FROM job_state WHERE job = ?1",
+                params![job],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(match json {
+            Some(json) => serde_json::from_str(&json)?,
+            None => JobState::default(),
+        })
+    }
+
+    /// Records a run in one transaction with what it causes: `apply` gets the job's
+    /// stored state and returns the new state and the messages to enqueue. Returns the
+    /// outbox items as stored.
+    pub fn record_run(
+        &self,
+        run: &RunRecord,
+        apply: impl FnOnce(&JobState) -> (JobState, Vec<NewMessage>),
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let stored: Option<String> = tx
+            .query_row(
+                "SELECT state FROM job_state WHERE job = ?1",
+                params![run.job],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let before = match stored {
+            Some(json) => serde_json::from_str(&json)?,
+            None => JobState::default(),
+        };
+        let (state, messages) = apply(&before);
+        insert_run(&tx, run)?;
+        tx.execute(
+            "INSERT INTO job_state (job, state) VALUES (?1, ?2)
+             ON CONFLICT (job) DO UPDATE SET state = excluded.state",
+            params![run.job, serde_json::to_string(&state)?],
+        )?;
+        let mut items = Vec::with_capacity(messages.len());
+        for m in messages {
+            tx.execute(
+                "INSERT INTO outbox (alert_id, job, notifier, event, payload, created_at, next_attempt_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+                params![
+                    m.alert.id,
+                    m.alert.job,
+                    m.notifier,
+                    m.alert.event.as_str(),
+                    serde_json::to_string(&m.alert)?,
+                    ms(run.finished_at),
+                ],
+            )?;
+            items.push(OutboxItem {
+                id: tx.last_insert_rowid(),
+                notifier: m.notifier,
+                alert: m.alert,
+                attempts: 0,
+                next_attempt_at: run.finished_at,
+            });
+        }
+        tx.commit()?;
+        Ok(items)
+    }
+
+    /// Records a fire that did not run (and why) without touching alert state.
+    pub fn record_skip(&self, run: &RunRecord) -> Result<(), StoreError> {
+        insert_run(&self.conn(), run)
+    }
+
+    /// Marks a message delivered.
+    pub fn delivered(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE outbox SET delivered_at = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1",
+            params![id, ms(at)],
+        )?;
+        Ok(())
+    }
+
+    /// Records a failed delivery and when to try again.
+    pub fn delivery_failed(
+        &self,
+        id: i64,
+        error: &str,
+        next_attempt_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3 WHERE id = ?1",
+            params![id, error, ms(next_attempt_at)],
+        )?;
+        Ok(())
+    }
+
+    /// Records that a message will not be delivered (the receiver refused it for good).
+    pub fn gave_up(&self, id: i64, error: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, gave_up_at = ?3 WHERE id = ?1",
+            params![id, error, ms(at)],
+        )?;
+        Ok(())
+    }
+
+    /// Undelivered messages whose next attempt is due at `now`, oldest first.
+    pub fn due(&self, now: DateTime<Utc>) -> Result<Vec<OutboxItem>, StoreError> {
+        Ok(self
+            .pending()?
+            .into_iter()
+            .filter(|i| i.next_attempt_at <= now)
+            .collect())
+    }
+
+    /// Undelivered messages, oldest first.
+    pub fn pending(&self) -> Result<Vec<OutboxItem>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT id, notifier, payload, attempts, next_attempt_at FROM outbox
+             WHERE delivered_at IS NULL AND gave_up_at IS NULL ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, u32>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, notifier, payload, attempts, next) = row?;
+            out.push(OutboxItem {
+                id,
+                notifier,
+                alert: serde_json::from_str(&payload)?,
+                attempts,
+                next_attempt_at: from_ms(next),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The last `limit` runs of a job, newest first.
+    pub fn history(&self, job: &str, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT job, started_at, finished_at, severity, attempts, elapsed_ms, summary, output, skipped
+             FROM runs WHERE job = ?1 ORDER BY started_at DESC, id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![job, limit as i64], |r| {
+            Ok(RunRecord {
+                job: r.get(0)?,
+                started_at: from_ms(r.get(1)?),
+                finished_at: from_ms(r.get(2)?),
+                severity: r.get(3)?,
+                attempts: r.get(4)?,
+                elapsed: Duration::from_millis(r.get::<_, i64>(5)?.max(0) as u64),
+                summary: r.get(6)?,
+                output: r.get(7)?,
+                skipped: r.get(8)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+fn insert_run(conn: &Connection, run: &RunRecord) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO runs (job, started_at, finished_at, severity, attempts, elapsed_ms, summary, output, skipped)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            run.job,
+            ms(run.started_at),
+            ms(run.finished_at),
+            run.severity,
+            run.attempts,
+            run.elapsed.as_millis() as i64,
+            run.summary,
+            run.output,
+            run.skipped,
+        ],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::alert::{OpenAlert, SeverityName};
+    use klaxon_notifiers::{Alert, CheckInfo, Event, Severity};
+
+    fn t(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_790_000_000 + s, 0).unwrap()
+    }
+
+    fn alert(event: Event) -> Alert {
+        Alert {
+            version: 1,
+            event,
+            job: "api".into(),
+            agent: "box".into(),
+            severity: Severity::Critical,
+            check: CheckInfo {
+                kind: "http".into(),
+                target: "http://x/".into(),
+            },
+            summary: "HTTP 500".into(),
+            output: None,
+            attempts: 3,
+            max_attempts: 3,
+            elapsed_ms: 1200,
+            started_at: t(0).fixed_offset(),
+            failing_since: Some(t(0).fixed_offset()),
+            last_success: None,
+            next_run: None,
+            downtime_ms: None,
+            id: "api-1".into(),
+        }
+    }
+
+    fn run(job: &str, at: i64, severity: &str) -> RunRecord {
+        RunRecord {
+            job: job.into(),
+            started_at: t(at),
+            finished_at: t(at + 1),
+            severity: severity.into(),
+            attempts: 3,
+            elapsed: Duration::from_millis(1000),
+            summary: "HTTP 500".into(),
+            output: Some("body".into()),
+            skipped: None,
+        }
+    }
+
+    #[test]
+    fn a_run_its_state_and_its_messages_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = JobState {
+            severity: Some(SeverityName::Critical),
+            consecutive_failures: 1,
+            open: Some(OpenAlert {
+                id: "api-1".into(),
+                severity: SeverityName::Critical,
+                opened_at: t(1),
+                failing_since: t(0),
+                last_sent: t(1),
+            }),
+            ..JobState::default()
+        };
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let items = store
+                .record_run(&run("api", 0, "critical"), |before| {
+                    assert_eq!(before, &JobState::default());
+                    (
+                        state.clone(),
+                        vec![NewMessage {
+                            notifier: "slack".into(),
+                            alert: alert(Event::Failure),
+                        }],
+                    )
+                })
+                .unwrap();
+            assert_eq!(items.len(), 1);
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.job_state("api").unwrap(), state);
+        assert_eq!(store.job_state("other").unwrap(), JobState::default());
+        let pending = store.pending().unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].alert, alert(Event::Failure));
+        store.delivered(pending[0].id, t(2)).unwrap();
+        assert!(store.pending().unwrap().is_empty());
+        assert_eq!(
+            store.history("api", 10).unwrap(),
+            [run("api", 0, "critical")]
+        );
+    }
+
+    #[test]
+    fn history_is_newest_first_and_limited() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        for i in 0..5 {
+            store
+                .record_run(&run("api", i * 10, "ok"), |_| (JobState::default(), vec![]))
+                .unwrap();
+        }
+        let h = store.history("api", 2).unwrap();
+        assert_eq!(
+            h.iter().map(|r| r.started_at).collect::<Vec<_>>(),
+            [t(40), t(30)]
+        );
+    }
+
+    #[test]
+    fn failed_deliveries_stay_pending_with_their_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let items = store
+            .record_run(&run("api", 0, "critical"), |_| {
+                let message = NewMessage {
+                    notifier: "slack".into(),
+                    alert: alert(Event::Failure),
+                };
+                (JobState::default(), vec![message])
+            })
+            .unwrap();
+        store
+            .delivery_failed(items[0].id, "HTTP 500", t(60))
+            .unwrap();
+        let pending = store.pending().unwrap();
+        assert_eq!(pending[0].attempts, 1);
+        assert!(store.due(t(59)).unwrap().is_empty());
+        assert_eq!(store.due(t(60)).unwrap().len(), 1);
+        store.gave_up(items[0].id, "HTTP 400", t(61)).unwrap();
+        assert!(store.pending().unwrap().is_empty());
+    }
+
+    #[test]
+    fn refuses_a_database_from_the_future() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        let conn = Connection::open(dir.path().join("klaxon.db")).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        let err = Store::open(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("newer klaxon (schema 99"), "{err}");
+    }
+}

@@ -1,0 +1,502 @@
+//! End-to-end tests of the `klaxon` binary: each test writes a config, starts the real
+//! executable, and talks to it through real loopback servers (the checked target and a
+//! Slack-style receiver). Agents are killed on drop.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use klaxon_testkit::{Request, Response, Server};
+
+fn klaxon() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_klaxon"));
+    cmd.env_remove("RUST_LOG").env_remove("KLAXON_CONFIG").env(
+        "RUST_LOG",
+        "klaxon=debug,klaxon_checks=debug,klaxon_notifiers=debug,warn",
+    );
+    cmd
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("run klaxon")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A temp dir with a `klaxon.toml` in it.
+struct Setup {
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new(config: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("klaxon.toml"), config).unwrap();
+        Self { dir }
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("klaxon.toml")
+    }
+
+    fn agent(&self, name: &str) -> Agent {
+        Agent::start(&self.config(), &self.dir.path().join(format!("{name}.log")))
+    }
+}
+
+/// A running `klaxon run`, killed on drop; its stderr goes to a file.
+struct Agent {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Agent {
+    fn start(config: &Path, log: &Path) -> Self {
+        let stderr = std::fs::File::create(log).unwrap();
+        let child = klaxon()
+            .arg("--config")
+            .arg(config)
+            .arg("run")
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("start klaxon run");
+        Self {
+            child,
+            log: log.to_path_buf(),
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+
+    /// SIGTERM, then the exit code (within 15 s).
+    fn stop(mut self) -> i32 {
+        self.signal("TERM");
+        for _ in 0..150 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("agent did not stop within 15 s of SIGTERM:\n{}", self.log());
+    }
+
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn slack_text(r: &Request) -> String {
+    r.json()["text"]
+        .as_str()
+        .expect("slack payload has text")
+        .to_owned()
+}
+
+fn spine_config(target: &str, slack: &str) -> String {
+    format!(
+        r#"
+[agent]
+name = "ci"
+state_dir = "state"
+timezone = "UTC"
+
+[defaults]
+notify = ["slack"]
+
+[notifiers.slack]
+type = "slack"
+webhook_url = "{slack}"
+
+[jobs.api]
+every = "1s"
+timeout = "2s"
+retry = {{ attempts = 3, initial = "100ms", max = "200ms", multiplier = 2.0, jitter = 0.0 }}
+[jobs.api.check]
+type = "http"
+url = "{target}"
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_then_a_recovery_each_send_exactly_one_message() {
+    let target = Server::sequence(
+        [500, 500, 500].map(Response::status),
+        Response::ok("all good"),
+    )
+    .await;
+    let slack = Server::start(|_| Response::ok("ok")).await;
+    let setup = Setup::new(&spine_config(&target.url("/health"), &slack.url("/hook")));
+    let agent = setup.agent("agent");
+
+    let got = slack.wait_for(2, Duration::from_secs(20)).await;
+    // Further runs keep passing: nothing else may be sent.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let all = slack.requests();
+    assert_eq!(
+        all.len(),
+        2,
+        "{:#?}",
+        all.iter().map(slack_text).collect::<Vec<_>>()
+    );
+
+    let failure = slack_text(&got[0]);
+    assert!(failure.starts_with("DOWN api on ci: HTTP 500"), "{failure}");
+    for fact in [
+        "Attempts: 3 of 3",
+        "Reason: HTTP 500",
+        "Elapsed: ",
+        "Check: http ",
+        "Severity: critical",
+    ] {
+        assert!(failure.contains(fact), "missing {fact:?} in:\n{failure}");
+    }
+    assert!(
+        got[0].json()["blocks"]
+            .as_array()
+            .is_some_and(|b| !b.is_empty())
+    );
+
+    let recovery = slack_text(&got[1]);
+    assert!(
+        recovery.starts_with("RECOVERED api on ci after "),
+        "{recovery}"
+    );
+    assert!(recovery.contains("Downtime: "), "{recovery}");
+    let id = |t: &str| {
+        t.lines()
+            .find(|l| l.starts_with("Alert: "))
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        id(&failure),
+        id(&recovery),
+        "failure and recovery share the alert id"
+    );
+    assert!(id(&failure).is_some());
+
+    // 3 tries in the first run, then one per run.
+    assert!(target.requests().len() >= 4);
+    assert_eq!(agent.stop(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_agent_neither_repeats_nor_forgets_an_open_alert() {
+    let healthy = Arc::new(AtomicBool::new(false));
+    let flag = healthy.clone();
+    let target = Server::start(move |_| {
+        if flag.load(Ordering::SeqCst) {
+            Response::ok("ok")
+        } else {
+            Response::status(503)
+        }
+    })
+    .await;
+    let slack = Server::start(|_| Response::ok("ok")).await;
+    let setup = Setup::new(&spine_config(&target.url("/health"), &slack.url("/hook")));
+
+    let first = setup.agent("first");
+    slack.wait_for(1, Duration::from_secs(20)).await;
+    // Let it run (and fail) a couple more times, then kill it without warning.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    first.kill();
+
+    let mut second = setup.agent("second");
+    let before = target.requests().len();
+    while target.requests().len() < before + 6 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        slack.requests().len(),
+        1,
+        "the restarted agent re-sent the open alert"
+    );
+    assert!(second.is_running());
+
+    healthy.store(true, Ordering::SeqCst);
+    let got = slack.wait_for(2, Duration::from_secs(20)).await;
+    let recovery = slack_text(&got[1]);
+    assert!(
+        recovery.starts_with("RECOVERED api on ci after "),
+        "{recovery}"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(slack.requests().len(), 2);
+    assert_eq!(second.stop(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_is_down_is_logged_and_the_message_delivered_later() {
+    let target = Server::start(|_| Response::status(500)).await;
+    let slack_up = Arc::new(AtomicBool::new(false));
+    let flag = slack_up.clone();
+    let slack = Server::start(move |_| {
+        if flag.load(Ordering::SeqCst) {
+            Response::ok("ok")
+        } else {
+            Response::status(503).body("upstream down")
+        }
+    })
+    .await;
+    let setup = Setup::new(&spine_config(&target.url("/health"), &slack.url("/hook")));
+    let mut agent = setup.agent("agent");
+    slack.wait_for(1, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let log = agent.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("delivery failed") && l.contains("job=api")),
+        "{log}"
+    );
+    assert!(
+        !log.contains(&slack.url("/hook")),
+        "the webhook URL leaked into the log"
+    );
+    assert!(agent.is_running());
+
+    slack_up.store(true, Ordering::SeqCst);
+    // The outbox retries with backoff (5 s after the first failure).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let delivered = slack
+            .requests()
+            .iter()
+            .filter(|r| slack_text(r).starts_with("DOWN api"))
+            .count();
+        if delivered >= 2 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never redelivered:\n{}",
+            agent.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(agent.stop(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_runs_one_job_alerts_and_sets_the_exit_code() {
+    let target = Server::start(|r| {
+        if r.path == "/up" {
+            Response::ok("ok")
+        } else {
+            Response::status(503)
+        }
+    })
+    .await;
+    let slack = Server::start(|_| Response::ok("ok")).await;
+    let config = format!(
+        "{}\n[jobs.web]\nevery = \"1h\"\n[jobs.web.check]\ntype = \"http\"\nurl = \"{}\"\n",
+        spine_config(&target.url("/down"), &slack.url("/hook")),
+        target.url("/up")
+    );
+    let setup = Setup::new(&config);
+
+    let ok = run(klaxon()
+        .arg("--config")
+        .arg(setup.config())
+        .args(["once", "web"]));
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+    assert!(
+        text(&ok.stdout).starts_with("web: ok: HTTP 200"),
+        "{}",
+        text(&ok.stdout)
+    );
+
+    let failed =
+        run(klaxon()
+            .arg("--config")
+            .arg(setup.config())
+            .args(["once", "api", "--no-retry"]));
+    assert_eq!(failed.status.code(), Some(1), "{}", text(&failed.stderr));
+    let stdout = text(&failed.stdout);
+    assert!(stdout.starts_with("api: critical: HTTP 503"), "{stdout}");
+    assert!(stdout.contains("(1 of 1 attempts"), "{stdout}");
+    // `once` waited for the message to be delivered before exiting.
+    let got = slack.requests();
+    assert_eq!(got.len(), 1);
+    assert!(slack_text(&got[0]).contains("Attempts: 1 of 1"));
+
+    let dry = run(klaxon()
+        .arg("--config")
+        .arg(setup.config())
+        .args(["once", "api", "--dry-run"]));
+    assert_eq!(dry.status.code(), Some(1));
+    assert!(text(&dry.stdout).contains("[dry-run] would send to `slack` (slack):\nDOWN api on ci"));
+    assert_eq!(slack.requests().len(), 1, "--dry-run sent a message");
+
+    let unknown = run(klaxon()
+        .arg("--config")
+        .arg(setup.config())
+        .args(["once", "nope"]));
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(
+        text(&unknown.stderr).contains("no job `nope`"),
+        "{}",
+        text(&unknown.stderr)
+    );
+}
+
+#[test]
+fn a_hanging_target_times_out() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let target = rt.block_on(Server::start(|_| {
+        Response::ok("late").delay(Duration::from_secs(30))
+    }));
+    let setup = Setup::new(&format!(
+        "[agent]\nstate_dir = \"state\"\n[jobs.slow]\nevery = \"1m\"\ntimeout = \"300ms\"\n[jobs.slow.check]\ntype = \"http\"\nurl = \"{}\"\n",
+        target.url("/")
+    ));
+    let out =
+        run(klaxon()
+            .arg("--config")
+            .arg(setup.config())
+            .args(["once", "slow", "--no-retry"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("timed out after 300ms"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn jobs_shows_cron_fires_across_both_dst_changes() {
+    let setup = Setup::new(
+        "[jobs.nightly]\nschedule = \"30 2 * * *\"\ntimezone = \"Europe/Berlin\"\n[jobs.nightly.check]\ntype = \"http\"\nurl = \"http://127.0.0.1:9/\"\n",
+    );
+    let spring = run(klaxon().arg("--config").arg(setup.config()).args([
+        "jobs",
+        "--next",
+        "3",
+        "--from",
+        "2026-03-28T12:00:00+01:00",
+    ]));
+    assert_eq!(spring.status.code(), Some(0), "{}", text(&spring.stderr));
+    assert_eq!(
+        text(&spring.stdout),
+        "nightly  30 2 * * *  (Europe/Berlin)\n  2026-03-29T03:00:00+02:00\n  2026-03-30T02:30:00+02:00\n  2026-03-31T02:30:00+02:00\n"
+    );
+    let autumn = run(klaxon().arg("--config").arg(setup.config()).args([
+        "jobs",
+        "--next",
+        "3",
+        "--from",
+        "2026-10-24T12:00:00+02:00",
+        "--json",
+    ]));
+    let json: serde_json::Value = serde_json::from_slice(&autumn.stdout).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!([{
+            "job": "nightly",
+            "schedule": "30 2 * * *",
+            "timezone": "Europe/Berlin",
+            "next": ["2026-10-25T02:30:00+02:00", "2026-10-26T02:30:00+01:00", "2026-10-27T02:30:00+01:00"]
+        }])
+    );
+    let bad = run(klaxon()
+        .arg("--config")
+        .arg(setup.config())
+        .args(["jobs", "--from", "tomorrow"]));
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+/// Every broken config in tests/fixtures/invalid/ fails `validate` with exit 2 and
+/// exactly the error in its `.expected` file.
+#[test]
+fn broken_configs_give_located_errors() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/invalid");
+    let mut fixtures: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    fixtures.sort();
+    assert!(fixtures.len() >= 12, "only {} fixtures", fixtures.len());
+    let mut failures = Vec::new();
+    for fixture in &fixtures {
+        let name = fixture.file_name().unwrap().to_str().unwrap();
+        let out = run(klaxon()
+            .current_dir(&dir)
+            .env_remove("KLAXON_TEST_UNSET_WEBHOOK")
+            .args(["validate", "--config", name]));
+        let stderr = text(&out.stderr);
+        let expected_path = fixture.with_extension("expected");
+        if std::env::var_os("KLAXON_BLESS").is_some() {
+            std::fs::write(&expected_path, &stderr).unwrap();
+        }
+        let expected = std::fs::read_to_string(&expected_path)
+            .unwrap_or_else(|_| panic!("missing {}", expected_path.display()));
+        if out.status.code() != Some(2) || stderr != expected {
+            failures.push(format!(
+                "{name}: exit {:?}\n--- expected\n{expected}--- got\n{stderr}",
+                out.status.code()
+            ));
+        }
+        assert!(!stderr.contains("panicked"), "{name} panicked: {stderr}");
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn validate_summarises_a_good_config() {
+    let setup = Setup::new(
+        "[notifiers.console]\ntype = \"log\"\n[jobs.a]\nevery = \"1m\"\nnotify = [\"console\"]\n[jobs.a.check]\ntype = \"tcp\"\nhost = \"127.0.0.1\"\nport = 22\n",
+    );
+    let out = run(klaxon().arg("--config").arg(setup.config()).arg("validate"));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!("{}: ok, 1 job, 1 notifier\n", setup.config().display())
+    );
+}
+
+#[test]
+fn a_missing_config_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(klaxon()
+        .current_dir(dir.path())
+        .env("HOME", dir.path())
+        .arg("validate"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("no config file"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(klaxon().args(["validate", "--config", "/nonexistent/klaxon.toml"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("cannot read the config file"));
+}
