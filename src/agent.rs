@@ -18,6 +18,9 @@ use crate::runtime::{Mode, Runtime, SystemClock};
 /// How long running checks may take to finish after a shutdown signal.
 pub const GRACE: Duration = Duration::from_secs(10);
 
+/// How long a stopping agent tries to deliver what its last runs enqueued.
+pub const FLUSH: Duration = Duration::from_secs(5);
+
 /// Takes the agent lock in `state_dir`: one agent per state directory. The OS releases
 /// it when the process ends, however it ends.
 pub fn lock(state_dir: &Path) -> anyhow::Result<File> {
@@ -63,7 +66,10 @@ pub async fn run(config: Config, mode: Mode, shutdown: CancellationToken) -> any
         "klaxon started"
     );
     let tracker = TaskTracker::new();
-    let worker = tokio::spawn(crate::outbox::worker(rt.clone(), shutdown.child_token()));
+    // The outbox outlives the scheduler: runs that finish during shutdown still get
+    // their messages out.
+    let outbox_stop = CancellationToken::new();
+    let worker = tokio::spawn(crate::outbox::worker(rt.clone(), outbox_stop.clone()));
     crate::scheduler::run(rt.clone(), shutdown.clone(), tracker.clone()).await;
 
     tracker.close();
@@ -74,7 +80,15 @@ pub async fn run(config: Config, mode: Mode, shutdown: CancellationToken) -> any
             GRACE.as_secs()
         );
     }
-    worker.abort();
+    outbox_stop.cancel();
+    let _ = worker.await;
+    let due = rt.store.due(rt.clock.now()).unwrap_or_default();
+    if !due.is_empty() {
+        let left = crate::outbox::deliver_within(&rt, due, FLUSH).await;
+        if left > 0 {
+            tracing::warn!("{left} message(s) not delivered yet; they are kept for the next start");
+        }
+    }
     tracing::info!("klaxon stopped");
     Ok(())
 }

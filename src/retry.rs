@@ -5,11 +5,12 @@
 //! `min(max, initial × multiplier^(n-1))`, spread uniformly by ±`jitter` (a fraction).
 
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use backon::Retryable;
+use tokio_util::sync::CancellationToken;
 
 /// A validated retry policy.
 #[derive(Debug, Clone, PartialEq)]
@@ -122,26 +123,62 @@ impl Iterator for Delays {
     }
 }
 
-/// Runs `attempt` until it returns `Ok` or the policy is spent, or `keep_going` says
-/// stop (shutdown). Returns the last result and how many tries were made.
+/// Runs `attempt` until it returns `Ok` or the policy is spent, or `stop` is cancelled.
+/// Returns the last result and how many tries were made.
+///
+/// A try in progress when `stop` fires runs to its end; a delay between tries is cut
+/// short and no further try starts, so a shutdown never waits out a long backoff and
+/// the run still ends with a real result.
 pub async fn run_with_retry<T, F, Fut>(
     policy: &RetryPolicy,
     mut attempt: F,
-    keep_going: impl Fn() -> bool,
+    stop: &CancellationToken,
 ) -> (Result<T, T>, u32)
 where
+    T: Clone,
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, T>>,
 {
     let tries = Arc::new(AtomicU32::new(0));
-    let counted = tries.clone();
+    let last: Arc<Mutex<Option<T>>> = Arc::default();
+    let (counted, remembered) = (tries.clone(), last.clone());
+    let (try_stop, sleep_stop) = (stop.clone(), stop.clone());
     let result = (move || {
-        counted.fetch_add(1, Ordering::Relaxed);
-        attempt()
+        let previous = if try_stop.is_cancelled() {
+            remembered.lock().unwrap_or_else(|p| p.into_inner()).take()
+        } else {
+            None
+        };
+        let next = previous.is_none().then(|| {
+            counted.fetch_add(1, Ordering::Relaxed);
+            attempt()
+        });
+        let remembered = remembered.clone();
+        async move {
+            match (next, previous) {
+                (Some(fut), _) => {
+                    let result = fut.await;
+                    if let Err(e) = &result {
+                        *remembered.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.clone());
+                    }
+                    result
+                }
+                (None, Some(previous)) => Err(previous),
+                (None, None) => unreachable!("a try either runs or returns the previous one"),
+            }
+        }
     })
     .retry(policy.delays())
-    .sleep(tokio::time::sleep)
-    .when(|_| keep_going())
+    .sleep(move |delay| {
+        let stop = sleep_stop.clone();
+        async move {
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = stop.cancelled() => {}
+            }
+        }
+    })
+    .when(|_| !stop.is_cancelled())
     .await;
     (result, tries.load(Ordering::Relaxed))
 }
@@ -234,7 +271,7 @@ mod tests {
                 let n = c.fetch_add(1, Ordering::Relaxed) + 1;
                 async move { if n < 3 { Err(n) } else { Ok(n) } }
             },
-            || true,
+            &CancellationToken::new(),
         )
         .await;
         assert_eq!(result, Ok(3));
@@ -244,12 +281,55 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn gives_the_last_failure_when_spent_or_stopped() {
+    async fn gives_the_last_failure_when_spent() {
+        let never = CancellationToken::new();
         let (result, tries) =
-            run_with_retry(&policy(3, 0.0), || async { Err::<u32, u32>(7) }, || true).await;
+            run_with_retry(&policy(3, 0.0), || async { Err::<u32, u32>(7) }, &never).await;
         assert_eq!((result, tries), (Err(7), 3));
-        let (result, tries) =
-            run_with_retry(&policy(3, 0.0), || async { Err::<u32, u32>(7) }, || false).await;
-        assert_eq!((result, tries), (Err(7), 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_during_a_delay_ends_the_run_with_the_last_result() {
+        let stop = CancellationToken::new();
+        let trigger = stop.clone();
+        // The first try fails at once; the stop comes 1 s into the 2 s delay.
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            trigger.cancel();
+        });
+        let start = tokio::time::Instant::now();
+        let mut n = 0;
+        let (result, tries) = run_with_retry(
+            &policy(5, 0.0),
+            || {
+                n += 1;
+                let n = n;
+                async move { Err::<u32, u32>(n) }
+            },
+            &stop,
+        )
+        .await;
+        assert_eq!((result, tries), (Err(1), 1));
+        assert_eq!(start.elapsed(), Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_during_a_try_lets_it_finish_and_stops_there() {
+        let stop = CancellationToken::new();
+        let trigger = stop.clone();
+        let (result, tries) = run_with_retry(
+            &policy(5, 0.0),
+            || {
+                let trigger = trigger.clone();
+                async move {
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                    trigger.cancel();
+                    Err::<u32, u32>(9)
+                }
+            },
+            &stop,
+        )
+        .await;
+        assert_eq!((result, tries), (Err(9), 1));
     }
 }

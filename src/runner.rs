@@ -55,7 +55,7 @@ pub async fn run_job(
                 }
             }
         },
-        || !stop.is_cancelled(),
+        stop,
     )
     .await;
     let outcome = result.unwrap_or_else(|o| o);

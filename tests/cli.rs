@@ -306,6 +306,41 @@ async fn a_receiver_that_is_down_is_logged_and_the_message_delivered_later() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_retry_delay_stops_promptly_and_still_alerts() {
+    let target = Server::start(|_| Response::status(500)).await;
+    let slack = Server::start(|_| Response::ok("ok")).await;
+    let config = spine_config(&target.url("/health"), &slack.url("/hook")).replace(
+        "initial = \"100ms\", max = \"200ms\"",
+        "initial = \"1m\", max = \"1m\"",
+    );
+    let setup = Setup::new(&config);
+    let agent = setup.agent("agent");
+    target.wait_for(1, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopping = std::time::Instant::now();
+    let log = agent.log.clone();
+    assert_eq!(agent.stop(), 0);
+    // Far less than the 1 min retry delay or the 10 s grace.
+    assert!(
+        stopping.elapsed() < Duration::from_secs(8),
+        "took {:?}",
+        stopping.elapsed()
+    );
+    let got = slack.requests();
+    assert_eq!(got.len(), 1, "{}", std::fs::read_to_string(log).unwrap());
+    assert!(
+        slack_text(&got[0]).contains("Attempts: 1 of 3"),
+        "{}",
+        slack_text(&got[0])
+    );
+    assert_eq!(
+        target.requests().len(),
+        1,
+        "a try started after the shutdown signal"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn once_runs_one_job_alerts_and_sets_the_exit_code() {
     let target = Server::start(|r| {
         if r.path == "/up" {
@@ -480,6 +515,26 @@ fn validate_summarises_a_good_config() {
     assert_eq!(
         text(&out.stdout),
         format!("{}: ok, 1 job, 1 notifier\n", setup.config().display())
+    );
+}
+
+#[test]
+fn a_check_type_that_cannot_run_yet_is_refused_by_run_and_once() {
+    let setup = Setup::new(
+        "[agent]\nstate_dir = \"state\"\n[jobs.import]\nschedule = \"0 3 * * *\"\n[jobs.import.check]\ntype = \"heartbeat\"\ngrace = \"1h\"\n",
+    );
+    let validate = run(klaxon().arg("--config").arg(setup.config()).arg("validate"));
+    assert_eq!(
+        validate.status.code(),
+        Some(0),
+        "{}",
+        text(&validate.stderr)
+    );
+    let out = run(klaxon().arg("--config").arg(setup.config()).arg("run"));
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr).lines().last().unwrap(),
+        "error: job `import`: check type `heartbeat` is accepted by the config but cannot run in this version yet"
     );
 }
 

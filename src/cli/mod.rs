@@ -64,7 +64,14 @@ pub fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
             eprintln!("error: {e:#}");
-            if e.downcast_ref::<UsageError>().is_some() {
+            // A check or notifier the config asks for but that cannot be set up (a type
+            // this version cannot run, an unreadable `ca_file`) is a configuration error.
+            let config_problem = e.chain().any(|c| {
+                c.is::<UsageError>()
+                    || c.is::<klaxon_checks::BuildError>()
+                    || c.is::<klaxon_notifiers::BuildError>()
+            });
+            if config_problem {
                 ExitCode::from(2)
             } else {
                 ExitCode::from(1)
