@@ -168,7 +168,7 @@ fn messages_for(
             severity: to_notifier_severity(outcome.severity),
             check: CheckInfo {
                 kind: job.check.kind().to_owned(),
-                target: job.check.target(),
+                target: job.target.clone(),
             },
             summary: outcome.summary.clone(),
             output: outcome.output.clone(),

@@ -341,6 +341,66 @@ async fn sigterm_during_a_retry_delay_stops_promptly_and_still_alerts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_concurrent_bounds_checks_across_all_jobs() {
+    // Each request takes 400 ms; with one permit for three jobs, no two overlap.
+    let target = Server::start(|_| Response::ok("ok").delay(Duration::from_millis(400))).await;
+    let mut config = String::from("[agent]\nstate_dir = \"state\"\nmax_concurrent = 1\n");
+    for job in ["a", "b", "c"] {
+        config.push_str(&format!(
+            "[jobs.{job}]\nevery = \"1s\"\n[jobs.{job}.check]\ntype = \"http\"\nurl = \"{}\"\n",
+            target.url(&format!("/{job}"))
+        ));
+    }
+    let setup = Setup::new(&config);
+    let agent = setup.agent("agent");
+    let got = target.wait_for(6, Duration::from_secs(20)).await;
+    for pair in got.windows(2) {
+        let gap = pair[1].at - pair[0].at;
+        assert!(
+            gap >= Duration::from_millis(390),
+            "two checks overlapped: {gap:?} apart"
+        );
+    }
+    let mut paths: Vec<_> = got.iter().map(|r| r.path.clone()).collect();
+    paths.sort();
+    paths.dedup();
+    assert_eq!(paths, ["/a", "/b", "/c"], "every job got its turn");
+    assert_eq!(agent.stop(), 0);
+}
+
+#[test]
+fn a_second_signal_exits_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = dir.path().join("started");
+    let setup = Setup::new(&format!(
+        "[agent]\nstate_dir = \"state\"\n[jobs.stuck]\nevery = \"1m\"\ntimeout = \"1m\"\n[jobs.stuck.check]\ntype = \"script\"\nshell = \"echo started > '{}'; sleep 60\"\n",
+        started.display()
+    ));
+    let agent = setup.agent("agent");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !started.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the script never started:\n{}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    agent.signal("TERM");
+    std::thread::sleep(Duration::from_millis(300));
+    let asked = std::time::Instant::now();
+    let code = agent.stop();
+    assert_eq!(
+        code,
+        130,
+        "{}",
+        std::fs::read_to_string(setup.dir.path().join("agent.log")).unwrap()
+    );
+    // Well before the 10 s grace for the running check would have run out.
+    assert!(asked.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn once_runs_one_job_alerts_and_sets_the_exit_code() {
     let target = Server::start(|r| {
         if r.path == "/up" {

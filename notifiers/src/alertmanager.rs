@@ -1,15 +1,29 @@
-//! The `alertmanager` channel's config: one or more Prometheus Alertmanager URLs, every
-//! one of which gets each alert (a cluster deduplicates). Sending comes with the
-//! Alertmanager runtime; until then [`crate::Notifier::build`] reports the type as
-//! unsupported.
+//! The `alertmanager` channel: POSTs each alert to `/api/v2/alerts` of every configured
+//! Prometheus Alertmanager (a cluster deduplicates). Owns its config (`urls`,
+//! `ca_file`), the pure [`render`] of an alert into Alertmanager's `postableAlerts`, and
+//! [`Alertmanager::send`].
+//!
+//! Alertmanager tells alerts apart by their labels, and klaxon's carry the severity (for
+//! routing). So an update also resolves the alert at the severity it left, and a
+//! recovery resolves both severities: whichever was firing ends, and resolving one that
+//! never fired notifies nobody.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
+use chrono::{DateTime, FixedOffset, SecondsFormat};
 use serde::Deserialize;
+use serde_json::{Value, json};
 use toml::Spanned;
 use url::Url;
 
 use crate::validate::{self, ConfigIssue};
+use crate::{Alert, BuildError, DeliveryError, Event, Severity, text};
+
+/// The `alertname` label of every job alert.
+pub const ALERT_NAME: &str = "KlaxonJobFailed";
+/// The `alertname` label of `klaxon notify test`.
+pub const TEST_ALERT_NAME: &str = "KlaxonTest";
 
 /// The raw `[notifiers.NAME]` table of `type = "alertmanager"`.
 #[derive(Debug, Deserialize)]
@@ -56,10 +70,197 @@ pub struct AlertmanagerSpec {
     pub ca_file: Option<PathBuf>,
 }
 
+/// Renders an alert as Alertmanager's `postableAlerts`: a JSON array of alerts, each with
+/// `labels` (`alertname` [`ALERT_NAME`], `job`, `agent`, `severity` `warning` or
+/// `critical`), `annotations` (`summary`: [`text::title`], `description`:
+/// [`text::render_text`]), `startsAt` (when the job started failing) and, for an alert
+/// that ends, `endsAt` (when that was observed: the run's start plus its elapsed time).
+///
+/// A failure or reminder is one firing alert. An update is the firing alert at its new
+/// severity and the other severity's ended. A recovery ends both severities. A test is a
+/// firing [`TEST_ALERT_NAME`] (Alertmanager resolves it after its `resolve_timeout`).
+pub fn render(alert: &Alert) -> Value {
+    let starts_at = rfc3339(&alert.failing_since.unwrap_or(alert.started_at));
+    let observed = alert.started_at
+        + chrono::Duration::milliseconds(i64::try_from(alert.elapsed_ms).unwrap_or(i64::MAX));
+    let ends_at = rfc3339(&observed);
+    let one = |name: &str, severity: &str, ends_at: Option<&str>| {
+        let mut entry = json!({
+            "labels": {
+                "alertname": name,
+                "job": alert.job,
+                "agent": alert.agent,
+                "severity": severity,
+            },
+            "annotations": {
+                "summary": text::title(alert),
+                "description": text::render_text(alert),
+            },
+            "startsAt": starts_at,
+        });
+        if let (Some(ends_at), Value::Object(map)) = (ends_at, &mut entry) {
+            map.insert("endsAt".into(), ends_at.into());
+        }
+        entry
+    };
+    let firing = label(alert.severity);
+    let other = if firing == "critical" {
+        "warning"
+    } else {
+        "critical"
+    };
+    Value::Array(match alert.event {
+        Event::Failure | Event::Reminder => vec![one(ALERT_NAME, firing, None)],
+        Event::Update => vec![
+            one(ALERT_NAME, firing, None),
+            one(ALERT_NAME, other, Some(&ends_at)),
+        ],
+        Event::Recovery => vec![
+            one(ALERT_NAME, "critical", Some(&ends_at)),
+            one(ALERT_NAME, "warning", Some(&ends_at)),
+        ],
+        Event::Test => vec![one(TEST_ALERT_NAME, "warning", None)],
+    })
+}
+
+/// The `severity` label: `warning`, or `critical` for anything worse (or unknown).
+fn label(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Warning => "warning",
+        Severity::Ok | Severity::Critical | Severity::Unknown => "critical",
+    }
+}
+
+fn rfc3339(at: &DateTime<FixedOffset>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+/// `scheme://host:port` of a URL: enough to tell which Alertmanager failed, never a
+/// path, query or user info that may hold a credential.
+fn origin(url: &Url) -> String {
+    let host = url.host_str().unwrap_or("");
+    match url.port_or_known_default() {
+        Some(port) => format!("{}://{host}:{port}", url.scheme()),
+        None => format!("{}://{host}", url.scheme()),
+    }
+}
+
+/// `BASE/api/v2/alerts`, keeping a path prefix the base may have.
+fn endpoint(base: &Url) -> Url {
+    let mut url = base.clone();
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.pop_if_empty().extend(["api", "v2", "alerts"]);
+    }
+    url
+}
+
+/// An `alertmanager` notifier ready to send.
+#[derive(Debug)]
+pub struct Alertmanager {
+    spec: AlertmanagerSpec,
+    client: reqwest::Client,
+    timeout: Duration,
+}
+
+impl Alertmanager {
+    /// How long one delivery may take, answers included (all URLs are tried at once).
+    pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// A notifier posting through `client` (the agent's shared HTTP client), or through
+    /// a client of its own that also trusts `ca_file`. Fails with
+    /// [`BuildError::Setup`] when that file cannot be read or holds no certificate.
+    pub fn new(spec: AlertmanagerSpec, client: &reqwest::Client) -> Result<Self, BuildError> {
+        let client = match &spec.ca_file {
+            Some(path) => crate::http::client_with_ca(path)?,
+            None => client.clone(),
+        };
+        Ok(Self {
+            spec,
+            client,
+            timeout: Self::TIMEOUT,
+        })
+    }
+
+    /// The same notifier with another delivery deadline than [`Alertmanager::TIMEOUT`].
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// POSTs [`render`]'s JSON to `/api/v2/alerts` of every URL at once. Delivered when
+    /// every one took it (2xx). Otherwise each failure is named by its position and
+    /// `scheme://host:port` (``alertmanager 2 of 2 (`http://10.0.0.7:9093`): HTTP 500 …``)
+    /// and the whole is [`DeliveryError::Retry`] when any failure is worth a retry
+    /// (honouring the longest `Retry-After`), [`DeliveryError::Reject`] when every
+    /// failure was a refusal. Resending to those that took it is harmless: Alertmanager
+    /// merges an alert it already has.
+    pub async fn send(&self, alert: &Alert) -> Result<(), DeliveryError> {
+        let body = render(alert).to_string().into_bytes();
+        let mut posts = tokio::task::JoinSet::new();
+        for (index, base) in self.spec.urls.iter().enumerate() {
+            let (client, body, timeout) = (self.client.clone(), body.clone(), self.timeout);
+            let url = endpoint(base);
+            posts.spawn(async move {
+                let result = crate::http::post_json(&client, url.as_str(), body, timeout).await;
+                (index, result)
+            });
+        }
+        let mut failures = Vec::new();
+        while let Some(joined) = posts.join_next().await {
+            match joined {
+                Ok((_, Ok(()))) => {}
+                Ok((index, Err(error))) => failures.push((index, error)),
+                // Only a panic in the HTTP stack: treat it like a lost connection.
+                Err(e) => failures.push((
+                    usize::MAX,
+                    DeliveryError::Retry {
+                        reason: format!("delivery task failed: {e}"),
+                        after: None,
+                    },
+                )),
+            }
+        }
+        if failures.is_empty() {
+            return Ok(());
+        }
+        failures.sort_by_key(|(index, _)| *index);
+        let total = self.spec.urls.len();
+        let retry = failures
+            .iter()
+            .any(|(_, e)| matches!(e, DeliveryError::Retry { .. }));
+        let after = failures
+            .iter()
+            .filter_map(|(_, e)| match e {
+                DeliveryError::Retry { after, .. } => *after,
+                DeliveryError::Reject { .. } => None,
+            })
+            .max();
+        let reason = failures
+            .iter()
+            .map(|(index, error)| match self.spec.urls.get(*index) {
+                Some(url) => format!(
+                    "alertmanager {} of {total} (`{}`): {error}",
+                    index + 1,
+                    origin(url)
+                ),
+                None => error.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        Err(if retry {
+            DeliveryError::Retry { reason, after }
+        } else {
+            DeliveryError::Reject { reason }
+        })
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use crate::fixtures;
+    use klaxon_testkit::{Response, Server};
 
     fn validate(toml: &str) -> (Option<AlertmanagerSpec>, Vec<ConfigIssue>) {
         let config: AlertmanagerConfig = toml::from_str(toml).unwrap();
@@ -117,6 +318,315 @@ mod tests {
         assert!(
             error.message().starts_with("unknown field `url`"),
             "{error}"
+        );
+    }
+
+    // --- rendering ---
+
+    fn labels(severity: &str) -> Value {
+        json!({
+            "alertname": "KlaxonJobFailed",
+            "job": "api",
+            "agent": "macbook",
+            "severity": severity,
+        })
+    }
+
+    #[test]
+    fn renders_a_failure() {
+        assert_eq!(
+            render(&fixtures::failure()),
+            json!([{
+                "labels": labels("critical"),
+                "annotations": {
+                    "summary": "DOWN api on macbook: HTTP 503 Service Unavailable",
+                    "description": "DOWN api on macbook: HTTP 503 Service Unavailable\n\
+                                    Severity: critical\n\
+                                    Check: http https://api.example.com/health\n\
+                                    Reason: HTTP 503 Service Unavailable\n\
+                                    Attempts: 3 of 3\n\
+                                    Elapsed: 7.2s\n\
+                                    Failing since: 2026-03-29 10:15:02 +11:00\n\
+                                    Last success: 2026-03-29 10:10:01 +11:00\n\
+                                    Next run: 2026-03-29 10:20:00 +11:00\n\
+                                    Alert: api-20260329T001502Z\n\
+                                    \n\
+                                    Output:\n\
+                                    upstream connect error\n\
+                                    reset reason: overflow",
+                },
+                "startsAt": "2026-03-29T10:15:02+11:00",
+            }])
+        );
+    }
+
+    #[test]
+    fn renders_a_reminder_as_the_same_alert() {
+        let reminder = render(&fixtures::reminder());
+        let failure = render(&fixtures::failure());
+        assert_eq!(reminder[0]["labels"], failure[0]["labels"]);
+        assert_eq!(
+            reminder,
+            json!([{
+                "labels": labels("critical"),
+                "annotations": {
+                    "summary": "STILL DOWN api on macbook: HTTP 503 Service Unavailable",
+                    "description": "STILL DOWN api on macbook: HTTP 503 Service Unavailable\n\
+                                    Severity: critical\n\
+                                    Check: http https://api.example.com/health\n\
+                                    Reason: HTTP 503 Service Unavailable\n\
+                                    Attempts: 3 of 3\n\
+                                    Elapsed: 7.2s\n\
+                                    Failing since: 2026-03-29 10:15:02 +11:00\n\
+                                    Last success: 2026-03-29 10:10:01 +11:00\n\
+                                    Next run: 2026-03-29 14:20:00 +11:00\n\
+                                    Alert: api-20260329T001502Z\n\
+                                    \n\
+                                    Output:\n\
+                                    upstream connect error\n\
+                                    reset reason: overflow",
+                },
+                "startsAt": "2026-03-29T10:15:02+11:00",
+            }])
+        );
+    }
+
+    #[test]
+    fn renders_an_update_ending_the_other_severity() {
+        let annotations = json!({
+            "summary": "CHANGED api on macbook is now warning: latency 2.4s > 2s",
+            "description": "CHANGED api on macbook is now warning: latency 2.4s > 2s\n\
+                            Severity: warning\n\
+                            Check: http https://api.example.com/health\n\
+                            Reason: latency 2.4s > 2s\n\
+                            Attempts: 1 of 3\n\
+                            Elapsed: 2.4s\n\
+                            Failing since: 2026-03-29 10:15:02 +11:00\n\
+                            Last success: 2026-03-29 10:10:01 +11:00\n\
+                            Next run: 2026-03-29 10:40:00 +11:00\n\
+                            Alert: api-20260329T001502Z",
+        });
+        assert_eq!(
+            render(&fixtures::update()),
+            json!([
+                {
+                    "labels": labels("warning"),
+                    "annotations": annotations,
+                    "startsAt": "2026-03-29T10:15:02+11:00",
+                },
+                {
+                    "labels": labels("critical"),
+                    "annotations": annotations,
+                    "startsAt": "2026-03-29T10:15:02+11:00",
+                    "endsAt": "2026-03-29T10:35:02.412+11:00",
+                },
+            ])
+        );
+    }
+
+    #[test]
+    fn renders_a_recovery_ending_both_severities() {
+        let annotations = json!({
+            "summary": "RECOVERED api on macbook after 1h 5m",
+            "description": "RECOVERED api on macbook after 1h 5m\n\
+                            Severity: ok\n\
+                            Check: http https://api.example.com/health\n\
+                            Reason: HTTP 200 OK\n\
+                            Attempts: 1 of 3\n\
+                            Elapsed: 180ms\n\
+                            Failing since: 2026-03-29 10:15:02 +11:00\n\
+                            Next run: 2026-03-29 11:25:00 +11:00\n\
+                            Downtime: 1h 5m\n\
+                            Alert: api-20260329T001502Z",
+        });
+        let ended = |severity: &str| {
+            json!({
+                "labels": labels(severity),
+                "annotations": annotations,
+                "startsAt": "2026-03-29T10:15:02+11:00",
+                "endsAt": "2026-03-29T11:20:01.180+11:00",
+            })
+        };
+        assert_eq!(
+            render(&fixtures::recovery()),
+            json!([ended("critical"), ended("warning")])
+        );
+    }
+
+    #[test]
+    fn warnings_and_tests() {
+        let warning = Alert {
+            severity: Severity::Warning,
+            ..fixtures::failure()
+        };
+        assert_eq!(render(&warning)[0]["labels"], labels("warning"));
+        let unknown = Alert {
+            severity: Severity::Unknown,
+            ..fixtures::failure()
+        };
+        assert_eq!(render(&unknown)[0]["labels"], labels("critical"));
+        let test = Alert {
+            event: Event::Test,
+            failing_since: None,
+            ..fixtures::failure()
+        };
+        let rendered = render(&test);
+        assert_eq!(rendered.as_array().map(Vec::len), Some(1));
+        assert_eq!(rendered[0]["labels"]["alertname"], "KlaxonTest");
+        assert_eq!(rendered[0]["startsAt"], "2026-03-29T10:15:02+11:00");
+        assert_eq!(rendered[0].get("endsAt"), None);
+    }
+
+    #[test]
+    fn endpoints_and_origins() {
+        let cases = [
+            (
+                "http://127.0.0.1:9093",
+                "http://127.0.0.1:9093/api/v2/alerts",
+                "http://127.0.0.1:9093",
+            ),
+            (
+                "https://am.example.com/",
+                "https://am.example.com/api/v2/alerts",
+                "https://am.example.com:443",
+            ),
+            (
+                "https://user:SECRET@am.example.com/prefix/?token=SECRET",
+                "https://user:SECRET@am.example.com/prefix/api/v2/alerts?token=SECRET",
+                "https://am.example.com:443",
+            ),
+            (
+                "http://[::1]:9093/am",
+                "http://[::1]:9093/am/api/v2/alerts",
+                "http://[::1]:9093",
+            ),
+        ];
+        for (base, expected, shown) in cases {
+            let base = Url::parse(base).unwrap();
+            assert_eq!(endpoint(&base).as_str(), expected);
+            assert_eq!(origin(&base), shown);
+        }
+    }
+
+    // --- delivery against real local receivers ---
+
+    fn alertmanager(urls: &[String]) -> Alertmanager {
+        let spec = AlertmanagerSpec {
+            urls: urls.iter().map(|u| Url::parse(u).unwrap()).collect(),
+            ca_file: None,
+        };
+        Alertmanager::new(spec, &reqwest::Client::new()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn every_alertmanager_gets_the_alert() {
+        let first = Server::start(|_| Response::ok("")).await;
+        let second = Server::start(|_| Response::ok("")).await;
+        let alert = fixtures::failure();
+        alertmanager(&[first.url(""), second.url("/prefix/")])
+            .send(&alert)
+            .await
+            .unwrap();
+        for (server, path) in [
+            (&first, "/api/v2/alerts"),
+            (&second, "/prefix/api/v2/alerts"),
+        ] {
+            let requests = server.requests();
+            assert_eq!(requests.len(), 1);
+            assert_eq!(requests[0].method, "POST");
+            assert_eq!(requests[0].path, path);
+            assert_eq!(requests[0].header("content-type"), Some("application/json"));
+            assert_eq!(requests[0].json(), render(&alert));
+        }
+    }
+
+    #[tokio::test]
+    async fn one_failing_alertmanager_means_a_retry() {
+        let good = Server::start(|_| Response::ok("")).await;
+        let bad = Server::start(|_| {
+            Response::status(500)
+                .header("Retry-After", "4")
+                .body("cluster not ready")
+        })
+        .await;
+        let bad_url = bad.url("/").replace("127.0.0.1", "user:SECRET@127.0.0.1") + "?t=SECRET";
+        let error = alertmanager(&[good.url(""), bad_url])
+            .send(&fixtures::failure())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error,
+            DeliveryError::Retry {
+                reason: format!(
+                    "alertmanager 2 of 2 (`http://{}`): \
+                     HTTP 500 Internal Server Error: cluster not ready",
+                    bad.addr()
+                ),
+                after: Some(Duration::from_secs(4)),
+            }
+        );
+        assert!(!format!("{error:?}").contains("SECRET"));
+        // Both were tried; the one that took it will get it again, which it merges.
+        assert_eq!(good.requests().len(), 1);
+        assert_eq!(bad.requests().len(), 1);
+        assert_eq!(
+            bad.requests()[0].header("authorization"),
+            Some("Basic dXNlcjpTRUNSRVQ=")
+        );
+    }
+
+    #[tokio::test]
+    async fn refusals_everywhere_are_rejected_and_any_retry_wins() {
+        let refusing = Server::start(|_| Response::status(400).body("bad alert")).await;
+        let error = alertmanager(&[refusing.url("")])
+            .send(&fixtures::failure())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error,
+            DeliveryError::Reject {
+                reason: format!(
+                    "alertmanager 1 of 1 (`http://{}`): HTTP 400 Bad Request: bad alert",
+                    refusing.addr()
+                ),
+            }
+        );
+        let down = Server::start(|_| Response::status(503)).await;
+        let error = alertmanager(&[refusing.url(""), down.url("")])
+            .send(&fixtures::failure())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error,
+            DeliveryError::Retry {
+                reason: format!(
+                    "alertmanager 1 of 2 (`http://{}`): HTTP 400 Bad Request: bad alert; \
+                     alertmanager 2 of 2 (`http://{}`): HTTP 503 Service Unavailable",
+                    refusing.addr(),
+                    down.addr()
+                ),
+                after: None,
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_hanging_alertmanager_times_out() {
+        let hanging = Server::start(|_| Response::ok("").delay(Duration::from_secs(30))).await;
+        let error = alertmanager(&[hanging.url("")])
+            .with_timeout(Duration::from_millis(200))
+            .send(&fixtures::failure())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error,
+            DeliveryError::Retry {
+                reason: format!(
+                    "alertmanager 1 of 1 (`http://{}`): no answer within 200ms",
+                    hanging.addr()
+                ),
+                after: None,
+            }
         );
     }
 }

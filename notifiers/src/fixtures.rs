@@ -1,5 +1,5 @@
 //! Test-only: one fixed outage of job `api`, as each event reports it, so every channel's
-//! exact-payload tests describe the same alert.
+//! exact-payload tests describe the same alert; and a CA certificate for `ca_file` tests.
 
 use chrono::{DateTime, FixedOffset};
 
@@ -76,3 +76,19 @@ pub(crate) fn recovery() -> Alert {
         ..failure()
     }
 }
+
+/// A self-signed CA certificate (P-256, valid until 2126; its key was thrown away): what a
+/// `ca_file` holds.
+pub(crate) const TEST_CA_PEM: &str = "\
+-----BEGIN CERTIFICATE-----
+MIIBmTCCAT+gAwIBAgIUCEWbIEdznTiIDvZFtUnaDqqDajgwCgYIKoZIzj0EAwIw
+GTEXMBUGA1UEAwwOa2xheG9uIHRlc3QgQ0EwIBcNMjYxMTI0MDUyMDQ5WhgPMjEy
+NjEwMzEwNTIwNDlaMBkxFzAVBgNVBAMMDmtsYXhvbiB0ZXN0IENBMFkwEwYHKoZI
+zj0CAQYIKoZIzj0DAQcDQgAEzDfgbBA+b72AQ1Q+PmF/CbXZY513UGg1u/ZbYb5D
+l3LbAM635Kxxpsj38K73uhD9zjDuy7r/4KnXTPByyH/PA6NjMGEwHQYDVR0OBBYE
+FGrizn4H5RNE8BbwlVhC637PLNNjMB8GA1UdIwQYMBaAFGrizn4H5RNE8BbwlVhC
+637PLNNjMA8GA1UdEwEB/wQFMAMBAf8wDgYDVR0PAQH/BAQDAgIEMAoGCCqGSM49
+BAMCA0gAMEUCIH6f9ic3yHGIjjpohOBUa+OkDfYloBY2A8i6IrdIoVfSAiEAlOzH
+Ox/LbK+D9JQZxqBYS3bwY3y7BEpnaFVZReEzbN4=
+-----END CERTIFICATE-----
+";

@@ -2,12 +2,13 @@
 //! classified as delivered, worth a retry, or rejected. Reasons never contain the URL,
 //! which for chat webhooks is the credential itself.
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
 
-use crate::DeliveryError;
+use crate::{BuildError, DeliveryError};
 
 /// How much of a refusing receiver's body a reason quotes.
 pub(crate) const BODY_CHARS: usize = 500;
@@ -27,9 +28,21 @@ pub(crate) async fn post_json(
     body: Vec<u8>,
     timeout: Duration,
 ) -> Result<(), DeliveryError> {
+    post_json_with(client, url, HeaderMap::new(), body, timeout).await
+}
+
+/// [`post_json`] with more request headers (a signature, a `User-Agent`).
+pub(crate) async fn post_json_with(
+    client: &reqwest::Client,
+    url: &str,
+    headers: HeaderMap,
+    body: Vec<u8>,
+    timeout: Duration,
+) -> Result<(), DeliveryError> {
     let sent = client
         .post(url)
         .header(CONTENT_TYPE, "application/json")
+        .headers(headers)
         .timeout(timeout)
         .body(body)
         .send()
@@ -45,6 +58,46 @@ pub(crate) async fn post_json(
     let after = retry_after(response.headers(), SystemTime::now());
     let body = read_prefix(&mut response).await;
     Err(status_error(status, after, &body, url))
+}
+
+/// `klaxon/VERSION`: how klaxon names itself to receivers.
+pub(crate) const USER_AGENT: &str = concat!("klaxon/", env!("CARGO_PKG_VERSION"));
+
+/// A client of its own for a notifier with an extra trusted CA: the PEM file at `path`
+/// (a leading `~` is the user's home), merged with the platform's roots. Fails when the
+/// file cannot be read or holds no certificate.
+pub(crate) fn client_with_ca(path: &Path) -> Result<reqwest::Client, BuildError> {
+    let path = expand_home(path, std::env::home_dir().as_deref());
+    let shown = path.display();
+    let pem = std::fs::read(&path)
+        .map_err(|e| BuildError::Setup(format!("cannot read `ca_file` `{shown}`: {e}")))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+        BuildError::Setup(format!("`ca_file` `{shown}` is not a PEM certificate: {e}"))
+    })?;
+    if certs.is_empty() {
+        return Err(BuildError::Setup(format!(
+            "`ca_file` `{shown}` holds no PEM certificate"
+        )));
+    }
+    reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .tls_certs_merge(certs)
+        .build()
+        .map_err(|e| {
+            BuildError::Setup(format!(
+                "cannot set up an HTTP client trusting `ca_file` `{shown}`: {e}"
+            ))
+        })
+}
+
+/// `~` or `~/rest` with `home` in front; any other path (`~user` among them) as it is,
+/// and `~` itself when there is no home.
+pub(crate) fn expand_home(path: &Path, home: Option<&Path>) -> PathBuf {
+    // Component-wise: `~other` is not `~`.
+    match (path.strip_prefix("~"), home) {
+        (Ok(rest), Some(home)) => home.join(rest),
+        _ => path.to_path_buf(),
+    }
 }
 
 /// The delivery error for a non-2xx answer.
@@ -166,6 +219,26 @@ mod tests {
             assert_eq!(retry_after(&headers(value), now), expected, "{value}");
         }
         assert_eq!(retry_after(&HeaderMap::new(), now), None);
+    }
+
+    #[test]
+    fn home_expansion() {
+        let home = Path::new("/home/me");
+        let cases = [
+            ("~", "/home/me"),
+            ("~/certs/ca.pem", "/home/me/certs/ca.pem"),
+            ("~other/ca.pem", "~other/ca.pem"),
+            ("/etc/ssl/ca.pem", "/etc/ssl/ca.pem"),
+            ("certs/~/ca.pem", "certs/~/ca.pem"),
+        ];
+        for (path, expected) in cases {
+            assert_eq!(
+                expand_home(Path::new(path), Some(home)),
+                PathBuf::from(expected),
+                "{path}"
+            );
+        }
+        assert_eq!(expand_home(Path::new("~/x"), None), PathBuf::from("~/x"));
     }
 
     #[test]

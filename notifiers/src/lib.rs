@@ -205,6 +205,10 @@ impl NotifierSpec {
 pub enum BuildError {
     #[error("notifier type `{0}` is accepted by the config but cannot send in this version yet")]
     Unsupported(&'static str),
+    /// What the notifier needs beside its spec cannot be had: its `ca_file` cannot be
+    /// read or holds no certificate, or its own HTTP client cannot be set up.
+    #[error("{0}")]
+    Setup(String),
 }
 
 /// Why a delivery failed, and whether trying again can help.
@@ -226,26 +230,41 @@ pub enum DeliveryError {
 #[derive(Debug)]
 pub enum Notifier {
     Slack(slack::Slack),
+    Teams(teams::Teams),
+    Webhook(webhook::Webhook),
+    Alertmanager(alertmanager::Alertmanager),
+    Command(command::Command),
     Log(log::Log),
 }
 
 impl Notifier {
-    /// Builds the runtime for a spec. `client` is the agent's shared HTTP client.
+    /// Builds the runtime for a spec. `client` is the agent's shared HTTP client; a
+    /// notifier with its own `ca_file` builds a client of its own, and fails with
+    /// [`BuildError::Setup`] when that file cannot be read or holds no certificate.
     pub fn build(spec: &NotifierSpec, client: &reqwest::Client) -> Result<Notifier, BuildError> {
-        match spec {
-            NotifierSpec::Slack(s) => Ok(Notifier::Slack(slack::Slack::new(
-                s.clone(),
-                client.clone(),
-            ))),
-            NotifierSpec::Log(s) => Ok(Notifier::Log(log::Log::new(s.clone()))),
-            other => Err(BuildError::Unsupported(other.kind())),
-        }
+        Ok(match spec {
+            NotifierSpec::Slack(s) => Notifier::Slack(slack::Slack::new(s.clone(), client.clone())),
+            NotifierSpec::Teams(s) => Notifier::Teams(teams::Teams::new(s.clone(), client.clone())),
+            NotifierSpec::Webhook(s) => {
+                Notifier::Webhook(webhook::Webhook::new(s.clone(), client)?)
+            }
+            NotifierSpec::Alertmanager(s) => {
+                Notifier::Alertmanager(alertmanager::Alertmanager::new(s.clone(), client)?)
+            }
+            NotifierSpec::Command(s) => Notifier::Command(command::Command::new(s.clone())),
+            NotifierSpec::Log(s) => Notifier::Log(log::Log::new(s.clone())),
+            NotifierSpec::Email(_) => return Err(BuildError::Unsupported(spec.kind())),
+        })
     }
 
     /// Delivers one message. Never retries by itself; never logs a secret.
     pub async fn send(&self, alert: &Alert) -> Result<(), DeliveryError> {
         match self {
             Notifier::Slack(n) => n.send(alert).await,
+            Notifier::Teams(n) => n.send(alert).await,
+            Notifier::Webhook(n) => n.send(alert).await,
+            Notifier::Alertmanager(n) => n.send(alert).await,
+            Notifier::Command(n) => n.send(alert).await,
             Notifier::Log(n) => n.send(alert).await,
         }
     }

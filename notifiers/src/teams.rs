@@ -1,14 +1,26 @@
-//! The `teams` channel's config: a Microsoft Teams webhook (`webhook_url`, a secret) and
-//! the card `format` it takes. Rendering and sending come with the Teams runtime; until
-//! then [`crate::Notifier::build`] reports the type as unsupported.
+//! The `teams` channel: a Microsoft Teams webhook. Owns its config (`webhook_url`, a
+//! secret, and `format`), the pure [`render`] of an alert into an Adaptive Card 1.5 in a
+//! Workflows message (or, with `format = "messagecard"`, a legacy Office 365 connector
+//! MessageCard), kept within Teams' payload limit, and [`Teams::send`].
 
 use std::fmt;
+use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use serde_json::{Value, json};
 use toml::Spanned;
 
 use crate::validate::{self, ConfigIssue};
+use crate::{Alert, DeliveryError, Event, Severity, text};
+
+/// Teams refuses a message over about 28 KB; a rendered payload stays at or under this
+/// many bytes of JSON.
+pub const MAX_PAYLOAD_BYTES: usize = 27_000;
+/// Ends a text that was cut to fit.
+pub const TRUNCATED: &str = "…[truncated]";
+/// The Adaptive Card version sent: the newest Teams renders.
+pub const CARD_VERSION: &str = "1.5";
 
 /// The raw `[notifiers.NAME]` table of `type = "teams"`.
 #[derive(Debug, Deserialize)]
@@ -73,11 +85,219 @@ impl fmt::Debug for TeamsSpec {
     }
 }
 
+/// How many characters each text of a card may have; halved until the payload fits.
+#[derive(Clone, Copy)]
+struct Limits {
+    /// The title, each fact's value, the context line.
+    text: usize,
+    /// The output tail.
+    output: usize,
+}
+
+impl Limits {
+    const START: Limits = Limits {
+        text: 2_000,
+        output: text::OUTPUT_CHARS,
+    };
+    /// Small enough that any alert fits: a dozen texts of this many characters.
+    const FLOOR: usize = 100;
+
+    fn halved(self) -> Option<Limits> {
+        (self.text > Self::FLOOR).then(|| Limits {
+            text: (self.text / 2).max(Self::FLOOR),
+            output: (self.output / 2).max(Self::FLOOR),
+        })
+    }
+}
+
+/// Renders an alert for the webhook's `format`, within [`MAX_PAYLOAD_BYTES`]: texts are
+/// cut with [`TRUNCATED`], the longest first, until the JSON fits.
+///
+/// [`TeamsFormat::AdaptiveCard`]: `{"type": "message", "attachments": [{"contentType":
+/// "application/vnd.microsoft.card.adaptive", "contentUrl": null, "content": CARD}]}`,
+/// the card (version [`CARD_VERSION`]) a bold, wrapped title in the event's colour
+/// (`Attention` for a critical problem, `Warning` for a warning, `Good` for a recovery,
+/// `Accent` for a test), a `FactSet` of [`text::facts`], the output tail in a
+/// monospace `TextBlock` when there is output, and a small, subtle
+/// `klaxon on AGENT · alert ID`.
+///
+/// [`TeamsFormat::MessageCard`]: `{"@type": "MessageCard", "@context":
+/// "https://schema.org/extensions", "summary", "themeColor", "title", "sections":
+/// [{"facts": [{"name", "value"}], "text"}]}`, `text` (the output tail) only when there
+/// is output.
+pub fn render(alert: &Alert, format: TeamsFormat) -> Value {
+    let mut limits = Limits::START;
+    loop {
+        let payload = match format {
+            TeamsFormat::AdaptiveCard => adaptive_card(alert, limits),
+            TeamsFormat::MessageCard => message_card(alert, limits),
+        };
+        match limits.halved() {
+            Some(smaller) if payload.to_string().len() > MAX_PAYLOAD_BYTES => limits = smaller,
+            _ => return payload,
+        }
+    }
+}
+
+/// How bad an event is, in the words of each card format.
+enum Tone {
+    Bad,
+    Warning,
+    Good,
+    Info,
+}
+
+impl Tone {
+    fn of(alert: &Alert) -> Tone {
+        match (alert.event, alert.severity) {
+            (Event::Recovery, _) | (_, Severity::Ok) => Tone::Good,
+            (Event::Test, _) => Tone::Info,
+            (_, Severity::Warning) => Tone::Warning,
+            (_, Severity::Critical | Severity::Unknown) => Tone::Bad,
+        }
+    }
+
+    /// An Adaptive Card `TextBlock` colour.
+    fn color(&self) -> &'static str {
+        match self {
+            Tone::Bad => "Attention",
+            Tone::Warning => "Warning",
+            Tone::Good => "Good",
+            Tone::Info => "Accent",
+        }
+    }
+
+    /// A MessageCard `themeColor`: Teams' own red, amber, green and blue.
+    fn theme(&self) -> &'static str {
+        match self {
+            Tone::Bad => "D13438",
+            Tone::Warning => "FFAA44",
+            Tone::Good => "107C10",
+            Tone::Info => "0078D4",
+        }
+    }
+}
+
+fn cut(text: &str, max: usize) -> String {
+    text::truncate(text, max, TRUNCATED).into_owned()
+}
+
+fn adaptive_card(alert: &Alert, limits: Limits) -> Value {
+    let mut body = vec![json!({
+        "type": "TextBlock",
+        "text": cut(&text::title(alert), limits.text),
+        "weight": "Bolder",
+        "size": "Medium",
+        "wrap": true,
+        "color": Tone::of(alert).color(),
+    })];
+    let facts: Vec<Value> = text::facts(alert)
+        .into_iter()
+        .map(|(label, value)| json!({ "title": label, "value": cut(&value, limits.text) }))
+        .collect();
+    if !facts.is_empty() {
+        body.push(json!({ "type": "FactSet", "facts": facts }));
+    }
+    if let Some(output) = text::output_tail(alert) {
+        body.push(json!({
+            "type": "TextBlock",
+            "text": cut(&output, limits.output),
+            "fontType": "Monospace",
+            "wrap": true,
+        }));
+    }
+    body.push(json!({
+        "type": "TextBlock",
+        "text": cut(&format!("klaxon on {} · alert {}", alert.agent, alert.id), limits.text),
+        "size": "Small",
+        "isSubtle": true,
+        "wrap": true,
+    }));
+    json!({
+        "type": "message",
+        "attachments": [{
+            "contentType": "application/vnd.microsoft.card.adaptive",
+            "contentUrl": null,
+            "content": {
+                "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                "type": "AdaptiveCard",
+                "version": CARD_VERSION,
+                "body": body,
+            },
+        }],
+    })
+}
+
+fn message_card(alert: &Alert, limits: Limits) -> Value {
+    let title = cut(&text::title(alert), limits.text);
+    let facts: Vec<Value> = text::facts(alert)
+        .into_iter()
+        .map(|(label, value)| json!({ "name": label, "value": cut(&value, limits.text) }))
+        .collect();
+    let mut section = json!({ "facts": facts });
+    if let (Some(output), Value::Object(map)) = (text::output_tail(alert), &mut section) {
+        map.insert("text".into(), cut(&output, limits.output).into());
+    }
+    json!({
+        "@type": "MessageCard",
+        "@context": "https://schema.org/extensions",
+        "summary": title,
+        "themeColor": Tone::of(alert).theme(),
+        "title": title,
+        "sections": [section],
+    })
+}
+
+/// A `teams` notifier ready to send.
+#[derive(Debug)]
+pub struct Teams {
+    spec: TeamsSpec,
+    client: reqwest::Client,
+    timeout: Duration,
+}
+
+impl Teams {
+    /// How long one delivery may take, answer included.
+    pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// A notifier posting through `client` (the agent's shared HTTP client).
+    pub fn new(spec: TeamsSpec, client: reqwest::Client) -> Self {
+        Self {
+            spec,
+            client,
+            timeout: Self::TIMEOUT,
+        }
+    }
+
+    /// The same notifier with another delivery deadline than [`Teams::TIMEOUT`].
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// POSTs [`render`]'s JSON to the webhook. Any 2xx is delivered (a Workflows webhook
+    /// answers `202 Accepted` with no body); 408, 429 (with its `Retry-After`), 5xx,
+    /// connection errors and timeouts are [`DeliveryError::Retry`]; other statuses are
+    /// [`DeliveryError::Reject`] quoting the start of the answer. No reason contains the
+    /// webhook URL.
+    pub async fn send(&self, alert: &Alert) -> Result<(), DeliveryError> {
+        let body = render(alert, self.spec.format).to_string().into_bytes();
+        crate::http::post_json(
+            &self.client,
+            self.spec.webhook_url.expose_secret(),
+            body,
+            self.timeout,
+        )
+        .await
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use secrecy::ExposeSecret;
+    use crate::fixtures;
+    use klaxon_testkit::{Response, Server};
 
     fn validate(toml: &str) -> (Option<TeamsSpec>, Vec<ConfigIssue>) {
         let config: TeamsConfig = toml::from_str(toml).unwrap();
@@ -142,6 +362,422 @@ mod tests {
         assert_eq!(
             format!("{:?}", spec.unwrap()),
             "TeamsSpec { webhook_url: ***, format: AdaptiveCard }"
+        );
+    }
+
+    // --- Adaptive Card ---
+
+    fn message(body: Value) -> Value {
+        json!({
+            "type": "message",
+            "attachments": [{
+                "contentType": "application/vnd.microsoft.card.adaptive",
+                "contentUrl": null,
+                "content": {
+                    "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                    "type": "AdaptiveCard",
+                    "version": "1.5",
+                    "body": body,
+                },
+            }],
+        })
+    }
+
+    fn title(text: &str, color: &str) -> Value {
+        json!({
+            "type": "TextBlock",
+            "text": text,
+            "weight": "Bolder",
+            "size": "Medium",
+            "wrap": true,
+            "color": color,
+        })
+    }
+
+    fn facts(facts: &[(&str, &str)]) -> Value {
+        let facts: Vec<Value> = facts
+            .iter()
+            .map(|(title, value)| json!({"title": title, "value": value}))
+            .collect();
+        json!({"type": "FactSet", "facts": facts})
+    }
+
+    fn output() -> Value {
+        json!({
+            "type": "TextBlock",
+            "text": "upstream connect error\nreset reason: overflow",
+            "fontType": "Monospace",
+            "wrap": true,
+        })
+    }
+
+    fn context() -> Value {
+        json!({
+            "type": "TextBlock",
+            "text": "klaxon on macbook · alert api-20260329T001502Z",
+            "size": "Small",
+            "isSubtle": true,
+            "wrap": true,
+        })
+    }
+
+    fn card(alert: &Alert) -> Value {
+        render(alert, TeamsFormat::AdaptiveCard)
+    }
+
+    #[test]
+    fn renders_a_failure() {
+        assert_eq!(
+            card(&fixtures::failure()),
+            message(json!([
+                title(
+                    "DOWN api on macbook: HTTP 503 Service Unavailable",
+                    "Attention"
+                ),
+                facts(&[
+                    ("Severity", "critical"),
+                    ("Check", "http https://api.example.com/health"),
+                    ("Reason", "HTTP 503 Service Unavailable"),
+                    ("Attempts", "3 of 3"),
+                    ("Elapsed", "7.2s"),
+                    ("Failing since", "2026-03-29 10:15:02 +11:00"),
+                    ("Last success", "2026-03-29 10:10:01 +11:00"),
+                    ("Next run", "2026-03-29 10:20:00 +11:00"),
+                    ("Alert", "api-20260329T001502Z"),
+                ]),
+                output(),
+                context(),
+            ]))
+        );
+    }
+
+    #[test]
+    fn renders_a_reminder() {
+        assert_eq!(
+            card(&fixtures::reminder()),
+            message(json!([
+                title(
+                    "STILL DOWN api on macbook: HTTP 503 Service Unavailable",
+                    "Attention"
+                ),
+                facts(&[
+                    ("Severity", "critical"),
+                    ("Check", "http https://api.example.com/health"),
+                    ("Reason", "HTTP 503 Service Unavailable"),
+                    ("Attempts", "3 of 3"),
+                    ("Elapsed", "7.2s"),
+                    ("Failing since", "2026-03-29 10:15:02 +11:00"),
+                    ("Last success", "2026-03-29 10:10:01 +11:00"),
+                    ("Next run", "2026-03-29 14:20:00 +11:00"),
+                    ("Alert", "api-20260329T001502Z"),
+                ]),
+                output(),
+                context(),
+            ]))
+        );
+    }
+
+    #[test]
+    fn renders_an_update() {
+        assert_eq!(
+            card(&fixtures::update()),
+            message(json!([
+                title(
+                    "CHANGED api on macbook is now warning: latency 2.4s > 2s",
+                    "Warning"
+                ),
+                facts(&[
+                    ("Severity", "warning"),
+                    ("Check", "http https://api.example.com/health"),
+                    ("Reason", "latency 2.4s > 2s"),
+                    ("Attempts", "1 of 3"),
+                    ("Elapsed", "2.4s"),
+                    ("Failing since", "2026-03-29 10:15:02 +11:00"),
+                    ("Last success", "2026-03-29 10:10:01 +11:00"),
+                    ("Next run", "2026-03-29 10:40:00 +11:00"),
+                    ("Alert", "api-20260329T001502Z"),
+                ]),
+                context(),
+            ]))
+        );
+    }
+
+    #[test]
+    fn renders_a_recovery() {
+        assert_eq!(
+            card(&fixtures::recovery()),
+            message(json!([
+                title("RECOVERED api on macbook after 1h 5m", "Good"),
+                facts(&[
+                    ("Severity", "ok"),
+                    ("Check", "http https://api.example.com/health"),
+                    ("Reason", "HTTP 200 OK"),
+                    ("Attempts", "1 of 3"),
+                    ("Elapsed", "180ms"),
+                    ("Failing since", "2026-03-29 10:15:02 +11:00"),
+                    ("Next run", "2026-03-29 11:25:00 +11:00"),
+                    ("Downtime", "1h 5m"),
+                    ("Alert", "api-20260329T001502Z"),
+                ]),
+                context(),
+            ]))
+        );
+    }
+
+    #[test]
+    fn colours_follow_severity() {
+        let colour =
+            |alert: Alert| card(&alert)["attachments"][0]["content"]["body"][0]["color"].clone();
+        let warning = Alert {
+            severity: Severity::Warning,
+            ..fixtures::failure()
+        };
+        let unknown = Alert {
+            severity: Severity::Unknown,
+            ..fixtures::reminder()
+        };
+        let test = Alert {
+            event: Event::Test,
+            ..fixtures::failure()
+        };
+        assert_eq!(colour(warning), "Warning");
+        assert_eq!(colour(unknown), "Attention");
+        assert_eq!(colour(test), "Accent");
+    }
+
+    /// Microsoft's Adaptive Card 1.5 schema (draft-06), compiled once per test. A copy
+    /// lives in the crate so the test runs from a plain checkout.
+    fn card_schema() -> jsonschema::Validator {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/adaptive-card-1.5.json"
+        );
+        let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        jsonschema::draft6::options()
+            .should_validate_formats(true)
+            .build(&schema)
+            .unwrap()
+    }
+
+    #[test]
+    fn every_card_matches_the_adaptive_card_schema() {
+        let validator = card_schema();
+        let huge = Alert {
+            summary: "x".repeat(100_000),
+            output: Some("line\n".repeat(10_000)),
+            ..fixtures::failure()
+        };
+        let test = Alert {
+            event: Event::Test,
+            ..fixtures::failure()
+        };
+        for alert in [
+            fixtures::failure(),
+            fixtures::reminder(),
+            fixtures::update(),
+            fixtures::recovery(),
+            test,
+            huge,
+        ] {
+            let payload = card(&alert);
+            let content = &payload["attachments"][0]["content"];
+            let errors: Vec<String> = validator
+                .iter_errors(content)
+                .map(|e| format!("{} at {}", e, e.instance_path()))
+                .collect();
+            assert_eq!(errors, Vec::<String>::new(), "{:?}", alert.event);
+        }
+        // The validator does reject what is not a card: a property TextBlock lacks, an
+        // element that does not exist, a FactSet without facts.
+        type Break = fn(&mut Value);
+        let breaks: [(&str, Break); 3] = [
+            ("unknown property", |c| c["body"][0]["emoji"] = json!(false)),
+            ("unknown element", |c| {
+                c["body"][0] = json!({"type": "NoSuchElement"})
+            }),
+            ("no facts", |c| c["body"][1] = json!({"type": "FactSet"})),
+        ];
+        for (what, break_it) in breaks {
+            let mut content = card(&fixtures::failure())["attachments"][0]["content"].clone();
+            assert!(validator.is_valid(&content));
+            break_it(&mut content);
+            assert!(!validator.is_valid(&content), "{what}");
+        }
+    }
+
+    // --- MessageCard ---
+
+    #[test]
+    fn renders_message_cards() {
+        let failure_facts = json!([
+            {"name": "Severity", "value": "critical"},
+            {"name": "Check", "value": "http https://api.example.com/health"},
+            {"name": "Reason", "value": "HTTP 503 Service Unavailable"},
+            {"name": "Attempts", "value": "3 of 3"},
+            {"name": "Elapsed", "value": "7.2s"},
+            {"name": "Failing since", "value": "2026-03-29 10:15:02 +11:00"},
+            {"name": "Last success", "value": "2026-03-29 10:10:01 +11:00"},
+            {"name": "Next run", "value": "2026-03-29 10:20:00 +11:00"},
+            {"name": "Alert", "value": "api-20260329T001502Z"},
+        ]);
+        assert_eq!(
+            render(&fixtures::failure(), TeamsFormat::MessageCard),
+            json!({
+                "@type": "MessageCard",
+                "@context": "https://schema.org/extensions",
+                "summary": "DOWN api on macbook: HTTP 503 Service Unavailable",
+                "themeColor": "D13438",
+                "title": "DOWN api on macbook: HTTP 503 Service Unavailable",
+                "sections": [{
+                    "facts": failure_facts,
+                    "text": "upstream connect error\nreset reason: overflow",
+                }],
+            })
+        );
+        let reminder = render(&fixtures::reminder(), TeamsFormat::MessageCard);
+        assert_eq!(
+            reminder["title"],
+            "STILL DOWN api on macbook: HTTP 503 Service Unavailable"
+        );
+        assert_eq!(reminder["themeColor"], "D13438");
+        let update = render(&fixtures::update(), TeamsFormat::MessageCard);
+        assert_eq!(update["themeColor"], "FFAA44");
+        assert_eq!(update["sections"][0].get("text"), None);
+        assert_eq!(
+            render(&fixtures::recovery(), TeamsFormat::MessageCard),
+            json!({
+                "@type": "MessageCard",
+                "@context": "https://schema.org/extensions",
+                "summary": "RECOVERED api on macbook after 1h 5m",
+                "themeColor": "107C10",
+                "title": "RECOVERED api on macbook after 1h 5m",
+                "sections": [{
+                    "facts": [
+                        {"name": "Severity", "value": "ok"},
+                        {"name": "Check", "value": "http https://api.example.com/health"},
+                        {"name": "Reason", "value": "HTTP 200 OK"},
+                        {"name": "Attempts", "value": "1 of 3"},
+                        {"name": "Elapsed", "value": "180ms"},
+                        {"name": "Failing since", "value": "2026-03-29 10:15:02 +11:00"},
+                        {"name": "Next run", "value": "2026-03-29 11:25:00 +11:00"},
+                        {"name": "Downtime", "value": "1h 5m"},
+                        {"name": "Alert", "value": "api-20260329T001502Z"},
+                    ],
+                }],
+            })
+        );
+    }
+
+    #[test]
+    fn huge_alerts_fit_the_payload_limit() {
+        let alert = Alert {
+            summary: "\u{1}é".repeat(200_000),
+            check: crate::CheckInfo {
+                kind: "http".into(),
+                target: format!("https://example.com/{}", "\"".repeat(100_000)),
+            },
+            output: Some("\u{7}\n".repeat(100_000)),
+            id: "x".repeat(50_000),
+            agent: "a".repeat(50_000),
+            ..fixtures::failure()
+        };
+        for format in [TeamsFormat::AdaptiveCard, TeamsFormat::MessageCard] {
+            let bytes = render(&alert, format).to_string().len();
+            assert!(bytes <= MAX_PAYLOAD_BYTES, "{format:?}: {bytes} bytes");
+        }
+        let payload = card(&alert);
+        let body = &payload["attachments"][0]["content"]["body"];
+        let title = body[0]["text"].as_str().unwrap();
+        assert!(title.starts_with("DOWN api on aaa"), "{title}");
+        assert!(title.ends_with(TRUNCATED));
+        // An ordinary alert is not cut at all.
+        assert!(!card(&fixtures::failure()).to_string().contains(TRUNCATED));
+    }
+
+    // --- delivery against a real local receiver ---
+
+    const SECRET_PATH: &str = "/workflows/SECRET/triggers/manual/paths/invoke";
+
+    fn teams(url: &str, format: TeamsFormat) -> Teams {
+        let spec = TeamsSpec {
+            webhook_url: url.into(),
+            format,
+        };
+        Teams::new(spec, reqwest::Client::new())
+    }
+
+    #[tokio::test]
+    async fn an_accepted_empty_answer_is_delivered() {
+        let server = Server::start(|_| Response::status(202)).await;
+        for format in [TeamsFormat::AdaptiveCard, TeamsFormat::MessageCard] {
+            teams(&server.url(SECRET_PATH), format)
+                .send(&fixtures::failure())
+                .await
+                .unwrap();
+        }
+        let requests = server.requests();
+        assert_eq!(requests.len(), 2);
+        assert_eq!(requests[0].path, SECRET_PATH);
+        assert_eq!(requests[0].header("content-type"), Some("application/json"));
+        assert_eq!(requests[0].json(), card(&fixtures::failure()));
+        assert_eq!(
+            requests[1].json(),
+            render(&fixtures::failure(), TeamsFormat::MessageCard)
+        );
+    }
+
+    #[tokio::test]
+    async fn failures_are_classified_without_the_url() {
+        let cases = [
+            (
+                Response::status(429).header("Retry-After", "12"),
+                DeliveryError::Retry {
+                    reason: "HTTP 429 Too Many Requests".into(),
+                    after: Some(Duration::from_secs(12)),
+                },
+            ),
+            (
+                Response::status(502),
+                DeliveryError::Retry {
+                    reason: "HTTP 502 Bad Gateway".into(),
+                    after: None,
+                },
+            ),
+            (
+                Response::status(400).body(r#"{"error":{"code":"InvalidRequestContent"}}"#),
+                DeliveryError::Reject {
+                    reason: r#"HTTP 400 Bad Request: {"error":{"code":"InvalidRequestContent"}}"#
+                        .into(),
+                },
+            ),
+        ];
+        for (response, expected) in cases {
+            let server = Server::start(move |_| response.clone()).await;
+            let url = server.url(SECRET_PATH);
+            let error = teams(&url, TeamsFormat::AdaptiveCard)
+                .send(&fixtures::failure())
+                .await
+                .unwrap_err();
+            assert_eq!(error, expected);
+            let text = format!("{error} {error:?}");
+            assert!(!text.contains("SECRET"), "{text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_hanging_webhook_times_out_and_is_retried() {
+        let server = Server::start(|_| Response::ok("").delay(Duration::from_secs(30))).await;
+        let error = teams(&server.url(SECRET_PATH), TeamsFormat::AdaptiveCard)
+            .with_timeout(Duration::from_millis(200))
+            .send(&fixtures::failure())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error,
+            DeliveryError::Retry {
+                reason: "no answer within 200ms".into(),
+                after: None,
+            }
         );
     }
 }

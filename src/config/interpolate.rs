@@ -26,7 +26,7 @@ impl<F: Fn(&str) -> Option<String>> Env for F {
     }
 }
 
-/// A string that had something substituted, and the value it ended up with.
+/// One value put into a string in place of a `${…}` reference, and where.
 #[derive(Debug, Clone)]
 pub struct Substituted {
     pub span: Range<usize>,
@@ -53,10 +53,6 @@ impl Interpolator<'_> {
         match value.get_mut() {
             DeValue::String(s) if s.contains("${") => {
                 if let Some(new) = self.expand(s, &span) {
-                    self.substituted.push(Substituted {
-                        span,
-                        value: new.clone(),
-                    });
                     *s = Cow::Owned(new);
                 }
             }
@@ -93,7 +89,13 @@ impl Interpolator<'_> {
                 return None;
             };
             match self.resolve(&after[..end]) {
-                Ok(value) => out.push_str(&value),
+                Ok(value) => {
+                    out.push_str(&value);
+                    self.substituted.push(Substituted {
+                        span: span.clone(),
+                        value,
+                    });
+                }
                 Err(message) => {
                     self.diagnostics.push(Diagnostic::at(span.clone(), message));
                     ok = false;
@@ -151,6 +153,18 @@ fn keychain(service: &str) -> Result<String, String> {
     Err(format!(
         "`${{keychain:{service}}}` reads the macOS login keychain and is not available on this system"
     ))
+}
+
+/// Replaces every substituted value (of at least 4 characters, so that a short port
+/// number does not blank out the text) in `text` with `***`.
+pub fn redact(text: &str, substituted: &[Substituted]) -> String {
+    let mut text = text.to_owned();
+    for s in substituted {
+        if s.value.chars().count() >= 4 {
+            text = text.replace(&s.value, "***");
+        }
+    }
+    text
 }
 
 /// Replaces every substituted value that occurs in `message` with `***`, for messages

@@ -125,6 +125,9 @@ pub struct Job {
     pub coalesce: bool,
     pub max_instances: u32,
     pub check: CheckSpec,
+    /// What is checked, for messages and logs: the check's target with every value
+    /// that came from `${…}` replaced by `***`.
+    pub target: String,
 }
 
 /// Finds the config file: `--config`, else `$KLAXON_CONFIG`, else `./klaxon.toml`, else
@@ -949,6 +952,7 @@ impl<'a> Loader<'a> {
             misfire_grace,
             coalesce: raw.coalesce.or(defaults.coalesce).unwrap_or(true),
             max_instances: max_instances?,
+            target: interpolate::redact(&check.target(), &self.substituted),
             check,
         })
     }
@@ -1109,7 +1113,8 @@ impl<'a> Loader<'a> {
         for job in jobs {
             let mut path = vec![job.name.as_str()];
             if let Some(cycle) = find_cycle(&deps, &mut path) {
-                let mut key = cycle.clone();
+                // The same loop found from another of its jobs is reported once.
+                let mut key = cycle[..cycle.len() - 1].to_vec();
                 key.sort();
                 if reported.insert(key) {
                     self.diagnostics.push(Diagnostic::whole_file(format!(
@@ -1239,5 +1244,109 @@ pub(crate) mod tests_support {
         .unwrap()
         .jobs
         .remove(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn values_from_variables_never_show_in_a_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("klaxon.toml");
+        std::fs::write(
+            &path,
+            "[jobs.api]\nevery = \"1m\"\n[jobs.api.check]\ntype = \"http\"\nurl = \"https://api.example.com/health?token=${API_TOKEN}\"\n",
+        )
+        .unwrap();
+        let env = |name: &str| (name == "API_TOKEN").then(|| "s3cr3t-t0ken".to_owned());
+        let config = load(&path, &env).unwrap();
+        assert_eq!(
+            config.jobs[0].target,
+            "https://api.example.com/health?token=***"
+        );
+    }
+
+    #[test]
+    fn defaults_are_inherited_key_by_key() {
+        let config = tests_support::load_text(
+            r#"
+[defaults]
+timeout = "7s"
+retry = { attempts = 5, initial = "1s" }
+alert = { after = 2, remind = "1h" }
+[jobs.a]
+every = "1m"
+retry = { attempts = 2 }
+alert = { resolved = false }
+[jobs.a.check]
+type = "tcp"
+host = "127.0.0.1"
+port = 1
+"#,
+        )
+        .unwrap();
+        let job = &config.jobs[0];
+        assert_eq!(job.timeout, Duration::from_secs(7));
+        assert_eq!(job.retry.attempts(), 2);
+        assert_eq!(job.retry.base_delay(1), Duration::from_secs(1));
+        assert_eq!(
+            job.alert,
+            AlertPolicy {
+                after: 2,
+                recover_after: 1,
+                remind: Some(Duration::from_secs(3600)),
+                resolved: false
+            }
+        );
+        assert!(job.coalesce);
+        assert_eq!(job.max_instances, 1);
+        assert_eq!(
+            config.warnings,
+            ["job `a` notifies nobody: set `notify` on it or in `[defaults]`"]
+        );
+    }
+
+    #[test]
+    fn env_file_supplies_variables_and_the_environment_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(".env"), "NAME=from-file\nHOST=127.0.0.1\n").unwrap();
+        let path = dir.path().join("klaxon.toml");
+        std::fs::write(
+            &path,
+            "[agent]\nenv_file = \".env\"\nname = \"${NAME}\"\n[jobs.a]\nevery = \"1m\"\n[jobs.a.check]\ntype = \"tcp\"\nhost = \"${HOST}\"\nport = 1\n",
+        )
+        .unwrap();
+        let none = |_: &str| None;
+        assert_eq!(load(&path, &none).unwrap().agent.name, "from-file");
+        let env = |name: &str| (name == "NAME").then(|| "from-env".to_owned());
+        assert_eq!(load(&path, &env).unwrap().agent.name, "from-env");
+    }
+
+    #[test]
+    fn a_dependency_cycle_is_an_error() {
+        let err = tests_support::load_text(
+            r#"
+[jobs.a]
+every = "1m"
+depends_on = ["b"]
+[jobs.a.check]
+type = "tcp"
+host = "127.0.0.1"
+port = 1
+[jobs.b]
+every = "1m"
+depends_on = ["a"]
+[jobs.b.check]
+type = "tcp"
+host = "127.0.0.1"
+port = 1
+"#,
+        )
+        .unwrap_err();
+        let messages: Vec<_> = err.diagnostics.iter().map(|d| d.message.as_str()).collect();
+        assert_eq!(messages, ["`depends_on` forms a cycle: a → b → a"]);
     }
 }
