@@ -1,13 +1,16 @@
-//! The `disk` check: its config (`path`, `min_free` as a percentage or a size) and
-//! validation. Its runtime comes in a later version; [`crate::Check::build`] reports it
-//! as unsupported until then.
+//! The `disk` check: its config (`path`, `min_free` as a percentage or a size),
+//! validation, and the runtime that asks `statvfs` how much of the file system holding
+//! `path` an unprivileged user may still fill.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
+use tokio::time::Instant;
 use toml::Spanned;
 
 use crate::validate::{self, ConfigIssue};
+use crate::{Outcome, Severity, text};
 
 /// The `[jobs.NAME.check]` table of `type = "disk"`, as written.
 #[derive(Debug, Deserialize)]
@@ -41,6 +44,16 @@ impl DiskSpec {
     /// The path watched.
     pub fn target(&self) -> String {
         self.path.display().to_string()
+    }
+}
+
+impl MinFree {
+    /// `10%` or `5.0 GB`, as summaries write the limit.
+    pub fn describe(self) -> String {
+        match self {
+            MinFree::Percent(p) => format!("{}%", text::number(p)),
+            MinFree::Bytes(b) => text::bytes(b),
+        }
     }
 }
 
@@ -99,6 +112,117 @@ fn min_free(raw: &Spanned<String>, issues: &mut Vec<ConfigIssue>) -> Option<MinF
                 ),
             ));
             None
+        }
+    }
+}
+
+/// The space of one file system, in bytes, as `statvfs` reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DiskUsage {
+    /// What unprivileged users may still write (`f_bavail × f_frsize`): the blocks
+    /// reserved for root are not free to the services a check watches.
+    pub free: u64,
+    /// The file system's size (`f_blocks × f_frsize`).
+    pub total: u64,
+}
+
+impl DiskUsage {
+    /// `free` as a percentage of `total`; `None` for a file system without a size
+    /// (`/proc` and other virtual ones).
+    pub fn free_percent(self) -> Option<f64> {
+        (self.total > 0).then(|| self.free as f64 * 100.0 / self.total as f64)
+    }
+
+    /// Whether the free space is below `min`.
+    pub fn is_below(self, min: MinFree) -> bool {
+        match min {
+            MinFree::Bytes(b) => self.free < b,
+            MinFree::Percent(p) => self.free_percent().is_some_and(|free| free < p),
+        }
+    }
+}
+
+/// A `disk` check ready to run.
+#[derive(Debug)]
+pub struct DiskCheck {
+    spec: DiskSpec,
+}
+
+impl DiskCheck {
+    /// Opens nothing: every run asks the file system afresh.
+    pub fn new(spec: DiskSpec) -> Self {
+        Self { spec }
+    }
+
+    /// The validated settings this check runs with.
+    pub fn spec(&self) -> &DiskSpec {
+        &self.spec
+    }
+
+    /// Reads the file system's usage; the reason, ready for a summary, when it cannot.
+    ///
+    /// `statvfs` blocks (for as long as a hung network mount likes): call it from a
+    /// blocking thread, as [`DiskCheck::run`] does.
+    // `c_ulong` and `fsblkcnt_t` are u64 here but u32 on some platforms.
+    #[allow(clippy::useless_conversion)]
+    pub fn usage(&self) -> Result<DiskUsage, String> {
+        let path = &self.spec.path;
+        let stat = nix::sys::statvfs::statvfs(path.as_path())
+            .map_err(|e| format!("cannot stat `{}`: {}", path.display(), e.desc()))?;
+        let frsize = u64::from(stat.fragment_size());
+        let (blocks, available) = (u64::from(stat.blocks()), u64::from(stat.blocks_available()));
+        Ok(DiskUsage {
+            free: available.saturating_mul(frsize),
+            total: blocks.saturating_mul(frsize),
+        })
+    }
+
+    /// Measures once; `timeout` bounds the wait for the file system to answer.
+    pub async fn run(&self, timeout: Duration) -> Outcome {
+        let start = Instant::now();
+        let check = DiskCheck::new(self.spec.clone());
+        // The thread cannot be stopped; on a timeout it finishes on its own and its
+        // answer is dropped.
+        let measured =
+            tokio::time::timeout(timeout, tokio::task::spawn_blocking(move || check.usage())).await;
+        let elapsed = start.elapsed();
+        match measured {
+            Err(_) => Outcome::new(
+                Severity::Critical,
+                format!("timed out after {}", text::duration(timeout)),
+                elapsed,
+            ),
+            Ok(Err(join)) => Outcome::new(
+                Severity::Unknown,
+                format!("the measuring thread failed: {join}"),
+                elapsed,
+            ),
+            Ok(Ok(Err(reason))) => Outcome::new(Severity::Critical, reason, elapsed),
+            Ok(Ok(Ok(usage))) => self.judge(usage, elapsed),
+        }
+    }
+
+    /// `12.3 GB free of 250.0 GB (4.9%) on /`, critical with ` (min 10%)` when below
+    /// `min_free`.
+    pub fn judge(&self, usage: DiskUsage, elapsed: Duration) -> Outcome {
+        let path = self.spec.path.display();
+        let Some(percent) = usage.free_percent() else {
+            return Outcome::new(
+                Severity::Unknown,
+                format!("the file system of `{path}` reports no size"),
+                elapsed,
+            );
+        };
+        let summary = format!(
+            "{} free of {} ({percent:.1}%) on {path}",
+            text::bytes(usage.free),
+            text::bytes(usage.total)
+        );
+        if usage.is_below(self.spec.min_free) {
+            let summary = format!("{summary} (min {})", self.spec.min_free.describe());
+            Outcome::new(Severity::Critical, summary, elapsed)
+        } else {
+            Outcome::new(Severity::Ok, summary, elapsed)
         }
     }
 }
@@ -173,6 +297,129 @@ mod tests {
             assert_eq!(messages, [message]);
             assert_eq!(&text[issues[0].span.clone()], format!("\"{value}\""));
         }
+    }
+
+    fn check(path: &std::path::Path, min_free: MinFree) -> DiskCheck {
+        DiskCheck::new(DiskSpec {
+            path: path.to_path_buf(),
+            min_free,
+        })
+    }
+
+    /// What `df` would say for the same file system, from `statvfs` read here.
+    fn expected_usage(path: &std::path::Path) -> DiskUsage {
+        let stat = nix::sys::statvfs::statvfs(path).unwrap();
+        let frsize = stat.fragment_size() as u64;
+        DiskUsage {
+            free: stat.blocks_available() as u64 * frsize,
+            total: stat.blocks() as u64 * frsize,
+        }
+    }
+
+    #[tokio::test]
+    async fn measures_the_file_system_of_a_real_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path();
+        let usage = check(path, MinFree::Percent(1.0)).usage().unwrap();
+        let expected = expected_usage(path);
+        assert!(usage.total > 0);
+        assert_eq!(usage.total, expected.total);
+        // Other processes write meanwhile: allow a few MB of drift.
+        assert!(
+            usage.free.abs_diff(expected.free) < 64 << 20,
+            "{usage:?} {expected:?}"
+        );
+
+        // A limit of one byte is always met; the summary names the path and the numbers.
+        let r = check(path, MinFree::Bytes(1))
+            .run(Duration::from_secs(5))
+            .await;
+        assert_eq!(r.severity, Severity::Ok, "{}", r.summary);
+        let suffix = format!(" on {}", path.display());
+        assert!(r.summary.ends_with(&suffix), "{}", r.summary);
+        assert!(
+            r.summary
+                .contains(&format!(" free of {} (", text::bytes(usage.total))),
+            "{}",
+            r.summary
+        );
+
+        // More free space than the disk has is never met.
+        let too_much = usage.total.saturating_mul(2);
+        let r = check(path, MinFree::Bytes(too_much))
+            .run(Duration::from_secs(5))
+            .await;
+        assert_eq!(r.severity, Severity::Critical);
+        let suffix = format!(" on {} (min {})", path.display(), text::bytes(too_much));
+        assert!(r.summary.ends_with(&suffix), "{}", r.summary);
+    }
+
+    #[tokio::test]
+    async fn percent_limits_compare_with_the_free_share() {
+        let dir = tempfile::tempdir().unwrap();
+        let usage = expected_usage(dir.path());
+        let percent = usage.free_percent().unwrap();
+        // Below what is free: ok. Above it (when the disk is not nearly empty): critical.
+        if percent > 2.0 {
+            let r = check(dir.path(), MinFree::Percent(percent - 1.0))
+                .run(Duration::from_secs(5))
+                .await;
+            assert_eq!(r.severity, Severity::Ok, "{}", r.summary);
+        }
+        if percent < 98.0 {
+            let r = check(dir.path(), MinFree::Percent(percent + 1.0))
+                .run(Duration::from_secs(5))
+                .await;
+            assert_eq!(r.severity, Severity::Critical, "{}", r.summary);
+            assert!(r.summary.contains("%) on "), "{}", r.summary);
+            assert!(r.summary.ends_with("%)"), "{}", r.summary);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_missing_path_is_critical() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope");
+        let r = check(&missing, MinFree::Percent(10.0))
+            .run(Duration::from_secs(5))
+            .await;
+        assert_eq!(r.severity, Severity::Critical);
+        assert_eq!(
+            r.summary,
+            format!(
+                "cannot stat `{}`: No such file or directory",
+                missing.display()
+            )
+        );
+    }
+
+    #[test]
+    fn summaries() {
+        let c = check(std::path::Path::new("/"), MinFree::Percent(10.0));
+        let usage = DiskUsage {
+            free: 12_300_000_000,
+            total: 250_000_000_000,
+        };
+        let r = c.judge(usage, Duration::ZERO);
+        assert_eq!(
+            (r.severity, r.summary.as_str()),
+            (
+                Severity::Critical,
+                "12.3 GB free of 250.0 GB (4.9%) on / (min 10%)"
+            )
+        );
+        let c = check(std::path::Path::new("/"), MinFree::Bytes(5_000_000_000));
+        let r = c.judge(usage, Duration::ZERO);
+        assert_eq!(
+            (r.severity, r.summary.as_str()),
+            (Severity::Ok, "12.3 GB free of 250.0 GB (4.9%) on /")
+        );
+        let r = c.judge(DiskUsage { free: 0, total: 0 }, Duration::ZERO);
+        assert_eq!(
+            (r.severity, r.summary.as_str()),
+            (Severity::Unknown, "the file system of `/` reports no size")
+        );
+        assert_eq!(MinFree::Percent(2.5).describe(), "2.5%");
     }
 
     #[test]

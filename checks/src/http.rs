@@ -4,11 +4,14 @@
 //!
 //! Most checks share one [`reqwest::Client`] ([`default_client`]); a check with its own
 //! TLS settings (`ca_file`, `tls_verify = false`) builds its own in [`HttpCheck::new`].
+//!
+//! With `cert_warn` or `cert_crit`, the leaf certificate of the server that gave the
+//! final answer (after redirects) is read from the response and its `notAfter` judged.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
@@ -113,9 +116,9 @@ pub struct HttpSpec {
     pub json: Vec<(String, serde_json::Value)>,
     pub warn_latency: Option<Duration>,
     pub max_latency: Option<Duration>,
-    /// Validated, but certificate expiry is not checked at run time yet.
+    /// Warning when the server's certificate expires within this.
     pub cert_warn: Option<Duration>,
-    /// Validated, but certificate expiry is not checked at run time yet.
+    /// Critical when the server's certificate expires within this (or has expired).
     pub cert_crit: Option<Duration>,
     /// An extra trusted root (PEM), `~` expanded; read when the check is built.
     pub ca_file: Option<PathBuf>,
@@ -439,8 +442,8 @@ fn json_eq(a: &serde_json::Value, b: &serde_json::Value) -> bool {
 }
 
 /// The shared client: reqwest's defaults (rustls with the platform's roots, proxies from
-/// the environment), a `klaxon/VERSION` user agent, and at most [`MAX_REDIRECTS`]
-/// redirects.
+/// the environment), a `klaxon/VERSION` user agent, at most [`MAX_REDIRECTS`]
+/// redirects, and the server's certificate kept on each response for `cert_warn`.
 pub fn default_client() -> Result<reqwest::Client, reqwest::Error> {
     client_builder().build()
 }
@@ -449,6 +452,10 @@ fn client_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .user_agent(concat!("klaxon/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
+        // Costs a copy of the leaf certificate (a few KB) per HTTPS response; one client
+        // for every check, with or without `cert_warn`, is worth far more (one pool, one
+        // load of the platform's roots).
+        .tls_info(true)
 }
 
 /// An `http` check ready to run.
@@ -464,6 +471,9 @@ struct Fetched {
     body: Vec<u8>,
     /// The body was longer than `max_body` and was cut there.
     truncated: bool,
+    /// The server certificate's `notAfter`, read only when `cert_warn` or `cert_crit`
+    /// is set: `None` without TLS, the reason when the certificate would not parse.
+    cert_expiry: Option<Result<SystemTime, String>>,
 }
 
 impl HttpCheck {
@@ -516,7 +526,10 @@ impl HttpCheck {
                 elapsed,
             ),
             Ok(Err(e)) => Outcome::new(Severity::Critical, describe_error(e), elapsed),
-            Ok(Ok(fetched)) => self.judge(&fetched, elapsed),
+            Ok(Ok(fetched)) => {
+                let outcome = self.judge(&fetched, elapsed);
+                self.with_certificate(outcome, &fetched, SystemTime::now())
+            }
         };
         if !self.spec.tls_verify {
             outcome.summary.push_str(" (unverified)");
@@ -535,6 +548,15 @@ impl HttpCheck {
         }
         let mut response = request.send().await?;
         let status = response.status();
+        let cert_expiry = if spec.cert_warn.is_some() || spec.cert_crit.is_some() {
+            response
+                .extensions()
+                .get::<reqwest::tls::TlsInfo>()
+                .and_then(reqwest::tls::TlsInfo::peer_certificate)
+                .map(not_after)
+        } else {
+            None
+        };
         let max = usize::try_from(spec.max_body).unwrap_or(usize::MAX);
         let mut body = Vec::new();
         let mut truncated = false;
@@ -553,7 +575,42 @@ impl HttpCheck {
             status,
             body,
             truncated,
+            cert_expiry,
         })
+    }
+
+    /// Adds the certificate's expiry to a judged answer when `cert_warn` or `cert_crit`
+    /// is set: the worse of the two decides the severity, and both are named when both
+    /// matter.
+    fn with_certificate(
+        &self,
+        mut outcome: Outcome,
+        fetched: &Fetched,
+        now: SystemTime,
+    ) -> Outcome {
+        let spec = &self.spec;
+        if spec.cert_warn.is_none() && spec.cert_crit.is_none() {
+            return outcome;
+        }
+        let (severity, phrase) = match &fetched.cert_expiry {
+            None => (
+                Severity::Unknown,
+                "no TLS certificate to check (the answer did not come over HTTPS)".to_owned(),
+            ),
+            Some(Err(reason)) => (Severity::Unknown, reason.clone()),
+            Some(Ok(expiry)) => certificate_expiry(*expiry, now, spec.cert_warn, spec.cert_crit),
+        };
+        if severity > outcome.severity {
+            outcome.summary = if outcome.severity.is_ok() {
+                phrase
+            } else {
+                format!("{phrase}; {}", outcome.summary)
+            };
+            outcome.severity = severity;
+        } else if outcome.severity.is_ok() || !severity.is_ok() {
+            outcome.summary = format!("{}; {phrase}", outcome.summary);
+        }
+        outcome
     }
 
     fn judge(&self, fetched: &Fetched, elapsed: Duration) -> Outcome {
@@ -625,6 +682,49 @@ impl HttpCheck {
     }
 }
 
+/// A DER certificate's `notAfter`.
+fn not_after(der: &[u8]) -> Result<SystemTime, String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| format!("cannot read the server's certificate: {e}"))?;
+    let secs = cert.validity().not_after.timestamp();
+    let since_epoch = Duration::from_secs(secs.unsigned_abs());
+    Ok(if secs >= 0 {
+        SystemTime::UNIX_EPOCH + since_epoch
+    } else {
+        SystemTime::UNIX_EPOCH - since_epoch
+    })
+}
+
+/// Judges a certificate that expires at `expiry`: "certificate expires in 12 days",
+/// warning within `warn`, critical within `crit`; "certificate expired 2 days ago",
+/// critical.
+fn certificate_expiry(
+    expiry: SystemTime,
+    now: SystemTime,
+    warn: Option<Duration>,
+    crit: Option<Duration>,
+) -> (Severity, String) {
+    match expiry.duration_since(now) {
+        Err(past) => (
+            Severity::Critical,
+            format!("certificate expired {} ago", text::rough(past.duration())),
+        ),
+        Ok(left) => {
+            let severity = if crit.is_some_and(|c| left <= c) {
+                Severity::Critical
+            } else if warn.is_some_and(|w| left <= w) {
+                Severity::Warning
+            } else {
+                Severity::Ok
+            };
+            (
+                severity,
+                format!("certificate expires in {}", text::rough(left)),
+            )
+        }
+    }
+}
+
 /// `HTTP 503 Service Unavailable`, or `HTTP 599` for codes without a reason phrase.
 fn status_line(status: StatusCode) -> String {
     match status.canonical_reason() {
@@ -655,9 +755,12 @@ fn describe_error(error: reqwest::Error) -> String {
     let mut source: Option<&(dyn std::error::Error + 'static)> = error.source();
     while let Some(e) = source {
         if let Some(tls) = e.downcast_ref::<rustls::Error>() {
-            return format!("TLS: {tls}");
+            return text::tls_failure(tls);
         }
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if let Some(tls) = text::tls_error_in(io) {
+                return text::tls_failure(tls);
+            }
             use std::io::ErrorKind as K;
             match io.kind() {
                 K::ConnectionRefused => return "connection refused".into(),
@@ -1185,6 +1288,270 @@ max_body = "lots"
             .run(Duration::from_secs(5))
             .await;
         assert_eq!(r.summary, "HTTP 500 Internal Server Error (unverified)");
+    }
+
+    // --- TLS and certificate expiry, against a real HTTPS server -----------------------
+
+    use crate::test_support::{TestCa, TlsServer, self_signed};
+
+    /// A check of `server` trusting `ca` through `ca_file`, with `extra` config.
+    fn tls_check(
+        ca: &TestCa,
+        dir: &tempfile::TempDir,
+        server: &TlsServer,
+        extra: &str,
+    ) -> HttpCheck {
+        let ca_file = ca.write_pem(dir.path());
+        let cfg = format!("ca_file = {:?}\n{extra}", ca_file.display().to_string());
+        check(&cfg, &server.url("/health"))
+    }
+
+    const CERT_LIMITS: &str = "cert_warn = \"14d\"\ncert_crit = \"3d\"";
+
+    #[tokio::test]
+    async fn a_certificate_from_a_trusted_ca_is_ok() {
+        let ca = TestCa::new();
+        let dir = tempfile::tempdir().unwrap();
+        let server = TlsServer::start(&ca.leaf(&["localhost"], 89)).await;
+
+        let r = tls_check(&ca, &dir, &server, "")
+            .run(Duration::from_secs(5))
+            .await;
+        assert_eq!(r.severity, Severity::Ok, "{}", r.summary);
+        assert!(
+            r.summary.starts_with("HTTP 200 OK in ") && r.summary.ends_with("ms"),
+            "{}",
+            r.summary
+        );
+
+        // With limits, the expiry is added; twice, as the second request reuses the
+        // pooled connection and must still see the certificate.
+        let check = tls_check(&ca, &dir, &server, CERT_LIMITS);
+        for _ in 0..2 {
+            let r = check.run(Duration::from_secs(5)).await;
+            assert_eq!(r.severity, Severity::Ok, "{}", r.summary);
+            assert!(
+                r.summary.starts_with("HTTP 200 OK in ")
+                    && r.summary.ends_with("ms; certificate expires in 89 days"),
+                "{}",
+                r.summary
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn expiry_within_the_limits_warns_then_is_critical() {
+        let ca = TestCa::new();
+        let dir = tempfile::tempdir().unwrap();
+
+        let server = TlsServer::start(&ca.leaf(&["localhost"], 10)).await;
+        let r = tls_check(&ca, &dir, &server, CERT_LIMITS)
+            .run(Duration::from_secs(5))
+            .await;
+        assert_eq!(
+            (r.severity, r.summary.as_str()),
+            (Severity::Warning, "certificate expires in 10 days")
+        );
+
+        let server = TlsServer::start(&ca.leaf(&["localhost"], 2)).await;
+        let r = tls_check(&ca, &dir, &server, CERT_LIMITS)
+            .run(Duration::from_secs(5))
+            .await;
+        assert_eq!(
+            (r.severity, r.summary.as_str()),
+            (Severity::Critical, "certificate expires in 2 days")
+        );
+
+        // Only `cert_crit`: 10 days left is fine.
+        let server = TlsServer::start(&ca.leaf(&["localhost"], 10)).await;
+        let r = tls_check(&ca, &dir, &server, "cert_crit = \"3d\"")
+            .run(Duration::from_secs(5))
+            .await;
+        assert_eq!(r.severity, Severity::Ok, "{}", r.summary);
+        assert!(
+            r.summary.ends_with("; certificate expires in 10 days"),
+            "{}",
+            r.summary
+        );
+    }
+
+    #[tokio::test]
+    async fn an_expired_certificate_is_critical() {
+        let ca = TestCa::new();
+        let dir = tempfile::tempdir().unwrap();
+        let server = TlsServer::start(&ca.leaf(&["localhost"], -2)).await;
+
+        // Verified: the handshake fails, and says why.
+        let r = tls_check(&ca, &dir, &server, CERT_LIMITS)
+            .run(Duration::from_secs(5))
+            .await;
+        assert_eq!(r.severity, Severity::Critical);
+        assert!(
+            r.summary == "TLS: certificate expired 1 day ago",
+            "{}",
+            r.summary
+        );
+
+        // Unverified: the handshake succeeds and the expiry is read from the certificate.
+        let r = check(
+            &format!("tls_verify = false\n{CERT_LIMITS}"),
+            &server.url("/"),
+        )
+        .run(Duration::from_secs(5))
+        .await;
+        assert_eq!(
+            (r.severity, r.summary.as_str()),
+            (
+                Severity::Critical,
+                "certificate expired 1 day ago (unverified)"
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn a_certificate_for_another_host_fails() {
+        let ca = TestCa::new();
+        let dir = tempfile::tempdir().unwrap();
+        let server = TlsServer::start(&ca.leaf(&["other.example"], 89)).await;
+        let r = tls_check(&ca, &dir, &server, "")
+            .run(Duration::from_secs(5))
+            .await;
+        assert_eq!(r.severity, Severity::Critical);
+        assert_eq!(
+            r.summary,
+            "TLS: invalid peer certificate: certificate not valid for name \"localhost\"; \
+             certificate is only valid for DnsName(\"other.example\")"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_self_signed_certificate_needs_trust_or_tls_verify_false() {
+        let leaf = self_signed(&["localhost"], 89);
+        let server = TlsServer::start(&leaf).await;
+
+        let r = check("", &server.url("/"))
+            .run(Duration::from_secs(5))
+            .await;
+        assert_eq!(r.severity, Severity::Critical);
+        assert_eq!(r.summary, "TLS: certificate signed by an unknown issuer");
+
+        let r = check("tls_verify = false", &server.url("/"))
+            .run(Duration::from_secs(5))
+            .await;
+        assert_eq!(r.severity, Severity::Ok, "{}", r.summary);
+        assert!(
+            r.summary.starts_with("HTTP 200 OK in ") && r.summary.ends_with("ms (unverified)"),
+            "{}",
+            r.summary
+        );
+
+        // Trusting the certificate itself through `ca_file` works too.
+        let dir = tempfile::tempdir().unwrap();
+        let pem = dir.path().join("self.pem");
+        std::fs::write(&pem, &leaf.pem).unwrap();
+        let r = check(
+            &format!("ca_file = {:?}\n{CERT_LIMITS}", pem.display().to_string()),
+            &server.url("/"),
+        )
+        .run(Duration::from_secs(5))
+        .await;
+        assert_eq!(r.severity, Severity::Ok, "{}", r.summary);
+        assert!(
+            r.summary.ends_with("; certificate expires in 89 days"),
+            "{}",
+            r.summary
+        );
+    }
+
+    #[tokio::test]
+    async fn certificate_limits_on_plain_http_cannot_be_checked() {
+        let r = run_against(Response::ok("fine"), CERT_LIMITS).await;
+        assert_eq!(
+            (r.severity, r.summary.as_str()),
+            (
+                Severity::Unknown,
+                "no TLS certificate to check (the answer did not come over HTTPS)"
+            )
+        );
+        // A failed answer keeps its own summary first.
+        let r = run_against(Response::status(503), CERT_LIMITS).await;
+        assert_eq!(
+            (r.severity, r.summary.as_str()),
+            (
+                Severity::Unknown,
+                "no TLS certificate to check (the answer did not come over HTTPS); HTTP 503 Service Unavailable"
+            )
+        );
+    }
+
+    #[test]
+    fn expiry_phrases_and_severities() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let day = Duration::from_secs(86_400);
+        let (warn, crit) = (Some(14 * day), Some(3 * day));
+        let cases = [
+            (
+                now + 89 * day,
+                Severity::Ok,
+                "certificate expires in 89 days",
+            ),
+            (
+                now + 14 * day + Duration::from_secs(1),
+                Severity::Ok,
+                "certificate expires in 14 days",
+            ),
+            (
+                now + 14 * day,
+                Severity::Warning,
+                "certificate expires in 14 days",
+            ),
+            (
+                now + 3 * day,
+                Severity::Critical,
+                "certificate expires in 3 days",
+            ),
+            (
+                now + day,
+                Severity::Critical,
+                "certificate expires in 1 day",
+            ),
+            (
+                now + Duration::from_secs(5 * 3600 + 59),
+                Severity::Critical,
+                "certificate expires in 5 hours",
+            ),
+            (
+                now + Duration::from_secs(61),
+                Severity::Critical,
+                "certificate expires in 1 minute",
+            ),
+            (
+                now + Duration::from_secs(59),
+                Severity::Critical,
+                "certificate expires in less than a minute",
+            ),
+            (
+                now - Duration::from_secs(3600),
+                Severity::Critical,
+                "certificate expired 1 hour ago",
+            ),
+            (
+                now - 40 * day,
+                Severity::Critical,
+                "certificate expired 40 days ago",
+            ),
+        ];
+        for (expiry, severity, phrase) in cases {
+            assert_eq!(
+                certificate_expiry(expiry, now, warn, crit),
+                (severity, phrase.to_owned())
+            );
+        }
+        // Without `cert_crit`, only expiry itself is critical.
+        assert_eq!(
+            certificate_expiry(now + day, now, warn, None).0,
+            Severity::Warning
+        );
     }
 
     #[test]

@@ -234,18 +234,24 @@ pub enum Check {
     Http(http::HttpCheck),
     Script(script::ScriptCheck),
     Tcp(tcp::TcpCheck),
+    Process(process::ProcessCheck),
+    Disk(disk::DiskCheck),
 }
 
 impl Check {
     /// Builds the runtime for a spec, reusing `shared` clients where it can.
+    ///
+    /// `heartbeat` checks are fed by pings the agent stores, and judged with
+    /// [`heartbeat::evaluate`]; they have no runtime here and report
+    /// [`BuildError::Unsupported`].
     pub fn build(spec: &CheckSpec, shared: &Shared) -> Result<Check, BuildError> {
         match spec {
             CheckSpec::Http(s) => Ok(Check::Http(http::HttpCheck::new(s.clone(), shared)?)),
             CheckSpec::Script(s) => Ok(Check::Script(script::ScriptCheck::new(s.clone()))),
-            CheckSpec::Tcp(s) => Ok(Check::Tcp(tcp::TcpCheck::new(s.clone()))),
-            CheckSpec::Process(_) | CheckSpec::Disk(_) | CheckSpec::Heartbeat(_) => {
-                Err(BuildError::Unsupported(spec.kind()))
-            }
+            CheckSpec::Tcp(s) => Ok(Check::Tcp(tcp::TcpCheck::try_new(s.clone())?)),
+            CheckSpec::Process(s) => Ok(Check::Process(process::ProcessCheck::new(s.clone()))),
+            CheckSpec::Disk(s) => Ok(Check::Disk(disk::DiskCheck::new(s.clone()))),
+            CheckSpec::Heartbeat(_) => Err(BuildError::Unsupported(spec.kind())),
         }
     }
 
@@ -256,6 +262,63 @@ impl Check {
             Check::Http(c) => c.run(timeout).await,
             Check::Script(c) => c.run(timeout).await,
             Check::Tcp(c) => c.run(timeout).await,
+            Check::Process(c) => c.run(timeout).await,
+            Check::Disk(c) => c.run(timeout).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::test_support::config;
+
+    fn spec(kind: &str, text: &str) -> CheckSpec {
+        let table = match kind {
+            "process" => CheckConfig::Process(config(text)),
+            "disk" => CheckConfig::Disk(config(text)),
+            "heartbeat" => CheckConfig::Heartbeat(config(text)),
+            other => panic!("{other}"),
+        };
+        table.validate(&mut Vec::new()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn process_and_disk_build_and_run_heartbeat_does_not() {
+        // The agent runs checks from many tasks at once.
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Check>();
+
+        let shared = Shared::new().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let disk = spec(
+            "disk",
+            &format!(
+                "path = {:?}\nmin_free = \"1B\"",
+                dir.path().display().to_string()
+            ),
+        );
+        let r = Check::build(&disk, &shared)
+            .unwrap()
+            .run(Duration::from_secs(5))
+            .await;
+        assert_eq!(r.severity, Severity::Ok, "{}", r.summary);
+
+        // Nothing runs under this name; `min = 0` makes that fine.
+        let process = spec("process", "name = \"no-such-klaxon-process\"\nmin = 0");
+        let r = Check::build(&process, &shared)
+            .unwrap()
+            .run(Duration::from_secs(5))
+            .await;
+        assert_eq!(
+            (r.severity, r.summary.as_str()),
+            (Severity::Ok, "no process matching `no-such-klaxon-process`")
+        );
+
+        let heartbeat = spec("heartbeat", "grace = \"1h\"");
+        let err = Check::build(&heartbeat, &shared).unwrap_err();
+        assert!(matches!(err, BuildError::Unsupported("heartbeat")), "{err}");
     }
 }

@@ -1,19 +1,24 @@
-//! The `tcp` check: its config (`host`, `port`, `tls`), validation, and the runtime that
-//! resolves the host, connects to the first address that answers and, with `tls`,
-//! completes a TLS handshake verified against the platform's roots.
+//! The `tcp` check: its config (`host`, `port`, `tls`, `ca_file`, `tls_verify`),
+//! validation, and the runtime that resolves the host, connects to the first address
+//! that answers and, with `tls`, completes a TLS handshake verified against the
+//! platform's roots (plus `ca_file`), or not verified at all with `tls_verify = false`.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::ServerName;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use serde::Deserialize;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use toml::Spanned;
 
-use crate::validate::ConfigIssue;
-use crate::{Outcome, Severity, text};
+use crate::validate::{self, ConfigIssue};
+use crate::{BuildError, Outcome, Severity, text};
 
 /// The `[jobs.NAME.check]` table of `type = "tcp"`, as written.
 #[derive(Debug, Deserialize)]
@@ -24,6 +29,11 @@ pub struct TcpConfig {
     pub port: Spanned<i64>,
     /// Complete a TLS handshake after connecting; `false` when not set.
     pub tls: Option<bool>,
+    /// An extra trusted root (PEM) for the handshake; needs `tls = true`.
+    pub ca_file: Option<Spanned<String>>,
+    /// `false` accepts any certificate (the summary then says "unverified"); needs
+    /// `tls = true`.
+    pub tls_verify: Option<Spanned<bool>>,
 }
 
 /// A validated `tcp` check.
@@ -33,6 +43,10 @@ pub struct TcpSpec {
     pub host: String,
     pub port: u16,
     pub tls: bool,
+    /// An extra trusted root (PEM), `~` expanded; read when the check is built.
+    pub ca_file: Option<PathBuf>,
+    /// `true` unless the config says `tls_verify = false`.
+    pub tls_verify: bool,
 }
 
 impl TcpSpec {
@@ -49,6 +63,7 @@ impl TcpSpec {
 impl TcpConfig {
     /// Checks every value, pushing each problem to `issues`.
     pub fn validate(self, issues: &mut Vec<ConfigIssue>) -> Option<TcpSpec> {
+        let before = issues.len();
         let raw = self.host.get_ref().trim();
         let unbracketed = raw
             .strip_prefix('[')
@@ -82,11 +97,35 @@ impl TcpConfig {
                 None
             }
         };
+        let tls = self.tls.unwrap_or(false);
+        let ca_file = self.ca_file.as_ref().and_then(|p| {
+            needs_tls(tls, p.span(), "ca_file", issues);
+            validate::path(p, "ca_file", issues)
+        });
+        let tls_verify = self.tls_verify.as_ref().is_none_or(|v| *v.get_ref());
+        if let Some(v) = &self.tls_verify {
+            needs_tls(tls, v.span(), "tls_verify", issues);
+        }
+        if issues.len() > before {
+            return None;
+        }
         Some(TcpSpec {
             host: host?,
             port: port?,
-            tls: self.tls.unwrap_or(false),
+            tls,
+            ca_file,
+            tls_verify,
         })
+    }
+}
+
+/// TLS settings only mean something for a handshake: say so rather than ignore them.
+fn needs_tls(tls: bool, span: std::ops::Range<usize>, key: &str, issues: &mut Vec<ConfigIssue>) {
+    if !tls {
+        issues.push(ConfigIssue::new(
+            span,
+            format!("`{key}` applies only to a TLS handshake: add `tls = true`"),
+        ));
     }
 }
 
@@ -94,16 +133,29 @@ impl TcpConfig {
 #[derive(Debug)]
 pub struct TcpCheck {
     spec: TcpSpec,
-    /// Set up once for `tls` checks; the reason when the platform verifier would not load.
+    /// Set up once for `tls` checks; the reason when it could not be.
     tls: Option<Result<Arc<rustls::ClientConfig>, String>>,
 }
 
 impl TcpCheck {
-    /// Sets up TLS once for `tls` checks; a failure to load the platform's roots is
-    /// reported by each run (`TLS: …`) rather than here.
+    /// Sets up TLS once for `tls` checks; a failure (the platform's roots, `ca_file`)
+    /// is reported by each run (`TLS: …`) rather than here. [`TcpCheck::try_new`]
+    /// reports it at once.
     pub fn new(spec: TcpSpec) -> Self {
-        let tls = spec.tls.then(tls_config);
+        let tls = spec
+            .tls
+            .then(|| tls_config(spec.ca_file.as_deref(), spec.tls_verify));
         Self { spec, tls }
+    }
+
+    /// Like [`TcpCheck::new`], but fails when TLS cannot be set up: `ca_file` cannot be
+    /// read or holds no certificate, or the platform's roots do not load.
+    pub fn try_new(spec: TcpSpec) -> Result<Self, BuildError> {
+        let check = Self::new(spec);
+        if let Some(Err(reason)) = &check.tls {
+            return Err(BuildError::Other(reason.clone()));
+        }
+        Ok(check)
     }
 
     /// The validated settings this check runs with.
@@ -116,7 +168,7 @@ impl TcpCheck {
         let start = Instant::now();
         let result = tokio::time::timeout(timeout, self.connect()).await;
         let elapsed = start.elapsed();
-        match result {
+        let mut outcome = match result {
             Err(_) => Outcome::new(
                 Severity::Critical,
                 format!("timed out after {}", text::duration(timeout)),
@@ -132,7 +184,11 @@ impl TcpCheck {
                 );
                 Outcome::new(Severity::Ok, summary, elapsed)
             }
+        };
+        if self.spec.tls && !self.spec.tls_verify {
+            outcome.summary.push_str(" (unverified)");
         }
+        outcome
     }
 
     async fn connect(&self) -> Result<(), String> {
@@ -165,26 +221,98 @@ impl TcpCheck {
             .connect(name, stream)
             .await
             .map(drop)
-            .map_err(
-                |e| match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-                    Some(tls) => format!("TLS: {tls}"),
-                    None => format!("TLS: {}", io_reason(&e)),
-                },
-            )
+            .map_err(|e| match text::tls_error_in(&e) {
+                Some(tls) => text::tls_failure(tls),
+                None => format!("TLS: {}", io_reason(&e)),
+            })
     }
 }
 
-fn tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
+fn tls_config(ca_file: Option<&Path>, verify: bool) -> Result<Arc<rustls::ClientConfig>, String> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let verifier = rustls_platform_verifier::Verifier::new(provider.clone())
-        .map_err(|e| format!("cannot load the platform's trusted roots: {e}"))?;
+    let verifier: Arc<dyn ServerCertVerifier> = if verify {
+        let extra = match ca_file {
+            Some(path) => read_ca_file(path)?,
+            None => Vec::new(),
+        };
+        let verifier =
+            rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider.clone())
+                .map_err(|e| format!("cannot load the platform's trusted roots: {e}"))?;
+        Arc::new(verifier)
+    } else {
+        Arc::new(Unverified(provider.clone()))
+    };
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
     Ok(Arc::new(config))
+}
+
+/// Every certificate in a PEM file, with the wording the `http` check uses for the same
+/// key.
+fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let shown = path.display();
+    let pem = std::fs::read(path).map_err(|e| format!("`ca_file` `{shown}`: {e}"))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("`ca_file` `{shown}`: not a PEM certificate: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!("`ca_file` `{shown}`: no PEM certificate in it"));
+    }
+    Ok(certs)
+}
+
+/// `tls_verify = false`: any certificate for any name is accepted. The handshake's
+/// signatures are still checked, so the peer holds the key of the certificate it sent.
+#[derive(Debug)]
+struct Unverified(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for Unverified {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 fn io_reason(error: &std::io::Error) -> String {
@@ -212,6 +340,8 @@ mod tests {
             host: host.into(),
             port,
             tls,
+            ca_file: None,
+            tls_verify: true,
         })
     }
 
@@ -325,6 +455,138 @@ mod tests {
         assert_eq!(r.severity, Severity::Critical);
         assert!(r.summary.starts_with("TLS: "), "{}", r.summary);
         server.abort();
+    }
+
+    #[test]
+    fn tls_settings_need_tls() {
+        let spec = config::<TcpConfig>(
+            "host = \"db\"\nport = 5432\ntls = true\nca_file = \"/etc/ca.pem\"\ntls_verify = false",
+        )
+        .validate(&mut Vec::new())
+        .unwrap();
+        assert_eq!(spec.ca_file, Some(PathBuf::from("/etc/ca.pem")));
+        assert!(!spec.tls_verify);
+
+        let text = "host = \"db\"\nport = 5432\nca_file = \"/etc/ca.pem\"\ntls_verify = false";
+        let issues = issues_of(text, TcpConfig::validate);
+        let got: Vec<(&str, &str)> = issues
+            .iter()
+            .map(|i| (&text[i.span.clone()], i.message.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "\"/etc/ca.pem\"",
+                    "`ca_file` applies only to a TLS handshake: add `tls = true`"
+                ),
+                (
+                    "false",
+                    "`tls_verify` applies only to a TLS handshake: add `tls = true`"
+                ),
+            ]
+        );
+    }
+
+    fn tls_check(port: u16, ca_file: Option<PathBuf>, tls_verify: bool) -> TcpCheck {
+        TcpCheck::new(TcpSpec {
+            host: "localhost".into(),
+            port,
+            tls: true,
+            ca_file,
+            tls_verify,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_tls_handshake_with_a_trusted_ca_succeeds() {
+        use crate::test_support::{TestCa, TlsServer};
+        let ca = TestCa::new();
+        let dir = tempfile::tempdir().unwrap();
+        let server = TlsServer::start(&ca.leaf(&["localhost"], 30)).await;
+        let ca_file = ca.write_pem(dir.path());
+
+        let r = tls_check(server.port, Some(ca_file), true)
+            .run(Duration::from_secs(5))
+            .await;
+        assert_eq!(r.severity, Severity::Ok, "{}", r.summary);
+        let prefix = format!("connected to localhost:{} (TLS) in ", server.port);
+        assert!(
+            r.summary.starts_with(&prefix) && r.summary.ends_with("ms"),
+            "{}",
+            r.summary
+        );
+
+        // The platform's roots alone do not know the test CA.
+        let r = tls_check(server.port, None, true)
+            .run(Duration::from_secs(5))
+            .await;
+        assert_eq!(
+            (r.severity, r.summary.as_str()),
+            (
+                Severity::Critical,
+                "TLS: certificate signed by an unknown issuer"
+            )
+        );
+
+        // Unverified: any certificate will do, and the summary says so.
+        let r = tls_check(server.port, None, false)
+            .run(Duration::from_secs(5))
+            .await;
+        assert_eq!(r.severity, Severity::Ok, "{}", r.summary);
+        assert!(
+            r.summary.starts_with(&prefix) && r.summary.ends_with("ms (unverified)"),
+            "{}",
+            r.summary
+        );
+    }
+
+    #[tokio::test]
+    async fn an_expired_certificate_fails_the_handshake() {
+        use crate::test_support::{TestCa, TlsServer};
+        let ca = TestCa::new();
+        let dir = tempfile::tempdir().unwrap();
+        let server = TlsServer::start(&ca.leaf(&["localhost"], -3)).await;
+        let r = tls_check(server.port, Some(ca.write_pem(dir.path())), true)
+            .run(Duration::from_secs(5))
+            .await;
+        assert_eq!(
+            (r.severity, r.summary.as_str()),
+            (Severity::Critical, "TLS: certificate expired 2 days ago")
+        );
+    }
+
+    #[test]
+    fn an_unreadable_ca_file_fails_the_build() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let spec = TcpSpec {
+            host: "localhost".into(),
+            port: 443,
+            tls: true,
+            ca_file: Some(missing.clone()),
+            tls_verify: true,
+        };
+        let err = TcpCheck::try_new(spec.clone()).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "`ca_file` `{}`: No such file or directory (os error 2)",
+                missing.display()
+            )
+        );
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not a certificate").unwrap();
+        let err = TcpCheck::try_new(TcpSpec {
+            ca_file: Some(junk.clone()),
+            ..spec
+        })
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            format!("`ca_file` `{}`: no PEM certificate in it", junk.display())
+        );
     }
 
     #[tokio::test]
