@@ -3,10 +3,10 @@
 //! A failed check is a result; only the store failing is an error.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
-use klaxon_checks::{Outcome, Severity};
+use klaxon_checks::{CheckSpec, Outcome, Severity};
 use klaxon_notifiers::{Alert, CheckInfo, Event};
 use tokio_util::sync::CancellationToken;
 
@@ -60,8 +60,71 @@ pub async fn run_job(
     .await;
     let outcome = result.unwrap_or_else(|o| o);
     let elapsed = clock.elapsed();
+    let tries = Tries {
+        made: attempts,
+        allowed: retry.attempts(),
+    };
+    record(rt, job, outcome, tries, started_at, elapsed, next_run).await
+}
+
+/// Tries made out of tries allowed, for history and messages.
+#[derive(Debug, Clone, Copy)]
+pub struct Tries {
+    pub made: u32,
+    pub allowed: u32,
+}
+
+/// Evaluates a passive `heartbeat` job whose ping was expected at `expected` (its grace
+/// has run out, or a ping just arrived) and records the result.
+pub async fn evaluate_heartbeat(
+    rt: &Arc<Runtime>,
+    job: &Job,
+    expected: DateTime<Utc>,
+    next_run: Option<DateTime<Utc>>,
+) -> anyhow::Result<Finished> {
+    let CheckSpec::Heartbeat(spec) = &job.check else {
+        anyhow::bail!("job `{}` is not a heartbeat job", job.name);
+    };
+    let now = rt.clock.now();
+    let last_ping = rt.store.last_ping(&job.name)?;
+    let outcome = klaxon_checks::heartbeat::evaluate(
+        spec,
+        last_ping.map(SystemTime::from),
+        SystemTime::from(expected),
+        SystemTime::from(now),
+    );
+    let tries = Tries {
+        made: 1,
+        allowed: 1,
+    };
+    record(rt, job, outcome, tries, now, Duration::ZERO, next_run).await
+}
+
+/// Records a ping of a passive job at `at` (from `klaxon ping` or the listener) and the
+/// ok run it amounts to, which closes an open alert like any ok run.
+pub async fn ping(rt: &Arc<Runtime>, job: &Job, at: DateTime<Utc>) -> anyhow::Result<Finished> {
+    if job.check.is_active() {
+        anyhow::bail!("job `{}` is not a heartbeat job", job.name);
+    }
+    rt.store.record_ping(&job.name, at)?;
+    let next_run = job.trigger.next_after(at);
+    evaluate_heartbeat(rt, job, at, next_run).await
+}
+
+/// Records one run's outcome: history, the alert state it leads to and the messages it
+/// makes due, in one transaction; then wakes the outbox.
+pub async fn record(
+    rt: &Arc<Runtime>,
+    job: &Job,
+    outcome: Outcome,
+    tries: Tries,
+    started_at: DateTime<Utc>,
+    elapsed: Duration,
+    next_run: Option<DateTime<Utc>>,
+) -> anyhow::Result<Finished> {
     let finished_at = started_at + chrono::Duration::from_std(elapsed).unwrap_or_default();
-    log_result(job, &outcome, attempts, retry.attempts(), elapsed);
+    log_result(job, &outcome, tries.made, tries.allowed, elapsed);
+    let attempts = tries.made;
 
     let record = RunRecord {
         job: job.name.clone(),
@@ -76,7 +139,7 @@ pub async fn run_job(
     };
     let rt2 = rt.clone();
     let job2 = job.clone();
-    let max_attempts = retry.attempts();
+    let max_attempts = tries.allowed;
     let severity = outcome.severity;
     let to_store = record.clone();
     let messages = tokio::task::spawn_blocking(move || {

@@ -68,7 +68,8 @@ impl Runtime {
     pub fn build(config: Config, mode: Mode, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let shared = klaxon_checks::Shared::new().context("cannot set up checks")?;
         let mut checks = HashMap::new();
-        for job in &config.jobs {
+        // Passive jobs (heartbeats) are fed by pings: they have nothing to run.
+        for job in config.jobs.iter().filter(|j| j.check.is_active()) {
             let check =
                 Check::build(&job.check, &shared).with_context(|| format!("job `{}`", job.name))?;
             checks.insert(job.name.clone(), Arc::new(check));

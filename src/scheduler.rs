@@ -17,6 +17,8 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use klaxon_checks::CheckSpec;
+
 use crate::config::Job;
 use crate::runtime::Runtime;
 use crate::schedule::Trigger;
@@ -24,6 +26,15 @@ use crate::store::RunRecord;
 
 /// The longest the loop sleeps without re-reading the wall clock.
 pub const CLOCK_CHECK: Duration = Duration::from_secs(30);
+
+/// How long after its nominal fire a job is handled: a passive job when its ping's
+/// `grace` has run out; an active one after its jitter offset.
+fn delay(job: &Job) -> Duration {
+    match &job.check {
+        CheckSpec::Heartbeat(h) => h.grace,
+        _ => jitter_offset(job),
+    }
+}
 
 /// A fixed offset in `[0, jitter)` for a job, the same on every start, so that jobs
 /// sharing a schedule spread out while each keeps its phase across restarts.
@@ -45,7 +56,9 @@ fn add(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
 fn first_fire(rt: &Runtime, job: &Job, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     match &job.trigger {
         // Interval jobs run at start, then every interval: a fresh agent shows results
-        // at once instead of after the first interval.
+        // at once instead of after the first interval. A heartbeat job's first ping is
+        // expected one interval after start.
+        Trigger::Every(interval) if !job.check.is_active() => Some(add(now, *interval)),
         Trigger::Every(_) => Some(now),
         Trigger::Cron(c) => c.next_after(now),
         Trigger::At(at) => {
@@ -91,14 +104,11 @@ fn next_fire(job: &Job, due: DateTime<Utc>, now: DateTime<Utc>) -> Option<DateTi
 pub async fn run(rt: Arc<Runtime>, shutdown: CancellationToken, tracker: TaskTracker) {
     let jobs: Vec<Arc<Job>> = rt.config.jobs.iter().cloned().map(Arc::new).collect();
     let running: Vec<Arc<AtomicU32>> = jobs.iter().map(|_| Arc::default()).collect();
-    let offsets: Vec<Duration> = jobs.iter().map(|j| jitter_offset(j)).collect();
+    let offsets: Vec<Duration> = jobs.iter().map(|j| delay(j)).collect();
     // Heap of (nominal fire time, job index); a job is due at nominal + its offset.
     let mut heap = BinaryHeap::new();
     let now = rt.clock.now();
     for (i, job) in jobs.iter().enumerate() {
-        if !job.check.is_active() {
-            continue;
-        }
         if let Some(first) = first_fire(&rt, job, now) {
             heap.push(Reverse((first, i)));
         }
@@ -113,18 +123,26 @@ pub async fn run(rt: Arc<Runtime>, shutdown: CancellationToken, tracker: TaskTra
             }
             heap.pop();
             let job = &jobs[i];
-            let next = next_fire(job, nominal, now);
+            // Coalescing is judged on nominal times: a passive job handled `grace`
+            // after its fire still expects the pings of the fires within that grace.
+            let lag = (now - add(nominal, offsets[i])).max(chrono::Duration::zero());
+            let next = next_fire(job, nominal, nominal + lag);
             if let Some(next) = next {
                 heap.push(Reverse((next, i)));
             }
-            fire(
-                &rt,
-                job,
-                &running[i],
-                next.map(|n| add(n, offsets[i])),
-                &shutdown,
-                &tracker,
-            );
+            let next_run = next.map(|n| add(n, offsets[i]));
+            if job.check.is_active() {
+                fire(&rt, job, &running[i], next_run, &shutdown, &tracker);
+            } else {
+                let (rt, job) = (rt.clone(), job.clone());
+                tracker.spawn(async move {
+                    let result =
+                        crate::runner::evaluate_heartbeat(&rt, &job, nominal, next_run).await;
+                    if let Err(e) = result {
+                        tracing::error!(job = %job.name, "heartbeat could not be recorded: {e:#}");
+                    }
+                });
+            }
         }
         let wait = heap
             .peek()

@@ -14,10 +14,13 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::alert::JobState;
 
-const SCHEMA_VERSION: i64 = 1;
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS runs (
+/// Schema changes, in order: the database's `user_version` says how many are applied.
+/// A change is only ever appended, never edited, so any older database can be brought
+/// forward.
+const MIGRATIONS: &[&str] = &[
+    // 1: runs, job state, outbox
+    "
+CREATE TABLE runs (
     id          INTEGER PRIMARY KEY,
     job         TEXT    NOT NULL,
     started_at  INTEGER NOT NULL,  -- unix ms
@@ -29,12 +32,12 @@ CREATE TABLE IF NOT EXISTS runs (
     output      TEXT,
     skipped     TEXT               -- why a fire did not run, for skipped fires
 );
-CREATE INDEX IF NOT EXISTS runs_by_job ON runs (job, started_at);
-CREATE TABLE IF NOT EXISTS job_state (
+CREATE INDEX runs_by_job ON runs (job, started_at);
+CREATE TABLE job_state (
     job   TEXT PRIMARY KEY,
     state TEXT NOT NULL            -- JSON of alert::JobState
 );
-CREATE TABLE IF NOT EXISTS outbox (
+CREATE TABLE outbox (
     id              INTEGER PRIMARY KEY,
     alert_id        TEXT    NOT NULL,
     job             TEXT    NOT NULL,
@@ -48,8 +51,20 @@ CREATE TABLE IF NOT EXISTS outbox (
     gave_up_at      INTEGER,           -- rejected by the receiver: not retried
     last_error      TEXT
 );
-CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (delivered_at, next_attempt_at);
-";
+CREATE INDEX outbox_pending ON outbox (delivered_at, next_attempt_at);
+",
+    // 2: heartbeat pings; metrics of each run
+    "
+CREATE TABLE pings (
+    job TEXT    NOT NULL,
+    at  INTEGER NOT NULL               -- unix ms
+);
+CREATE INDEX pings_by_job ON pings (job, at);
+ALTER TABLE runs ADD COLUMN metrics TEXT;  -- JSON array of klaxon_checks::Metric
+",
+];
+
+const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -172,9 +187,14 @@ impl Store {
                 found: version,
             });
         }
-        conn.execute_batch(SCHEMA).map_err(open_err)?;
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+        let mut conn = conn;
+        let tx = conn.transaction().map_err(open_err)?;
+        for migration in &MIGRATIONS[version.max(0) as usize..] {
+            tx.execute_batch(migration).map_err(open_err)?;
+        }
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(open_err)?;
+        tx.commit().map_err(open_err)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             path,
@@ -264,6 +284,25 @@ impl Store {
     /// Records a fire that did not run (and why) without touching alert state.
     pub fn record_skip(&self, run: &RunRecord) -> Result<(), StoreError> {
         insert_run(&self.conn(), run)
+    }
+
+    /// Records a heartbeat ping for a passive job.
+    pub fn record_ping(&self, job: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO pings (job, at) VALUES (?1, ?2)",
+            params![job, ms(at)],
+        )?;
+        Ok(())
+    }
+
+    /// The latest ping of a job.
+    pub fn last_ping(&self, job: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let at: Option<i64> = self.conn().query_row(
+            "SELECT max(at) FROM pings WHERE job = ?1",
+            params![job],
+            |r| r.get(0),
+        )?;
+        Ok(at.map(from_ms))
     }
 
     /// Marks a message delivered.
@@ -513,6 +552,35 @@ mod tests {
         assert_eq!(store.due(t(60)).unwrap().len(), 1);
         store.gave_up(items[0].id, "HTTP 400", t(61)).unwrap();
         assert!(store.pending().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_database_from_schema_1_is_brought_forward_with_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = Connection::open(dir.path().join("klaxon.db")).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute(
+                "INSERT INTO runs (job, started_at, finished_at, severity, attempts, elapsed_ms, summary)
+                 VALUES ('api', 1790000000000, 1790000001000, 'critical', 3, 1000, 'HTTP 500')",
+                [],
+            )
+            .unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let history = store.history("api", 10).unwrap();
+        assert_eq!(history.len(), 1);
+        assert_eq!(history[0].summary, "HTTP 500");
+        store.record_ping("beat", t(5)).unwrap();
+        store.record_ping("beat", t(9)).unwrap();
+        assert_eq!(store.last_ping("beat").unwrap(), Some(t(9)));
+        assert_eq!(store.last_ping("other").unwrap(), None);
+        let version: i64 = store
+            .conn()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
     }
 
     #[test]

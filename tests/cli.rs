@@ -579,9 +579,9 @@ fn validate_summarises_a_good_config() {
 }
 
 #[test]
-fn a_check_type_that_cannot_run_yet_is_refused_by_run_and_once() {
+fn a_notifier_type_that_cannot_send_yet_is_refused_by_run() {
     let setup = Setup::new(
-        "[agent]\nstate_dir = \"state\"\n[jobs.import]\nschedule = \"0 3 * * *\"\n[jobs.import.check]\ntype = \"heartbeat\"\ngrace = \"1h\"\n",
+        "[agent]\nstate_dir = \"state\"\n[notifiers.oncall]\ntype = \"email\"\nhost = \"127.0.0.1\"\ntls = \"none\"\nfrom = \"k@example.com\"\nto = [\"o@example.com\"]\n[jobs.a]\nevery = \"1m\"\nnotify = [\"oncall\"]\n[jobs.a.check]\ntype = \"tcp\"\nhost = \"127.0.0.1\"\nport = 9\n",
     );
     let validate = run(klaxon().arg("--config").arg(setup.config()).arg("validate"));
     assert_eq!(
@@ -594,8 +594,75 @@ fn a_check_type_that_cannot_run_yet_is_refused_by_run_and_once() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         text(&out.stderr).lines().last().unwrap(),
-        "error: job `import`: check type `heartbeat` is accepted by the config but cannot run in this version yet"
+        "error: notifier `oncall`: notifier type `email` is accepted by the config but cannot send in this version yet"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missed_heartbeat_alerts_and_a_ping_recovers_it() {
+    let slack = Server::start(|_| Response::ok("ok")).await;
+    let setup = Setup::new(&format!(
+        "[agent]\nname = \"ci\"\nstate_dir = \"state\"\n[defaults]\nnotify = [\"slack\"]\n[notifiers.slack]\ntype = \"slack\"\nwebhook_url = \"{}\"\n[jobs.beat]\nevery = \"2s\"\n[jobs.beat.check]\ntype = \"heartbeat\"\ngrace = \"1s\"\n[jobs.web]\nevery = \"1h\"\n[jobs.web.check]\ntype = \"tcp\"\nhost = \"127.0.0.1\"\nport = 9\n",
+        slack.url("/hook")
+    ));
+    let agent = setup.agent("agent");
+    // No ping by start + 2 s + 1 s grace: the job is down. (`web` alerts too; skip it.)
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let failure = loop {
+        let found = slack
+            .requests()
+            .into_iter()
+            .map(|r| slack_text(&r))
+            .find(|t| t.contains(" beat on ci"));
+        if let Some(t) = found {
+            break t;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no heartbeat alert:\n{}",
+            agent.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        failure.starts_with("DOWN beat on ci: no ping since "),
+        "{failure}"
+    );
+    assert!(
+        failure.contains("Check: heartbeat pings with 1s grace"),
+        "{failure}"
+    );
+
+    let pinged = run(klaxon()
+        .arg("--config")
+        .arg(setup.config())
+        .args(["ping", "beat"]));
+    assert_eq!(pinged.status.code(), Some(0), "{}", text(&pinged.stderr));
+    assert!(text(&pinged.stdout).starts_with("beat: ping recorded at "));
+    // The ping's own process delivered the recovery before exiting.
+    let recovery = slack
+        .requests()
+        .into_iter()
+        .map(|r| slack_text(&r))
+        .find(|t| t.starts_with("RECOVERED beat on ci after "));
+    assert!(
+        recovery.is_some(),
+        "{:#?}",
+        slack.requests().iter().map(slack_text).collect::<Vec<_>>()
+    );
+    assert_eq!(agent.stop(), 0);
+
+    let active = run(klaxon()
+        .arg("--config")
+        .arg(setup.config())
+        .args(["ping", "web"]));
+    assert_eq!(active.status.code(), Some(2));
+    assert!(text(&active.stderr).contains("only passive jobs take pings"));
+    let unknown = run(klaxon()
+        .arg("--config")
+        .arg(setup.config())
+        .args(["ping", "nope"]));
+    assert_eq!(unknown.status.code(), Some(2));
 }
 
 #[test]

@@ -4,6 +4,7 @@
 
 mod jobs;
 mod once;
+mod ping;
 mod run;
 mod validate;
 
@@ -39,6 +40,8 @@ enum Command {
     Jobs(jobs::JobsArgs),
     /// Run one job now, with its retries and alerts
     Once(once::OnceArgs),
+    /// Record a heartbeat for a passive (`heartbeat`) job
+    Ping(ping::PingArgs),
 }
 
 /// A mistake in how klaxon was called (exit code 2).
@@ -55,6 +58,7 @@ pub fn main() -> ExitCode {
         Command::Jobs(args) => jobs::run(cli.config.as_deref(), &env, args),
         Command::Run(args) => run::run(cli.config.as_deref(), &env, args),
         Command::Once(args) => once::run(cli.config.as_deref(), &env, args),
+        Command::Ping(args) => ping::run(cli.config.as_deref(), &env, args),
     };
     match result {
         Ok(code) => code,
@@ -88,6 +92,22 @@ fn load(flag: Option<&std::path::Path>, env: &dyn config::Env) -> anyhow::Result
         eprintln!("warning: {warning}");
     }
     Ok(config)
+}
+
+/// The job of that name, or a usage error listing the jobs there are.
+fn job(config: &Config, name: &str) -> anyhow::Result<crate::config::Job> {
+    match config.job(name) {
+        Some(job) => Ok(job.clone()),
+        None => {
+            let names: Vec<&str> = config.jobs.iter().map(|j| j.name.as_str()).collect();
+            Err(UsageError(format!(
+                "no job `{name}` in `{}`; jobs: {}",
+                config.file.display(),
+                names.join(", ")
+            ))
+            .into())
+        }
+    }
 }
 
 /// Sets up logging to stderr: `RUST_LOG` if set, else the config's level for klaxon's

@@ -32,16 +32,7 @@ pub struct OnceArgs {
 pub fn run(config: Option<&Path>, env: &dyn Env, args: OnceArgs) -> anyhow::Result<ExitCode> {
     let config = super::load(config, env)?;
     super::init_logging(&config.log);
-    let Some(job) = config.job(&args.job).cloned() else {
-        let names: Vec<&str> = config.jobs.iter().map(|j| j.name.as_str()).collect();
-        return Err(UsageError(format!(
-            "no job `{}` in `{}`; jobs: {}",
-            args.job,
-            config.file.display(),
-            names.join(", ")
-        ))
-        .into());
-    };
+    let job = super::job(&config, &args.job)?;
     if !job.check.is_active() {
         return Err(UsageError(format!(
             "job `{}` is a passive `{}` check: it is fed by pings, not run",
