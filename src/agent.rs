@@ -13,7 +13,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::dispatch::{AgentDispatch, Running};
 use crate::runtime::{Mode, Runtime, SystemClock};
+use crate::scheduler::Remembered;
 
 /// How long running checks may take to finish after a shutdown signal.
 pub const GRACE: Duration = Duration::from_secs(10);
@@ -70,7 +72,37 @@ pub async fn run(config: Config, mode: Mode, shutdown: CancellationToken) -> any
     // their messages out.
     let outbox_stop = CancellationToken::new();
     let worker = tokio::spawn(crate::outbox::worker(rt.clone(), outbox_stop.clone()));
-    crate::scheduler::run(rt.clone(), shutdown.clone(), tracker.clone()).await;
+    let remembered = rt
+        .store
+        .last_fires()?
+        .into_iter()
+        .map(|(job, at)| {
+            (
+                job,
+                Remembered {
+                    last_fire: Some(at),
+                },
+            )
+        })
+        .collect();
+    let dispatch = Arc::new(AgentDispatch {
+        rt: rt.clone(),
+        tracker: tracker.clone(),
+        shutdown: shutdown.clone(),
+        running: Running::default(),
+    });
+    let jobs = rt.config.jobs.iter().cloned().map(Arc::new).collect();
+    let (_reload, reloads) = tokio::sync::mpsc::channel(1);
+    crate::scheduler::run_loop(
+        jobs,
+        remembered,
+        rt.clock.clone(),
+        rt.config.agent.wake_delay,
+        dispatch,
+        shutdown.clone(),
+        reloads,
+    )
+    .await;
 
     tracker.close();
     if tokio::time::timeout(GRACE, tracker.wait()).await.is_err() {

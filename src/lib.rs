@@ -8,6 +8,7 @@ pub mod agent;
 pub mod alert;
 pub mod cli;
 pub mod config;
+pub mod dispatch;
 pub mod outbox;
 pub mod retry;
 pub mod runner;

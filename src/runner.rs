@@ -14,6 +14,7 @@ use crate::alert::{self, AlertEvent, JobState, RunFacts};
 use crate::config::{Job, MinSeverity};
 use crate::retry::{RetryPolicy, run_with_retry};
 use crate::runtime::Runtime;
+use crate::scheduler::Fire;
 use crate::store::{NewMessage, OutboxItem, RunRecord};
 
 /// What a run did: its record and the messages it put in the outbox.
@@ -30,9 +31,15 @@ pub async fn run_job(
     rt: &Arc<Runtime>,
     job: &Job,
     retry: &RetryPolicy,
-    next_run: Option<DateTime<Utc>>,
+    fire: Option<Fire>,
     stop: &CancellationToken,
 ) -> anyhow::Result<Finished> {
+    // A run by hand (`once`) says when the schedule would fire next.
+    let next_run = match fire {
+        Some(f) => f.next_run,
+        None => job.trigger.next_after(rt.clock.now()),
+    };
+    let fire_at = fire.map(|f| f.nominal);
     let check = rt
         .checks
         .get(&job.name)
@@ -64,7 +71,20 @@ pub async fn run_job(
         made: attempts,
         allowed: retry.attempts(),
     };
-    record(rt, job, outcome, tries, started_at, elapsed, next_run).await
+    let times = Times {
+        started_at,
+        elapsed,
+        fire_at,
+    };
+    record(rt, job, outcome, tries, times, next_run).await
+}
+
+/// When a run happened, and for which scheduled fire.
+#[derive(Debug, Clone, Copy)]
+pub struct Times {
+    pub started_at: DateTime<Utc>,
+    pub elapsed: Duration,
+    pub fire_at: Option<DateTime<Utc>>,
 }
 
 /// Tries made out of tries allowed, for history and messages.
@@ -80,6 +100,7 @@ pub async fn evaluate_heartbeat(
     rt: &Arc<Runtime>,
     job: &Job,
     expected: DateTime<Utc>,
+    fire_at: Option<DateTime<Utc>>,
     next_run: Option<DateTime<Utc>>,
 ) -> anyhow::Result<Finished> {
     let CheckSpec::Heartbeat(spec) = &job.check else {
@@ -97,7 +118,12 @@ pub async fn evaluate_heartbeat(
         made: 1,
         allowed: 1,
     };
-    record(rt, job, outcome, tries, now, Duration::ZERO, next_run).await
+    let times = Times {
+        started_at: now,
+        elapsed: Duration::ZERO,
+        fire_at,
+    };
+    record(rt, job, outcome, tries, times, next_run).await
 }
 
 /// Records a ping of a passive job at `at` (from `klaxon ping` or the listener) and the
@@ -108,7 +134,7 @@ pub async fn ping(rt: &Arc<Runtime>, job: &Job, at: DateTime<Utc>) -> anyhow::Re
     }
     rt.store.record_ping(&job.name, at)?;
     let next_run = job.trigger.next_after(at);
-    evaluate_heartbeat(rt, job, at, next_run).await
+    evaluate_heartbeat(rt, job, at, None, next_run).await
 }
 
 /// Records one run's outcome: history, the alert state it leads to and the messages it
@@ -118,10 +144,14 @@ pub async fn record(
     job: &Job,
     outcome: Outcome,
     tries: Tries,
-    started_at: DateTime<Utc>,
-    elapsed: Duration,
+    times: Times,
     next_run: Option<DateTime<Utc>>,
 ) -> anyhow::Result<Finished> {
+    let Times {
+        started_at,
+        elapsed,
+        fire_at,
+    } = times;
     let finished_at = started_at + chrono::Duration::from_std(elapsed).unwrap_or_default();
     log_result(job, &outcome, tries.made, tries.allowed, elapsed);
     let attempts = tries.made;
@@ -136,6 +166,8 @@ pub async fn record(
         summary: outcome.summary.clone(),
         output: outcome.output.clone(),
         skipped: None,
+        metrics: outcome.metrics.clone(),
+        fire_at,
     };
     let rt2 = rt.clone();
     let job2 = job.clone();

@@ -1,31 +1,85 @@
-//! The one timer loop that fires every job. Fires are computed in wall-clock time (in
-//! each job's zone) and kept in a heap; the loop sleeps on tokio's clock until the
-//! earliest one is due, or at most 30 s so that a changed wall clock (sleep, NTP) is
-//! noticed. No task sleeps per job, and nothing polls on a fixed tick.
+//! The one timer loop that fires every job.
 //!
-//! A fire that finds `max_instances` runs of its job still going is skipped and
-//! recorded; runs beyond `agent.max_concurrent` wait for a permit.
+//! Fires are computed in wall-clock time (cron in each job's zone) and kept in a heap.
+//! The loop sleeps on tokio's clock until the earliest one is due, or at most
+//! [`CLOCK_CHECK`], so that a changed wall clock is noticed. No task sleeps per job, and
+//! nothing polls on a fixed tick.
+//!
+//! What a fire *does* is not decided here: the loop hands each fire, or each fire it
+//! skips and why, to a [`Dispatch`]. The agent's dispatcher runs checks; tests and the
+//! benchmark record what happened. Time comes from a [`Clock`], so tests pause tokio's
+//! clock and move the wall clock by hand.
+//!
+//! - **Misfires.** Fires found overdue (the machine was busy, asleep, or the agent was
+//!   down) follow the job's policy. With `coalesce` they run once, as the latest of them.
+//!   A fire later than `misfire_grace` is skipped. Every skip is reported.
+//! - **Sleep and clock changes.** Each wake compares how far the wall clock moved with
+//!   how far tokio's (monotonic) clock did.
+//!   - A forward jump (a sleeping laptop, a clock set ahead) holds overdue jobs until
+//!     `wake_delay` has passed, so the network can come back first.
+//!   - A backward jump moves `every` jobs back with the clock, so they keep their
+//!     interval; cron and `at` fires are never dispatched twice.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-
 use klaxon_checks::CheckSpec;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Job;
-use crate::runtime::Runtime;
+use crate::runtime::Clock;
 use crate::schedule::Trigger;
-use crate::store::RunRecord;
 
 /// The longest the loop sleeps without re-reading the wall clock.
 pub const CLOCK_CHECK: Duration = Duration::from_secs(30);
+
+/// A wall-clock move this much larger (or smaller) than the monotonic clock's is a jump.
+const JUMP: Duration = Duration::from_secs(5);
+
+/// Without `coalesce`, at most this many missed fires of one job are caught up at once;
+/// the rest are skipped (a clock jump of days must not start a storm of runs).
+pub const MAX_CATCH_UP: usize = 10;
+
+/// Missed fires counted one by one before the rest are skipped over in one step.
+const MAX_COUNTED: usize = 1_000;
+
+/// One fire handed to a [`Dispatch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fire {
+    /// When the schedule said the job fires.
+    pub nominal: DateTime<Utc>,
+    /// When it was due: `nominal` plus the job's jitter offset (or a heartbeat's grace).
+    pub due: DateTime<Utc>,
+    /// When the job is due next, if ever.
+    pub next_run: Option<DateTime<Utc>>,
+}
+
+/// What the loop asks for. Implementations must not block: they spawn.
+pub trait Dispatch: Send + Sync {
+    /// Run `job` for this fire.
+    fn run(&self, job: &Arc<Job>, fire: Fire);
+    /// `job`'s fire at `nominal` will not run, for the reason given.
+    fn skip(&self, job: &Arc<Job>, nominal: DateTime<Utc>, why: String);
+}
+
+/// What is remembered of a job's schedule across restarts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Remembered {
+    /// The nominal time of the last fire that was run or skipped.
+    pub last_fire: Option<DateTime<Utc>>,
+}
+
+/// A new set of jobs to schedule (a config reload).
+pub struct Reload {
+    pub jobs: Vec<Arc<Job>>,
+    pub dispatch: Arc<dyn Dispatch>,
+    pub wake_delay: Duration,
+}
 
 /// How long after its nominal fire a job is handled: a passive job when its ping's
 /// `grace` has run out; an active one after its jitter offset.
@@ -49,204 +103,771 @@ pub fn jitter_offset(job: &Job) -> Duration {
 }
 
 fn add(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
-    t + chrono::Duration::from_std(d).unwrap_or_default()
+    t + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
-/// The first fire of a job when the agent starts at `now`, or `None` if it has none.
-fn first_fire(rt: &Runtime, job: &Job, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+fn sub(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    t - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+fn human(d: chrono::Duration) -> String {
+    humantime::format_duration(Duration::from_secs(d.num_seconds().max(0) as u64)).to_string()
+}
+
+/// What decides a job's timing: a reload keeps a job's place in time when these are
+/// unchanged, even if other keys (the check, the notifiers) changed.
+fn timing_key(job: &Job) -> String {
+    format!(
+        "{}|{}|{:?}|{:?}|{}",
+        job.trigger.describe(),
+        job.timezone,
+        job.jitter,
+        delay(job),
+        job.check.is_active()
+    )
+}
+
+/// The first nominal fire of a job when the loop starts at `now`.
+///
+/// An interval job that never ran fires at once (a fresh agent shows results at once);
+/// one that ran before keeps its phase. A heartbeat's first ping is expected one
+/// interval after start. A cron job continues after its last fire, so a fire missed
+/// while the agent was down is overdue now and follows the misfire policy.
+fn first_fire(job: &Job, remembered: Remembered, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let last = remembered.last_fire;
     match &job.trigger {
-        // Interval jobs run at start, then every interval: a fresh agent shows results
-        // at once instead of after the first interval. A heartbeat job's first ping is
-        // expected one interval after start.
-        Trigger::Every(interval) if !job.check.is_active() => Some(add(now, *interval)),
-        Trigger::Every(_) => Some(now),
-        Trigger::Cron(c) => c.next_after(now),
+        Trigger::Every(interval) => match last {
+            // The clock was set back while the agent was down: start over from now.
+            Some(last) if last > now => Some(add(now, *interval)),
+            Some(last) => Some(add(last, *interval)),
+            None if !job.check.is_active() => Some(add(now, *interval)),
+            None => Some(now),
+        },
+        Trigger::Cron(c) => match last {
+            Some(last) => c.next_after(last),
+            None => c.next_after(now),
+        },
         Trigger::At(at) => {
-            let at = at.with_timezone(&Utc);
-            if at > now {
-                return Some(at);
+            let at = at.with_timezone(&chrono::Utc);
+            match last {
+                Some(last) if last >= at => None,
+                _ => Some(at),
             }
-            // A one-shot whose time passed while the agent was down runs once, unless
-            // it already ran.
-            let ran = rt
-                .store
-                .job_state(&job.name)
-                .map(|s| s.last_run.is_some())
-                .unwrap_or(true);
-            (!ran).then_some(now)
         }
     }
 }
 
-/// The fire after one that was due at `due`, when handled at `now`. Fires missed in
-/// between (a busy or sleeping machine) are coalesced into the one just handled.
-fn next_fire(job: &Job, due: DateTime<Utc>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    match &job.trigger {
-        Trigger::Every(interval) => {
-            let mut next = add(due, *interval);
-            if next <= now {
-                // Keep the phase: skip whole intervals.
-                let step = interval.as_nanos().max(1);
-                let behind = (now - next).to_std().unwrap_or_default().as_nanos();
-                let skip = behind / step + 1;
-                next = add(
-                    next,
-                    Duration::from_nanos((skip * step).min(u64::MAX as u128) as u64),
-                );
-            }
-            Some(next)
-        }
-        trigger => trigger.next_after(due.max(now)),
+/// The fires of a job that are due at `now`, oldest first, starting with `nominal`, and
+/// the nominal time of the one after them.
+fn due_fires(
+    job: &Job,
+    nominal: DateTime<Utc>,
+    delay: Duration,
+    now: DateTime<Utc>,
+) -> (Vec<DateTime<Utc>>, Option<DateTime<Utc>>) {
+    let horizon = sub(now, delay);
+    if let Trigger::Every(interval) = &job.trigger {
+        // Arithmetic, not iteration: a week asleep with `every = "1s"` is one step.
+        let step = interval.as_nanos().max(1);
+        let behind = (horizon - nominal).to_std().unwrap_or_default().as_nanos();
+        let count = (behind / step + 1).min(u128::from(u32::MAX)) as u32;
+        let last = add(nominal, interval.saturating_mul(count.saturating_sub(1)));
+        let first_counted = count.saturating_sub(MAX_COUNTED as u32);
+        let fires = (first_counted..count)
+            .map(|k| add(nominal, interval.saturating_mul(k)))
+            .collect::<Vec<_>>();
+        let fires = if fires.is_empty() {
+            vec![nominal]
+        } else {
+            fires
+        };
+        return (fires, Some(add(last, *interval)));
     }
+    let mut fires = vec![nominal];
+    let mut next = job.trigger.next_after(nominal);
+    while let Some(n) = next {
+        if n > horizon {
+            break;
+        }
+        if fires.len() == MAX_COUNTED {
+            // Too many to count: skip over the rest to the next fire after now.
+            fires.push(n);
+            next = job.trigger.next_after(horizon);
+            break;
+        }
+        fires.push(n);
+        next = job.trigger.next_after(n);
+    }
+    (fires, next)
 }
 
-/// Runs the loop until `shutdown`; job runs are spawned on `tracker`.
-pub async fn run(rt: Arc<Runtime>, shutdown: CancellationToken, tracker: TaskTracker) {
-    let jobs: Vec<Arc<Job>> = rt.config.jobs.iter().cloned().map(Arc::new).collect();
-    let running: Vec<Arc<AtomicU32>> = jobs.iter().map(|_| Arc::default()).collect();
-    let offsets: Vec<Duration> = jobs.iter().map(|j| delay(j)).collect();
-    // Heap of (nominal fire time, job index); a job is due at nominal + its offset.
-    let mut heap = BinaryHeap::new();
-    let now = rt.clock.now();
-    for (i, job) in jobs.iter().enumerate() {
-        if let Some(first) = first_fire(&rt, job, now) {
-            heap.push(Reverse((first, i)));
-        }
-    }
-    tracing::info!(jobs = heap.len(), "scheduler started");
+struct Slot {
+    job: Arc<Job>,
+    /// Next nominal fire.
+    next: Option<DateTime<Utc>>,
+    delay: Duration,
+    /// The last nominal fire handed out: never hand out one at or before it again.
+    last_fired: Option<DateTime<Utc>>,
+}
 
-    loop {
-        let now = rt.clock.now();
-        while let Some(&Reverse((nominal, i))) = heap.peek() {
-            if add(nominal, offsets[i]) > now {
+struct Timeline {
+    slots: Vec<Slot>,
+    heap: BinaryHeap<Reverse<(DateTime<Utc>, usize)>>,
+}
+
+impl Timeline {
+    fn new(
+        jobs: Vec<Arc<Job>>,
+        remembered: &HashMap<String, Remembered>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let slots = jobs
+            .into_iter()
+            .map(|job| {
+                let r = remembered.get(&job.name).copied().unwrap_or_default();
+                Slot {
+                    next: first_fire(&job, r, now),
+                    delay: delay(&job),
+                    last_fired: r.last_fire,
+                    job,
+                }
+            })
+            .collect();
+        let mut timeline = Self {
+            slots,
+            heap: BinaryHeap::new(),
+        };
+        timeline.rebuild();
+        timeline
+    }
+
+    fn rebuild(&mut self) {
+        self.heap = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.next.map(|n| Reverse((add(n, s.delay), i))))
+            .collect();
+    }
+
+    /// Replaces the jobs; those whose timing did not change keep their next fire.
+    fn reload(&mut self, jobs: Vec<Arc<Job>>, now: DateTime<Utc>) {
+        let mut old: HashMap<String, Slot> = self
+            .slots
+            .drain(..)
+            .map(|s| (s.job.name.clone(), s))
+            .collect();
+        self.slots = jobs
+            .into_iter()
+            .map(|job| match old.remove(&job.name) {
+                Some(slot) if timing_key(&slot.job) == timing_key(&job) => Slot { job, ..slot },
+                Some(slot) => Slot {
+                    next: first_fire(
+                        &job,
+                        Remembered {
+                            last_fire: slot.last_fired,
+                        },
+                        now,
+                    ),
+                    delay: delay(&job),
+                    last_fired: slot.last_fired,
+                    job,
+                },
+                None => Slot {
+                    next: first_fire(&job, Remembered::default(), now),
+                    delay: delay(&job),
+                    last_fired: None,
+                    job,
+                },
+            })
+            .collect();
+        self.rebuild();
+    }
+
+    /// The wall clock went back by `by`: interval jobs go back with it.
+    fn clock_went_back(&mut self, by: chrono::Duration) {
+        for slot in &mut self.slots {
+            if let (Trigger::Every(_), Some(next)) = (&slot.job.trigger, slot.next) {
+                slot.next = Some(next - by);
+                slot.last_fired = slot.last_fired.map(|l| l - by);
+            }
+        }
+        self.rebuild();
+    }
+
+    fn next_due(&self) -> Option<DateTime<Utc>> {
+        self.heap.peek().map(|Reverse((due, _))| *due)
+    }
+
+    /// Hands every fire due at `now` to `dispatch`, by each job's misfire policy.
+    fn fire_due(&mut self, now: DateTime<Utc>, dispatch: &dyn Dispatch) {
+        while let Some(&Reverse((due, i))) = self.heap.peek() {
+            if due > now {
                 break;
             }
-            heap.pop();
-            let job = &jobs[i];
-            // Coalescing is judged on nominal times: a passive job handled `grace`
-            // after its fire still expects the pings of the fires within that grace.
-            let lag = (now - add(nominal, offsets[i])).max(chrono::Duration::zero());
-            let next = next_fire(job, nominal, nominal + lag);
+            self.heap.pop();
+            let slot = &mut self.slots[i];
+            let Some(nominal) = slot.next else { continue };
+            let (mut fires, next) = due_fires(&slot.job, nominal, slot.delay, now);
+            // Never hand out a fire twice (after the clock went back, or across restarts).
+            if let Some(last) = slot.last_fired
+                && !matches!(slot.job.trigger, Trigger::Every(_))
+            {
+                fires.retain(|f| *f > last);
+            }
+            slot.next = next;
             if let Some(next) = next {
-                heap.push(Reverse((next, i)));
+                self.heap.push(Reverse((add(next, slot.delay), i)));
             }
-            let next_run = next.map(|n| add(n, offsets[i]));
-            if job.check.is_active() {
-                fire(&rt, job, &running[i], next_run, &shutdown, &tracker);
-            } else {
-                let (rt, job) = (rt.clone(), job.clone());
-                tracker.spawn(async move {
-                    let result =
-                        crate::runner::evaluate_heartbeat(&rt, &job, nominal, next_run).await;
-                    if let Err(e) = result {
-                        tracing::error!(job = %job.name, "heartbeat could not be recorded: {e:#}");
-                    }
-                });
-            }
+            let Some(&latest) = fires.last() else {
+                continue;
+            };
+            slot.last_fired = Some(latest);
+            let next_run = next.map(|n| add(n, slot.delay));
+            apply_policy(&slot.job, &fires, slot.delay, now, next_run, dispatch);
         }
-        let wait = heap
-            .peek()
-            .map(|Reverse((nominal, i))| {
-                (add(*nominal, offsets[*i]) - now)
-                    .to_std()
-                    .unwrap_or_default()
-            })
-            .unwrap_or(CLOCK_CHECK)
-            .min(CLOCK_CHECK);
+    }
+}
+
+/// Runs or skips the due `fires` of one job by its `misfire_grace` and `coalesce`.
+fn apply_policy(
+    job: &Arc<Job>,
+    fires: &[DateTime<Utc>],
+    delay: Duration,
+    now: DateTime<Utc>,
+    next_run: Option<DateTime<Utc>>,
+    dispatch: &dyn Dispatch,
+) {
+    let lateness = |f: DateTime<Utc>| now - add(f, delay);
+    let in_grace = |f: DateTime<Utc>| match job.misfire_grace {
+        Some(grace) => lateness(f) <= chrono::Duration::from_std(grace).unwrap_or_default(),
+        None => true,
+    };
+    let grace_text = || {
+        job.misfire_grace
+            .map(|g| humantime::format_duration(g).to_string())
+            .unwrap_or_default()
+    };
+    let fire = |nominal| Fire {
+        nominal,
+        due: add(nominal, delay),
+        next_run,
+    };
+    if job.coalesce || fires.len() == 1 {
+        let (&latest, earlier) = fires.split_last().unwrap_or((&now, &[]));
+        if let Some(&first) = earlier.first() {
+            dispatch.skip(
+                job,
+                first,
+                format!(
+                    "coalesced: {} missed fire(s) from {} ran once, as the fire of {}",
+                    earlier.len(),
+                    first.to_rfc3339(),
+                    latest.to_rfc3339()
+                ),
+            );
+        }
+        if in_grace(latest) {
+            dispatch.run(job, fire(latest));
+        } else {
+            dispatch.skip(
+                job,
+                latest,
+                format!(
+                    "missed by {} (misfire_grace {})",
+                    human(lateness(latest)),
+                    grace_text()
+                ),
+            );
+        }
+        return;
+    }
+    let (runnable, late): (Vec<_>, Vec<_>) = fires.iter().partition(|f| in_grace(**f));
+    if let Some(&&first) = late.first() {
+        dispatch.skip(
+            job,
+            first,
+            format!(
+                "{} missed fire(s) later than misfire_grace ({})",
+                late.len(),
+                grace_text()
+            ),
+        );
+    }
+    let skipped = runnable.len().saturating_sub(MAX_CATCH_UP);
+    if let Some(&&first) = runnable.first().filter(|_| skipped > 0) {
+        dispatch.skip(
+            job,
+            first,
+            format!("{skipped} missed fire(s) not caught up: at most {MAX_CATCH_UP} run at once"),
+        );
+    }
+    for &&f in &runnable[skipped..] {
+        dispatch.run(job, fire(f));
+    }
+}
+
+/// Runs the loop until `shutdown`. `remembered` is what the store knows of each job's
+/// last fire; `reloads` brings new job sets (SIGHUP, `--watch`).
+pub async fn run_loop(
+    jobs: Vec<Arc<Job>>,
+    remembered: HashMap<String, Remembered>,
+    clock: Arc<dyn Clock>,
+    mut wake_delay: Duration,
+    mut dispatch: Arc<dyn Dispatch>,
+    shutdown: CancellationToken,
+    mut reloads: mpsc::Receiver<Reload>,
+) {
+    let mut timeline = Timeline::new(jobs, &remembered, clock.now());
+    tracing::info!(jobs = timeline.slots.len(), "scheduler started");
+    let mut last_wall = clock.now();
+    let mut last_mono = tokio::time::Instant::now();
+    // After a forward jump, overdue jobs wait until this (monotonic) instant.
+    let mut hold: Option<tokio::time::Instant> = None;
+    loop {
+        let wall = clock.now();
+        let mono = tokio::time::Instant::now();
+        let moved = wall - last_wall;
+        let expected = chrono::Duration::from_std(mono - last_mono).unwrap_or_default();
+        let drift = moved - expected;
+        let jump = chrono::Duration::from_std(JUMP).unwrap_or_default();
+        if drift > jump {
+            tracing::info!(
+                jumped = %human(drift),
+                wake_delay = %humantime::format_duration(wake_delay),
+                "the wall clock jumped forward (sleep or clock change); overdue jobs wait for wake_delay"
+            );
+            hold = Some(mono + wake_delay);
+        } else if drift < -jump {
+            tracing::warn!(
+                back = %human(-drift),
+                "the wall clock went back; no fire runs twice"
+            );
+            timeline.clock_went_back(-drift);
+        }
+        last_wall = wall;
+        last_mono = mono;
+
+        let held = hold.is_some_and(|h| mono < h);
+        if !held {
+            hold = None;
+            timeline.fire_due(wall, dispatch.as_ref());
+        }
+        let until_due = timeline
+            .next_due()
+            .map(|due| (due - clock.now()).to_std().unwrap_or_default())
+            .unwrap_or(CLOCK_CHECK);
+        let wait = match hold {
+            Some(h) => h.saturating_duration_since(mono),
+            None => until_due,
+        }
+        .min(CLOCK_CHECK);
         tokio::select! {
             () = shutdown.cancelled() => break,
             () = tokio::time::sleep(wait) => {}
+            reload = reloads.recv() => {
+                if let Some(reload) = reload {
+                    timeline.reload(reload.jobs, clock.now());
+                    dispatch = reload.dispatch;
+                    wake_delay = reload.wake_delay;
+                    tracing::info!(jobs = timeline.slots.len(), "schedule reloaded");
+                }
+            }
         }
     }
     tracing::info!("scheduler stopped");
 }
 
-fn fire(
-    rt: &Arc<Runtime>,
-    job: &Arc<Job>,
-    running: &Arc<AtomicU32>,
-    next_run: Option<DateTime<Utc>>,
-    shutdown: &CancellationToken,
-    tracker: &TaskTracker,
-) {
-    let already = running.load(Ordering::Acquire);
-    if already >= job.max_instances {
-        let now = rt.clock.now();
-        let why = format!("max_instances reached: {already} run(s) still going");
-        tracing::warn!(job = %job.name, "fire skipped: {why}");
-        let record = RunRecord {
-            job: job.name.clone(),
-            started_at: now,
-            finished_at: now,
-            severity: "skipped".into(),
-            attempts: 0,
-            elapsed: Duration::ZERO,
-            summary: why.clone(),
-            output: None,
-            skipped: Some(why),
-        };
-        if let Err(e) = rt.store.record_skip(&record) {
-            tracing::error!(job = %job.name, %e, "cannot record a skipped fire");
-        }
-        return;
-    }
-    running.fetch_add(1, Ordering::AcqRel);
-    let rt = rt.clone();
-    let job = job.clone();
-    let running = running.clone();
-    let stop = shutdown.child_token();
-    tracker.spawn(async move {
-        let permit = tokio::select! {
-            permit = rt.permits.clone().acquire_owned() => permit.ok(),
-            () = stop.cancelled() => None,
-        };
-        if permit.is_some()
-            && let Err(e) = crate::runner::run_job(&rt, &job, &job.retry, next_run, &stop).await
-        {
-            tracing::error!(job = %job.name, "run could not be recorded: {e:#}");
-        }
-        running.fetch_sub(1, Ordering::AcqRel);
-    });
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use super::*;
+    use std::sync::Mutex;
 
-    fn job(trigger: Trigger, jitter: Option<Duration>) -> Job {
-        let config = crate::config::tests_support::minimal_job();
-        Job {
-            trigger,
-            jitter,
-            ..config
+    use super::*;
+    use crate::config::tests_support::load_text;
+
+    /// A wall clock that runs with tokio's (paused) clock and can be jumped by hand.
+    #[derive(Debug)]
+    struct TestClock {
+        start_wall: DateTime<Utc>,
+        start_mono: tokio::time::Instant,
+        offset: Mutex<chrono::Duration>,
+    }
+
+    impl TestClock {
+        fn new(start: DateTime<Utc>) -> Arc<Self> {
+            Arc::new(Self {
+                start_wall: start,
+                start_mono: tokio::time::Instant::now(),
+                offset: Mutex::new(chrono::Duration::zero()),
+            })
+        }
+
+        fn jump(&self, by: chrono::Duration) {
+            *self.offset.lock().unwrap() += by;
         }
     }
 
-    fn t(s: i64) -> DateTime<Utc> {
-        DateTime::from_timestamp(1_790_000_000 + s, 0).unwrap()
+    impl Clock for TestClock {
+        fn now(&self) -> DateTime<Utc> {
+            let mono = tokio::time::Instant::now() - self.start_mono;
+            self.start_wall
+                + chrono::Duration::from_std(mono).unwrap()
+                + *self.offset.lock().unwrap()
+        }
     }
 
-    #[test]
-    fn every_keeps_its_phase_and_coalesces_missed_fires() {
-        let j = job(Trigger::Every(Duration::from_secs(10)), None);
-        assert_eq!(next_fire(&j, t(0), t(0)), Some(t(10)));
-        assert_eq!(next_fire(&j, t(0), t(3)), Some(t(10)));
-        // Handled 35 s late: the fires at 10, 20, 30 collapse into this one.
-        assert_eq!(next_fire(&j, t(0), t(35)), Some(t(40)));
-        assert_eq!(next_fire(&j, t(0), t(40)), Some(t(50)));
+    #[derive(Debug, Clone, PartialEq)]
+    enum Event {
+        Run {
+            job: String,
+            nominal: DateTime<Utc>,
+            at: DateTime<Utc>,
+        },
+        Skip {
+            job: String,
+            nominal: DateTime<Utc>,
+            why: String,
+        },
     }
 
-    #[test]
-    fn jitter_is_stable_and_bounded() {
-        let jitter = Duration::from_secs(30);
-        let a = jitter_offset(&job(Trigger::Every(Duration::from_secs(60)), Some(jitter)));
-        let b = jitter_offset(&job(Trigger::Every(Duration::from_secs(60)), Some(jitter)));
-        assert_eq!(a, b);
-        assert!(a < jitter);
+    struct Recorder {
+        clock: Arc<TestClock>,
+        events: Mutex<Vec<Event>>,
+    }
+
+    impl Dispatch for Recorder {
+        fn run(&self, job: &Arc<Job>, fire: Fire) {
+            self.events.lock().unwrap().push(Event::Run {
+                job: job.name.clone(),
+                nominal: fire.nominal,
+                at: self.clock.now(),
+            });
+        }
+        fn skip(&self, job: &Arc<Job>, nominal: DateTime<Utc>, why: String) {
+            self.events.lock().unwrap().push(Event::Skip {
+                job: job.name.clone(),
+                nominal,
+                why,
+            });
+        }
+    }
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn jobs(toml: &str) -> Vec<Arc<Job>> {
+        load_text(toml)
+            .unwrap()
+            .jobs
+            .into_iter()
+            .map(Arc::new)
+            .collect()
+    }
+
+    fn tcp_job(name: &str, timing: &str) -> String {
+        format!(
+            "[jobs.{name}]\n{timing}\n[jobs.{name}.check]\ntype = \"tcp\"\nhost = \"127.0.0.1\"\nport = 9\n"
+        )
+    }
+
+    struct Harness {
+        clock: Arc<TestClock>,
+        recorder: Arc<Recorder>,
+        shutdown: CancellationToken,
+        reload: mpsc::Sender<Reload>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Harness {
+        async fn start(toml: &str, start: &str, remembered: HashMap<String, Remembered>) -> Self {
+            let clock = TestClock::new(t(start));
+            let recorder = Arc::new(Recorder {
+                clock: clock.clone(),
+                events: Mutex::default(),
+            });
+            let shutdown = CancellationToken::new();
+            let (reload, reloads) = mpsc::channel(1);
+            let task = tokio::spawn(run_loop(
+                jobs(toml),
+                remembered,
+                clock.clone(),
+                Duration::from_secs(15),
+                recorder.clone(),
+                shutdown.clone(),
+                reloads,
+            ));
+            // Let the loop start before the test moves time.
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            Self {
+                clock,
+                recorder,
+                shutdown,
+                reload,
+                task,
+            }
+        }
+
+        fn events(&self) -> Vec<Event> {
+            std::mem::take(&mut *self.recorder.events.lock().unwrap())
+        }
+
+        fn runs(&self) -> Vec<(String, DateTime<Utc>, DateTime<Utc>)> {
+            self.events()
+                .into_iter()
+                .filter_map(|e| match e {
+                    Event::Run { job, nominal, at } => Some((job, nominal, at)),
+                    Event::Skip { .. } => None,
+                })
+                .collect()
+        }
+
+        async fn stop(self) {
+            self.shutdown.cancel();
+            self.task.await.unwrap();
+        }
+    }
+
+    async fn advance(d: Duration) {
+        // Step in small increments so the loop sees each instant it sleeps to.
+        let step = Duration::from_millis(100);
+        let mut left = d;
+        while !left.is_zero() {
+            let s = left.min(step);
+            tokio::time::advance(s).await;
+            tokio::task::yield_now().await;
+            left -= s;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_fires_on_time_and_keeps_its_phase() {
+        let h = Harness::start(
+            &tcp_job("a", "every = \"10s\""),
+            "2026-05-01T10:00:00Z",
+            HashMap::new(),
+        )
+        .await;
+        advance(Duration::from_secs(35)).await;
+        let runs = h.runs();
+        let nominal: Vec<_> = runs.iter().map(|r| r.1).collect();
         assert_eq!(
-            jitter_offset(&job(Trigger::Every(Duration::from_secs(60)), None)),
-            Duration::ZERO
+            nominal,
+            ["10:00:00", "10:00:10", "10:00:20", "10:00:30"]
+                .map(|s| t(&format!("2026-05-01T{s}Z")))
+        );
+        for (_, nominal, at) in runs {
+            assert!(
+                at - nominal < chrono::Duration::milliseconds(200),
+                "late: {nominal} at {at}"
+            );
+        }
+        h.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn jitter_delays_every_fire_by_the_same_offset() {
+        let toml = tcp_job("a", "every = \"10s\"\njitter = \"5s\"");
+        let offset = jitter_offset(&jobs(&toml)[0]);
+        let h = Harness::start(&toml, "2026-05-01T10:00:00Z", HashMap::new()).await;
+        advance(Duration::from_secs(26)).await;
+        for (_, nominal, at) in h.runs() {
+            let late = (at - nominal).to_std().unwrap();
+            assert!(
+                late >= offset && late < offset + Duration::from_millis(200),
+                "{late:?} vs {offset:?}"
+            );
+        }
+        h.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_two_hour_sleep_each_overdue_job_runs_once_after_wake_delay() {
+        let toml = format!(
+            "{}{}{}",
+            tcp_job("minutely", "schedule = \"* * * * *\""),
+            tcp_job("every", "every = \"30s\""),
+            tcp_job("strict", "every = \"1m\"\nmisfire_grace = \"10s\"")
+        );
+        let h = Harness::start(&toml, "2026-05-01T10:00:30Z", HashMap::new()).await;
+        advance(Duration::from_secs(1)).await;
+        h.events();
+        // The machine sleeps: tokio's clock stands still, the wall clock moves 2 h.
+        h.clock.jump(chrono::Duration::hours(2));
+        // The loop notices at its next wake (here when `every` is next due, 29 s on;
+        // never more than 30 s), then holds overdue jobs for wake_delay (15 s).
+        advance(Duration::from_secs(43)).await;
+        assert_eq!(h.runs(), [], "ran before wake_delay");
+        advance(Duration::from_secs(2)).await;
+        let events = h.events();
+        let runs: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Run { job, .. } => Some(job.as_str()),
+                _ => None,
+            })
+            .collect();
+        let mut sorted = runs.clone();
+        sorted.sort();
+        assert_eq!(sorted, ["every", "minutely"], "{events:#?}");
+        // The missed fires were coalesced, and `strict` was too late for its grace.
+        assert!(events.iter().any(|e| matches!(e, Event::Skip { job, why, .. } if job == "minutely" && why.starts_with("coalesced: 120 missed fire(s)"))), "{events:#?}");
+        assert!(events.iter().any(|e| matches!(e, Event::Skip { job, why, .. } if job == "strict" && why == "missed by 45s (misfire_grace 10s)")), "{events:#?}");
+        h.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_clock_set_back_never_runs_a_fire_twice() {
+        let toml = format!(
+            "{}{}",
+            tcp_job("cron", "schedule = \"* * * * *\""),
+            tcp_job("every", "every = \"20s\"")
+        );
+        let h = Harness::start(&toml, "2026-05-01T10:00:30Z", HashMap::new()).await;
+        advance(Duration::from_secs(40)).await; // cron fires 10:01, every at :30, :50, 01:10
+        let before = h.runs();
+        assert!(
+            before
+                .iter()
+                .any(|r| r.0 == "cron" && r.1 == t("2026-05-01T10:01:00Z"))
+        );
+        h.clock.jump(-chrono::Duration::minutes(30));
+        advance(Duration::from_secs(60)).await;
+        let after = h.runs();
+        assert!(
+            after.iter().all(|r| r.0 != "cron"),
+            "cron re-ran after the clock went back: {after:?}"
+        );
+        // The interval job kept running every 20 s of real time.
+        assert_eq!(
+            after.iter().filter(|r| r.0 == "every").count(),
+            3,
+            "{after:?}"
+        );
+        h.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_coalesce_missed_fires_are_caught_up_but_bounded() {
+        let toml = tcp_job("a", "every = \"1m\"\ncoalesce = false");
+        let h = Harness::start(&toml, "2026-05-01T10:00:00Z", HashMap::new()).await;
+        advance(Duration::from_secs(1)).await;
+        h.events();
+        h.clock.jump(chrono::Duration::days(3));
+        advance(Duration::from_secs(46)).await;
+        let events = h.events();
+        let runs = events
+            .iter()
+            .filter(|e| matches!(e, Event::Run { .. }))
+            .count();
+        assert_eq!(runs, MAX_CATCH_UP, "{events:#?}");
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::Skip { why, .. } if why.contains("not caught up")))
+        );
+        h.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_restart_continues_after_the_last_fire() {
+        let toml = format!(
+            "{}{}{}",
+            tcp_job("every", "every = \"1h\""),
+            tcp_job("cron", "schedule = \"0 * * * *\""),
+            tcp_job("once", "at = \"2026-05-01T09:00:00Z\"")
+        );
+        let remembered = HashMap::from([
+            (
+                "every".to_owned(),
+                Remembered {
+                    last_fire: Some(t("2026-05-01T09:40:00Z")),
+                },
+            ),
+            (
+                "cron".to_owned(),
+                Remembered {
+                    last_fire: Some(t("2026-05-01T09:00:00Z")),
+                },
+            ),
+            (
+                "once".to_owned(),
+                Remembered {
+                    last_fire: Some(t("2026-05-01T09:00:00Z")),
+                },
+            ),
+        ]);
+        // Down from 09:40 to 10:20: the 10:00 cron fire was missed and runs once now;
+        // the interval job keeps its phase (10:40); the one-shot already ran.
+        let h = Harness::start(&toml, "2026-05-01T10:20:00Z", remembered).await;
+        advance(Duration::from_secs(1)).await;
+        let runs = h.runs();
+        assert_eq!(runs.len(), 1, "{runs:?}");
+        assert_eq!(
+            (runs[0].0.as_str(), runs[0].1),
+            ("cron", t("2026-05-01T10:00:00Z"))
+        );
+        advance(Duration::from_secs(20 * 60)).await;
+        let runs = h.runs();
+        assert_eq!(
+            runs.iter().map(|r| (r.0.as_str(), r.1)).collect::<Vec<_>>(),
+            [("every", t("2026-05-01T10:40:00Z"))]
+        );
+        h.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reload_keeps_unchanged_jobs_in_phase_and_adds_new_ones() {
+        let h = Harness::start(
+            &tcp_job("a", "every = \"10s\""),
+            "2026-05-01T10:00:00Z",
+            HashMap::new(),
+        )
+        .await;
+        advance(Duration::from_secs(5)).await;
+        h.events();
+        let new = format!(
+            "{}{}",
+            tcp_job("a", "every = \"10s\""),
+            tcp_job("b", "every = \"1h\"")
+        );
+        h.reload
+            .send(Reload {
+                jobs: jobs(&new),
+                dispatch: h.recorder.clone(),
+                wake_delay: Duration::from_secs(15),
+            })
+            .await
+            .ok()
+            .unwrap();
+        advance(Duration::from_secs(6)).await;
+        let runs: Vec<_> = h.runs().into_iter().map(|r| (r.0, r.1)).collect();
+        assert_eq!(runs.len(), 2, "{runs:?}");
+        // The new job starts when the reload arrives; the unchanged one keeps its phase.
+        assert_eq!(runs[0].0, "b");
+        assert!(runs[0].1 - t("2026-05-01T10:00:05Z") < chrono::Duration::milliseconds(200));
+        assert_eq!(runs[1], ("a".to_owned(), t("2026-05-01T10:00:10Z")));
+        h.stop().await;
+    }
+
+    #[test]
+    fn due_fires_counts_every_intervals_arithmetically() {
+        let job = &jobs(&tcp_job("a", "every = \"1s\""))[0];
+        let start = t("2026-05-01T10:00:00Z");
+        let (fires, next) = due_fires(
+            job,
+            start,
+            Duration::ZERO,
+            start + chrono::Duration::days(7),
+        );
+        assert_eq!(fires.len(), MAX_COUNTED);
+        assert_eq!(*fires.last().unwrap(), start + chrono::Duration::days(7));
+        assert_eq!(
+            next,
+            Some(start + chrono::Duration::days(7) + chrono::Duration::seconds(1))
         );
     }
 }

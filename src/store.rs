@@ -5,6 +5,7 @@
 //! transaction, so a crash can neither lose an alert nor send one twice: a restart finds
 //! an open alert open, and undelivered messages still in the outbox.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -62,6 +63,11 @@ CREATE TABLE pings (
 CREATE INDEX pings_by_job ON pings (job, at);
 ALTER TABLE runs ADD COLUMN metrics TEXT;  -- JSON array of klaxon_checks::Metric
 ",
+    // 3: the scheduled fire each run was for, so a restart continues after it
+    "
+ALTER TABLE runs ADD COLUMN fire_at INTEGER;  -- unix ms; NULL for runs by hand
+CREATE INDEX runs_by_fire ON runs (job, fire_at);
+",
 ];
 
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -100,6 +106,10 @@ pub struct RunRecord {
     pub summary: String,
     pub output: Option<String>,
     pub skipped: Option<String>,
+    /// Latency, perfdata, counts: what the check measured.
+    pub metrics: Vec<klaxon_checks::Metric>,
+    /// The scheduled fire this run was for; `None` for `once`, pings and `exec`.
+    pub fire_at: Option<DateTime<Utc>>,
 }
 
 /// A message waiting in (or taken from) the outbox.
@@ -286,6 +296,20 @@ impl Store {
         insert_run(&self.conn(), run)
     }
 
+    /// The nominal time of each job's last scheduled fire (run or skipped).
+    pub fn last_fires(&self) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT job, max(fire_at) FROM runs WHERE fire_at IS NOT NULL GROUP BY job")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        let mut out = HashMap::new();
+        for row in rows {
+            let (job, at) = row?;
+            out.insert(job, from_ms(at));
+        }
+        Ok(out)
+    }
+
     /// Records a heartbeat ping for a passive job.
     pub fn record_ping(&self, job: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
         self.conn().execute(
@@ -380,7 +404,7 @@ impl Store {
     pub fn history(&self, job: &str, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT job, started_at, finished_at, severity, attempts, elapsed_ms, summary, output, skipped
+            "SELECT job, started_at, finished_at, severity, attempts, elapsed_ms, summary, output, skipped, metrics, fire_at
              FROM runs WHERE job = ?1 ORDER BY started_at DESC, id DESC LIMIT ?2",
         )?;
         let rows = stmt.query_map(params![job, limit as i64], |r| {
@@ -394,16 +418,27 @@ impl Store {
                 summary: r.get(6)?,
                 output: r.get(7)?,
                 skipped: r.get(8)?,
+                metrics: Vec::new(),
+                fire_at: r.get::<_, Option<i64>>(10)?.map(from_ms),
             })
+            .map(|run| (run, r.get::<_, Option<String>>(9)))
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut out = Vec::new();
+        for row in rows {
+            let (mut run, metrics) = row?;
+            if let Some(json) = metrics? {
+                run.metrics = serde_json::from_str(&json)?;
+            }
+            out.push(run);
+        }
+        Ok(out)
     }
 }
 
 fn insert_run(conn: &Connection, run: &RunRecord) -> Result<(), StoreError> {
     conn.execute(
-        "INSERT INTO runs (job, started_at, finished_at, severity, attempts, elapsed_ms, summary, output, skipped)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO runs (job, started_at, finished_at, severity, attempts, elapsed_ms, summary, output, skipped, metrics, fire_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         params![
             run.job,
             ms(run.started_at),
@@ -414,6 +449,10 @@ fn insert_run(conn: &Connection, run: &RunRecord) -> Result<(), StoreError> {
             run.summary,
             run.output,
             run.skipped,
+            (!run.metrics.is_empty())
+                .then(|| serde_json::to_string(&run.metrics))
+                .transpose()?,
+            run.fire_at.map(ms),
         ],
     )?;
     Ok(())
@@ -466,6 +505,8 @@ mod tests {
             summary: "HTTP 500".into(),
             output: Some("body".into()),
             skipped: None,
+            metrics: vec![klaxon_checks::Metric::new("latency_ms", 12.5).with_unit("ms")],
+            fire_at: Some(t(at)),
         }
     }
 
@@ -523,6 +564,10 @@ mod tests {
                 .record_run(&run("api", i * 10, "ok"), |_| (JobState::default(), vec![]))
                 .unwrap();
         }
+        assert_eq!(
+            store.last_fires().unwrap(),
+            HashMap::from([("api".to_owned(), t(40))])
+        );
         let h = store.history("api", 2).unwrap();
         assert_eq!(
             h.iter().map(|r| r.started_at).collect::<Vec<_>>(),

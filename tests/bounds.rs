@@ -22,7 +22,12 @@ fn a_script_printing_a_gigabyte_keeps_klaxon_small() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.starts_with("flood: ok: flood of output"), "{stdout}");
     // ru_maxrss is in KiB on Linux. A gigabyte went through; klaxon kept 64 KiB of it.
     let peak_kib = getrusage(UsageWho::RUSAGE_CHILDREN).unwrap().max_rss();

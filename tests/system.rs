@@ -27,6 +27,8 @@ struct Case {
     exit: i32,
     severity: &'static str,
     summary_starts: &'static str,
+    /// Perfdata labels the run must report, printed by `once` as `  label=value…`.
+    perfdata: &'static [&'static str],
 }
 
 #[test]
@@ -45,6 +47,7 @@ fn monitoring_plugins_run_as_script_checks() {
             exit: 0,
             severity: "ok",
             summary_starts: "DISK OK - free space: /",
+            perfdata: &["/"],
         },
         Case {
             job: "disk-critical",
@@ -52,13 +55,18 @@ fn monitoring_plugins_run_as_script_checks() {
             exit: 1,
             severity: "critical",
             summary_starts: "DISK CRITICAL - free space: /",
+            perfdata: &["/"],
         },
         Case {
             job: "load",
-            command: args("check_load", &["-w", "1000,1000,1000", "-c", "2000,2000,2000"]),
+            command: args(
+                "check_load",
+                &["-w", "1000,1000,1000", "-c", "2000,2000,2000"],
+            ),
             exit: 0,
             severity: "ok",
             summary_starts: "LOAD OK - total load average:",
+            perfdata: &["load1", "load5", "load15"],
         },
         Case {
             job: "procs",
@@ -66,6 +74,7 @@ fn monitoring_plugins_run_as_script_checks() {
             exit: 1,
             severity: "critical",
             summary_starts: "PROCS CRITICAL:",
+            perfdata: &["procs"],
         },
         Case {
             job: "tcp-open",
@@ -73,6 +82,7 @@ fn monitoring_plugins_run_as_script_checks() {
             exit: 0,
             severity: "ok",
             summary_starts: "TCP OK - ",
+            perfdata: &["time"],
         },
         Case {
             job: "tcp-refused",
@@ -80,6 +90,7 @@ fn monitoring_plugins_run_as_script_checks() {
             exit: 1,
             severity: "critical",
             summary_starts: "connect to address 127.0.0.1 and port 9: Connection refused",
+            perfdata: &[],
         },
         Case {
             job: "warning",
@@ -87,6 +98,7 @@ fn monitoring_plugins_run_as_script_checks() {
             exit: 1,
             severity: "warning",
             summary_starts: "WARNING: disk nearly full",
+            perfdata: &[],
         },
         Case {
             job: "unknown",
@@ -94,6 +106,7 @@ fn monitoring_plugins_run_as_script_checks() {
             exit: 1,
             severity: "unknown",
             summary_starts: "UNKNOWN: cannot tell",
+            perfdata: &[],
         },
     ];
 
@@ -126,8 +139,16 @@ fn monitoring_plugins_run_as_script_checks() {
             case.job,
             String::from_utf8_lossy(&out.stderr)
         );
-        // Performance data is not part of the summary.
+        // Performance data is not part of the summary; it comes through as metrics.
         assert!(!stdout.lines().next().unwrap().contains('|'), "{stdout}");
+        for label in case.perfdata {
+            let line = format!("  {label}=");
+            assert!(
+                stdout.lines().any(|l| l.starts_with(&line)),
+                "{}: no `{label}` metric in:\n{stdout}",
+                case.job
+            );
+        }
         assert_eq!(out.status.code(), Some(case.exit), "{}: {stdout}", case.job);
     }
 }

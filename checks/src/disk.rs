@@ -1,6 +1,10 @@
 //! The `disk` check: its config (`path`, `min_free` as a percentage or a size),
 //! validation, and the runtime that asks `statvfs` how much of the file system holding
 //! `path` an unprivileged user may still fill.
+//!
+//! A measured file system is reported with the metrics `free_bytes`, `total_bytes` and
+//! `free_percent` (the last only when the file system has a size); `min_free` is the
+//! critical range of the one it limits.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,7 +14,7 @@ use tokio::time::Instant;
 use toml::Spanned;
 
 use crate::validate::{self, ConfigIssue};
-use crate::{Outcome, Severity, text};
+use crate::{Metric, Outcome, Severity, text};
 
 /// The `[jobs.NAME.check]` table of `type = "disk"`, as written.
 #[derive(Debug, Deserialize)]
@@ -206,24 +210,54 @@ impl DiskCheck {
     /// `min_free`.
     pub fn judge(&self, usage: DiskUsage, elapsed: Duration) -> Outcome {
         let path = self.spec.path.display();
+        let metrics = self.metrics(usage);
         let Some(percent) = usage.free_percent() else {
             return Outcome::new(
                 Severity::Unknown,
                 format!("the file system of `{path}` reports no size"),
                 elapsed,
-            );
+            )
+            .with_metrics(metrics);
         };
         let summary = format!(
             "{} free of {} ({percent:.1}%) on {path}",
             text::bytes(usage.free),
             text::bytes(usage.total)
         );
-        if usage.is_below(self.spec.min_free) {
+        let outcome = if usage.is_below(self.spec.min_free) {
             let summary = format!("{summary} (min {})", self.spec.min_free.describe());
             Outcome::new(Severity::Critical, summary, elapsed)
         } else {
             Outcome::new(Severity::Ok, summary, elapsed)
+        };
+        outcome.with_metrics(metrics)
+    }
+
+    /// `free_bytes`, `total_bytes` and, when the file system has a size, `free_percent`;
+    /// `min_free` is the critical range (`N:`, below N is critical) of the one it limits.
+    fn metrics(&self, usage: DiskUsage) -> Vec<Metric> {
+        let mut free = Metric::new("free_bytes", usage.free as f64)
+            .with_unit("B")
+            .with_min(0.0)
+            .with_max(usage.total as f64);
+        if let MinFree::Bytes(min) = self.spec.min_free {
+            free.crit = Some(format!("{min}:"));
         }
+        let total = Metric::new("total_bytes", usage.total as f64)
+            .with_unit("B")
+            .with_min(0.0);
+        let mut metrics = vec![free, total];
+        if let Some(percent) = usage.free_percent() {
+            let mut share = Metric::new("free_percent", percent)
+                .with_unit("%")
+                .with_min(0.0)
+                .with_max(100.0);
+            if let MinFree::Percent(min) = self.spec.min_free {
+                share.crit = Some(format!("{}:", text::number(min)));
+            }
+            metrics.push(share);
+        }
+        metrics
     }
 }
 
@@ -435,5 +469,72 @@ mod tests {
             err.message().starts_with("missing field `min_free`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn judged_outcomes_carry_metrics_with_the_limit() {
+        let usage = DiskUsage {
+            free: 12_300_000_000,
+            total: 250_000_000_000,
+        };
+        let r = check(std::path::Path::new("/"), MinFree::Percent(10.0))
+            .judge(usage, Duration::from_millis(3));
+        assert_eq!(r.duration, Duration::from_millis(3));
+        assert_eq!(
+            r.metrics,
+            [
+                Metric::new("free_bytes", 12_300_000_000.0)
+                    .with_unit("B")
+                    .with_min(0.0)
+                    .with_max(250_000_000_000.0),
+                Metric::new("total_bytes", 250_000_000_000.0)
+                    .with_unit("B")
+                    .with_min(0.0),
+                Metric::new("free_percent", 4.92)
+                    .with_unit("%")
+                    .with_min(0.0)
+                    .with_max(100.0)
+                    .with_crit("10:"),
+            ]
+        );
+        let r = check(std::path::Path::new("/"), MinFree::Bytes(5_000_000_000))
+            .judge(usage, Duration::ZERO);
+        assert_eq!(r.metrics[0].crit.as_deref(), Some("5000000000:"));
+        assert_eq!(r.metrics[2].crit, None);
+        // Without a size, no percentage.
+        let r = check(std::path::Path::new("/proc"), MinFree::Percent(10.0))
+            .judge(DiskUsage { free: 0, total: 0 }, Duration::ZERO);
+        let names: Vec<&str> = r.metrics.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["free_bytes", "total_bytes"]);
+    }
+
+    #[tokio::test]
+    async fn every_outcome_carries_its_duration() {
+        let dir = tempfile::tempdir().unwrap();
+        let start = std::time::Instant::now();
+        let r = check(dir.path(), MinFree::Bytes(1))
+            .run(Duration::from_secs(5))
+            .await;
+        let took = start.elapsed();
+        assert_eq!(r.severity, Severity::Ok, "{}", r.summary);
+        assert!(
+            r.duration > Duration::ZERO && r.duration <= took,
+            "{:?}",
+            r.duration
+        );
+        assert_eq!(r.metrics.len(), 3);
+
+        let start = std::time::Instant::now();
+        let r = check(&dir.path().join("nope"), MinFree::Bytes(1))
+            .run(Duration::from_secs(5))
+            .await;
+        let took = start.elapsed();
+        assert_eq!(r.severity, Severity::Critical);
+        assert!(
+            r.duration > Duration::ZERO && r.duration <= took,
+            "{:?}",
+            r.duration
+        );
+        assert_eq!(r.metrics, []);
     }
 }

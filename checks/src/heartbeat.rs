@@ -53,6 +53,8 @@ impl HeartbeatConfig {
 /// as output. Before that it is ok: `pinged at PING` when the ping came, `waiting for a
 /// ping, due by FIRE+GRACE` while it may still come. The agent evaluates when a ping
 /// arrives and when a fire's grace runs out; times are written in RFC 3339, UTC.
+///
+/// Judging runs nothing, so the outcome's `duration` is zero and it has no metrics.
 pub fn evaluate(
     spec: &HeartbeatSpec,
     last_ping: Option<SystemTime>,
@@ -197,6 +199,8 @@ mod tests {
                 (severity, summary, output),
                 "ping {ping:?} now {now}"
             );
+            // Judging is no try: it takes no time and measures nothing.
+            assert_eq!((r.duration, r.metrics.len()), (Duration::ZERO, 0));
         }
 
         // No grace: late from the first second after the fire.

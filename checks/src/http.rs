@@ -7,6 +7,12 @@
 //!
 //! With `cert_warn` or `cert_crit`, the leaf certificate of the server that gave the
 //! final answer (after redirects) is read from the response and its `notAfter` judged.
+//!
+//! Credentials come from `basic_auth` or `bearer_token`, held as [`SecretString`] from
+//! the config on: `Debug`, targets, summaries and errors never show them.
+//!
+//! Every answer is reported with the metrics `latency_ms` (request sent to body read),
+//! `status` (the code) and `body_bytes` (bytes read, at most `max_body`).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -15,12 +21,13 @@ use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use toml::Spanned;
 use url::Url;
 
 use crate::validate::{self, ConfigIssue};
-use crate::{BuildError, Outcome, Severity, Shared, text};
+use crate::{BuildError, Metric, Outcome, Severity, Shared, metric, text};
 
 /// How many redirects a check follows before it fails.
 pub const MAX_REDIRECTS: usize = 10;
@@ -54,6 +61,52 @@ pub struct HttpConfig {
     pub ca_file: Option<Spanned<String>>,
     pub tls_verify: Option<bool>,
     pub max_body: Option<Spanned<String>>,
+    /// `basic_auth = { username = "u", password = "${SECRET}" }`: HTTP Basic
+    /// authentication (RFC 7617). Both must be non-empty, and the username holds no `:`.
+    /// Not together with `bearer_token`, an `Authorization` header or credentials in
+    /// `url`.
+    pub basic_auth: Option<Spanned<BasicAuthConfig>>,
+    /// `bearer_token = "${TOKEN}"`: sent as `Authorization: Bearer TOKEN` (RFC 6750).
+    /// Must be non-empty; not together with `basic_auth`, an `Authorization` header or
+    /// credentials in `url`.
+    pub bearer_token: Option<Spanned<SecretString>>,
+}
+
+/// The `basic_auth` table of an `http` check, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuthConfig {
+    /// Sent as written; no `:` (it separates the two).
+    pub username: Spanned<String>,
+    /// Usually `${VAR}` or `${file:PATH}`; redacted from the moment it is read.
+    pub password: Spanned<SecretString>,
+}
+
+/// Credentials an `http` check sends in its `Authorization` header.
+#[derive(Clone)]
+pub enum Auth {
+    /// `Authorization: Basic base64(username:password)`.
+    Basic {
+        /// Not a secret: `Debug` shows it.
+        username: String,
+        /// Shown as `***`.
+        password: SecretString,
+    },
+    /// `Authorization: Bearer TOKEN`.
+    Bearer(SecretString),
+}
+
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Auth::Basic { username, .. } => f
+                .debug_struct("Basic")
+                .field("username", username)
+                .field("password", &format_args!("***"))
+                .finish(),
+            Auth::Bearer(_) => f.write_str("Bearer(***)"),
+        }
+    }
 }
 
 /// Which response statuses count as success.
@@ -125,6 +178,8 @@ pub struct HttpSpec {
     pub tls_verify: bool,
     /// Read at most this many bytes of a response body.
     pub max_body: u64,
+    /// Credentials from `basic_auth` or `bearer_token`.
+    pub auth: Option<Auth>,
 }
 
 impl fmt::Debug for HttpSpec {
@@ -149,6 +204,7 @@ impl fmt::Debug for HttpSpec {
             .field("ca_file", &self.ca_file)
             .field("tls_verify", &self.tls_verify)
             .field("max_body", &self.max_body)
+            .field("auth", &self.auth)
             .finish()
     }
 }
@@ -338,6 +394,21 @@ impl HttpConfig {
             }),
         };
 
+        let auth = auth(
+            self.basic_auth,
+            self.bearer_token,
+            AuthElsewhere {
+                header: self
+                    .headers
+                    .keys()
+                    .any(|k| k.eq_ignore_ascii_case("authorization")),
+                url: url
+                    .as_ref()
+                    .is_some_and(|u| !u.username().is_empty() || u.password().is_some()),
+            },
+            issues,
+        );
+
         if issues.len() > before {
             return None;
         }
@@ -357,8 +428,102 @@ impl HttpConfig {
             ca_file,
             tls_verify: self.tls_verify.unwrap_or(true),
             max_body: max_body?,
+            auth,
         })
     }
+}
+
+/// Other places the config already puts credentials in.
+struct AuthElsewhere {
+    /// `headers` has an `Authorization` header.
+    header: bool,
+    /// `url` has a user name or password, which reqwest would send as Basic auth.
+    url: bool,
+}
+
+/// Validates `basic_auth` and `bearer_token`: at most one of them, not beside other
+/// credentials, no empty values. Messages never quote a secret.
+fn auth(
+    basic: Option<Spanned<BasicAuthConfig>>,
+    bearer: Option<Spanned<SecretString>>,
+    elsewhere: AuthElsewhere,
+    issues: &mut Vec<ConfigIssue>,
+) -> Option<Auth> {
+    if let (Some(_), Some(token)) = (&basic, &bearer) {
+        issues.push(ConfigIssue::new(
+            token.span(),
+            "set either `basic_auth` or `bearer_token`, not both",
+        ));
+        return None;
+    }
+    let beside_other_credentials =
+        |key: &str, span: std::ops::Range<usize>, issues: &mut Vec<ConfigIssue>| {
+            if elsewhere.header {
+                issues.push(ConfigIssue::new(
+                    span.clone(),
+                    format!(
+                        "set either `{key}` or an `Authorization` header in `headers`, not both"
+                    ),
+                ));
+            }
+            if elsewhere.url {
+                issues.push(ConfigIssue::new(
+                    span,
+                    format!("set either `{key}` or credentials in `url`, not both"),
+                ));
+            }
+        };
+    if let Some(basic) = basic {
+        beside_other_credentials("basic_auth", basic.span(), issues);
+        let BasicAuthConfig { username, password } = basic.into_inner();
+        let before = issues.len();
+        if username.get_ref().is_empty() {
+            issues.push(ConfigIssue::new(
+                username.span(),
+                "`basic_auth.username` must not be empty",
+            ));
+        } else if username.get_ref().contains(':') {
+            // RFC 7617: the colon separates the two; a server would split it there.
+            issues.push(ConfigIssue::new(
+                username.span(),
+                "`basic_auth.username` must not contain `:`",
+            ));
+        } else if username.get_ref().chars().any(char::is_control) {
+            issues.push(ConfigIssue::new(
+                username.span(),
+                "`basic_auth.username` contains control characters",
+            ));
+        }
+        if password.get_ref().expose_secret().is_empty() {
+            issues.push(ConfigIssue::new(
+                password.span(),
+                "`basic_auth.password` must not be empty",
+            ));
+        }
+        return (issues.len() == before).then(|| Auth::Basic {
+            username: username.into_inner(),
+            password: password.into_inner(),
+        });
+    }
+    let token = bearer?;
+    beside_other_credentials("bearer_token", token.span(), issues);
+    let secret = token.get_ref().expose_secret();
+    if secret.is_empty() {
+        issues.push(ConfigIssue::new(
+            token.span(),
+            "`bearer_token` must not be empty",
+        ));
+        return None;
+    }
+    // Valid alone is valid after `Bearer `; no copy of the secret is made.
+    if HeaderValue::from_str(secret).is_err() {
+        issues.push(ConfigIssue::new(
+            token.span(),
+            "`bearer_token` is not a valid header value (control characters or line breaks)",
+        ));
+        return None;
+    }
+    Some(Auth::Bearer(token.into_inner()))
 }
 
 fn parse_url(raw: &Spanned<String>, issues: &mut Vec<ConfigIssue>) -> Option<Url> {
@@ -529,6 +694,7 @@ impl HttpCheck {
             Ok(Ok(fetched)) => {
                 let outcome = self.judge(&fetched, elapsed);
                 self.with_certificate(outcome, &fetched, SystemTime::now())
+                    .with_metrics(self.metrics(&fetched, elapsed))
             }
         };
         if !self.spec.tls_verify {
@@ -546,6 +712,15 @@ impl HttpCheck {
         if let Some(body) = &spec.body {
             request = request.body(body.clone());
         }
+        // reqwest marks both headers sensitive, and drops them on a redirect to
+        // another host.
+        request = match &spec.auth {
+            None => request,
+            Some(Auth::Basic { username, password }) => {
+                request.basic_auth(username, Some(password.expose_secret()))
+            }
+            Some(Auth::Bearer(token)) => request.bearer_auth(token.expose_secret()),
+        };
         let mut response = request.send().await?;
         let status = response.status();
         let cert_expiry = if spec.cert_warn.is_some() || spec.cert_crit.is_some() {
@@ -577,6 +752,29 @@ impl HttpCheck {
             truncated,
             cert_expiry,
         })
+    }
+
+    /// `latency_ms` (with `warn_latency` and `max_latency` as its ranges), `status` and
+    /// `body_bytes`.
+    fn metrics(&self, fetched: &Fetched, elapsed: Duration) -> [Metric; 3] {
+        let mut latency = Metric::new("latency_ms", metric::millis(elapsed))
+            .with_unit("ms")
+            .with_min(0.0);
+        latency.warn = self
+            .spec
+            .warn_latency
+            .map(|d| text::number(metric::millis(d)));
+        latency.crit = self
+            .spec
+            .max_latency
+            .map(|d| text::number(metric::millis(d)));
+        [
+            latency,
+            Metric::new("status", f64::from(fetched.status.as_u16())),
+            Metric::new("body_bytes", fetched.body.len() as f64)
+                .with_unit("B")
+                .with_min(0.0),
+        ]
     }
 
     /// Adds the certificate's expiry to a judged answer when `cert_warn` or `cert_crit`
@@ -1585,5 +1783,366 @@ max_body = "lots"
             format!("`ca_file` `{}`: no PEM certificate in it", junk.display())
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    // --- credentials ------------------------------------------------------------------
+
+    #[test]
+    fn credentials_validate_and_never_show() {
+        let s = spec(
+            "basic_auth = { username = \"user\", password = \"hunter2\" }",
+            "http://x/",
+        );
+        assert!(
+            matches!(&s.auth, Some(Auth::Basic { username, .. }) if username == "user"),
+            "{:?}",
+            s.auth
+        );
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(
+            debug.contains("auth: Some(Basic { username: \"user\", password: *** })"),
+            "{debug}"
+        );
+
+        let s = spec("bearer_token = \"s3cret-token\"", "http://x/");
+        assert!(matches!(s.auth, Some(Auth::Bearer(_))));
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("s3cret-token"), "{debug}");
+        assert!(debug.contains("auth: Some(Bearer(***))"), "{debug}");
+        assert_eq!(s.target(), "http://x/");
+
+        // The raw config does not print them either.
+        let raw: HttpConfig = config(
+            "url = \"http://x/\"\nbasic_auth = { username = \"u\", password = \"hunter2\" }\nbearer_token = \"s3cret-token\"",
+        );
+        let debug = format!("{raw:?}");
+        assert!(
+            !debug.contains("hunter2") && !debug.contains("s3cret-token"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn credential_mistakes_are_located() {
+        let cases = [
+            (
+                "basic_auth = { username = \"u\", password = \"p\" }\nbearer_token = \"t\"",
+                "\"t\"",
+                vec!["set either `basic_auth` or `bearer_token`, not both"],
+            ),
+            (
+                "headers = { authorization = \"Basic x\" }\nbasic_auth = { username = \"u\", password = \"p\" }",
+                "{ username = \"u\", password = \"p\" }",
+                vec!["set either `basic_auth` or an `Authorization` header in `headers`, not both"],
+            ),
+            (
+                "headers = { Authorization = \"Bearer x\" }\nbearer_token = \"t\"",
+                "\"t\"",
+                vec![
+                    "set either `bearer_token` or an `Authorization` header in `headers`, not both",
+                ],
+            ),
+            (
+                "basic_auth = { username = \"\", password = \"\" }",
+                "\"\"",
+                vec![
+                    "`basic_auth.username` must not be empty",
+                    "`basic_auth.password` must not be empty",
+                ],
+            ),
+            (
+                "basic_auth = { username = \"a:b\", password = \"p\" }",
+                "\"a:b\"",
+                vec!["`basic_auth.username` must not contain `:`"],
+            ),
+            (
+                "basic_auth = { username = \"a\\nb\", password = \"p\" }",
+                "\"a\\nb\"",
+                vec!["`basic_auth.username` contains control characters"],
+            ),
+            (
+                "bearer_token = \"\"",
+                "\"\"",
+                vec!["`bearer_token` must not be empty"],
+            ),
+            (
+                "url = \"http://me:pw@x/\"\nbearer_token = \"t\"",
+                "\"t\"",
+                vec!["set either `bearer_token` or credentials in `url`, not both"],
+            ),
+            (
+                "url = \"http://me@x/\"\nheaders = { AUTHORIZATION = \"x\" }\nbasic_auth = { username = \"u\", password = \"p\" }",
+                "{ username = \"u\", password = \"p\" }",
+                vec![
+                    "set either `basic_auth` or an `Authorization` header in `headers`, not both",
+                    "set either `basic_auth` or credentials in `url`, not both",
+                ],
+            ),
+            (
+                "bearer_token = \"line\\nbreak-s3cret\"",
+                "\"line\\nbreak-s3cret\"",
+                vec![
+                    "`bearer_token` is not a valid header value (control characters or line breaks)",
+                ],
+            ),
+        ];
+        for (extra, at, messages) in cases {
+            let text = if extra.starts_with("url") {
+                extra.to_owned()
+            } else {
+                format!("url = \"http://x/\"\n{extra}")
+            };
+            let issues = issues_of::<HttpConfig, _>(&text, HttpConfig::validate);
+            let got: Vec<&str> = issues.iter().map(|i| i.message.as_str()).collect();
+            assert_eq!(got, messages, "{extra}");
+            assert_eq!(&text[issues[0].span.clone()], at, "{extra}");
+        }
+
+        // A missing password is serde's error, and an unknown key inside the table too.
+        let err = crate::test_support::try_config::<HttpConfig>(
+            "url = \"http://x/\"\nbasic_auth = { username = \"u\" }",
+        )
+        .unwrap_err();
+        assert!(
+            err.message().starts_with("missing field `password`"),
+            "{err}"
+        );
+        let err = crate::test_support::try_config::<HttpConfig>(
+            "url = \"http://x/\"\nbasic_auth = { username = \"u\", password = \"p\", realm = \"r\" }",
+        )
+        .unwrap_err();
+        assert!(err.message().starts_with("unknown field `realm`"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn credentials_are_sent_in_the_authorization_header() {
+        let cases = [
+            (
+                "basic_auth = { username = \"user\", password = \"hunter2\" }",
+                "Basic dXNlcjpodW50ZXIy",
+            ),
+            (
+                // Spaces and non-ASCII are sent as UTF-8, as RFC 7617 recommends.
+                "basic_auth = { username = \"o'brien\", password = \"päss word\" }",
+                "Basic bydicmllbjpww6RzcyB3b3Jk",
+            ),
+            (
+                "bearer_token = \"eyJhbGciOi.s3cret\"",
+                "Bearer eyJhbGciOi.s3cret",
+            ),
+        ];
+        for (cfg, expected) in cases {
+            let server = Server::sequence([], Response::status(401)).await;
+            let r = check(cfg, &server.url("/private"))
+                .run(Duration::from_secs(5))
+                .await;
+            // The answer does not leak the credentials into the summary or output.
+            assert_eq!(
+                (r.severity, r.summary.as_str(), r.output.as_deref()),
+                (Severity::Critical, "HTTP 401 Unauthorized", None),
+                "{cfg}"
+            );
+            let requests = server.requests();
+            assert_eq!(requests.len(), 1);
+            assert_eq!(requests[0].header("authorization"), Some(expected), "{cfg}");
+            let count = requests[0]
+                .headers
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+                .count();
+            assert_eq!(count, 1, "{cfg}");
+        }
+
+        // Without credentials, no header at all.
+        let server = Server::sequence([], Response::ok("public")).await;
+        check("", &server.url("/"))
+            .run(Duration::from_secs(5))
+            .await;
+        assert_eq!(server.requests()[0].header("authorization"), None);
+    }
+
+    // --- metrics ----------------------------------------------------------------------
+
+    #[tokio::test]
+    async fn answers_carry_latency_status_and_body_size() {
+        let cfg = "warn_latency = \"500ms\"\nmax_latency = \"2s\"";
+        let r = run_against(Response::status(503).body("db down"), cfg).await;
+        assert_eq!(r.severity, Severity::Critical);
+        let names: Vec<&str> = r.metrics.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["latency_ms", "status", "body_bytes"]);
+
+        let latency = &r.metrics[0];
+        assert_eq!(latency.unit.as_deref(), Some("ms"));
+        assert_eq!(
+            (
+                latency.warn.as_deref(),
+                latency.crit.as_deref(),
+                latency.min
+            ),
+            (Some("500"), Some("2000"), Some(0.0))
+        );
+        // The latency is the try's own duration.
+        assert_eq!(latency.value, crate::metric::millis(r.duration));
+        assert!(latency.value > 0.0);
+
+        assert_eq!(r.metrics[1], Metric::new("status", 503.0));
+        assert_eq!(
+            r.metrics[2],
+            Metric::new("body_bytes", 7.0).with_unit("B").with_min(0.0)
+        );
+
+        // No answer, nothing measured.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let r = check("", &format!("http://{addr}/"))
+            .run(Duration::from_secs(5))
+            .await;
+        assert_eq!(r.summary, "connection refused");
+        assert_eq!(r.metrics, []);
+    }
+
+    // --- hostile servers, over raw sockets ----------------------------------------------
+
+    /// Serves every connection with `serve`, after reading the request head, on a
+    /// loopback port; the task ends with the test's runtime.
+    async fn raw_server<F, Fut>(serve: F) -> std::net::SocketAddr
+    where
+        F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                tokio::spawn(serve(socket));
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_slow_drip_body_times_out_on_time() {
+        use tokio::io::AsyncWriteExt;
+        let addr = raw_server(|mut socket| async move {
+            let head = b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n";
+            if socket.write_all(head).await.is_err() {
+                return;
+            }
+            // One byte every 200 ms, forever: each read makes progress, none finishes.
+            loop {
+                if socket.write_all(b"x").await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+        .await;
+        let check = check("body_contains = \"ok\"", &format!("http://{addr}/"));
+        let start = std::time::Instant::now();
+        let r = check.run(Duration::from_millis(900)).await;
+        let took = start.elapsed();
+        assert_eq!(
+            (r.severity, r.summary.as_str()),
+            (Severity::Critical, "timed out after 900ms")
+        );
+        assert_eq!(r.metrics, []);
+        assert!(r.duration >= Duration::from_millis(900), "{:?}", r.duration);
+        assert!(r.duration <= took);
+        assert!(took < Duration::from_secs(3), "returned after {took:?}");
+    }
+
+    #[tokio::test]
+    async fn an_endless_chunked_body_is_cut_at_max_body() {
+        use tokio::io::AsyncWriteExt;
+        let addr = raw_server(|mut socket| async move {
+            let head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+            if socket.write_all(head).await.is_err() {
+                return;
+            }
+            let chunk = format!("{:x}\r\n{}\r\n", 4096, "y".repeat(4096));
+            // Until the client hangs up: the body has no end.
+            while socket.write_all(chunk.as_bytes()).await.is_ok() {}
+        })
+        .await;
+        let r = check("max_body = \"100KiB\"", &format!("http://{addr}/"))
+            .run(Duration::from_secs(10))
+            .await;
+        assert_eq!(r.severity, Severity::Ok, "{}", r.summary);
+        assert!(r.summary.starts_with("HTTP 200 OK in "), "{}", r.summary);
+        assert_eq!(
+            r.metrics[2],
+            Metric::new("body_bytes", 102_400.0)
+                .with_unit("B")
+                .with_min(0.0)
+        );
+
+        // A body rule on the cut body fails and says it saw only part of it.
+        let r = check(
+            "max_body = \"100KiB\"\nbody_contains = \"end\"",
+            &format!("http://{addr}/"),
+        )
+        .run(Duration::from_secs(10))
+        .await;
+        assert_eq!(
+            (r.severity, r.summary.as_str()),
+            (
+                Severity::Critical,
+                "body lacks `end` (read only the first 102400 bytes, see `max_body`)"
+            )
+        );
+        assert!(r.output.unwrap().len() < 2100);
+    }
+
+    #[tokio::test]
+    async fn every_outcome_carries_its_duration() {
+        // An answer after a delay.
+        let server =
+            Server::sequence([], Response::ok("x").delay(Duration::from_millis(300))).await;
+        let start = std::time::Instant::now();
+        let r = check("", &server.url("/"))
+            .run(Duration::from_secs(5))
+            .await;
+        let took = start.elapsed();
+        assert_eq!(r.severity, Severity::Ok, "{}", r.summary);
+        assert!(r.duration >= Duration::from_millis(300), "{:?}", r.duration);
+        assert!(r.duration <= took, "{:?} > {took:?}", r.duration);
+
+        // A timeout: at least the timeout, at most the call.
+        let server = Server::sequence([], Response::ok("x").delay(Duration::from_secs(30))).await;
+        let start = std::time::Instant::now();
+        let r = check("", &server.url("/"))
+            .run(Duration::from_millis(200))
+            .await;
+        let took = start.elapsed();
+        assert_eq!(r.summary, "timed out after 200ms");
+        assert!(r.duration >= Duration::from_millis(200), "{:?}", r.duration);
+        assert!(r.duration <= took, "{:?} > {took:?}", r.duration);
+
+        // A failure to connect: short, but measured.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let start = std::time::Instant::now();
+        let r = check("", &format!("http://{addr}/"))
+            .run(Duration::from_secs(5))
+            .await;
+        let took = start.elapsed();
+        assert_eq!(r.summary, "connection refused");
+        assert!(
+            r.duration > Duration::ZERO && r.duration <= took,
+            "{:?}",
+            r.duration
+        );
     }
 }

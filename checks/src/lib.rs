@@ -10,6 +10,8 @@
 pub mod disk;
 pub mod heartbeat;
 pub mod http;
+mod metric;
+pub mod perfdata;
 pub mod process;
 pub mod script;
 pub mod tcp;
@@ -22,18 +24,24 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+pub use metric::Metric;
 pub use validate::ConfigIssue;
 
 /// How a check went, ordered from best to worst (`unknown` is alerted as critical).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Severity {
+    /// All is well.
     Ok,
+    /// Worth a look: a limit's warning level was passed.
     Warning,
+    /// Failed.
     Critical,
+    /// The check could not tell (a plugin's exit 3, an unknown user).
     Unknown,
 }
 
 impl Severity {
+    /// `ok`, `warning`, `critical` or `unknown`, as the config and JSON write it.
     pub fn as_str(self) -> &'static str {
         match self {
             Severity::Ok => "ok",
@@ -43,6 +51,7 @@ impl Severity {
         }
     }
 
+    /// Whether this is [`Severity::Ok`].
     pub fn is_ok(self) -> bool {
         self == Severity::Ok
     }
@@ -78,21 +87,40 @@ pub struct Outcome {
     pub output: Option<String>,
     /// How long this try took.
     pub duration: Duration,
+    /// What the try measured, in the order the check reports it: an HTTP check's
+    /// `latency_ms`, a script's perfdata. Empty when nothing was measured (a timeout, a
+    /// refused connection).
+    pub metrics: Vec<Metric>,
 }
 
 impl Outcome {
+    /// An outcome without output or metrics.
     pub fn new(severity: Severity, summary: impl Into<String>, duration: Duration) -> Self {
         Self {
             severity,
             summary: summary.into(),
             output: None,
             duration,
+            metrics: Vec::new(),
         }
     }
 
+    /// Sets the output; empty text leaves it `None`.
     pub fn with_output(mut self, output: impl Into<String>) -> Self {
         let output = output.into();
         self.output = (!output.is_empty()).then_some(output);
+        self
+    }
+
+    /// Adds one metric after those already there.
+    pub fn with_metric(mut self, metric: Metric) -> Self {
+        self.metrics.push(metric);
+        self
+    }
+
+    /// Adds metrics after those already there.
+    pub fn with_metrics(mut self, metrics: impl IntoIterator<Item = Metric>) -> Self {
+        self.metrics.extend(metrics);
         self
     }
 }
@@ -203,10 +231,12 @@ impl CheckSpec {
 /// HTTP checks that need no special TLS settings.
 #[derive(Clone, Debug)]
 pub struct Shared {
+    /// The client of HTTP checks without TLS settings of their own.
     pub http: reqwest::Client,
 }
 
 impl Shared {
+    /// Builds the shared HTTP client ([`http::default_client`]).
     pub fn new() -> Result<Self, BuildError> {
         Ok(Self {
             http: http::default_client()?,

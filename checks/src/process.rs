@@ -9,6 +9,10 @@
 //! takes a second one [`CPU_SAMPLE`] after the first. The rate is computed here from
 //! CPU time over wall time, not taken from sysinfo's `cpu_usage`, which reads 0% for a
 //! process that had used no CPU time at its first sample.
+//!
+//! A run that could list processes reports the metric `count` (with `min` and `max` as
+//! its critical range), and `cpu_percent` and `memory_bytes` when `max_cpu` and
+//! `max_memory` had them measured.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -22,7 +26,7 @@ use tokio::time::Instant;
 use toml::Spanned;
 
 use crate::validate::{self, ConfigIssue};
-use crate::{Outcome, Severity, text};
+use crate::{Metric, Outcome, Severity, text};
 
 /// How far apart two samples of CPU time are taken when a run needs both; at least
 /// sysinfo's own floor ([`sysinfo::MINIMUM_CPU_UPDATE_INTERVAL`]), and long enough for
@@ -263,6 +267,37 @@ impl ProcessCheck {
     /// Judges what [`ProcessCheck::measure`] found against `min`, `max`, `max_cpu` and
     /// `max_memory`.
     pub fn judge(&self, usage: ProcessUsage, elapsed: Duration) -> Outcome {
+        let metrics = self.metrics(usage);
+        self.judged(usage, elapsed).with_metrics(metrics)
+    }
+
+    /// `count`, and `cpu_percent` and `memory_bytes` where measured, each with its
+    /// limit as the critical range.
+    fn metrics(&self, usage: ProcessUsage) -> Vec<Metric> {
+        let spec = &self.spec;
+        let mut count = Metric::new("count", f64::from(usage.count)).with_min(0.0);
+        count.crit = match (spec.min, spec.max) {
+            (0, None) => None,
+            (min, None) => Some(format!("{min}:")),
+            (min, Some(max)) => Some(format!("{min}:{max}")),
+        };
+        let mut metrics = vec![count];
+        if let Some(cpu) = usage.cpu {
+            let mut m = Metric::new("cpu_percent", cpu).with_unit("%").with_min(0.0);
+            m.crit = spec.max_cpu.map(text::number);
+            metrics.push(m);
+        }
+        if let Some(memory) = usage.memory {
+            let mut m = Metric::new("memory_bytes", memory as f64)
+                .with_unit("B")
+                .with_min(0.0);
+            m.crit = spec.max_memory.map(|b| b.to_string());
+            metrics.push(m);
+        }
+        metrics
+    }
+
+    fn judged(&self, usage: ProcessUsage, elapsed: Duration) -> Outcome {
         let spec = &self.spec;
         let matching = self.matching();
         let counted = match usage.count {
@@ -928,5 +963,85 @@ mod tests {
         let text = "name = \"x\"\nmin = \"one\"";
         let err = try_config::<ProcessConfig>(text).unwrap_err();
         assert_eq!(&text[err.span().unwrap()], "\"one\"");
+    }
+
+    #[test]
+    fn judged_outcomes_carry_metrics_with_limits() {
+        let check =
+            process_check("name = \"pg\"\nmin = 2\nmax = 8\nmax_cpu = 90\nmax_memory = \"2GB\"");
+        let usage = ProcessUsage {
+            count: 3,
+            cpu: Some(12.5),
+            memory: Some(1_500_000),
+        };
+        let r = check.judge(usage, Duration::from_millis(7));
+        assert_eq!(r.duration, Duration::from_millis(7));
+        assert_eq!(
+            r.metrics,
+            [
+                Metric::new("count", 3.0).with_min(0.0).with_crit("2:8"),
+                Metric::new("cpu_percent", 12.5)
+                    .with_unit("%")
+                    .with_min(0.0)
+                    .with_crit("90"),
+                Metric::new("memory_bytes", 1_500_000.0)
+                    .with_unit("B")
+                    .with_min(0.0)
+                    .with_crit("2000000000"),
+            ]
+        );
+        // A failed judgement keeps them; without limits, only the count, unbounded.
+        let r = check.judge(ProcessUsage { count: 1, ..usage }, Duration::ZERO);
+        assert_eq!(r.severity, Severity::Critical);
+        assert_eq!(r.metrics.len(), 3);
+        let r = process_check("name = \"pg\"\nmin = 0").judge(
+            ProcessUsage {
+                count: 0,
+                cpu: None,
+                memory: None,
+            },
+            Duration::ZERO,
+        );
+        assert_eq!(r.metrics, [Metric::new("count", 0.0).with_min(0.0)]);
+        let r = process_check("name = \"pg\"").judge(ProcessUsage::default(), Duration::ZERO);
+        assert_eq!(r.metrics[0].crit.as_deref(), Some("1:"));
+    }
+
+    #[tokio::test]
+    async fn every_outcome_carries_its_duration() {
+        let (_spawned, re) = sleepers(1);
+        // The first run with `max_cpu` samples twice, `CPU_SAMPLE` apart.
+        let check = process_check(&format!("cmdline = '{re}'\nmax_cpu = 50"));
+        let start = std::time::Instant::now();
+        let r = check.run(Duration::from_secs(10)).await;
+        let took = start.elapsed();
+        assert_eq!(r.severity, Severity::Ok, "{}", r.summary);
+        assert!(r.duration >= CPU_SAMPLE, "{:?}", r.duration);
+        assert!(r.duration <= took, "{:?} > {took:?}", r.duration);
+        let names: Vec<&str> = r.metrics.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["count", "cpu_percent"]);
+
+        // A timeout shorter than the sample: at least the timeout.
+        let fresh = process_check(&format!("cmdline = '{re}'\nmax_cpu = 50"));
+        let start = std::time::Instant::now();
+        let r = fresh.run(Duration::from_millis(50)).await;
+        let took = start.elapsed();
+        assert_eq!(r.summary, "timed out after 50ms");
+        assert_eq!(r.metrics, []);
+        assert!(r.duration >= Duration::from_millis(50), "{:?}", r.duration);
+        assert!(r.duration <= took, "{:?} > {took:?}", r.duration);
+
+        // An unknown user is judged without measuring, still timed.
+        let start = std::time::Instant::now();
+        let r = process_check("name = \"x\"\nuser = \"no-such-user-klaxon\"")
+            .run(Duration::from_secs(5))
+            .await;
+        let took = start.elapsed();
+        assert_eq!(r.severity, Severity::Unknown);
+        assert!(
+            r.duration > Duration::ZERO && r.duration <= took,
+            "{:?}",
+            r.duration
+        );
     }
 }

@@ -6,6 +6,11 @@
 //! Output is captured bounded: of each stream the first [`HEAD_BYTES`] and the last
 //! [`TAIL_BYTES`] are kept, whatever the script prints. On timeout the whole group gets
 //! SIGTERM, then SIGKILL after [`KILL_GRACE`]; the child is always reaped.
+//!
+//! A script that exits is reported with the metrics of its performance data (see
+//! [`crate::perfdata`]). When its stdout was longer than was kept, only the first
+//! line's perfdata is read: the start of the later perfdata may be in what was dropped.
+//! Output that is not UTF-8 is read lossily (`U+FFFD` for bad bytes).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -23,7 +28,7 @@ use tokio::time::Instant;
 use toml::Spanned;
 
 use crate::validate::{self, ConfigIssue};
-use crate::{Outcome, Severity, text};
+use crate::{Metric, Outcome, Severity, perfdata, text};
 
 /// Bytes kept from the start of each output stream.
 pub const HEAD_BYTES: usize = 4 * 1024;
@@ -322,7 +327,9 @@ impl ScriptCheck {
                     None if first.is_empty() => exit_text(status),
                     None => first,
                 };
-                Outcome::new(severity, summary, elapsed).with_output(output)
+                Outcome::new(severity, summary, elapsed)
+                    .with_output(output)
+                    .with_metrics(stdout.metrics())
             }
             Err(summary) => Outcome::new(Severity::Critical, summary, elapsed).with_output(output),
         }
@@ -484,6 +491,20 @@ impl Capture {
         if excess > 0 {
             self.tail.drain(..excess);
             self.dropped += excess as u64;
+        }
+    }
+
+    /// The perfdata in the output kept: all of it when nothing was dropped, else only
+    /// the first line's, when that line was kept whole.
+    fn metrics(&self) -> Vec<Metric> {
+        if self.dropped == 0 {
+            let mut all = self.head.clone();
+            all.extend(self.tail.iter());
+            return perfdata::from_output(&String::from_utf8_lossy(&all));
+        }
+        match self.head.iter().position(|&b| b == b'\n') {
+            Some(end) => perfdata::from_first_line(&String::from_utf8_lossy(&self.head[..end])),
+            None => Vec::new(),
         }
     }
 
@@ -868,5 +889,147 @@ mod tests {
         assert_eq!(c.tail.back(), Some(&b'z'));
         assert_eq!(c.tail.len(), TAIL_BYTES);
         assert_eq!(c.dropped, 2 + 3 * TAIL_BYTES as u64);
+    }
+
+    #[tokio::test]
+    async fn perfdata_becomes_metrics() {
+        let r = run_shell(
+            "echo 'DISK OK - free space: / 3326 MB (56%); | /=2643MB;5948;5958;0;5968'; \
+             echo '/ 15272 MB (77%);'; \
+             echo \"/boot 68 MB (69%); | /boot=68MB;88;93;0;98 'my label'=5%;80;90\"; \
+             echo 'junk=x /home=69357MB;253404;253409;0;253414'",
+        )
+        .await;
+        assert_eq!(r.severity, Severity::Ok);
+        assert_eq!(r.summary, "DISK OK - free space: / 3326 MB (56%);");
+        assert_eq!(
+            r.metrics,
+            [
+                Metric::new("/", 2643.0)
+                    .with_unit("MB")
+                    .with_warn("5948")
+                    .with_crit("5958")
+                    .with_min(0.0)
+                    .with_max(5968.0),
+                Metric::new("/boot", 68.0)
+                    .with_unit("MB")
+                    .with_warn("88")
+                    .with_crit("93")
+                    .with_min(0.0)
+                    .with_max(98.0),
+                Metric::new("my label", 5.0)
+                    .with_unit("%")
+                    .with_warn("80")
+                    .with_crit("90"),
+                Metric::new("/home", 69357.0)
+                    .with_unit("MB")
+                    .with_warn("253404")
+                    .with_crit("253409")
+                    .with_min(0.0)
+                    .with_max(253414.0),
+            ]
+        );
+
+        // Perfdata that does not parse never changes the result.
+        let r = run_shell("echo 'WARNING - odd | =1 a=b;c x'; exit 1").await;
+        assert_eq!(
+            (r.severity, r.summary.as_str(), r.metrics.len()),
+            (Severity::Warning, "WARNING - odd", 0)
+        );
+    }
+
+    #[tokio::test]
+    async fn only_first_line_perfdata_when_output_was_dropped() {
+        // The later perfdata starts in the dropped middle; the first line's is whole.
+        let r = run_shell("echo 'OK | a=1'; echo 'text | b=2'; seq 1 100000; echo 'c=3'").await;
+        let names: Vec<&str> = r.metrics.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["a"]);
+        // A first line longer than the head kept is not read at all: it may be cut.
+        let r =
+            run_shell("printf 'OK | a=1 '; head -c 200000 /dev/zero | tr '\\0' 'x'; echo").await;
+        assert_eq!(r.metrics, []);
+    }
+
+    #[tokio::test]
+    async fn output_that_is_not_utf8_is_read_lossily() {
+        let r =
+            run_shell("printf '\\377\\376 ok | t=1s\\n\\377second\\n'; printf '\\200err\\n' >&2")
+                .await;
+        assert_eq!(r.severity, Severity::Ok);
+        assert_eq!(r.summary, "\u{FFFD}\u{FFFD} ok");
+        assert_eq!(
+            r.output.as_deref(),
+            Some("\u{FFFD}\u{FFFD} ok | t=1s\n\u{FFFD}second\n\u{FFFD}err\n")
+        );
+        assert_eq!(r.metrics, [Metric::new("t", 1.0).with_unit("s")]);
+
+        // Invalid bytes split across the head and tail boundary are fine too.
+        let r = run_shell(&format!(
+            "head -c {} /dev/zero | tr '\\0' '\\377'; echo; exit 2",
+            HEAD_BYTES + TAIL_BYTES + 10
+        ))
+        .await;
+        assert_eq!(r.severity, Severity::Critical);
+        assert!(r.summary.starts_with('\u{FFFD}'));
+    }
+
+    #[tokio::test]
+    async fn huge_stderr_beside_small_stdout_is_bounded() {
+        // About 10 MB on stderr.
+        let r = run_shell("echo 'CRITICAL - broken | errors=3c'; seq 1 1500000 >&2; exit 2").await;
+        assert_eq!(
+            (r.severity, r.summary.as_str()),
+            (Severity::Critical, "CRITICAL - broken")
+        );
+        assert_eq!(r.metrics, [Metric::new("errors", 3.0).with_unit("c")]);
+        let output = r.output.unwrap();
+        let stdout = "CRITICAL - broken | errors=3c\n";
+        assert!(
+            output.len() <= stdout.len() + HEAD_BYTES + TAIL_BYTES + 100,
+            "{}",
+            output.len()
+        );
+        // Stdout whole, then stderr's head, the marker and its tail.
+        assert!(
+            output.starts_with(&format!("{stdout}1\n2\n3\n")),
+            "stdout first"
+        );
+        assert!(output.contains(" bytes dropped …]\n"), "no marker");
+        assert!(output.ends_with("1499999\n1500000\n"));
+    }
+
+    #[tokio::test]
+    async fn every_outcome_carries_its_duration() {
+        // A script that runs a while.
+        let start = std::time::Instant::now();
+        let r = run_shell("sleep 0.3; echo done").await;
+        let took = start.elapsed();
+        assert_eq!(r.summary, "done");
+        assert!(r.duration >= Duration::from_millis(300), "{:?}", r.duration);
+        assert!(r.duration <= took, "{:?} > {took:?}", r.duration);
+
+        // A timeout: the try lasts until the group is gone.
+        let start = std::time::Instant::now();
+        let r = shell("sleep 100").run(Duration::from_millis(200)).await;
+        let took = start.elapsed();
+        assert_eq!(r.summary, "timed out after 200ms");
+        assert!(r.duration >= Duration::from_millis(200), "{:?}", r.duration);
+        assert!(r.duration <= took, "{:?} > {took:?}", r.duration);
+
+        // A program that cannot start.
+        let check = ScriptCheck::new(ScriptSpec {
+            program: Program::Command(vec!["/nonexistent/check_thing".into()]),
+            env: Vec::new(),
+            cwd: None,
+        });
+        let start = std::time::Instant::now();
+        let r = check.run(Duration::from_secs(5)).await;
+        let took = start.elapsed();
+        assert_eq!(r.severity, Severity::Critical);
+        assert!(
+            r.duration > Duration::ZERO && r.duration <= took,
+            "{:?}",
+            r.duration
+        );
     }
 }

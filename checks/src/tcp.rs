@@ -2,6 +2,9 @@
 //! validation, and the runtime that resolves the host, connects to the first address
 //! that answers and, with `tls`, completes a TLS handshake verified against the
 //! platform's roots (plus `ca_file`), or not verified at all with `tls_verify = false`.
+//!
+//! A connection made is reported with the metric `connect_ms`: resolving, connecting
+//! and, with `tls`, the handshake.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,7 +21,7 @@ use tokio::time::Instant;
 use toml::Spanned;
 
 use crate::validate::{self, ConfigIssue};
-use crate::{BuildError, Outcome, Severity, text};
+use crate::{BuildError, Metric, Outcome, Severity, metric, text};
 
 /// The `[jobs.NAME.check]` table of `type = "tcp"`, as written.
 #[derive(Debug, Deserialize)]
@@ -182,7 +185,11 @@ impl TcpCheck {
                     self.spec.target(),
                     text::elapsed(elapsed)
                 );
-                Outcome::new(Severity::Ok, summary, elapsed)
+                Outcome::new(Severity::Ok, summary, elapsed).with_metric(
+                    Metric::new("connect_ms", metric::millis(elapsed))
+                        .with_unit("ms")
+                        .with_min(0.0),
+                )
             }
         };
         if self.spec.tls && !self.spec.tls_verify {
@@ -607,6 +614,58 @@ mod tests {
             "{:?}",
             start.elapsed()
         );
+        drop(listener);
+    }
+
+    #[tokio::test]
+    async fn every_outcome_carries_its_duration_and_a_connection_its_time() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let start = std::time::Instant::now();
+        let r = check("127.0.0.1", port, false)
+            .run(Duration::from_secs(5))
+            .await;
+        let took = start.elapsed();
+        assert_eq!(r.severity, Severity::Ok, "{}", r.summary);
+        assert!(
+            r.duration > Duration::ZERO && r.duration <= took,
+            "{:?}",
+            r.duration
+        );
+        assert_eq!(
+            r.metrics,
+            [Metric::new("connect_ms", metric::millis(r.duration))
+                .with_unit("ms")
+                .with_min(0.0)]
+        );
+
+        // Refused: timed, nothing measured.
+        drop(listener);
+        let start = std::time::Instant::now();
+        let r = check("127.0.0.1", port, false)
+            .run(Duration::from_secs(5))
+            .await;
+        let took = start.elapsed();
+        assert_eq!(r.summary, "connection refused");
+        assert!(
+            r.duration > Duration::ZERO && r.duration <= took,
+            "{:?}",
+            r.duration
+        );
+        assert_eq!(r.metrics, []);
+
+        // A handshake that never completes: at least the timeout.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let start = std::time::Instant::now();
+        let r = check("127.0.0.1", port, true)
+            .run(Duration::from_millis(200))
+            .await;
+        let took = start.elapsed();
+        assert_eq!(r.summary, "timed out after 200ms");
+        assert!(r.duration >= Duration::from_millis(200), "{:?}", r.duration);
+        assert!(r.duration <= took, "{:?} > {took:?}", r.duration);
+        assert_eq!(r.metrics, []);
         drop(listener);
     }
 }

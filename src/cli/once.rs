@@ -53,9 +53,8 @@ pub fn run(config: Option<&Path>, env: &dyn Env, args: OnceArgs) -> anyhow::Resu
     };
     super::runtime()?.block_on(async move {
         let rt = Arc::new(Runtime::build(config, mode, Arc::new(SystemClock))?);
-        let next_run = job.trigger.next_after(rt.clock.now());
         let finished =
-            crate::runner::run_job(&rt, &job, &retry, next_run, &CancellationToken::new()).await?;
+            crate::runner::run_job(&rt, &job, &retry, None, &CancellationToken::new()).await?;
         let r = &finished.record;
         println!(
             "{}: {}: {} ({} of {} attempts, {})",
@@ -66,6 +65,9 @@ pub fn run(config: Option<&Path>, env: &dyn Env, args: OnceArgs) -> anyhow::Resu
             retry.attempts(),
             klaxon_notifiers::text::human_duration(r.elapsed.as_millis() as u64)
         );
+        for m in &r.metrics {
+            println!("  {}", perfdata(m));
+        }
         let left = crate::outbox::deliver_within(&rt, finished.messages, DELIVERY_WAIT).await;
         if left > 0 {
             eprintln!(
@@ -78,4 +80,52 @@ pub fn run(config: Option<&Path>, env: &dyn Env, args: OnceArgs) -> anyhow::Resu
             ExitCode::from(1)
         })
     })
+}
+
+/// A metric as monitoring-plugins perfdata: `label=value[UOM];[warn];[crit];[min];[max]`.
+fn perfdata(m: &klaxon_checks::Metric) -> String {
+    let label = if m.name.contains([' ', '=', '\'']) {
+        format!("'{}'", m.name.replace('\'', "''"))
+    } else {
+        m.name.clone()
+    };
+    let num = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+    let fields = [
+        m.warn.clone().unwrap_or_default(),
+        m.crit.clone().unwrap_or_default(),
+        num(m.min),
+        num(m.max),
+    ];
+    let tail = fields.join(";");
+    let tail = tail.trim_end_matches(';');
+    let unit = m.unit.as_deref().unwrap_or("");
+    if tail.is_empty() {
+        format!("{label}={}{unit}", m.value)
+    } else {
+        format!("{label}={}{unit};{tail}", m.value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::perfdata;
+    use klaxon_checks::Metric;
+
+    #[test]
+    fn metrics_print_as_perfdata() {
+        assert_eq!(perfdata(&Metric::new("count", 3.0)), "count=3");
+        assert_eq!(
+            perfdata(
+                &Metric::new("load1", 0.15)
+                    .with_warn("5")
+                    .with_crit("10")
+                    .with_min(0.0)
+            ),
+            "load1=0.15;5;10;0"
+        );
+        assert_eq!(
+            perfdata(&Metric::new("my disk", 80.0).with_unit("%").with_max(100.0)),
+            "'my disk'=80%;;;;100"
+        );
+    }
 }

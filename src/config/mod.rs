@@ -1235,16 +1235,6 @@ pub(crate) mod tests_support {
         std::fs::write(&path, text).unwrap();
         load(&path, &|_: &str| None)
     }
-
-    /// A valid job to vary in tests.
-    pub fn minimal_job() -> Job {
-        load_text(
-            "[jobs.api]\nevery = \"1m\"\n[jobs.api.check]\ntype = \"http\"\nurl = \"http://127.0.0.1:9/\"\n",
-        )
-        .unwrap()
-        .jobs
-        .remove(0)
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,107 @@
+//! The agent's [`Dispatch`]: what a fire does in a running agent. An active job's run is
+//! spawned (waiting for one of `agent.max_concurrent` permits), unless `max_instances`
+//! runs of it are still going, which makes the fire a recorded skip. A passive job's fire
+//! evaluates its heartbeat. Skips the scheduler decides on are recorded in history.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Job;
+use crate::runtime::Runtime;
+use crate::scheduler::{Dispatch, Fire};
+use crate::store::RunRecord;
+
+/// Runs in progress per job name; shared across reloads so a reload does not forget
+/// what is still running.
+pub type Running = Arc<Mutex<HashMap<String, Arc<AtomicU32>>>>;
+
+pub struct AgentDispatch {
+    pub rt: Arc<Runtime>,
+    pub tracker: TaskTracker,
+    pub shutdown: CancellationToken,
+    pub running: Running,
+}
+
+impl AgentDispatch {
+    fn counter(&self, job: &str) -> Arc<AtomicU32> {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        running.entry(job.to_owned()).or_default().clone()
+    }
+}
+
+impl Dispatch for AgentDispatch {
+    fn run(&self, job: &Arc<Job>, fire: Fire) {
+        let (rt, job) = (self.rt.clone(), job.clone());
+        if !job.check.is_active() {
+            self.tracker.spawn(async move {
+                let result = crate::runner::evaluate_heartbeat(
+                    &rt,
+                    &job,
+                    fire.nominal,
+                    Some(fire.nominal),
+                    fire.next_run,
+                )
+                .await;
+                if let Err(e) = result {
+                    tracing::error!(job = %job.name, "heartbeat could not be recorded: {e:#}");
+                }
+            });
+            return;
+        }
+        let running = self.counter(&job.name);
+        let already = running.load(Ordering::Acquire);
+        if already >= job.max_instances {
+            self.skip(
+                &job,
+                fire.nominal,
+                format!("max_instances reached: {already} run(s) still going"),
+            );
+            return;
+        }
+        running.fetch_add(1, Ordering::AcqRel);
+        let stop = self.shutdown.child_token();
+        self.tracker.spawn(async move {
+            let permit = tokio::select! {
+                permit = rt.permits.clone().acquire_owned() => permit.ok(),
+                () = stop.cancelled() => None,
+            };
+            if permit.is_some()
+                && let Err(e) =
+                    crate::runner::run_job(&rt, &job, &job.retry, Some(fire), &stop).await
+            {
+                tracing::error!(job = %job.name, "run could not be recorded: {e:#}");
+            }
+            running.fetch_sub(1, Ordering::AcqRel);
+        });
+    }
+
+    fn skip(&self, job: &Arc<Job>, nominal: DateTime<Utc>, why: String) {
+        tracing::warn!(job = %job.name, fire = %nominal.to_rfc3339(), "fire skipped: {why}");
+        let now = self.rt.clock.now();
+        let record = RunRecord {
+            job: job.name.clone(),
+            started_at: now,
+            finished_at: now,
+            severity: "skipped".into(),
+            attempts: 0,
+            elapsed: Duration::ZERO,
+            summary: why.clone(),
+            output: None,
+            skipped: Some(why),
+            metrics: Vec::new(),
+            fire_at: Some(nominal),
+        };
+        let rt = self.rt.clone();
+        self.tracker.spawn_blocking(move || {
+            if let Err(e) = rt.store.record_skip(&record) {
+                tracing::error!(job = %record.job, %e, "cannot record a skipped fire");
+            }
+        });
+    }
+}
