@@ -12,10 +12,12 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::Config;
+use tokio::sync::mpsc;
+
+use crate::config::{Config, ConfigError};
 use crate::dispatch::{AgentDispatch, Running};
 use crate::runtime::{Mode, Runtime, SystemClock};
-use crate::scheduler::Remembered;
+use crate::scheduler::{Dispatch, Reload, Remembered};
 
 /// How long running checks may take to finish after a shutdown signal.
 pub const GRACE: Duration = Duration::from_secs(10);
@@ -51,13 +53,23 @@ pub fn lock(state_dir: &Path) -> anyhow::Result<File> {
     }
 }
 
-/// Runs the agent until `shutdown` is cancelled.
-pub async fn run(config: Config, mode: Mode, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// Where a reload gets the new config from (the file the agent was started with).
+pub type Loader = Box<dyn Fn() -> Result<Config, ConfigError> + Send + Sync>;
+
+/// Runs the agent until `shutdown` is cancelled. Each message on `reload_requests`
+/// (SIGHUP, `--watch`) reloads the config through `loader`.
+pub async fn run(
+    config: Config,
+    mode: Mode,
+    shutdown: CancellationToken,
+    mut reload_requests: mpsc::Receiver<()>,
+    loader: Loader,
+) -> anyhow::Result<()> {
     let _lock = match mode {
         Mode::Live => Some(lock(&config.agent.state_dir)?),
         Mode::DryRun => None,
     };
-    let rt = Arc::new(Runtime::build(config, mode, Arc::new(SystemClock))?);
+    let mut rt = Arc::new(Runtime::build(config, mode, Arc::new(SystemClock))?);
     tracing::info!(
         agent = %rt.config.agent.name,
         config = %rt.config.file.display(),
@@ -68,10 +80,10 @@ pub async fn run(config: Config, mode: Mode, shutdown: CancellationToken) -> any
         "klaxon started"
     );
     let tracker = TaskTracker::new();
+    let running = Running::default();
     // The outbox outlives the scheduler: runs that finish during shutdown still get
     // their messages out.
-    let outbox_stop = CancellationToken::new();
-    let worker = tokio::spawn(crate::outbox::worker(rt.clone(), outbox_stop.clone()));
+    let mut outbox = Outbox::start(&rt);
     let remembered = rt
         .store
         .last_fires()?
@@ -85,24 +97,59 @@ pub async fn run(config: Config, mode: Mode, shutdown: CancellationToken) -> any
             )
         })
         .collect();
-    let dispatch = Arc::new(AgentDispatch {
-        rt: rt.clone(),
-        tracker: tracker.clone(),
-        shutdown: shutdown.clone(),
-        running: Running::default(),
-    });
-    let jobs = rt.config.jobs.iter().cloned().map(Arc::new).collect();
-    let (_reload, reloads) = tokio::sync::mpsc::channel(1);
-    crate::scheduler::run_loop(
-        jobs,
+    let dispatch = |rt: &Arc<Runtime>| -> Arc<dyn Dispatch> {
+        Arc::new(AgentDispatch {
+            rt: rt.clone(),
+            tracker: tracker.clone(),
+            shutdown: shutdown.clone(),
+            running: running.clone(),
+        })
+    };
+    let (reload_tx, reloads) = mpsc::channel(1);
+    let scheduler = tokio::spawn(crate::scheduler::run_loop(
+        jobs_of(&rt),
         remembered,
         rt.clock.clone(),
         rt.config.agent.wake_delay,
-        dispatch,
+        dispatch(&rt),
         shutdown.clone(),
         reloads,
-    )
-    .await;
+    ));
+
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            request = reload_requests.recv() => {
+                if request.is_none() {
+                    // Nobody can ask for reloads any more; wait for shutdown alone.
+                    shutdown.cancelled().await;
+                    break;
+                }
+                match reloaded(&rt, &loader, mode) {
+                    Ok(new) => {
+                        let reload = Reload {
+                            jobs: jobs_of(&new),
+                            dispatch: dispatch(&new),
+                            wake_delay: new.config.agent.wake_delay,
+                        };
+                        if reload_tx.send(reload).await.is_err() {
+                            break;
+                        }
+                        outbox.stop().await;
+                        outbox = Outbox::start(&new);
+                        tracing::info!(
+                            jobs = new.config.jobs.len(),
+                            notifiers = new.config.notifiers.len(),
+                            "config reloaded"
+                        );
+                        rt = new;
+                    }
+                    Err(e) => tracing::error!("config reload failed; the running config stays:\n{e:#}"),
+                }
+            }
+        }
+    }
+    let _ = scheduler.await;
 
     tracker.close();
     if tokio::time::timeout(GRACE, tracker.wait()).await.is_err() {
@@ -112,8 +159,7 @@ pub async fn run(config: Config, mode: Mode, shutdown: CancellationToken) -> any
             GRACE.as_secs()
         );
     }
-    outbox_stop.cancel();
-    let _ = worker.await;
+    outbox.stop().await;
     let due = rt.store.due(rt.clock.now()).unwrap_or_default();
     if !due.is_empty() {
         let left = crate::outbox::deliver_within(&rt, due, FLUSH).await;
@@ -123,4 +169,48 @@ pub async fn run(config: Config, mode: Mode, shutdown: CancellationToken) -> any
     }
     tracing::info!("klaxon stopped");
     Ok(())
+}
+
+fn jobs_of(rt: &Runtime) -> Vec<Arc<crate::config::Job>> {
+    rt.config.jobs.iter().cloned().map(Arc::new).collect()
+}
+
+/// Loads the config again and builds its runtime on the same store.
+fn reloaded(current: &Arc<Runtime>, loader: &Loader, mode: Mode) -> anyhow::Result<Arc<Runtime>> {
+    let config = loader()?;
+    if config.agent.state_dir != current.config.agent.state_dir {
+        anyhow::bail!(
+            "`agent.state_dir` cannot change while the agent runs (from `{}` to `{}`): restart klaxon",
+            current.config.agent.state_dir.display(),
+            config.agent.state_dir.display()
+        );
+    }
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    Ok(Arc::new(Runtime::with_store(
+        config,
+        mode,
+        current.clock.clone(),
+        current.store.clone(),
+    )?))
+}
+
+/// The outbox worker of one runtime (its notifiers).
+struct Outbox {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Outbox {
+    fn start(rt: &Arc<Runtime>) -> Self {
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(crate::outbox::worker(rt.clone(), stop.clone()));
+        Self { stop, task }
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
 }

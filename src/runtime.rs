@@ -66,6 +66,20 @@ impl Runtime {
     /// Builds checks and notifiers for every job and notifier, and opens the store
     /// (an in-memory one in dry-run mode, so a rehearsal leaves no trace).
     pub fn build(config: Config, mode: Mode, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let store = match mode {
+            Mode::Live => Store::open(&config.agent.state_dir)?,
+            Mode::DryRun => Store::open_in_memory()?,
+        };
+        Self::with_store(config, mode, clock, store)
+    }
+
+    /// Builds checks and notifiers on a store that is already open (a reload).
+    pub fn with_store(
+        config: Config,
+        mode: Mode,
+        clock: Arc<dyn Clock>,
+        store: Store,
+    ) -> anyhow::Result<Self> {
         let shared = klaxon_checks::Shared::new().context("cannot set up checks")?;
         let mut checks = HashMap::new();
         // Passive jobs (heartbeats) are fed by pings: they have nothing to run.
@@ -80,10 +94,6 @@ impl Runtime {
                 .with_context(|| format!("notifier `{}`", entry.name))?;
             notifiers.insert(entry.name.clone(), Arc::new(notifier));
         }
-        let store = match mode {
-            Mode::Live => Store::open(&config.agent.state_dir)?,
-            Mode::DryRun => Store::open_in_memory()?,
-        };
         Ok(Self {
             permits: Arc::new(Semaphore::new(config.agent.max_concurrent)),
             config,

@@ -45,7 +45,19 @@ impl Setup {
     }
 
     fn agent(&self, name: &str) -> Agent {
-        Agent::start(&self.config(), &self.dir.path().join(format!("{name}.log")))
+        self.agent_with(name, &[])
+    }
+
+    fn agent_with(&self, name: &str, args: &[&str]) -> Agent {
+        Agent::start(
+            &self.config(),
+            &self.dir.path().join(format!("{name}.log")),
+            args,
+        )
+    }
+
+    fn rewrite(&self, config: &str) {
+        std::fs::write(self.config(), config).unwrap();
     }
 }
 
@@ -56,12 +68,13 @@ struct Agent {
 }
 
 impl Agent {
-    fn start(config: &Path, log: &Path) -> Self {
+    fn start(config: &Path, log: &Path, args: &[&str]) -> Self {
         let stderr = std::fs::File::create(log).unwrap();
         let child = klaxon()
             .arg("--config")
             .arg(config)
             .arg("run")
+            .args(args)
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
@@ -398,6 +411,78 @@ fn a_second_signal_exits_at_once() {
     );
     // Well before the 10 s grace for the running check would have run out.
     assert!(asked.elapsed() < Duration::from_secs(5));
+}
+
+fn http_job(name: &str, url: &str) -> String {
+    format!(
+        "[jobs.{name}]\nevery = \"1s\"\n[jobs.{name}.check]\ntype = \"http\"\nurl = \"{url}\"\n"
+    )
+}
+
+async fn wait_for_log(agent: &Agent, needle: &str) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let log = agent.log();
+        if log.contains(needle) {
+            return log;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no `{needle}` in the log:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_and_a_broken_config_keeps_the_old_one_running() {
+    let old = Server::start(|_| Response::ok("ok")).await;
+    let new = Server::start(|_| Response::ok("ok")).await;
+    let base = "[agent]\nstate_dir = \"state\"\n";
+    let setup = Setup::new(&format!("{base}{}", http_job("old", &old.url("/"))));
+    let mut agent = setup.agent("agent");
+    old.wait_for(1, Duration::from_secs(20)).await;
+
+    setup.rewrite(&format!("{base}[jobs.old]\nevery = \"soon\"\n"));
+    agent.signal("HUP");
+    let log = wait_for_log(&agent, "config reload failed").await;
+    assert!(
+        log.contains("klaxon.toml:4:9: `every`: expected a duration"),
+        "{log}"
+    );
+    let before = old.requests().len();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(old.requests().len() > before, "the old job stopped running");
+    assert!(agent.is_running());
+
+    setup.rewrite(&format!(
+        "{base}{}{}",
+        http_job("old", &old.url("/")),
+        http_job("new", &new.url("/"))
+    ));
+    agent.signal("HUP");
+    new.wait_for(1, Duration::from_secs(15)).await;
+    wait_for_log(&agent, "config reloaded").await;
+    assert_eq!(agent.stop(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_reloads_when_the_config_file_changes() {
+    let first = Server::start(|_| Response::ok("ok")).await;
+    let second = Server::start(|_| Response::ok("ok")).await;
+    let base = "[agent]\nstate_dir = \"state\"\n";
+    let setup = Setup::new(&format!("{base}{}", http_job("first", &first.url("/"))));
+    let agent = setup.agent_with("agent", &["--watch"]);
+    first.wait_for(1, Duration::from_secs(20)).await;
+    setup.rewrite(&format!("{base}{}", http_job("second", &second.url("/"))));
+    second.wait_for(1, Duration::from_secs(15)).await;
+    wait_for_log(&agent, "config reloaded").await;
+    // The removed job stops.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let seen = first.requests().len();
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert_eq!(first.requests().len(), seen, "a removed job kept running");
+    assert_eq!(agent.stop(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

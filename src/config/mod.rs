@@ -792,7 +792,8 @@ impl<'a> Loader<'a> {
             let raw: Option<RawJob> =
                 self.deserialize(Spanned::new(span.clone(), DeValue::Table(table)), &context);
             let check = self.check(&name, &span, check);
-            let (Some(raw), Some(check)) = (raw, check) else {
+            // The job's own keys are checked even when its check is broken.
+            let Some(raw) = raw else {
                 continue;
             };
             let before = self.diagnostics.len();
@@ -860,7 +861,7 @@ impl<'a> Loader<'a> {
         name: String,
         span: std::ops::Range<usize>,
         raw: RawJob,
-        check: CheckSpec,
+        check: Option<CheckSpec>,
         defaults: &RawDefaults,
         agent_tz: Tz,
         job_names: &[String],
@@ -952,8 +953,8 @@ impl<'a> Loader<'a> {
             misfire_grace,
             coalesce: raw.coalesce.or(defaults.coalesce).unwrap_or(true),
             max_instances: max_instances?,
-            target: interpolate::redact(&check.target(), &self.substituted),
-            check,
+            target: interpolate::redact(&check.as_ref()?.target(), &self.substituted),
+            check: check?,
         })
     }
 
