@@ -119,20 +119,32 @@ pub async fn worker(rt: Arc<Runtime>, stop: CancellationToken) {
             deliver(&rt, item).await;
         }
         let now = rt.clock.now();
-        let wait = rt
+        // With nothing pending the worker sleeps until a run enqueues something: an
+        // idle agent has no timer here. A message written by another process (`once`,
+        // `ping`) is picked up at the next wake-up or start.
+        let next_retry = rt
             .store
             .pending()
             .ok()
-            .and_then(|p| p.iter().map(|i| i.next_attempt_at).min())
-            .map_or(Duration::from_secs(30), |next| {
-                (next - now).to_std().unwrap_or_default()
-            })
-            .min(Duration::from_secs(30));
+            .and_then(|p| p.iter().map(|i| i.next_attempt_at).min());
+        let wait = next_retry.map(|next| {
+            (next - now)
+                .to_std()
+                .unwrap_or_default()
+                .min(Duration::from_secs(30))
+        });
         tokio::select! {
             () = stop.cancelled() => return,
             () = rt.outbox_ready.notified() => {}
-            () = tokio::time::sleep(wait) => {}
+            () = sleep_or_forever(wait) => {}
         }
+    }
+}
+
+async fn sleep_or_forever(wait: Option<Duration>) {
+    match wait {
+        Some(wait) => tokio::time::sleep(wait).await,
+        None => std::future::pending().await,
     }
 }
 
