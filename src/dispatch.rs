@@ -105,3 +105,58 @@ impl Dispatch for AgentDispatch {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::config::tests_support::load_text;
+    use crate::runtime::{Mode, SystemClock};
+
+    #[tokio::test]
+    async fn a_fire_that_finds_max_instances_running_is_skipped_and_recorded() {
+        let config = load_text(
+            "[jobs.slow]\nevery = \"1h\"\n[jobs.slow.check]\ntype = \"script\"\nshell = \"sleep 1; echo done\"\n",
+        )
+        .unwrap();
+        let rt = Arc::new(Runtime::build(config, Mode::DryRun, Arc::new(SystemClock)).unwrap());
+        let tracker = TaskTracker::new();
+        let dispatch = AgentDispatch {
+            rt: rt.clone(),
+            tracker: tracker.clone(),
+            shutdown: CancellationToken::new(),
+            running: Running::default(),
+        };
+        let job = Arc::new(rt.config.jobs[0].clone());
+        // The store keeps milliseconds.
+        let first = DateTime::from_timestamp_millis(rt.clock.now().timestamp_millis()).unwrap();
+        let second = first + chrono::Duration::seconds(1);
+        for nominal in [first, second] {
+            dispatch.run(
+                &job,
+                Fire {
+                    nominal,
+                    due: nominal,
+                    next_run: None,
+                },
+            );
+        }
+        tracker.close();
+        tracker.wait().await;
+        let history = rt.store.history("slow", 10).unwrap();
+        let summary: Vec<_> = history
+            .iter()
+            .map(|r| (r.fire_at, r.severity.as_str(), r.summary.as_str()))
+            .collect();
+        assert_eq!(summary.len(), 2, "{summary:?}");
+        assert!(summary.contains(&(Some(first), "ok", "done")), "{summary:?}");
+        assert!(
+            summary.contains(&(
+                Some(second),
+                "skipped",
+                "max_instances reached: 1 run(s) still going"
+            )),
+            "{summary:?}"
+        );
+    }
+}
