@@ -750,6 +750,44 @@ async fn a_missed_heartbeat_alerts_and_a_ping_recovers_it() {
     assert_eq!(unknown.status.code(), Some(2));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_test_says_whether_a_message_was_delivered() {
+    let up = Server::start(|_| Response::ok("ok")).await;
+    let down = Server::start(|_| Response::status(500).body("no")).await;
+    let setup = Setup::new(&format!(
+        "[agent]\nname = \"ci\"\n[notifiers.up]\ntype = \"slack\"\nwebhook_url = \"{}\"\n[notifiers.down]\ntype = \"webhook\"\nurl = \"{}\"\n[jobs.a]\nevery = \"1m\"\n[jobs.a.check]\ntype = \"tcp\"\nhost = \"127.0.0.1\"\nport = 9\n",
+        up.url("/hook"),
+        down.url("/hook")
+    ));
+    let ok = run(klaxon()
+        .arg("--config")
+        .arg(setup.config())
+        .args(["notify", "test", "up"]));
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+    assert_eq!(text(&ok.stdout), "up (slack): delivered\n");
+    let sent = slack_text(&up.requests()[0]);
+    assert!(sent.starts_with("TEST message from klaxon on ci"), "{sent}");
+
+    let failed = run(klaxon()
+        .arg("--config")
+        .arg(setup.config())
+        .args(["notify", "test", "down"]));
+    assert_eq!(failed.status.code(), Some(1));
+    assert_eq!(
+        text(&failed.stdout),
+        "down (webhook): not delivered: HTTP 500 Internal Server Error: no\n"
+    );
+    assert!(!text(&failed.stdout).contains(&down.url("/hook")));
+    let json = down.requests()[0].json();
+    assert_eq!(json["event"], "test");
+
+    let unknown = run(klaxon()
+        .arg("--config")
+        .arg(setup.config())
+        .args(["notify", "test", "nope"]));
+    assert_eq!(unknown.status.code(), Some(2));
+}
+
 #[test]
 fn a_missing_config_is_a_usage_error() {
     let dir = tempfile::tempdir().unwrap();

@@ -3,6 +3,7 @@
 //! configuration errors, `1` for everything else.
 
 mod jobs;
+mod notify;
 mod once;
 mod ping;
 mod run;
@@ -42,6 +43,8 @@ enum Command {
     Once(once::OnceArgs),
     /// Record a heartbeat for a passive (`heartbeat`) job
     Ping(ping::PingArgs),
+    /// Send a test message through a notifier
+    Notify(notify::NotifyArgs),
 }
 
 /// A mistake in how klaxon was called (exit code 2).
@@ -59,6 +62,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(cli.config.as_deref(), &env, args),
         Command::Once(args) => once::run(cli.config.as_deref(), &env, args),
         Command::Ping(args) => ping::run(cli.config.as_deref(), &env, args),
+        Command::Notify(args) => notify::run(cli.config.as_deref(), &env, args),
     };
     match result {
         Ok(code) => code,
