@@ -5,6 +5,10 @@
 //! `after` consecutive non-ok runs open an alert; `recover_after` consecutive ok runs
 //! close it (a recovery message if `resolved`); a change between warning and critical
 //! while open sends an update; `remind` repeats an open alert, checked at each run.
+//!
+//! While a job in `depends_on` is failing, the alert is opened but *held*: nothing is
+//! sent. If the job still fails once its dependencies are fine, the failure goes out
+//! then; if it recovers while held, nothing was said, so nothing is.
 
 use std::time::Duration;
 
@@ -57,6 +61,9 @@ pub struct OpenAlert {
     pub failing_since: DateTime<Utc>,
     /// When a message about it last went out (for `remind`).
     pub last_sent: DateTime<Utc>,
+    /// Opened while a dependency was failing, and not sent yet.
+    #[serde(default)]
+    pub held: bool,
 }
 
 /// A severity as stored (lowercase name).
@@ -91,6 +98,13 @@ impl From<SeverityName> for Severity {
     }
 }
 
+impl JobState {
+    /// Whether the job's last run was not ok (what `depends_on` waits on).
+    pub fn is_failing(&self) -> bool {
+        self.severity.is_some_and(|s| s != SeverityName::Ok)
+    }
+}
+
 impl SeverityName {
     /// Unknown is alerted as critical: they are the same level for updates.
     fn level(self) -> u8 {
@@ -122,12 +136,14 @@ pub enum AlertEvent {
     },
 }
 
-/// Applies one run to a job's state. `job` names the alert id.
+/// Applies one run to a job's state. `job` names the alert id; `held` says a job it
+/// depends on is failing.
 pub fn step(
     job: &str,
     state: &JobState,
     run: &RunFacts,
     policy: &AlertPolicy,
+    held: bool,
 ) -> (JobState, Vec<AlertEvent>) {
     let mut next = state.clone();
     let mut events = Vec::new();
@@ -147,7 +163,8 @@ pub fn step(
                 let downtime = (run.finished_at - open.failing_since)
                     .to_std()
                     .unwrap_or_default();
-                if policy.resolved {
+                // A held alert was never sent: its recovery is not news either.
+                if policy.resolved && !open.held {
                     events.push(AlertEvent::Recovery { downtime });
                 }
                 next.open = None;
@@ -170,10 +187,22 @@ pub fn step(
                 opened_at: run.finished_at,
                 failing_since,
                 last_sent: run.finished_at,
+                held,
             });
-            events.push(AlertEvent::Failure);
+            if !held {
+                events.push(AlertEvent::Failure);
+            }
         }
         None => {}
+        Some(open) if open.held => {
+            if !held {
+                // The dependencies are fine and this job still fails: say so now.
+                open.held = false;
+                open.severity = severity;
+                open.last_sent = run.finished_at;
+                events.push(AlertEvent::Failure);
+            }
+        }
         Some(open) => {
             if open.severity.level() != severity.level() {
                 open.severity = severity;
@@ -213,7 +242,7 @@ mod tests {
                     started_at: t(i as i64),
                     finished_at: t(i as i64) + chrono::Duration::seconds(10),
                 };
-                let (next, events) = step("api", &state, &run, policy);
+                let (next, events) = step("api", &state, &run, policy, false);
                 state = next;
                 events
             })
@@ -319,6 +348,39 @@ mod tests {
     }
 
     #[test]
+    fn a_failing_dependency_holds_the_alert() {
+        let policy = AlertPolicy::default();
+        let run = |m, severity| RunFacts {
+            severity,
+            started_at: t(m),
+            finished_at: t(m) + chrono::Duration::seconds(10),
+        };
+        // (run severity, dependency failing) → events
+        let play = |steps: &[(Severity, bool)]| {
+            let mut state = JobState::default();
+            steps
+                .iter()
+                .enumerate()
+                .map(|(i, &(severity, held))| {
+                    let (next, events) = step("api", &state, &run(i as i64, severity), &policy, held);
+                    state = next;
+                    events
+                })
+                .collect::<Vec<_>>()
+        };
+        // Held while the dependency fails; still failing after it recovered: sent then.
+        assert_eq!(
+            play(&[(C, true), (C, true), (C, false), (O, false)]),
+            [vec![], vec![], vec![Failure], vec![rec(3)]]
+        );
+        // Recovered while held: nothing was said, so nothing is.
+        assert_eq!(play(&[(C, true), (O, true), (O, false)]), [vec![], vec![], vec![]]);
+        assert_eq!(play(&[(C, true), (O, false)]), [vec![], vec![]]);
+        // A dependency that fails after the alert went out changes nothing.
+        assert_eq!(play(&[(C, false), (C, true), (O, true)]), [vec![Failure], vec![], vec![rec(2)]]);
+    }
+
+    #[test]
     fn the_alert_id_is_stable_for_one_outage() {
         let policy = AlertPolicy::default();
         let run = |m, severity| RunFacts {
@@ -326,8 +388,8 @@ mod tests {
             started_at: t(m),
             finished_at: t(m) + chrono::Duration::seconds(10),
         };
-        let (s1, _) = step("api", &JobState::default(), &run(0, C), &policy);
-        let (s2, e2) = step("api", &s1, &run(1, W), &policy);
+        let (s1, _) = step("api", &JobState::default(), &run(0, C), &policy, false);
+        let (s2, e2) = step("api", &s1, &run(1, W), &policy, false);
         assert_eq!(e2, [Update]);
         assert_eq!(s1.open.as_ref().unwrap().id, s2.open.as_ref().unwrap().id);
         assert_eq!(

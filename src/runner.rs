@@ -169,6 +169,17 @@ pub async fn record(
         metrics: outcome.metrics.clone(),
         fire_at,
     };
+    // A dependency that is failing holds this job's alerts.
+    let mut held = false;
+    for dep in &job.depends_on {
+        if rt.store.job_state(dep)?.is_failing() {
+            held = true;
+            break;
+        }
+    }
+    if held && !outcome.severity.is_ok() {
+        tracing::info!(job = %job.name, "a dependency is failing: alerts of this job are held");
+    }
     let rt2 = rt.clone();
     let job2 = job.clone();
     let max_attempts = tries.allowed;
@@ -181,7 +192,7 @@ pub async fn record(
             finished_at,
         };
         rt2.store.record_run(&to_store, |before| {
-            let (after, events) = alert::step(&job2.name, before, &facts, &job2.alert);
+            let (after, events) = alert::step(&job2.name, before, &facts, &job2.alert, held);
             let messages = messages_for(
                 &rt2,
                 &job2,

@@ -522,6 +522,7 @@ mod tests {
                 opened_at: t(1),
                 failing_since: t(0),
                 last_sent: t(1),
+                held: false,
             }),
             ..JobState::default()
         };

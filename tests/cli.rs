@@ -751,6 +751,47 @@ async fn a_missed_heartbeat_alerts_and_a_ping_recovers_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_dependency_holds_alerts_until_it_recovers() {
+    let network_up = Arc::new(AtomicBool::new(false));
+    let flag = network_up.clone();
+    let network = Server::start(move |_| {
+        if flag.load(Ordering::SeqCst) {
+            Response::ok("ok")
+        } else {
+            Response::status(502)
+        }
+    })
+    .await;
+    let api = Server::start(|_| Response::status(500)).await;
+    let slack = Server::start(|_| Response::ok("ok")).await;
+    // `api` fires from the next second on, after `network` has run once.
+    let setup = Setup::new(&format!(
+        "[agent]\nname = \"ci\"\nstate_dir = \"state\"\n[defaults]\nnotify = [\"slack\"]\nretry = {{ attempts = 1 }}\n[notifiers.slack]\ntype = \"slack\"\nwebhook_url = \"{}\"\n[jobs.network]\nevery = \"1s\"\n[jobs.network.check]\ntype = \"http\"\nurl = \"{}\"\n[jobs.api]\nschedule = \"* * * * * *\"\ndepends_on = [\"network\"]\n[jobs.api.check]\ntype = \"http\"\nurl = \"{}\"\n",
+        slack.url("/hook"),
+        network.url("/"),
+        api.url("/")
+    ));
+    let agent = setup.agent("agent");
+    api.wait_for(3, Duration::from_secs(20)).await;
+    let titles = || -> Vec<String> {
+        slack
+            .requests()
+            .iter()
+            .map(|r| slack_text(r).lines().next().unwrap_or_default().to_owned())
+            .collect()
+    };
+    assert_eq!(titles(), ["DOWN network on ci: HTTP 502 Bad Gateway"], "{}", agent.log());
+
+    network_up.store(true, Ordering::SeqCst);
+    let got = slack.wait_for(3, Duration::from_secs(20)).await;
+    assert_eq!(got.len(), 3);
+    let titles = titles();
+    assert!(titles[1].starts_with("RECOVERED network on ci after "), "{titles:?}");
+    assert_eq!(titles[2], "DOWN api on ci: HTTP 500 Internal Server Error");
+    assert_eq!(agent.stop(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notify_test_says_whether_a_message_was_delivered() {
     let up = Server::start(|_| Response::ok("ok")).await;
     let down = Server::start(|_| Response::status(500).body("no")).await;
