@@ -231,6 +231,8 @@ pub enum DeliveryError {
 pub enum Notifier {
     Slack(slack::Slack),
     Teams(teams::Teams),
+    // Boxed: lettre's transport makes it several times the size of the others.
+    Email(Box<email::Email>),
     Webhook(webhook::Webhook),
     Alertmanager(alertmanager::Alertmanager),
     Command(command::Command),
@@ -239,8 +241,9 @@ pub enum Notifier {
 
 impl Notifier {
     /// Builds the runtime for a spec. `client` is the agent's shared HTTP client; a
-    /// notifier with its own `ca_file` builds a client of its own, and fails with
-    /// [`BuildError::Setup`] when that file cannot be read or holds no certificate.
+    /// notifier with its own `ca_file` builds a client (or, for email, TLS settings) of
+    /// its own, and fails with [`BuildError::Setup`] when that file cannot be read or
+    /// holds no certificate.
     pub fn build(spec: &NotifierSpec, client: &reqwest::Client) -> Result<Notifier, BuildError> {
         Ok(match spec {
             NotifierSpec::Slack(s) => Notifier::Slack(slack::Slack::new(s.clone(), client.clone())),
@@ -253,7 +256,7 @@ impl Notifier {
             }
             NotifierSpec::Command(s) => Notifier::Command(command::Command::new(s.clone())),
             NotifierSpec::Log(s) => Notifier::Log(log::Log::new(s.clone())),
-            NotifierSpec::Email(_) => return Err(BuildError::Unsupported(spec.kind())),
+            NotifierSpec::Email(s) => Notifier::Email(Box::new(email::Email::new(s.clone())?)),
         })
     }
 
@@ -262,6 +265,7 @@ impl Notifier {
         match self {
             Notifier::Slack(n) => n.send(alert).await,
             Notifier::Teams(n) => n.send(alert).await,
+            Notifier::Email(n) => n.send(alert).await,
             Notifier::Webhook(n) => n.send(alert).await,
             Notifier::Alertmanager(n) => n.send(alert).await,
             Notifier::Command(n) => n.send(alert).await,
