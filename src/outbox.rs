@@ -2,6 +2,11 @@
 //! this sends each through its notifier, marks it delivered on success, and on failure
 //! schedules another try (the receiver's `Retry-After` when it gave one, else backoff)
 //! or, when the receiver refused it for good, keeps it marked as given up.
+//!
+//! A message that keeps failing for the notifier's `fallback_after`, or is refused for
+//! good, is copied once to the notifier's `fallback`. After [`GIVE_UP_AFTER`] of
+//! failing it is given up, with an error in the log. Slack gets at most one message a
+//! second per notifier, as its webhooks allow.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +16,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::runtime::{Mode, Runtime};
 use crate::store::OutboxItem;
+
+/// How long a message is retried before it is given up.
+pub const GIVE_UP_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The least time between two messages to one notifier of this kind.
+fn min_interval(spec: &klaxon_notifiers::NotifierSpec) -> Option<Duration> {
+    match spec {
+        klaxon_notifiers::NotifierSpec::Slack(_) => Some(Duration::from_secs(1)),
+        _ => None,
+    }
+}
 
 /// Backoff between delivery tries of one message: 5 s doubling to 10 min.
 fn backoff(attempts: u32) -> Duration {
@@ -58,6 +74,22 @@ pub async fn deliver(rt: &Runtime, item: &OutboxItem) -> Delivery {
         record(rt.store.delivered(item.id, now()));
         return Delivery::Delivered;
     }
+    if let Some(gap) = rt
+        .config
+        .notifier(&item.notifier)
+        .and_then(|n| min_interval(&n.spec))
+    {
+        let wait = {
+            let mut last = rt.last_sent.lock().unwrap_or_else(|p| p.into_inner());
+            let now = tokio::time::Instant::now();
+            let at = last
+                .get(&item.notifier)
+                .map_or(now, |prev| (*prev + gap).max(now));
+            last.insert(item.notifier.clone(), at);
+            at - now
+        };
+        tokio::time::sleep(wait).await;
+    }
     match notifier.send(alert).await {
         Ok(()) => {
             tracing::info!(
@@ -70,6 +102,26 @@ pub async fn deliver(rt: &Runtime, item: &OutboxItem) -> Delivery {
             Delivery::Delivered
         }
         Err(DeliveryError::Retry { reason, after }) => {
+            let age = (now() - item.created_at).to_std().unwrap_or_default();
+            if age >= GIVE_UP_AFTER {
+                tracing::error!(
+                    job = %alert.job,
+                    notifier = %item.notifier,
+                    event = alert.event.as_str(),
+                    "giving up on a message after {} of failed deliveries: {reason}",
+                    humantime::format_duration(GIVE_UP_AFTER)
+                );
+                record(rt.store.gave_up(item.id, &reason, now()));
+                fallback(rt, item);
+                return Delivery::GaveUp;
+            }
+            let fallback_after = rt
+                .config
+                .notifier(&item.notifier)
+                .map_or(Duration::MAX, |n| n.fallback_after);
+            if age >= fallback_after {
+                fallback(rt, item);
+            }
             let wait = after.unwrap_or_else(|| backoff(item.attempts));
             tracing::error!(
                 job = %alert.job,
@@ -90,8 +142,36 @@ pub async fn deliver(rt: &Runtime, item: &OutboxItem) -> Delivery {
                 "delivery refused, not retrying: {reason}"
             );
             record(rt.store.gave_up(item.id, &reason, now()));
+            fallback(rt, item);
             Delivery::GaveUp
         }
+    }
+}
+
+/// Copies a message that cannot get through to its notifier's `fallback`, once.
+fn fallback(rt: &Runtime, item: &OutboxItem) {
+    if item.fallback_sent {
+        return;
+    }
+    let Some(target) = rt
+        .config
+        .notifier(&item.notifier)
+        .and_then(|n| n.fallback.clone())
+    else {
+        return;
+    };
+    match rt.store.enqueue_fallback(item, &target, rt.clock.now()) {
+        Ok(Some(_)) => {
+            tracing::warn!(
+                job = %item.alert.job,
+                notifier = %item.notifier,
+                fallback = %target,
+                "the message is not getting through; its fallback gets it too"
+            );
+            rt.outbox_ready.notify_one();
+        }
+        Ok(None) => {}
+        Err(e) => tracing::error!(%e, "cannot enqueue the fallback message"),
     }
 }
 

@@ -50,6 +50,8 @@ pub struct Runtime {
     pub mode: Mode,
     /// Woken when messages are added to the outbox.
     pub outbox_ready: Notify,
+    /// When each rate-limited notifier may send next.
+    pub last_sent: std::sync::Mutex<HashMap<String, tokio::time::Instant>>,
 }
 
 impl fmt::Debug for Runtime {
@@ -103,6 +105,7 @@ impl Runtime {
             clock,
             mode,
             outbox_ready: Notify::new(),
+            last_sent: Default::default(),
         })
     }
 }

@@ -68,6 +68,10 @@ ALTER TABLE runs ADD COLUMN metrics TEXT;  -- JSON array of klaxon_checks::Metri
 ALTER TABLE runs ADD COLUMN fire_at INTEGER;  -- unix ms; NULL for runs by hand
 CREATE INDEX runs_by_fire ON runs (job, fire_at);
 ",
+    // 4: a message's fallback copy is made once
+    "
+ALTER TABLE outbox ADD COLUMN fallback_sent INTEGER NOT NULL DEFAULT 0;
+",
 ];
 
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -120,6 +124,10 @@ pub struct OutboxItem {
     pub alert: klaxon_notifiers::Alert,
     pub attempts: u32,
     pub next_attempt_at: DateTime<Utc>,
+    /// When it was put in the outbox (first failure of delivery counts from here).
+    pub created_at: DateTime<Utc>,
+    /// Whether a copy already went to the notifier's `fallback`.
+    pub fallback_sent: bool,
 }
 
 /// A message to put in the outbox with the run that made it due.
@@ -285,6 +293,8 @@ impl Store {
                 alert: m.alert,
                 attempts: 0,
                 next_attempt_at: run.finished_at,
+                created_at: run.finished_at,
+                fallback_sent: false,
             });
         }
         tx.commit()?;
@@ -352,6 +362,49 @@ impl Store {
         Ok(())
     }
 
+    /// Puts a copy of `item` in the outbox for `fallback`, once: the original is marked
+    /// so it is not copied again. Returns the copy.
+    pub fn enqueue_fallback(
+        &self,
+        item: &OutboxItem,
+        fallback: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<OutboxItem>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let marked = tx.execute(
+            "UPDATE outbox SET fallback_sent = 1 WHERE id = ?1 AND fallback_sent = 0",
+            params![item.id],
+        )?;
+        if marked == 0 {
+            return Ok(None);
+        }
+        tx.execute(
+            "INSERT INTO outbox (alert_id, job, notifier, event, payload, created_at, next_attempt_at, fallback_sent)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 1)",
+            params![
+                item.alert.id,
+                item.alert.job,
+                fallback,
+                item.alert.event.as_str(),
+                serde_json::to_string(&item.alert)?,
+                ms(now),
+            ],
+        )?;
+        let id = tx.last_insert_rowid();
+        tx.commit()?;
+        Ok(Some(OutboxItem {
+            id,
+            notifier: fallback.to_owned(),
+            alert: item.alert.clone(),
+            attempts: 0,
+            next_attempt_at: now,
+            created_at: now,
+            // A fallback's own fallback is not followed: no chains, no loops.
+            fallback_sent: true,
+        }))
+    }
+
     /// Records that a message will not be delivered (the receiver refused it for good).
     pub fn gave_up(&self, id: i64, error: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
         self.conn().execute(
@@ -374,27 +427,35 @@ impl Store {
     pub fn pending(&self) -> Result<Vec<OutboxItem>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT id, notifier, payload, attempts, next_attempt_at FROM outbox
-             WHERE delivered_at IS NULL AND gave_up_at IS NULL ORDER BY id",
+            "SELECT id, notifier, payload, attempts, next_attempt_at, created_at, fallback_sent
+             FROM outbox WHERE delivered_at IS NULL AND gave_up_at IS NULL ORDER BY id",
         )?;
         let rows = stmt.query_map([], |r| {
             Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, u32>(3)?,
-                r.get::<_, i64>(4)?,
+                (
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ),
+                (
+                    r.get::<_, u32>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, bool>(6)?,
+                ),
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, notifier, payload, attempts, next) = row?;
+            let ((id, notifier, payload), (attempts, next, created, fallback_sent)) = row?;
             out.push(OutboxItem {
                 id,
                 notifier,
                 alert: serde_json::from_str(&payload)?,
                 attempts,
                 next_attempt_at: from_ms(next),
+                created_at: from_ms(created),
+                fallback_sent,
             });
         }
         Ok(out)
@@ -596,8 +657,25 @@ mod tests {
         assert_eq!(pending[0].attempts, 1);
         assert!(store.due(t(59)).unwrap().is_empty());
         assert_eq!(store.due(t(60)).unwrap().len(), 1);
+        let copy = store
+            .enqueue_fallback(&pending[0], "oncall", t(70))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (copy.notifier.as_str(), copy.alert.id.as_str()),
+            ("oncall", "api-1")
+        );
+        assert!(
+            store
+                .enqueue_fallback(&pending[0], "oncall", t(71))
+                .unwrap()
+                .is_none()
+        );
         store.gave_up(items[0].id, "HTTP 400", t(61)).unwrap();
-        assert!(store.pending().unwrap().is_empty());
+        let left = store.pending().unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].notifier, "oncall");
+        assert!(left[0].fallback_sent);
     }
 
     #[test]

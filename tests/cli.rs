@@ -664,22 +664,15 @@ fn validate_summarises_a_good_config() {
 }
 
 #[test]
-fn a_notifier_type_that_cannot_send_yet_is_refused_by_run() {
+fn a_notifier_that_cannot_be_set_up_is_refused_by_run() {
     let setup = Setup::new(
-        "[agent]\nstate_dir = \"state\"\n[notifiers.oncall]\ntype = \"email\"\nhost = \"127.0.0.1\"\ntls = \"none\"\nfrom = \"k@example.com\"\nto = [\"o@example.com\"]\n[jobs.a]\nevery = \"1m\"\nnotify = [\"oncall\"]\n[jobs.a.check]\ntype = \"tcp\"\nhost = \"127.0.0.1\"\nport = 9\n",
-    );
-    let validate = run(klaxon().arg("--config").arg(setup.config()).arg("validate"));
-    assert_eq!(
-        validate.status.code(),
-        Some(0),
-        "{}",
-        text(&validate.stderr)
+        "[agent]\nstate_dir = \"state\"\n[notifiers.oncall]\ntype = \"email\"\nhost = \"127.0.0.1\"\ntls = \"starttls\"\nca_file = \"/nonexistent/ca.pem\"\nfrom = \"k@example.com\"\nto = [\"o@example.com\"]\n[jobs.a]\nevery = \"1m\"\nnotify = [\"oncall\"]\n[jobs.a.check]\ntype = \"tcp\"\nhost = \"127.0.0.1\"\nport = 9\n",
     );
     let out = run(klaxon().arg("--config").arg(setup.config()).arg("run"));
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         text(&out.stderr).lines().last().unwrap(),
-        "error: notifier `oncall`: notifier type `email` is accepted by the config but cannot send in this version yet"
+        "error: notifier `oncall`: cannot read `ca_file` `/nonexistent/ca.pem`: No such file or directory (os error 2)"
     );
 }
 
@@ -780,14 +773,103 @@ async fn a_failing_dependency_holds_alerts_until_it_recovers() {
             .map(|r| slack_text(r).lines().next().unwrap_or_default().to_owned())
             .collect()
     };
-    assert_eq!(titles(), ["DOWN network on ci: HTTP 502 Bad Gateway"], "{}", agent.log());
+    assert_eq!(
+        titles(),
+        ["DOWN network on ci: HTTP 502 Bad Gateway"],
+        "{}",
+        agent.log()
+    );
 
     network_up.store(true, Ordering::SeqCst);
     let got = slack.wait_for(3, Duration::from_secs(20)).await;
     assert_eq!(got.len(), 3);
     let titles = titles();
-    assert!(titles[1].starts_with("RECOVERED network on ci after "), "{titles:?}");
+    assert!(
+        titles[1].starts_with("RECOVERED network on ci after "),
+        "{titles:?}"
+    );
     assert_eq!(titles[2], "DOWN api on ci: HTTP 500 Internal Server Error");
+    assert_eq!(agent.stop(), 0);
+}
+
+fn fallback_config(slack: &str, hook: &str, target: &str) -> String {
+    format!(
+        "[agent]\nname = \"ci\"\nstate_dir = \"state\"\n[defaults]\nnotify = [\"slack\"]\nretry = {{ attempts = 1 }}\n[notifiers.slack]\ntype = \"slack\"\nwebhook_url = \"{slack}\"\nfallback = \"hook\"\nfallback_after = \"2s\"\n[notifiers.hook]\ntype = \"webhook\"\nurl = \"{hook}\"\n[jobs.api]\nevery = \"1h\"\n[jobs.api.check]\ntype = \"http\"\nurl = \"{target}\"\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_message_goes_to_the_fallback_at_once() {
+    let target = Server::start(|_| Response::status(503)).await;
+    let slack = Server::start(|_| Response::status(404).body("no_service")).await;
+    let hook = Server::start(|_| Response::ok("ok")).await;
+    let setup = Setup::new(&fallback_config(
+        &slack.url("/x"),
+        &hook.url("/h"),
+        &target.url("/"),
+    ));
+    let agent = setup.agent("agent");
+    let got = hook.wait_for(1, Duration::from_secs(20)).await;
+    let alert = got[0].json();
+    assert_eq!(
+        (alert["event"].as_str(), alert["job"].as_str()),
+        (Some("failure"), Some("api"))
+    );
+    let log = agent.log();
+    assert!(
+        log.contains("delivery refused, not retrying: HTTP 404 Not Found: no_service"),
+        "{log}"
+    );
+    assert!(log.contains("its fallback gets it too"), "{log}");
+    assert_eq!(slack.requests().len(), 1);
+    assert_eq!(agent.stop(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_keeps_failing_goes_to_the_fallback_after_fallback_after() {
+    let target = Server::start(|_| Response::status(503)).await;
+    let slack = Server::start(|_| Response::status(500)).await;
+    let hook = Server::start(|_| Response::ok("ok")).await;
+    let setup = Setup::new(&fallback_config(
+        &slack.url("/x"),
+        &hook.url("/h"),
+        &target.url("/"),
+    ));
+    let agent = setup.agent("agent");
+    slack.wait_for(1, Duration::from_secs(20)).await;
+    // The first failure is younger than fallback_after (2 s); the retry 5 s later is not.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(hook.requests().is_empty(), "fallback before fallback_after");
+    let got = hook.wait_for(1, Duration::from_secs(20)).await;
+    assert_eq!(got[0].json()["job"], "api");
+    assert!(slack.requests().len() >= 2);
+    assert_eq!(agent.stop(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_gets_at_most_one_message_a_second() {
+    let target = Server::start(|_| Response::status(500)).await;
+    let slack = Server::start(|_| Response::ok("ok")).await;
+    let mut config = format!(
+        "[agent]\nstate_dir = \"state\"\n[defaults]\nnotify = [\"slack\"]\nretry = {{ attempts = 1 }}\n[notifiers.slack]\ntype = \"slack\"\nwebhook_url = \"{}\"\n",
+        slack.url("/hook")
+    );
+    for job in ["a", "b", "c", "d"] {
+        config.push_str(&format!(
+            "[jobs.{job}]\nevery = \"1h\"\n[jobs.{job}.check]\ntype = \"http\"\nurl = \"{}\"\n",
+            target.url("/")
+        ));
+    }
+    let setup = Setup::new(&config);
+    let agent = setup.agent("agent");
+    let got = slack.wait_for(4, Duration::from_secs(20)).await;
+    for pair in got.windows(2) {
+        let gap = pair[1].at - pair[0].at;
+        assert!(
+            gap >= Duration::from_millis(950),
+            "two Slack messages {gap:?} apart"
+        );
+    }
     assert_eq!(agent.stop(), 0);
 }
 
