@@ -362,7 +362,8 @@ mod tests {
                 .iter()
                 .enumerate()
                 .map(|(i, &(severity, held))| {
-                    let (next, events) = step("api", &state, &run(i as i64, severity), &policy, held);
+                    let (next, events) =
+                        step("api", &state, &run(i as i64, severity), &policy, held);
                     state = next;
                     events
                 })
@@ -374,10 +375,16 @@ mod tests {
             [vec![], vec![], vec![Failure], vec![rec(3)]]
         );
         // Recovered while held: nothing was said, so nothing is.
-        assert_eq!(play(&[(C, true), (O, true), (O, false)]), [vec![], vec![], vec![]]);
+        assert_eq!(
+            play(&[(C, true), (O, true), (O, false)]),
+            [vec![], vec![], vec![]]
+        );
         assert_eq!(play(&[(C, true), (O, false)]), [vec![], vec![]]);
         // A dependency that fails after the alert went out changes nothing.
-        assert_eq!(play(&[(C, false), (C, true), (O, true)]), [vec![Failure], vec![], vec![rec(2)]]);
+        assert_eq!(
+            play(&[(C, false), (C, true), (O, true)]),
+            [vec![Failure], vec![], vec![rec(2)]]
+        );
     }
 
     #[test]

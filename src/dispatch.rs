@@ -149,7 +149,10 @@ mod tests {
             .map(|r| (r.fire_at, r.severity.as_str(), r.summary.as_str()))
             .collect();
         assert_eq!(summary.len(), 2, "{summary:?}");
-        assert!(summary.contains(&(Some(first), "ok", "done")), "{summary:?}");
+        assert!(
+            summary.contains(&(Some(first), "ok", "done")),
+            "{summary:?}"
+        );
         assert!(
             summary.contains(&(
                 Some(second),
