@@ -194,15 +194,15 @@ pub fn step(
             }
         }
         None => {}
-        Some(open) if open.held => {
-            if !held {
-                // The dependencies are fine and this job still fails: say so now.
-                open.held = false;
-                open.severity = severity;
-                open.last_sent = run.finished_at;
-                events.push(AlertEvent::Failure);
-            }
+        Some(open) if open.held && !held => {
+            // The dependencies are fine and this job still fails: say so now.
+            open.held = false;
+            open.severity = severity;
+            open.last_sent = run.finished_at;
+            events.push(AlertEvent::Failure);
         }
+        // Still held: a dependency is failing.
+        Some(open) if open.held => {}
         Some(open) => {
             if open.severity.level() != severity.level() {
                 open.severity = severity;
