@@ -847,6 +847,28 @@ async fn a_message_that_keeps_failing_goes_to_the_fallback_after_fallback_after(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_with_retry_after_is_honoured() {
+    let target = Server::start(|_| Response::status(500)).await;
+    let slack = Server::sequence(
+        [Response::status(429).header("Retry-After", "3")],
+        Response::ok("ok"),
+    )
+    .await;
+    let setup = Setup::new(&format!(
+        "[agent]\nstate_dir = \"state\"\n[defaults]\nnotify = [\"slack\"]\nretry = {{ attempts = 1 }}\n[notifiers.slack]\ntype = \"slack\"\nwebhook_url = \"{}\"\n[jobs.api]\nevery = \"1h\"\n[jobs.api.check]\ntype = \"http\"\nurl = \"{}\"\n",
+        slack.url("/hook"),
+        target.url("/")
+    ));
+    let agent = setup.agent("agent");
+    let got = slack.wait_for(2, Duration::from_secs(30)).await;
+    let gap = got[1].at - got[0].at;
+    assert!(gap >= Duration::from_secs(3), "retried {gap:?} after a 429 with Retry-After: 3");
+    assert!(gap < Duration::from_secs(5), "waited {gap:?}, not the 3 s asked (backoff would be 5 s)");
+    assert_eq!(got[0].body, got[1].body, "the retry sends the same message");
+    assert_eq!(agent.stop(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slack_gets_at_most_one_message_a_second() {
     let target = Server::start(|_| Response::status(500)).await;
     let slack = Server::start(|_| Response::ok("ok")).await;

@@ -1,0 +1,363 @@
+//! Scheduler benchmark: N jobs `every = "1s"`, a no-op dispatch, a measured window.
+//!
+//! ```text
+//! cargo bench --bench scheduler                         # N = 100, 1000, 10000; 60 s each
+//! cargo bench --bench scheduler -- --jobs 10000 --window 30 --jitter 1s --json out.json
+//! ```
+//!
+//! Options (each also as an environment variable):
+//!
+//! | option | env | default | meaning |
+//! |---|---|---|---|
+//! | `--jobs N[,N…]` | `KLAXON_BENCH_JOBS` | `100,1000,10000` | job counts; several run one child process each |
+//! | `--window S` | `KLAXON_BENCH_WINDOW` | `60` | measured window, whole seconds |
+//! | `--warmup S` | `KLAXON_BENCH_WARMUP` | `5` | seconds after the first fire before the window |
+//! | `--jitter D` | `KLAXON_BENCH_JITTER` | none | `jitter` of every job (e.g. `1s` spreads the fires over the second) |
+//! | `--json PATH` | `KLAXON_BENCH_JSON` | none | also write the result as JSON (one N only) |
+//!
+//! The config is generated (tcp checks to 127.0.0.1:9, never run), loaded with
+//! `klaxon::config::load`, and scheduled by `klaxon::scheduler::run_loop` on a runtime
+//! built like the agent's (multi-thread, 2 workers). The dispatch only records
+//! `Utc::now() - fire.due` into a preallocated buffer. With no `jitter`, every job's
+//! fires fall on the same instant (all start when the agent does): the worst case,
+//! a burst of N fires per second; the last fire of a burst is late by the time the
+//! burst takes.
+//!
+//! Reported for fires whose nominal time lies in the window: p50/p99/max lateness,
+//! fires expected vs dispatched (missed = expected - dispatched; skips are counted
+//! separately), CPU seconds of the process during the window (getrusage RUSAGE_SELF)
+//! and peak RSS (VmHWM). Not part of `cargo test`.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use klaxon::config::Job;
+use klaxon::runtime::{Clock, SystemClock};
+use klaxon::scheduler::{Dispatch, Fire};
+use nix::sys::resource::{UsageWho, getrusage};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+const UNSET: i64 = i64::MIN;
+
+struct Opts {
+    jobs: Vec<usize>,
+    window: u64,
+    warmup: u64,
+    jitter: Option<String>,
+    json: Option<PathBuf>,
+}
+
+fn opts() -> Result<Opts, String> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let mut jobs = env("KLAXON_BENCH_JOBS").unwrap_or_else(|| "100,1000,10000".into());
+    let mut window = env("KLAXON_BENCH_WINDOW").unwrap_or_else(|| "60".into());
+    let mut warmup = env("KLAXON_BENCH_WARMUP").unwrap_or_else(|| "5".into());
+    let mut jitter = env("KLAXON_BENCH_JITTER");
+    let mut json = env("KLAXON_BENCH_JSON");
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut val = || args.next().ok_or(format!("{a} needs a value"));
+        match a.as_str() {
+            "--jobs" => jobs = val()?,
+            "--window" => window = val()?,
+            "--warmup" => warmup = val()?,
+            "--jitter" => jitter = Some(val()?),
+            "--json" => json = Some(val()?),
+            // `cargo bench` passes `--bench` (and any filter): nothing to do with them.
+            _ => {}
+        }
+    }
+    let num = |s: &str, what: &str| {
+        s.trim()
+            .replace(['_', ','], "")
+            .parse::<u64>()
+            .map_err(|e| format!("{what} `{s}`: {e}"))
+    };
+    Ok(Opts {
+        jobs: jobs
+            .split(',')
+            .map(|n| num(n, "--jobs").map(|n| n as usize))
+            .collect::<Result<_, _>>()?,
+        window: num(&window, "--window")?.max(1),
+        warmup: num(&warmup, "--warmup")?,
+        jitter,
+        json: json.map(PathBuf::from),
+    })
+}
+
+/// Records each fire: lateness for those in the window, counts for the rest.
+struct Recorder {
+    /// Nominal time (ns since the epoch) of the first fire: every job starts there.
+    start: AtomicI64,
+    t0: AtomicI64,
+    t1: AtomicI64,
+    lateness_ns: Mutex<Vec<i64>>,
+    skipped: AtomicU64,
+}
+
+fn ns(t: DateTime<Utc>) -> i64 {
+    t.timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
+impl Recorder {
+    fn in_window(&self, nominal: DateTime<Utc>) -> bool {
+        let t0 = self.t0.load(Ordering::Relaxed);
+        let n = ns(nominal);
+        t0 != UNSET && n >= t0 && n < self.t1.load(Ordering::Relaxed)
+    }
+}
+
+impl Dispatch for Recorder {
+    fn run(&self, _job: &Arc<Job>, fire: Fire) {
+        let now = Utc::now();
+        if self.start.load(Ordering::Relaxed) == UNSET {
+            self.start
+                .compare_exchange(
+                    UNSET,
+                    ns(fire.nominal),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .ok();
+        }
+        if self.in_window(fire.nominal) {
+            let late = ns(now) - ns(fire.due);
+            self.lateness_ns
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(late);
+        }
+    }
+
+    fn skip(&self, _job: &Arc<Job>, nominal: DateTime<Utc>, _why: String) {
+        if self.in_window(nominal) {
+            self.skipped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn config_text(n: usize, jitter: Option<&str>) -> String {
+    let mut s = String::with_capacity(n * 110);
+    for i in 0..n {
+        let _ = write!(s, "[jobs.j{i}]\nevery = \"1s\"\n");
+        if let Some(j) = jitter {
+            let _ = writeln!(s, "jitter = \"{j}\"");
+        }
+        let _ = write!(
+            s,
+            "[jobs.j{i}.check]\ntype = \"tcp\"\nhost = \"127.0.0.1\"\nport = 9\n"
+        );
+    }
+    s
+}
+
+fn cpu_seconds() -> f64 {
+    getrusage(UsageWho::RUSAGE_SELF).map_or(f64::NAN, |u| {
+        let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
+        t(u.user_time()) + t(u.system_time())
+    })
+}
+
+fn status_kib(key: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+/// Nearest-rank percentile of sorted values (as `bench/peers/common.py` does).
+fn pct(sorted: &[i64], p: f64) -> Option<i64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let k = ((p / 100.0 * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
+    Some(sorted[k])
+}
+
+fn ms(v: Option<i64>) -> serde_json::Value {
+    v.map_or(serde_json::Value::Null, |v| {
+        serde_json::json!(v as f64 / 1e6)
+    })
+}
+
+fn run_one(n: usize, o: &Opts) -> Result<serde_json::Value, String> {
+    let dir = std::env::temp_dir().join(format!("klaxon-bench-sched-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let path = dir.join("klaxon.toml");
+    std::fs::write(&path, config_text(n, o.jitter.as_deref())).map_err(|e| e.to_string())?;
+    let config = klaxon::config::load(&path, &|_: &str| None).map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let jobs: Vec<Arc<Job>> = config.jobs.into_iter().map(Arc::new).collect();
+    let rss_before = status_kib("VmRSS:");
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let recorder = Arc::new(Recorder {
+        start: AtomicI64::new(UNSET),
+        t0: AtomicI64::new(UNSET),
+        t1: AtomicI64::new(UNSET),
+        // Room for every fire of the window plus a spare second: no reallocation.
+        lateness_ns: Mutex::new(Vec::with_capacity(n * (o.window as usize + 2))),
+        skipped: AtomicU64::new(0),
+    });
+    let (window, warmup) = (o.window as i64, o.warmup as i64);
+    let jitter_tail = if o.jitter.is_some() { 1 } else { 0 };
+    let (cpu, start) = runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        let (_reload_tx, reloads) = mpsc::channel(1);
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let task = tokio::spawn(klaxon::scheduler::run_loop(
+            jobs,
+            HashMap::new(),
+            clock,
+            Duration::from_secs(15),
+            recorder.clone(),
+            shutdown.clone(),
+            reloads,
+        ));
+        // Every job's first fire is the loop's start (a fresh agent runs each at once).
+        while recorder.start.load(Ordering::Relaxed) == UNSET {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let start = recorder.start.load(Ordering::Relaxed);
+        let sec = 1_000_000_000i64;
+        let t0 = start + warmup * sec;
+        let t1 = t0 + window * sec;
+        recorder.t1.store(t1, Ordering::Relaxed);
+        recorder.t0.store(t0, Ordering::Relaxed);
+        let until = |t: i64| {
+            let d = t - ns(Utc::now());
+            tokio::time::sleep(Duration::from_nanos(d.max(0) as u64))
+        };
+        until(t0).await;
+        let c0 = cpu_seconds();
+        until(t1).await;
+        let c1 = cpu_seconds();
+        // Fires of the window that are still late (and, with jitter, not yet due).
+        until(t1 + jitter_tail * sec + sec / 2).await;
+        shutdown.cancel();
+        let _ = task.await;
+        (c1 - c0, start)
+    });
+    drop(runtime);
+    let mut lat = std::mem::take(
+        &mut *recorder
+            .lateness_ns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()),
+    );
+    lat.sort_unstable();
+    let expected = n as u64 * o.window;
+    let dispatched = lat.len() as u64;
+    let skipped = recorder.skipped.load(Ordering::Relaxed);
+    let hwm = status_kib("VmHWM:");
+    Ok(serde_json::json!({
+        "tool": "klaxon",
+        "n": n,
+        "interval_s": 1,
+        "jitter": o.jitter,
+        "warmup_s": o.warmup,
+        "window_s": o.window,
+        "start_epoch": start as f64 / 1e9,
+        "expected_runs": expected,
+        "executed_runs": dispatched,
+        "missed_runs": expected as i64 - dispatched as i64,
+        "skipped": skipped,
+        "lateness": {
+            "count": dispatched,
+            "p50_ms": ms(pct(&lat, 50.0)),
+            "p90_ms": ms(pct(&lat, 90.0)),
+            "p99_ms": ms(pct(&lat, 99.0)),
+            "max_ms": ms(lat.last().copied()),
+            "min_ms": ms(lat.first().copied()),
+        },
+        "cpu_s": cpu,
+        "cpu_pct": 100.0 * cpu / o.window as f64,
+        "rss_before_kib": rss_before,
+        "lateness_buffer_kib": (n * (o.window as usize + 2) * 8) / 1024,
+        "vmhwm_kib": hwm,
+    }))
+}
+
+fn print_row(r: &serde_json::Value) {
+    let f = |v: &serde_json::Value| v.as_f64().map_or("n/a".into(), |v| format!("{v:.3}"));
+    let l = &r["lateness"];
+    println!(
+        "N={:<6} jitter={:<5} late p50 {} ms  p99 {} ms  max {} ms | fires {}/{} missed {} skipped {} | CPU {:.2} s = {:.1} % of a core | peak RSS {:.1} MiB",
+        r["n"],
+        r["jitter"].as_str().unwrap_or("none"),
+        f(&l["p50_ms"]),
+        f(&l["p99_ms"]),
+        f(&l["max_ms"]),
+        r["executed_runs"],
+        r["expected_runs"],
+        r["missed_runs"],
+        r["skipped"],
+        r["cpu_s"].as_f64().unwrap_or(f64::NAN),
+        r["cpu_pct"].as_f64().unwrap_or(f64::NAN),
+        r["vmhwm_kib"].as_f64().unwrap_or(f64::NAN) / 1024.0,
+    );
+}
+
+fn main() {
+    let o = match opts() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("scheduler bench: {e}");
+            std::process::exit(2);
+        }
+    };
+    if o.jobs.len() == 1 {
+        match run_one(o.jobs[0], &o) {
+            Ok(r) => {
+                print_row(&r);
+                if let Some(path) = &o.json
+                    && let Err(e) = std::fs::write(path, r.to_string())
+                {
+                    eprintln!("cannot write {}: {e}", path.display());
+                    std::process::exit(1);
+                }
+            }
+            Err(e) => {
+                eprintln!("scheduler bench: {e}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
+    // One child per N, so each reports its own peak RSS.
+    let Ok(exe) = std::env::current_exe() else {
+        eprintln!("scheduler bench: cannot find its own executable");
+        std::process::exit(1);
+    };
+    let mut failed = false;
+    for n in &o.jobs {
+        let mut cmd = Command::new(&exe);
+        cmd.args(["--jobs", &n.to_string()])
+            .args(["--window", &o.window.to_string()])
+            .args(["--warmup", &o.warmup.to_string()])
+            .env_remove("KLAXON_BENCH_JOBS")
+            .env_remove("KLAXON_BENCH_JSON");
+        if let Some(j) = &o.jitter {
+            cmd.args(["--jitter", j]);
+        }
+        failed |= !cmd.status().is_ok_and(|s| s.success());
+    }
+    if failed {
+        std::process::exit(1);
+    }
+}
