@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use klaxon_notifiers::DeliveryError;
 use tokio_util::sync::CancellationToken;
 
@@ -46,58 +47,116 @@ pub enum Delivery {
 
 /// Tries to deliver one message and records the outcome in the store.
 pub async fn deliver(rt: &Runtime, item: &OutboxItem) -> Delivery {
-    let alert = &item.alert;
-    let now = || rt.clock.now();
-    let Some(notifier) = rt.notifiers.get(&item.notifier) else {
-        tracing::error!(
-            job = %alert.job,
-            notifier = %item.notifier,
-            "message for a notifier that is no longer configured; keeping it undelivered"
-        );
-        if let Err(e) = rt
-            .store
-            .gave_up(item.id, "notifier no longer configured", now())
-        {
-            tracing::error!(%e, "cannot update the outbox");
-        }
+    let Some(notifier) = configured(rt, item) else {
         return Delivery::GaveUp;
     };
     if rt.mode == Mode::DryRun {
-        println!(
-            "[dry-run] would send to `{}` ({}):\n{}\n",
-            item.notifier,
-            rt.config
-                .notifier(&item.notifier)
-                .map_or("?", |n| n.spec.kind()),
-            klaxon_notifiers::text::render_text(alert)
+        print_dry_run(
+            rt,
+            &item.notifier,
+            &klaxon_notifiers::text::render_text(&item.alert),
         );
-        record(rt.store.delivered(item.id, now()));
+        record(rt.store.delivered(item.id, rt.clock.now()));
         return Delivery::Delivered;
     }
-    if let Some(gap) = rt
-        .config
-        .notifier(&item.notifier)
-        .and_then(|n| min_interval(&n.spec))
-    {
-        let wait = {
-            let mut last = rt.last_sent.lock().unwrap_or_else(|p| p.into_inner());
-            let now = tokio::time::Instant::now();
-            let at = last
-                .get(&item.notifier)
-                .map_or(now, |prev| (*prev + gap).max(now));
-            last.insert(item.notifier.clone(), at);
-            at - now
-        };
-        tokio::time::sleep(wait).await;
+    pace(rt, &item.notifier).await;
+    let result = notifier.send(&item.alert).await;
+    settle(rt, item, result, true)
+}
+
+/// Delivers several due messages of one notifier as one digest (channels a person
+/// reads); each message is then settled as if it had been sent alone.
+async fn deliver_digest(rt: &Runtime, name: &str, items: &[OutboxItem]) {
+    let Some(notifier) = items.first().and_then(|i| configured(rt, i)) else {
+        return;
+    };
+    let alerts: Vec<_> = items.iter().map(|i| i.alert.clone()).collect();
+    if rt.mode == Mode::DryRun {
+        print_dry_run(
+            rt,
+            name,
+            &klaxon_notifiers::text::render_digest_text(&alerts),
+        );
+        for item in items {
+            record(rt.store.delivered(item.id, rt.clock.now()));
+        }
+        return;
     }
-    match notifier.send(alert).await {
+    pace(rt, name).await;
+    let result = notifier.send_digest(&alerts).await;
+    match &result {
+        Ok(()) => tracing::info!(notifier = %name, messages = items.len(), "digest delivered"),
+        Err(e) => tracing::error!(
+            notifier = %name,
+            messages = items.len(),
+            jobs = %items.iter().map(|i| i.alert.job.as_str()).collect::<Vec<_>>().join(","),
+            "digest not delivered: {e}"
+        ),
+    }
+    for item in items {
+        settle(rt, item, result.clone(), false);
+    }
+}
+
+/// The notifier of a message, or `None` (and the message given up) when the config no
+/// longer has it.
+fn configured<'a>(rt: &'a Runtime, item: &OutboxItem) -> Option<&'a klaxon_notifiers::Notifier> {
+    let notifier = rt.notifiers.get(&item.notifier).map(|n| n.as_ref());
+    if notifier.is_none() {
+        tracing::error!(
+            job = %item.alert.job,
+            notifier = %item.notifier,
+            "message for a notifier that is no longer configured; keeping it undelivered"
+        );
+        record(
+            rt.store
+                .gave_up(item.id, "notifier no longer configured", rt.clock.now()),
+        );
+    }
+    notifier
+}
+
+fn print_dry_run(rt: &Runtime, name: &str, text: &str) {
+    let kind = rt.config.notifier(name).map_or("?", |n| n.spec.kind());
+    println!("[dry-run] would send to `{name}` ({kind}):\n{text}\n");
+}
+
+/// Waits until a rate-limited notifier may send again.
+async fn pace(rt: &Runtime, name: &str) {
+    let Some(gap) = rt.config.notifier(name).and_then(|n| min_interval(&n.spec)) else {
+        return;
+    };
+    let wait = {
+        let mut last = rt.last_sent.lock().unwrap_or_else(|p| p.into_inner());
+        let now = tokio::time::Instant::now();
+        let at = last.get(name).map_or(now, |prev| (*prev + gap).max(now));
+        last.insert(name.to_owned(), at);
+        at - now
+    };
+    tokio::time::sleep(wait).await;
+}
+
+/// Records how a delivery try of one message went: delivered; retried later (or given
+/// up after a day); refused for good. A message that is not getting through goes to the
+/// notifier's fallback. `log` is false for a digest, which logs once for all.
+fn settle(
+    rt: &Runtime,
+    item: &OutboxItem,
+    result: Result<(), DeliveryError>,
+    log: bool,
+) -> Delivery {
+    let alert = &item.alert;
+    let now = || rt.clock.now();
+    match result {
         Ok(()) => {
-            tracing::info!(
-                job = %alert.job,
-                notifier = %item.notifier,
-                event = alert.event.as_str(),
-                "delivered"
-            );
+            if log {
+                tracing::info!(
+                    job = %alert.job,
+                    notifier = %item.notifier,
+                    event = alert.event.as_str(),
+                    "delivered"
+                );
+            }
             record(rt.store.delivered(item.id, now()));
             Delivery::Delivered
         }
@@ -123,24 +182,28 @@ pub async fn deliver(rt: &Runtime, item: &OutboxItem) -> Delivery {
                 fallback(rt, item);
             }
             let wait = after.unwrap_or_else(|| backoff(item.attempts));
-            tracing::error!(
-                job = %alert.job,
-                notifier = %item.notifier,
-                event = alert.event.as_str(),
-                retry_in = %humantime::format_duration(wait),
-                "delivery failed: {reason}"
-            );
+            if log {
+                tracing::error!(
+                    job = %alert.job,
+                    notifier = %item.notifier,
+                    event = alert.event.as_str(),
+                    retry_in = %humantime::format_duration(wait),
+                    "delivery failed: {reason}"
+                );
+            }
             let next = now() + chrono::Duration::from_std(wait).unwrap_or_default();
             record(rt.store.delivery_failed(item.id, &reason, next));
             Delivery::Deferred(wait)
         }
         Err(DeliveryError::Reject { reason }) => {
-            tracing::error!(
-                job = %alert.job,
-                notifier = %item.notifier,
-                event = alert.event.as_str(),
-                "delivery refused, not retrying: {reason}"
-            );
+            if log {
+                tracing::error!(
+                    job = %alert.job,
+                    notifier = %item.notifier,
+                    event = alert.event.as_str(),
+                    "delivery refused, not retrying: {reason}"
+                );
+            }
             record(rt.store.gave_up(item.id, &reason, now()));
             fallback(rt, item);
             Delivery::GaveUp
@@ -183,32 +246,76 @@ fn record(result: Result<(), crate::store::StoreError>) {
 
 /// The agent's delivery loop: sends every due message, oldest first, then sleeps until
 /// the next retry is due or new messages arrive. Runs until `stop`.
+///
+/// Due messages are taken per notifier. For a channel a person reads, new messages wait
+/// until the oldest of them is `group_wait` old; then, when they are about several jobs,
+/// all of them go out as one digest: a storm of failures is one message, not hundreds.
+/// Messages that queued up behind a rate limit are merged the same way.
 pub async fn worker(rt: Arc<Runtime>, stop: CancellationToken) {
+    let group_wait = chrono::Duration::from_std(rt.config.agent.group_wait).unwrap_or_default();
     loop {
-        let due = match rt.store.due(rt.clock.now()) {
-            Ok(due) => due,
+        let now = rt.clock.now();
+        let pending = match rt.store.pending() {
+            Ok(pending) => pending,
             Err(e) => {
                 tracing::error!(%e, "cannot read the outbox");
                 Vec::new()
             }
         };
-        for item in &due {
+        // When a held group's window ends.
+        let mut wake: Option<DateTime<Utc>> = None;
+        let mut groups: Vec<(String, Vec<OutboxItem>)> = Vec::new();
+        for item in pending.into_iter().filter(|i| i.next_attempt_at <= now) {
+            match groups.iter_mut().find(|(n, _)| *n == item.notifier) {
+                Some((_, items)) => items.push(item),
+                None => groups.push((item.notifier.clone(), vec![item])),
+            }
+        }
+        for (name, items) in groups {
             if stop.is_cancelled() {
                 return;
             }
-            deliver(&rt, item).await;
+            let merges = rt.notifiers.get(&name).is_some_and(|n| n.merges());
+            if merges && group_wait > chrono::Duration::zero() {
+                let oldest = items.iter().map(|i| i.created_at).min().unwrap_or(now);
+                let ready = oldest + group_wait;
+                if ready > now {
+                    wake = Some(wake.map_or(ready, |w| w.min(ready)));
+                    continue;
+                }
+            }
+            // A digest is for several jobs; one job's failure and recovery stay two
+            // messages, in order.
+            let jobs = items
+                .iter()
+                .map(|i| i.alert.job.as_str())
+                .collect::<std::collections::HashSet<_>>()
+                .len();
+            if merges && jobs > 1 {
+                deliver_digest(&rt, &name, &items).await;
+            } else {
+                for item in &items {
+                    deliver(&rt, item).await;
+                }
+            }
         }
-        let now = rt.clock.now();
         // With nothing pending the worker sleeps until a run enqueues something: an
         // idle agent has no timer here. A message written by another process (`once`,
         // `ping`) is picked up at the next wake-up or start.
-        let next_retry = rt
-            .store
-            .pending()
-            .ok()
-            .and_then(|p| p.iter().map(|i| i.next_attempt_at).min());
-        let wait = next_retry.map(|next| {
-            (next - now)
+        // And when the next retry is due: read after this round, which may have failed
+        // deliveries and set their next attempt.
+        let now = rt.clock.now();
+        let next_retry = rt.store.pending().ok().and_then(|p| {
+            p.iter()
+                .map(|i| i.next_attempt_at)
+                .filter(|at| *at > now)
+                .min()
+        });
+        if let Some(at) = next_retry {
+            wake = Some(wake.map_or(at, |w| w.min(at)));
+        }
+        let wait = wake.map(|at| {
+            (at - now)
                 .to_std()
                 .unwrap_or_default()
                 .min(Duration::from_secs(30))

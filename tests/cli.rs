@@ -680,7 +680,7 @@ fn a_notifier_that_cannot_be_set_up_is_refused_by_run() {
 async fn a_missed_heartbeat_alerts_and_a_ping_recovers_it() {
     let slack = Server::start(|_| Response::ok("ok")).await;
     let setup = Setup::new(&format!(
-        "[agent]\nname = \"ci\"\nstate_dir = \"state\"\n[defaults]\nnotify = [\"slack\"]\n[notifiers.slack]\ntype = \"slack\"\nwebhook_url = \"{}\"\n[jobs.beat]\nevery = \"2s\"\n[jobs.beat.check]\ntype = \"heartbeat\"\ngrace = \"1s\"\n[jobs.web]\nevery = \"1h\"\n[jobs.web.check]\ntype = \"tcp\"\nhost = \"127.0.0.1\"\nport = 9\n",
+        "[agent]\nname = \"ci\"\nstate_dir = \"state\"\ngroup_wait = \"0s\"\n[defaults]\nnotify = [\"slack\"]\n[notifiers.slack]\ntype = \"slack\"\nwebhook_url = \"{}\"\n[jobs.beat]\nevery = \"2s\"\n[jobs.beat.check]\ntype = \"heartbeat\"\ngrace = \"1s\"\n[jobs.web]\nevery = \"1h\"\n[jobs.web.check]\ntype = \"tcp\"\nhost = \"127.0.0.1\"\nport = 9\n",
         slack.url("/hook")
     ));
     let agent = setup.agent("agent");
@@ -759,7 +759,7 @@ async fn a_failing_dependency_holds_alerts_until_it_recovers() {
     let slack = Server::start(|_| Response::ok("ok")).await;
     // `api` fires from the next second on, after `network` has run once.
     let setup = Setup::new(&format!(
-        "[agent]\nname = \"ci\"\nstate_dir = \"state\"\n[defaults]\nnotify = [\"slack\"]\nretry = {{ attempts = 1 }}\n[notifiers.slack]\ntype = \"slack\"\nwebhook_url = \"{}\"\n[jobs.network]\nevery = \"1s\"\n[jobs.network.check]\ntype = \"http\"\nurl = \"{}\"\n[jobs.api]\nschedule = \"* * * * * *\"\ndepends_on = [\"network\"]\n[jobs.api.check]\ntype = \"http\"\nurl = \"{}\"\n",
+        "[agent]\nname = \"ci\"\nstate_dir = \"state\"\ngroup_wait = \"0s\"\n[defaults]\nnotify = [\"slack\"]\nretry = {{ attempts = 1 }}\n[notifiers.slack]\ntype = \"slack\"\nwebhook_url = \"{}\"\n[jobs.network]\nevery = \"1s\"\n[jobs.network.check]\ntype = \"http\"\nurl = \"{}\"\n[jobs.api]\nschedule = \"* * * * * *\"\ndepends_on = [\"network\"]\n[jobs.api.check]\ntype = \"http\"\nurl = \"{}\"\n",
         slack.url("/hook"),
         network.url("/"),
         api.url("/")
@@ -794,7 +794,7 @@ async fn a_failing_dependency_holds_alerts_until_it_recovers() {
 
 fn fallback_config(slack: &str, hook: &str, target: &str) -> String {
     format!(
-        "[agent]\nname = \"ci\"\nstate_dir = \"state\"\n[defaults]\nnotify = [\"slack\"]\nretry = {{ attempts = 1 }}\n[notifiers.slack]\ntype = \"slack\"\nwebhook_url = \"{slack}\"\nfallback = \"hook\"\nfallback_after = \"2s\"\n[notifiers.hook]\ntype = \"webhook\"\nurl = \"{hook}\"\n[jobs.api]\nevery = \"1h\"\n[jobs.api.check]\ntype = \"http\"\nurl = \"{target}\"\n"
+        "[agent]\nname = \"ci\"\nstate_dir = \"state\"\ngroup_wait = \"0s\"\n[defaults]\nnotify = [\"slack\"]\nretry = {{ attempts = 1 }}\n[notifiers.slack]\ntype = \"slack\"\nwebhook_url = \"{slack}\"\nfallback = \"hook\"\nfallback_after = \"2s\"\n[notifiers.hook]\ntype = \"webhook\"\nurl = \"{hook}\"\n[jobs.api]\nevery = \"1h\"\n[jobs.api.check]\ntype = \"http\"\nurl = \"{target}\"\n"
     )
 }
 
@@ -862,35 +862,106 @@ async fn a_429_with_retry_after_is_honoured() {
     let agent = setup.agent("agent");
     let got = slack.wait_for(2, Duration::from_secs(30)).await;
     let gap = got[1].at - got[0].at;
-    assert!(gap >= Duration::from_secs(3), "retried {gap:?} after a 429 with Retry-After: 3");
-    assert!(gap < Duration::from_secs(5), "waited {gap:?}, not the 3 s asked (backoff would be 5 s)");
+    assert!(
+        gap >= Duration::from_secs(3),
+        "retried {gap:?} after a 429 with Retry-After: 3"
+    );
+    assert!(
+        gap < Duration::from_secs(5),
+        "waited {gap:?}, not the 3 s asked (backoff would be 5 s)"
+    );
     assert_eq!(got[0].body, got[1].body, "the retry sends the same message");
     assert_eq!(agent.stop(), 0);
+}
+
+/// Every job named in the Slack messages received so far.
+fn jobs_named(requests: &[Request], jobs: &[String]) -> Vec<String> {
+    jobs.iter()
+        .filter(|job| {
+            let needle = format!("DOWN {job} on ");
+            requests.iter().any(|r| slack_text(r).contains(&needle))
+        })
+        .cloned()
+        .collect()
+}
+
+fn storm_config(slack: &str, target: &str, jobs: &[String], group_wait: &str) -> String {
+    let mut config = format!(
+        "[agent]\nstate_dir = \"state\"\ngroup_wait = \"{group_wait}\"\n[defaults]\nnotify = [\"slack\"]\nretry = {{ attempts = 1 }}\n[notifiers.slack]\ntype = \"slack\"\nwebhook_url = \"{slack}\"\n"
+    );
+    for job in jobs {
+        config.push_str(&format!(
+            "[jobs.{job}]\nevery = \"1h\"\n[jobs.{job}.check]\ntype = \"http\"\nurl = \"{target}\"\n"
+        ));
+    }
+    config
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slack_gets_at_most_one_message_a_second() {
     let target = Server::start(|_| Response::status(500)).await;
     let slack = Server::start(|_| Response::ok("ok")).await;
-    let mut config = format!(
-        "[agent]\nstate_dir = \"state\"\n[defaults]\nnotify = [\"slack\"]\nretry = {{ attempts = 1 }}\n[notifiers.slack]\ntype = \"slack\"\nwebhook_url = \"{}\"\n",
-        slack.url("/hook")
-    );
-    for job in ["a", "b", "c", "d"] {
-        config.push_str(&format!(
-            "[jobs.{job}]\nevery = \"1h\"\n[jobs.{job}.check]\ntype = \"http\"\nurl = \"{}\"\n",
-            target.url("/")
-        ));
-    }
-    let setup = Setup::new(&config);
+    let jobs: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
+    let setup = Setup::new(&storm_config(
+        &slack.url("/hook"),
+        &target.url("/"),
+        &jobs,
+        "0s",
+    ));
     let agent = setup.agent("agent");
-    let got = slack.wait_for(4, Duration::from_secs(20)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while jobs_named(&slack.requests(), &jobs).len() < jobs.len() {
+        assert!(tokio::time::Instant::now() < deadline, "{}", agent.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // What queued behind the limit went out together, one message a second at most.
+    let got = slack.requests();
+    assert!(
+        got.len() < jobs.len(),
+        "{} messages for {} alerts",
+        got.len(),
+        jobs.len()
+    );
     for pair in got.windows(2) {
         let gap = pair[1].at - pair[0].at;
         assert!(
             gap >= Duration::from_millis(950),
             "two Slack messages {gap:?} apart"
         );
+    }
+    assert_eq!(agent.stop(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_of_200_failures_reaches_slack_as_digests_naming_every_job() {
+    let target = Server::start(|_| Response::status(503)).await;
+    let slack = Server::start(|_| Response::ok("ok")).await;
+    let jobs: Vec<String> = (0..200).map(|i| format!("job{i:03}")).collect();
+    let setup = Setup::new(&storm_config(
+        &slack.url("/hook"),
+        &target.url("/"),
+        &jobs,
+        "2s",
+    ));
+    let agent = setup.agent("agent");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    while jobs_named(&slack.requests(), &jobs).len() < jobs.len() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "named {} of 200:\n{}",
+            jobs_named(&slack.requests(), &jobs).len(),
+            agent.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let got = slack.requests();
+    assert!(got.len() <= 5, "{} messages for a storm of 200", got.len());
+    for r in &got {
+        let body = r.json();
+        assert!(body["blocks"].as_array().unwrap().len() <= 50);
+    }
+    for pair in got.windows(2) {
+        assert!(pair[1].at - pair[0].at >= Duration::from_millis(950));
     }
     assert_eq!(agent.stop(), 0);
 }

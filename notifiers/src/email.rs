@@ -261,6 +261,27 @@ pub fn render(alert: &Alert) -> Rendered {
     }
 }
 
+/// Renders several alerts as one email: the subject is [`SUBJECT_PREFIX`] and
+/// [`text::digest_title`], the text part [`text::render_digest_text`], and the HTML part
+/// the same title and a list of [`text::digest_lines`], every line escaped.
+pub fn render_digest(alerts: &[Alert]) -> Rendered {
+    let title = text::digest_title(alerts);
+    let mut html = format!(
+        "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n<title>{t}</title>\n\
+         </head>\n<body>\n<h2>{t}</h2>\n<ul>\n",
+        t = escape(&title)
+    );
+    for line in text::digest_lines(alerts) {
+        html.push_str(&format!("<li>{}</li>\n", escape(&line)));
+    }
+    html.push_str("</ul>\n</body>\n</html>\n");
+    Rendered {
+        subject: format!("{SUBJECT_PREFIX}{title}"),
+        text: text::render_digest_text(alerts),
+        html,
+    }
+}
+
 /// HTML's five special characters as entities, so no value can add markup.
 fn escape(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
@@ -346,7 +367,18 @@ impl Email {
     /// or a usable AUTH mechanism are [`DeliveryError::Reject`]. No reason contains the
     /// password.
     pub async fn send(&self, alert: &Alert) -> Result<(), DeliveryError> {
-        let message = self.message(alert, SystemTime::now())?;
+        self.deliver(self.message(alert, SystemTime::now())?).await
+    }
+
+    /// Sends [`render_digest`]'s subject and parts as one message, as [`Email::send`]
+    /// does. Its Message-ID is the same for every delivery attempt of the same
+    /// messages.
+    pub async fn send_digest(&self, alerts: &[Alert]) -> Result<(), DeliveryError> {
+        self.deliver(self.digest_message(alerts, SystemTime::now())?)
+            .await
+    }
+
+    async fn deliver(&self, message: Message) -> Result<(), DeliveryError> {
         let sent = tokio::time::timeout(self.timeout, self.transport.send(message)).await;
         match sent {
             Ok(Ok(_)) => Ok(()),
@@ -367,25 +399,65 @@ impl Email {
     /// retry; every message of one alert refers to the alert's own id, so clients thread
     /// an outage together.
     fn message(&self, alert: &Alert, date: SystemTime) -> Result<Message, DeliveryError> {
+        let domain = self.from.email.domain();
+        let id = message_id_part(&alert.id);
+        let message_id = format!(
+            "<{id}.{}.{}@{domain}>",
+            alert.event.as_str(),
+            alert.started_at.timestamp()
+        );
+        let references = format!("<{id}@{domain}>");
+        self.build(render(alert), message_id, Some(references), date)
+    }
+
+    /// The message for a digest of `alerts`, dated `date`: its Message-ID is a hash of
+    /// what identifies each message in it (alert id, event, run start), so a retry of
+    /// the same digest keeps it. It refers to no one alert's thread.
+    fn digest_message(&self, alerts: &[Alert], date: SystemTime) -> Result<Message, DeliveryError> {
+        let mut identity = String::new();
+        for alert in alerts {
+            identity.push_str(&format!(
+                "{}\n{}\n{}\n",
+                alert.id,
+                alert.event.as_str(),
+                alert.started_at.timestamp()
+            ));
+        }
+        let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, identity.as_bytes());
+        let hex: String = hash.as_ref()[..12]
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        let message_id = format!(
+            "<digest.{hex}.{}@{}>",
+            alerts.len(),
+            self.from.email.domain()
+        );
+        self.build(render_digest(alerts), message_id, None, date)
+    }
+
+    fn build(
+        &self,
+        rendered: Rendered,
+        message_id: String,
+        references: Option<String>,
+        date: SystemTime,
+    ) -> Result<Message, DeliveryError> {
         let Rendered {
             subject,
             text,
             html,
-        } = render(alert);
-        let domain = self.from.email.domain();
-        let id = message_id_part(&alert.id);
+        } = rendered;
         let mut builder = Message::builder()
             .from(self.from.clone())
             .subject(subject)
             .date(date)
-            .message_id(Some(format!(
-                "<{id}.{}.{}@{domain}>",
-                alert.event.as_str(),
-                alert.started_at.timestamp()
-            )))
-            .references(format!("<{id}@{domain}>"))
+            .message_id(Some(message_id))
             .user_agent(crate::http::USER_AGENT.to_owned())
             .header(AutoSubmitted);
+        if let Some(references) = references {
+            builder = builder.references(references);
+        }
         for to in &self.to {
             builder = builder.to(to.clone());
         }
@@ -929,6 +1001,81 @@ ca_file = ""
     }
 
     #[test]
+    fn renders_a_digest() {
+        assert_eq!(
+            render_digest(&fixtures::digest()),
+            Rendered {
+                subject: "[klaxon] 3 alerts on macbook: 1 down, 1 warning, 1 recovered".into(),
+                text: "3 alerts on macbook: 1 down, 1 warning, 1 recovered\n\
+                       \n\
+                       - DOWN api on macbook: HTTP 503 Service Unavailable (3 of 3 attempts, 7.2s)\n\
+                       - WARNING disk on macbook: disk 85% full (2 of 3 attempts, 1.3s)\n\
+                       - RECOVERED db on macbook after 1h 5m"
+                    .into(),
+                html: "<!DOCTYPE html>\n\
+                       <html>\n\
+                       <head>\n\
+                       <meta charset=\"utf-8\">\n\
+                       <title>3 alerts on macbook: 1 down, 1 warning, 1 recovered</title>\n\
+                       </head>\n\
+                       <body>\n\
+                       <h2>3 alerts on macbook: 1 down, 1 warning, 1 recovered</h2>\n\
+                       <ul>\n\
+                       <li>DOWN api on macbook: HTTP 503 Service Unavailable (3 of 3 attempts, 7.2s)</li>\n\
+                       <li>WARNING disk on macbook: disk 85% full (2 of 3 attempts, 1.3s)</li>\n\
+                       <li>RECOVERED db on macbook after 1h 5m</li>\n\
+                       </ul>\n\
+                       </body>\n\
+                       </html>\n"
+                    .into(),
+            }
+        );
+        let alerts = [
+            Alert {
+                job: "<b>x</b>".into(),
+                ..fixtures::failure()
+            },
+            fixtures::recovery(),
+        ];
+        let html = render_digest(&alerts).html;
+        assert!(
+            html.contains("<li>DOWN &lt;b&gt;x&lt;/b&gt; on macbook"),
+            "{html}"
+        );
+        assert!(!html.contains("<b>"), "{html}");
+    }
+
+    #[test]
+    fn a_digest_message_keeps_its_id_across_retries() {
+        let email = Email::new(spec(EmailTls::None, 25)).unwrap();
+        let date = SystemTime::UNIX_EPOCH + Duration::from_secs(1_774_739_702);
+        let message = email.digest_message(&fixtures::digest(), date).unwrap();
+        let raw = String::from_utf8(message.formatted()).unwrap();
+        let headers = raw.split("\r\n\r\n").next().unwrap();
+        for expected in [
+            "Subject: [klaxon] 3 alerts on macbook: 1 down, 1 warning, 1 recovered\r\n",
+            "Auto-Submitted: auto-generated\r\n",
+            "Content-Type: multipart/alternative;",
+        ] {
+            assert!(headers.contains(expected), "{expected:?} in\n{headers}");
+        }
+        assert!(!headers.contains("References:"), "{headers}");
+        let id = message.headers().get_raw("Message-ID").unwrap().to_owned();
+        assert!(
+            id.starts_with("<digest.") && id.ends_with(".3@example.com>"),
+            "{id}"
+        );
+        let again = email
+            .digest_message(&fixtures::digest(), SystemTime::now())
+            .unwrap();
+        assert_eq!(again.headers().get_raw("Message-ID"), Some(id.as_str()));
+        let other = email
+            .digest_message(&fixtures::digest()[..2], date)
+            .unwrap();
+        assert_ne!(other.headers().get_raw("Message-ID"), Some(id.as_str()));
+    }
+
+    #[test]
     fn every_value_is_escaped_in_html() {
         let alert = Alert {
             job: "a<b>".into(),
@@ -1159,6 +1306,20 @@ ca_file = ""
 
         let port = scripted(Some("220 ready\r\n"), "250 ok\r\n").await;
         assert_eq!(plain(port).send(&fixtures::failure()).await, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn digests_are_sent_and_classified() {
+        let port = scripted(Some("220 ready\r\n"), "250 ok\r\n").await;
+        assert_eq!(plain(port).send_digest(&fixtures::digest()).await, Ok(()));
+        let port = scripted(Some("220 ready\r\n"), "452 4.3.1 out of memory\r\n").await;
+        assert_eq!(
+            plain(port).send_digest(&fixtures::digest()).await,
+            Err(DeliveryError::Retry {
+                reason: format!("`127.0.0.1:{port}` answered SMTP 452 4.3.1 out of memory"),
+                after: None,
+            })
+        );
     }
 
     #[tokio::test]

@@ -77,6 +77,48 @@ pub(crate) fn recovery() -> Alert {
     }
 }
 
+/// A digest's three messages from one agent: job `api` down (the failure above), job
+/// `disk` a warning, job `db` recovered.
+pub(crate) fn digest() -> Vec<Alert> {
+    let warning = Alert {
+        job: "disk".into(),
+        severity: Severity::Warning,
+        check: CheckInfo {
+            kind: "script".into(),
+            target: "check_disk /".into(),
+        },
+        summary: "disk 85% full".into(),
+        output: None,
+        attempts: 2,
+        elapsed_ms: 1_350,
+        id: "disk-20260329T001501Z".into(),
+        ..failure()
+    };
+    let recovered = Alert {
+        job: "db".into(),
+        check: CheckInfo {
+            kind: "tcp".into(),
+            target: "db.internal:5432".into(),
+        },
+        summary: "connected".into(),
+        id: "db-20260328T231000Z".into(),
+        ..recovery()
+    };
+    vec![failure(), warning, recovered]
+}
+
+/// `n` failures of jobs `job-000`, `job-001`, … with `summary`: a storm.
+pub(crate) fn storm(n: usize, summary: &str) -> Vec<Alert> {
+    (0..n)
+        .map(|i| Alert {
+            job: format!("job-{i:03}"),
+            summary: summary.into(),
+            id: format!("job-{i:03}-20260329T001502Z"),
+            ..failure()
+        })
+        .collect()
+}
+
 /// A self-signed CA certificate (P-256, valid until 2126; its key was thrown away): what a
 /// `ca_file` holds.
 pub(crate) const TEST_CA_PEM: &str = "\

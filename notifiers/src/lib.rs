@@ -2,6 +2,8 @@
 //! its validated spec, a pure `render` of an [`Alert`] into the channel's payload, and a
 //! `send` that delivers it; this root holds the closed enums that dispatch with `match`.
 //!
+//! Several messages for one person-read channel go out as one digest
+//! ([`Notifier::send_digest`]), each channel's `render_digest` apart from its send.
 //! The wording every channel shares lives in [`text`]. Delivery failures are classified
 //! ([`DeliveryError::Retry`] or [`DeliveryError::Reject`]) so the caller can decide
 //! whether to try again; nothing here retries on its own.
@@ -260,6 +262,41 @@ impl Notifier {
         })
     }
 
+    /// Whether this channel merges several messages into one digest: the channels a
+    /// person reads (slack, teams, email, log). Machine channels (webhook, alertmanager,
+    /// command) take each message on its own, and the agent sends them one by one.
+    pub fn merges(&self) -> bool {
+        match self {
+            Notifier::Slack(_) | Notifier::Teams(_) | Notifier::Email(_) | Notifier::Log(_) => true,
+            Notifier::Webhook(_) | Notifier::Alertmanager(_) | Notifier::Command(_) => false,
+        }
+    }
+
+    /// Delivers several messages as one digest that names every job ([`text`] words it;
+    /// each channel's `render_digest` lays it out within its limits). With one message
+    /// it is [`Notifier::send`]; with none it sends nothing. A channel that does not
+    /// [merge](Notifier::merges) sends each message in turn and stops at the first
+    /// error, which it returns. Never retries by itself; never logs a secret.
+    pub async fn send_digest(&self, alerts: &[Alert]) -> Result<(), DeliveryError> {
+        match alerts {
+            [] => return Ok(()),
+            [alert] => return self.send(alert).await,
+            _ => {}
+        }
+        match self {
+            Notifier::Slack(n) => n.send_digest(alerts).await,
+            Notifier::Teams(n) => n.send_digest(alerts).await,
+            Notifier::Email(n) => n.send_digest(alerts).await,
+            Notifier::Log(n) => n.send_digest(alerts).await,
+            Notifier::Webhook(_) | Notifier::Alertmanager(_) | Notifier::Command(_) => {
+                for alert in alerts {
+                    self.send(alert).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// Delivers one message. Never retries by itself; never logs a secret.
     pub async fn send(&self, alert: &Alert) -> Result<(), DeliveryError> {
         match self {
@@ -271,5 +308,112 @@ impl Notifier {
             Notifier::Command(n) => n.send(alert).await,
             Notifier::Log(n) => n.send(alert).await,
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use klaxon_testkit::{Response, Server};
+
+    fn slack(url: &str) -> Notifier {
+        let spec = slack::SlackSpec {
+            webhook_url: url.into(),
+        };
+        Notifier::Slack(slack::Slack::new(spec, reqwest::Client::new()))
+    }
+
+    fn webhook(url: &str) -> Notifier {
+        let spec = webhook::WebhookSpec {
+            url: url.parse().unwrap(),
+            secret: None,
+            ca_file: None,
+        };
+        Notifier::Webhook(webhook::Webhook::new(spec, &reqwest::Client::new()).unwrap())
+    }
+
+    #[test]
+    fn only_channels_a_person_reads_merge() {
+        let merging: Vec<(&str, bool)> = [
+            Notifier::Log(log::Log::new(log::LogSpec)),
+            slack("https://hooks.example.com/x"),
+            webhook("https://example.com/hook"),
+            Notifier::Command(command::Command::new(command::CommandSpec {
+                argv: vec!["true".into()],
+                timeout: command::DEFAULT_TIMEOUT,
+            })),
+        ]
+        .iter()
+        .map(|n| (kind(n), n.merges()))
+        .collect();
+        assert_eq!(
+            merging,
+            [
+                ("log", true),
+                ("slack", true),
+                ("webhook", false),
+                ("command", false)
+            ]
+        );
+    }
+
+    fn kind(notifier: &Notifier) -> &'static str {
+        match notifier {
+            Notifier::Slack(_) => "slack",
+            Notifier::Teams(_) => "teams",
+            Notifier::Email(_) => "email",
+            Notifier::Webhook(_) => "webhook",
+            Notifier::Alertmanager(_) => "alertmanager",
+            Notifier::Command(_) => "command",
+            Notifier::Log(_) => "log",
+        }
+    }
+
+    #[tokio::test]
+    async fn a_merging_channel_sends_one_digest() {
+        let server = Server::start(|_| Response::ok("ok")).await;
+        let alerts = fixtures::digest();
+        slack(&server.url("/hook"))
+            .send_digest(&alerts)
+            .await
+            .unwrap();
+        // One message is sent as itself, none not at all.
+        slack(&server.url("/hook"))
+            .send_digest(&alerts[..1])
+            .await
+            .unwrap();
+        slack(&server.url("/hook")).send_digest(&[]).await.unwrap();
+        let bodies: Vec<_> = server.requests().iter().map(|r| r.json()).collect();
+        assert_eq!(
+            bodies,
+            [slack::render_digest(&alerts), slack::render(&alerts[0])]
+        );
+    }
+
+    #[tokio::test]
+    async fn other_channels_send_each_in_turn_and_stop_at_the_first_error() {
+        let server = Server::start(|_| Response::status(204)).await;
+        let alerts = fixtures::digest();
+        webhook(&server.url("/hook"))
+            .send_digest(&alerts)
+            .await
+            .unwrap();
+        let bodies: Vec<Vec<u8>> = server.requests().into_iter().map(|r| r.body).collect();
+        let expected: Vec<Vec<u8>> = alerts.iter().map(webhook::render).collect();
+        assert_eq!(bodies, expected);
+
+        let failing = Server::start(|_| Response::status(400).body("no")).await;
+        let error = webhook(&failing.url("/hook"))
+            .send_digest(&alerts)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error,
+            DeliveryError::Reject {
+                reason: "HTTP 400 Bad Request: no".into()
+            }
+        );
+        assert_eq!(failing.requests().len(), 1);
     }
 }

@@ -49,6 +49,24 @@ impl Log {
         }
         Ok(())
     }
+
+    /// Logs [`crate::text::render_digest_text`] as one event with `event = "digest"` and
+    /// `alerts` (how many): at WARN when any of them is a failure, update or reminder, at
+    /// INFO when all are recoveries and tests, as [`Log::send`] would log each. Always
+    /// delivered.
+    pub async fn send_digest(&self, alerts: &[Alert]) -> Result<(), DeliveryError> {
+        let text = crate::text::render_digest_text(alerts);
+        let count = alerts.len();
+        let problem = alerts
+            .iter()
+            .any(|a| matches!(a.event, Event::Failure | Event::Update | Event::Reminder));
+        if problem {
+            tracing::warn!(target: "klaxon::alert", event = "digest", alerts = count, "{text}");
+        } else {
+            tracing::info!(target: "klaxon::alert", event = "digest", alerts = count, "{text}");
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -146,6 +164,49 @@ mod tests {
         for alert in [fixtures::recovery(), test] {
             assert_eq!(logged(&alert).await, expected(Level::INFO, &alert));
         }
+    }
+
+    async fn logged_digest(alerts: &[Alert]) -> Vec<Logged> {
+        let capture = Capture::default();
+        let _guard = tracing::subscriber::set_default(capture.clone());
+        Log::new(LogSpec).send_digest(alerts).await.unwrap();
+        capture.0.lock().unwrap().clone()
+    }
+
+    #[tokio::test]
+    async fn a_digest_is_one_event() {
+        let digest = |level, text: &str, alerts: &str| {
+            vec![(
+                level,
+                "klaxon::alert".to_owned(),
+                vec![
+                    ("message".to_owned(), text.to_owned()),
+                    ("event".to_owned(), "digest".to_owned()),
+                    ("alerts".to_owned(), alerts.to_owned()),
+                ],
+            )]
+        };
+        assert_eq!(
+            logged_digest(&fixtures::digest()).await,
+            digest(
+                Level::WARN,
+                "3 alerts on macbook: 1 down, 1 warning, 1 recovered\n\
+                 \n\
+                 - DOWN api on macbook: HTTP 503 Service Unavailable (3 of 3 attempts, 7.2s)\n\
+                 - WARNING disk on macbook: disk 85% full (2 of 3 attempts, 1.3s)\n\
+                 - RECOVERED db on macbook after 1h 5m",
+                "3"
+            )
+        );
+        let recoveries = [fixtures::recovery(), fixtures::recovery()];
+        assert_eq!(
+            logged_digest(&recoveries).await,
+            digest(
+                Level::INFO,
+                &crate::text::render_digest_text(&recoveries),
+                "2"
+            )
+        );
     }
 
     #[test]

@@ -24,6 +24,9 @@ pub const FIELD_CHARS: usize = 2_000;
 pub const FIELDS_PER_SECTION: usize = 10;
 /// Slack's limit on blocks in one message.
 pub const MAX_BLOCKS: usize = 50;
+/// Slack's limit on a message's top-level `text` (a digest's; a single alert's `text`
+/// is kept to [`TEXT_CHARS`]).
+pub const MESSAGE_CHARS: usize = 40_000;
 /// Ends a text that was cut to fit.
 pub const TRUNCATED: &str = "…[truncated]";
 
@@ -105,6 +108,101 @@ pub fn render(alert: &Alert) -> Value {
     })
 }
 
+/// Renders several alerts as one Slack message: `text` is [`text::render_digest_text`]
+/// (escaped, cut to [`MESSAGE_CHARS`]); `blocks` are a header with
+/// [`text::digest_title`], sections of `• LINE` lines ([`text::digest_lines`]), each
+/// section at most [`TEXT_CHARS`], and a context line `klaxon on AGENT · N alerts`.
+///
+/// Within [`MAX_BLOCKS`]: when the lines do not all fit, the last sections name the jobs
+/// of those left out ([`text::and_more`]), split between names across as many sections
+/// as it takes, so every job is named in the blocks.
+pub fn render_digest(alerts: &[Alert]) -> Value {
+    let mut blocks = vec![json!({
+        "type": "header",
+        "text": {
+            "type": "plain_text",
+            "text": text::truncate(&text::digest_title(alerts), HEADER_CHARS, ELLIPSIS),
+            "emoji": false,
+        },
+    })];
+    blocks.extend(
+        digest_sections(alerts, MAX_BLOCKS - 2)
+            .iter()
+            .map(|section| json!({ "type": "section", "text": mrkdwn(section) })),
+    );
+    let agent = alerts.first().map_or("", |a| a.agent.as_str());
+    let context = format!("klaxon on {agent} · {} alerts", alerts.len());
+    blocks.push(json!({
+        "type": "context",
+        "elements": [mrkdwn(&fit(&escape(&context), TEXT_CHARS))],
+    }));
+    json!({
+        "text": fit(&escape(&text::render_digest_text(alerts)), MESSAGE_CHARS),
+        "blocks": blocks,
+    })
+}
+
+/// The texts of at most `room` sections: the first `shown` lines, then the jobs of the
+/// rest, for the largest `shown` that fits.
+fn digest_sections(alerts: &[Alert], room: usize) -> Vec<String> {
+    let lines: Vec<String> = text::digest_lines(alerts)
+        .iter()
+        .map(|line| fit(&format!("• {}", escape(line)), TEXT_CHARS))
+        .collect();
+    let sections = |shown: usize| {
+        let mut sections = pack(lines[..shown].iter().map(String::as_str), "\n");
+        if shown < alerts.len() {
+            let rest = escape(&text::and_more(&alerts[shown..]));
+            // Split after a name's comma: never inside a name or an entity.
+            sections.extend(pack(rest.split_inclusive(", "), ""));
+        }
+        sections
+    };
+    let all = sections(alerts.len());
+    if all.len() <= room {
+        return all;
+    }
+    // Showing one line fewer names its job in a few characters instead: the sections
+    // needed shrink as `shown` does, so search for the most lines that leave room.
+    let (mut fits, mut over) = (0, alerts.len());
+    while over - fits > 1 {
+        let mid = fits + (over - fits) / 2;
+        if sections(mid).len() <= room {
+            fits = mid;
+        } else {
+            over = mid;
+        }
+    }
+    let mut sections = sections(fits);
+    // Only when the job names alone need more than `room` sections.
+    sections.truncate(room);
+    sections
+}
+
+/// `parts` joined with `separator` into as few texts of at most [`TEXT_CHARS`] as the
+/// order allows; a part longer than that is cut.
+fn pack<'a>(parts: impl Iterator<Item = &'a str>, separator: &str) -> Vec<String> {
+    let mut packed: Vec<String> = Vec::new();
+    let separator_chars = separator.chars().count();
+    let mut chars = 0;
+    for part in parts {
+        let part = fit(part, TEXT_CHARS);
+        let len = part.chars().count();
+        match packed.last_mut() {
+            Some(last) if chars + separator_chars + len <= TEXT_CHARS => {
+                last.push_str(separator);
+                last.push_str(&part);
+                chars += separator_chars + len;
+            }
+            _ => {
+                packed.push(part);
+                chars = len;
+            }
+        }
+    }
+    packed
+}
+
 fn mrkdwn(text: &str) -> Value {
     json!({ "type": "mrkdwn", "text": text })
 }
@@ -163,6 +261,19 @@ impl Slack {
     /// No reason contains the webhook URL.
     pub async fn send(&self, alert: &Alert) -> Result<(), DeliveryError> {
         let body = render(alert).to_string().into_bytes();
+        crate::http::post_json(
+            &self.client,
+            self.spec.webhook_url.expose_secret(),
+            body,
+            self.timeout,
+        )
+        .await
+    }
+
+    /// POSTs [`render_digest`]'s JSON to the webhook: one message for several alerts,
+    /// answers classified as [`Slack::send`] does.
+    pub async fn send_digest(&self, alerts: &[Alert]) -> Result<(), DeliveryError> {
+        let body = render_digest(alerts).to_string().into_bytes();
         crate::http::post_json(
             &self.client,
             self.spec.webhook_url.expose_secret(),
@@ -444,6 +555,151 @@ mod tests {
         assert_eq!(fit(&escape("abcd&&&&"), 21), "abcd&amp;…[truncated]");
     }
 
+    // --- digests ---
+
+    #[test]
+    fn renders_a_digest() {
+        assert_eq!(
+            render_digest(&fixtures::digest()),
+            json!({
+                "text": "3 alerts on macbook: 1 down, 1 warning, 1 recovered\n\
+                         \n\
+                         - DOWN api on macbook: HTTP 503 Service Unavailable (3 of 3 attempts, 7.2s)\n\
+                         - WARNING disk on macbook: disk 85% full (2 of 3 attempts, 1.3s)\n\
+                         - RECOVERED db on macbook after 1h 5m",
+                "blocks": [
+                    header("3 alerts on macbook: 1 down, 1 warning, 1 recovered"),
+                    {"type": "section", "text": {
+                        "type": "mrkdwn",
+                        "text": "• DOWN api on macbook: HTTP 503 Service Unavailable (3 of 3 attempts, 7.2s)\n\
+                                 • WARNING disk on macbook: disk 85% full (2 of 3 attempts, 1.3s)\n\
+                                 • RECOVERED db on macbook after 1h 5m",
+                    }},
+                    {"type": "context", "elements": [
+                        {"type": "mrkdwn", "text": "klaxon on macbook · 3 alerts"}
+                    ]},
+                ],
+            })
+        );
+    }
+
+    #[test]
+    fn digest_lines_cannot_ping_or_link() {
+        let alerts = [
+            Alert {
+                summary: "<!channel> & <https://evil.example|here>".into(),
+                ..fixtures::failure()
+            },
+            fixtures::recovery(),
+        ];
+        let message = render_digest(&alerts);
+        assert_eq!(
+            message["blocks"][1]["text"]["text"],
+            "• DOWN api on macbook: &lt;!channel&gt; &amp; &lt;https://evil.example|here&gt; \
+             (3 of 3 attempts, 7.2s)\n\
+             • RECOVERED api on macbook after 1h 5m"
+        );
+        assert!(
+            message["text"]
+                .as_str()
+                .unwrap()
+                .contains("&lt;!channel&gt; &amp; &lt;https")
+        );
+    }
+
+    /// The limits every digest keeps, and every job named in the blocks (and, where
+    /// `in_text`, in the top-level text).
+    fn assert_digest_fits(alerts: &[Alert], in_text: bool) -> Vec<Value> {
+        let message = render_digest(alerts);
+        let blocks = message["blocks"].as_array().cloned().unwrap_or_default();
+        assert!(blocks.len() <= MAX_BLOCKS, "{} blocks", blocks.len());
+        let header = blocks[0]["text"]["text"].as_str().unwrap();
+        assert!(header.chars().count() <= HEADER_CHARS, "{header}");
+        let mut all = Vec::new();
+        texts(&message, String::new(), &mut all);
+        for (path, text) in &all {
+            let chars = text.chars().count();
+            let max = if path == ".text" {
+                MESSAGE_CHARS
+            } else {
+                TEXT_CHARS
+            };
+            assert!(chars <= max, "{path}: {chars} chars");
+        }
+        // Every word, split where a job name ends, so `job-1` is not found in `job-10`.
+        let words = |texts: Vec<&str>| -> std::collections::HashSet<String> {
+            texts
+                .iter()
+                .flat_map(|t| t.split([' ', ',', '\n']))
+                .map(str::to_owned)
+                .collect()
+        };
+        let in_blocks = words(
+            all.iter()
+                .filter(|(path, _)| path.starts_with(".blocks"))
+                .map(|(_, text)| text.as_str())
+                .collect(),
+        );
+        let in_text = in_text.then(|| words(vec![message["text"].as_str().unwrap()]));
+        for alert in alerts {
+            assert!(
+                in_blocks.contains(&alert.job),
+                "{} not in the blocks",
+                alert.job
+            );
+            if let Some(in_text) = &in_text {
+                assert!(
+                    in_text.contains(&alert.job),
+                    "{} not in the text",
+                    alert.job
+                );
+            }
+        }
+        blocks
+    }
+
+    #[test]
+    fn a_storm_of_200_fits_and_names_every_job() {
+        let blocks =
+            assert_digest_fits(&fixtures::storm(200, "HTTP 503 Service Unavailable"), true);
+        // Every line shown: nothing needed the `…and N more` list.
+        assert!(!blocks.iter().any(|b| b.to_string().contains("more: ")));
+        assert_eq!(blocks[0]["text"]["text"], "200 alerts on macbook: 200 down");
+    }
+
+    #[test]
+    fn long_lines_leave_room_to_name_the_rest() {
+        let alerts = fixtures::storm(200, &"<&>".repeat(1_000));
+        let blocks = assert_digest_fits(&alerts, false);
+        assert_eq!(blocks.len(), MAX_BLOCKS);
+        let tail = blocks[MAX_BLOCKS - 2]["text"]["text"].as_str().unwrap();
+        let shown = MAX_BLOCKS - 3;
+        assert!(
+            tail.starts_with(&format!("…and {} more: job-{shown:03}, ", 200 - shown)),
+            "{tail}"
+        );
+        assert!(tail.ends_with("job-199"), "{tail}");
+        // The long lines were cut whole entities at a time.
+        let line = blocks[1]["text"]["text"].as_str().unwrap();
+        assert!(line.ends_with(&format!("&amp;{TRUNCATED}")), "{line}");
+    }
+
+    #[test]
+    fn many_jobs_are_named_across_several_sections() {
+        // 3,000 lines need more than 48 sections; their names need several of their own.
+        let alerts = fixtures::storm(3_000, "HTTP 503 Service Unavailable");
+        let blocks = assert_digest_fits(&alerts, false);
+        assert_eq!(blocks.len(), MAX_BLOCKS);
+        let more: Vec<&str> = blocks
+            .iter()
+            .filter_map(|b| b["text"]["text"].as_str())
+            .filter(|t| t.starts_with("job-") || t.starts_with("…and"))
+            .collect();
+        assert!(more.len() > 1, "{more:?}");
+        assert!(more[0].starts_with("…and "), "{}", more[0]);
+        assert!(more.last().unwrap().ends_with("job-2999"));
+    }
+
     // --- validation ---
 
     fn parse(toml: &str) -> Result<SlackConfig, toml::de::Error> {
@@ -557,6 +813,21 @@ mod tests {
         assert_eq!(request.path, SECRET_PATH);
         assert_eq!(request.header("content-type"), Some("application/json"));
         assert_eq!(request.json(), render(&alert));
+    }
+
+    #[tokio::test]
+    async fn delivers_a_digest_as_one_message() {
+        let server = Server::start(|_| Response::ok("ok")).await;
+        let alerts = fixtures::digest();
+        slack(&server.url(SECRET_PATH))
+            .send_digest(&alerts)
+            .await
+            .unwrap();
+        let requests = server.requests();
+        assert_eq!(requests.len(), 1);
+        assert_eq!(requests[0].path, SECRET_PATH);
+        assert_eq!(requests[0].header("content-type"), Some("application/json"));
+        assert_eq!(requests[0].json(), render_digest(&alerts));
     }
 
     #[tokio::test]

@@ -139,12 +139,141 @@ pub fn render(alert: &Alert, format: TeamsFormat) -> Value {
     }
 }
 
-/// How bad an event is, in the words of each card format.
+/// Renders several alerts as one message for the webhook's `format`, within
+/// [`MAX_PAYLOAD_BYTES`].
+///
+/// [`TeamsFormat::AdaptiveCard`]: the same message and card as [`render`], its body a
+/// bold [`text::digest_title`] in the colour of the worst message, a `TextBlock` with
+/// [`text::digest_lines`] as a list (`- LINE` each), and a small, subtle
+/// `klaxon on AGENT · N alerts`. [`TeamsFormat::MessageCard`]: the digest title as
+/// `summary` and `title`, the list as the one section's `text`.
+///
+/// Too big, the lines are cut (down to 100 characters each); still too big, the last
+/// lines give way to a `TextBlock` (a second section) naming their jobs
+/// ([`text::and_more`]), so every job is still named.
+pub fn render_digest(alerts: &[Alert], format: TeamsFormat) -> Value {
+    let title = text::digest_title(alerts);
+    let lines = text::digest_lines(alerts);
+    let agent = alerts.first().map_or("", |a| a.agent.as_str());
+    let context = format!("klaxon on {agent} · {} alerts", alerts.len());
+    let tone = alerts.iter().map(Tone::of).max().unwrap_or(Tone::Info);
+    // Each text cut to `chars`, the first `shown` lines listed, the jobs of the rest
+    // named in at most `more_chars` characters.
+    let build = |chars: usize, shown: usize, more_chars: usize| {
+        let digest = Digest {
+            title: cut(&title, chars),
+            list: lines[..shown]
+                .iter()
+                .map(|line| format!("- {}", cut(line, chars)))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            more: (shown < alerts.len())
+                .then(|| cut(&text::and_more(&alerts[shown..]), more_chars)),
+            context: cut(&context, chars),
+            tone,
+        };
+        match format {
+            TeamsFormat::AdaptiveCard => digest.adaptive_card(),
+            TeamsFormat::MessageCard => digest.message_card(),
+        }
+    };
+    let fits = |payload: &Value| payload.to_string().len() <= MAX_PAYLOAD_BYTES;
+    let all = alerts.len();
+    let mut chars = Limits::START.text;
+    loop {
+        let payload = build(chars, all, 0);
+        if fits(&payload) {
+            return payload;
+        }
+        if chars <= Limits::FLOOR {
+            break;
+        }
+        chars = (chars / 2).max(Limits::FLOOR);
+    }
+    // Each line shown takes more room than its job's name in the list of the rest, so
+    // the fewer lines shown, the smaller the payload: search for the most that fit.
+    let (mut shown, mut over) = (0, all);
+    while over - shown > 1 {
+        let mid = shown + (over - shown) / 2;
+        if fits(&build(chars, mid, MAX_PAYLOAD_BYTES)) {
+            shown = mid;
+        } else {
+            over = mid;
+        }
+    }
+    // Only when the job names alone are too many for the payload: cut their list too.
+    let mut more_chars = MAX_PAYLOAD_BYTES;
+    loop {
+        let payload = build(chars, shown, more_chars);
+        if fits(&payload) || more_chars <= Limits::FLOOR {
+            return payload;
+        }
+        more_chars /= 2;
+    }
+}
+
+/// A digest's texts, cut to size.
+struct Digest {
+    title: String,
+    list: String,
+    more: Option<String>,
+    context: String,
+    tone: Tone,
+}
+
+impl Digest {
+    fn adaptive_card(self) -> Value {
+        let mut body = vec![json!({
+            "type": "TextBlock",
+            "text": self.title,
+            "weight": "Bolder",
+            "size": "Medium",
+            "wrap": true,
+            "color": self.tone.color(),
+        })];
+        if !self.list.is_empty() {
+            body.push(json!({ "type": "TextBlock", "text": self.list, "wrap": true }));
+        }
+        if let Some(more) = self.more {
+            body.push(json!({ "type": "TextBlock", "text": more, "wrap": true }));
+        }
+        body.push(json!({
+            "type": "TextBlock",
+            "text": self.context,
+            "size": "Small",
+            "isSubtle": true,
+            "wrap": true,
+        }));
+        adaptive_message(body)
+    }
+
+    fn message_card(self) -> Value {
+        let mut sections = Vec::new();
+        if !self.list.is_empty() {
+            sections.push(json!({ "text": self.list }));
+        }
+        if let Some(more) = self.more {
+            sections.push(json!({ "text": more }));
+        }
+        json!({
+            "@type": "MessageCard",
+            "@context": "https://schema.org/extensions",
+            "summary": self.title,
+            "themeColor": self.tone.theme(),
+            "title": self.title,
+            "sections": sections,
+        })
+    }
+}
+
+/// How bad an event is, in the words of each card format; ordered from least to most
+/// urgent, so a digest takes the colour of its worst message.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Tone {
-    Bad,
-    Warning,
-    Good,
     Info,
+    Good,
+    Warning,
+    Bad,
 }
 
 impl Tone {
@@ -213,6 +342,11 @@ fn adaptive_card(alert: &Alert, limits: Limits) -> Value {
         "isSubtle": true,
         "wrap": true,
     }));
+    adaptive_message(body)
+}
+
+/// A Workflows message holding one Adaptive Card with `body`.
+fn adaptive_message(body: Vec<Value>) -> Value {
     json!({
         "type": "message",
         "attachments": [{
@@ -282,6 +416,21 @@ impl Teams {
     /// webhook URL.
     pub async fn send(&self, alert: &Alert) -> Result<(), DeliveryError> {
         let body = render(alert, self.spec.format).to_string().into_bytes();
+        crate::http::post_json(
+            &self.client,
+            self.spec.webhook_url.expose_secret(),
+            body,
+            self.timeout,
+        )
+        .await
+    }
+
+    /// POSTs [`render_digest`]'s JSON to the webhook: one message for several alerts,
+    /// answers classified as [`Teams::send`] does.
+    pub async fn send_digest(&self, alerts: &[Alert]) -> Result<(), DeliveryError> {
+        let body = render_digest(alerts, self.spec.format)
+            .to_string()
+            .into_bytes();
         crate::http::post_json(
             &self.client,
             self.spec.webhook_url.expose_secret(),
@@ -605,6 +754,138 @@ mod tests {
         }
     }
 
+    // --- digests ---
+
+    #[test]
+    fn renders_a_digest() {
+        let list = "- DOWN api on macbook: HTTP 503 Service Unavailable (3 of 3 attempts, 7.2s)\n\
+                    - WARNING disk on macbook: disk 85% full (2 of 3 attempts, 1.3s)\n\
+                    - RECOVERED db on macbook after 1h 5m";
+        assert_eq!(
+            render_digest(&fixtures::digest(), TeamsFormat::AdaptiveCard),
+            message(json!([
+                title(
+                    "3 alerts on macbook: 1 down, 1 warning, 1 recovered",
+                    "Attention"
+                ),
+                {"type": "TextBlock", "text": list, "wrap": true},
+                {
+                    "type": "TextBlock",
+                    "text": "klaxon on macbook · 3 alerts",
+                    "size": "Small",
+                    "isSubtle": true,
+                    "wrap": true,
+                },
+            ]))
+        );
+        assert_eq!(
+            render_digest(&fixtures::digest(), TeamsFormat::MessageCard),
+            json!({
+                "@type": "MessageCard",
+                "@context": "https://schema.org/extensions",
+                "summary": "3 alerts on macbook: 1 down, 1 warning, 1 recovered",
+                "themeColor": "D13438",
+                "title": "3 alerts on macbook: 1 down, 1 warning, 1 recovered",
+                "sections": [{"text": list}],
+            })
+        );
+    }
+
+    #[test]
+    fn a_digest_takes_the_colour_of_its_worst_message() {
+        let colour = |alerts: &[Alert]| {
+            render_digest(alerts, TeamsFormat::AdaptiveCard)["attachments"][0]["content"]["body"][0]
+                ["color"]
+                .clone()
+        };
+        let test = Alert {
+            event: Event::Test,
+            ..fixtures::failure()
+        };
+        assert_eq!(
+            colour(&[fixtures::recovery(), fixtures::update()]),
+            "Warning"
+        );
+        assert_eq!(colour(&[fixtures::recovery(), test.clone()]), "Good");
+        assert_eq!(colour(&[test.clone(), test]), "Accent");
+    }
+
+    /// Every digest card: valid against the schema, within the payload limit, every job
+    /// named (as a whole word, so `job-1` is not found in `job-10`).
+    #[test]
+    fn every_digest_fits_matches_the_schema_and_names_every_job() {
+        let validator = card_schema();
+        let cases = [
+            ("3 alerts", fixtures::digest()),
+            (
+                "200 alerts",
+                fixtures::storm(200, "HTTP 503 Service Unavailable"),
+            ),
+            ("200 long lines", fixtures::storm(200, &"\"é".repeat(5_000))),
+            (
+                "2,000 alerts",
+                fixtures::storm(2_000, "HTTP 503 Service Unavailable"),
+            ),
+        ];
+        for (what, alerts) in cases {
+            for format in [TeamsFormat::AdaptiveCard, TeamsFormat::MessageCard] {
+                let payload = render_digest(&alerts, format);
+                let json = payload.to_string();
+                assert!(
+                    json.len() <= MAX_PAYLOAD_BYTES,
+                    "{what} {format:?}: {} bytes",
+                    json.len()
+                );
+                let texts: String = match format {
+                    TeamsFormat::AdaptiveCard => {
+                        let content = &payload["attachments"][0]["content"];
+                        let errors: Vec<String> = validator
+                            .iter_errors(content)
+                            .map(|e| format!("{} at {}", e, e.instance_path()))
+                            .collect();
+                        assert_eq!(errors, Vec::<String>::new(), "{what}");
+                        content["body"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|b| format!("{}\n", b["text"].as_str().unwrap()))
+                            .collect()
+                    }
+                    TeamsFormat::MessageCard => payload["sections"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|s| format!("{}\n", s["text"].as_str().unwrap()))
+                        .collect(),
+                };
+                let words: std::collections::HashSet<&str> =
+                    texts.split([' ', ',', '\n']).collect();
+                for alert in &alerts {
+                    assert!(
+                        words.contains(alert.job.as_str()),
+                        "{what} {format:?}: {} not named",
+                        alert.job
+                    );
+                }
+            }
+        }
+        // 200 ordinary alerts are listed whole; 2,000 leave the rest to a list of names.
+        let storm = render_digest(
+            &fixtures::storm(200, "HTTP 503 Service Unavailable"),
+            TeamsFormat::AdaptiveCard,
+        );
+        assert!(!storm.to_string().contains("more: "));
+        let big = render_digest(
+            &fixtures::storm(2_000, "HTTP 503 Service Unavailable"),
+            TeamsFormat::AdaptiveCard,
+        );
+        let more = big["attachments"][0]["content"]["body"][2]["text"]
+            .as_str()
+            .unwrap();
+        assert!(more.starts_with("…and "), "{more}");
+        assert!(more.ends_with(", job-1999"), "{more}");
+    }
+
     // --- MessageCard ---
 
     #[test]
@@ -723,6 +1004,28 @@ mod tests {
         assert_eq!(
             requests[1].json(),
             render(&fixtures::failure(), TeamsFormat::MessageCard)
+        );
+    }
+
+    #[tokio::test]
+    async fn delivers_a_digest_as_one_message() {
+        let server = Server::start(|_| Response::status(202)).await;
+        let alerts = fixtures::digest();
+        for format in [TeamsFormat::AdaptiveCard, TeamsFormat::MessageCard] {
+            teams(&server.url(SECRET_PATH), format)
+                .send_digest(&alerts)
+                .await
+                .unwrap();
+        }
+        let requests = server.requests();
+        assert_eq!(requests.len(), 2);
+        assert_eq!(
+            requests[0].json(),
+            render_digest(&alerts, TeamsFormat::AdaptiveCard)
+        );
+        assert_eq!(
+            requests[1].json(),
+            render_digest(&alerts, TeamsFormat::MessageCard)
         );
     }
 

@@ -110,6 +110,91 @@ pub fn render_text(alert: &Alert) -> String {
     text
 }
 
+/// The headline of a digest: how many messages, on which agent, and how many of each
+/// kind, leaving out kinds with none, in this order: `down` (a failure or reminder that
+/// is critical or unknown), `warning` (a failure or reminder that is a warning),
+/// `changed` (an update), `recovered`, `test`.
+///
+/// `3 alerts on macbook: 2 down, 1 recovered`. The agent is the first message's (one
+/// agent sends them all).
+pub fn digest_title(alerts: &[Alert]) -> String {
+    let mut counts = [0_usize; 5];
+    for alert in alerts {
+        let kind = match alert.event {
+            Event::Failure | Event::Reminder if alert.severity == Severity::Warning => 1,
+            Event::Failure | Event::Reminder => 0,
+            Event::Update => 2,
+            Event::Recovery => 3,
+            Event::Test => 4,
+        };
+        counts[kind] += 1;
+    }
+    let names = ["down", "warning", "changed", "recovered", "test"];
+    let kinds: Vec<String> = counts
+        .iter()
+        .zip(names)
+        .filter(|(count, _)| **count > 0)
+        .map(|(count, name)| format!("{count} {name}"))
+        .collect();
+    let n = alerts.len();
+    let mut title = format!("{n} {}", if n == 1 { "alert" } else { "alerts" });
+    if let Some(first) = alerts.first() {
+        title.push_str(" on ");
+        title.push_str(&first.agent);
+    }
+    if !kinds.is_empty() {
+        title.push_str(": ");
+        title.push_str(&kinds.join(", "));
+    }
+    title
+}
+
+/// One line per message of a digest, in order: its [`title`] and, for a failure, update
+/// or reminder, the attempts and elapsed time: `DOWN api on macbook: HTTP 503 (3 of 3
+/// attempts, 7.2s)`. A recovery's title already says how long the job was down; a test
+/// has nothing more to say.
+pub fn digest_lines(alerts: &[Alert]) -> Vec<String> {
+    alerts
+        .iter()
+        .map(|alert| {
+            let title = title(alert);
+            match alert.event {
+                Event::Failure | Event::Update | Event::Reminder => format!(
+                    "{title} ({} of {} {}, {})",
+                    alert.attempts,
+                    alert.max_attempts,
+                    if alert.max_attempts == 1 {
+                        "attempt"
+                    } else {
+                        "attempts"
+                    },
+                    human_duration(alert.elapsed_ms)
+                ),
+                Event::Recovery | Event::Test => title,
+            }
+        })
+        .collect()
+}
+
+/// A digest as plain text: [`digest_title`], a blank line, then each of
+/// [`digest_lines`] as `- LINE`.
+pub fn render_digest_text(alerts: &[Alert]) -> String {
+    let mut text = digest_title(alerts);
+    text.push('\n');
+    for line in digest_lines(alerts) {
+        text.push_str("\n- ");
+        text.push_str(&line);
+    }
+    text
+}
+
+/// Names the jobs of messages a digest had no room to show: `…and 3 more: api, db,
+/// disk`. Channels use it so every job is still named when their limits are reached.
+pub fn and_more(alerts: &[Alert]) -> String {
+    let jobs: Vec<&str> = alerts.iter().map(|a| a.job.as_str()).collect();
+    format!("{ELLIPSIS}and {} more: {}", alerts.len(), jobs.join(", "))
+}
+
 /// The part of `alert.output` a message shows: its last [`OUTPUT_LINES`] lines and at
 /// most [`OUTPUT_CHARS`] characters, trailing line breaks removed. Where lines were left
 /// out the tail starts with a line `…`; where a line was cut it starts with `…`.
@@ -379,6 +464,94 @@ mod tests {
             assert_eq!(output_tail(&alert), None);
             assert!(!render_text(&alert).contains("Output:"));
         }
+    }
+
+    #[test]
+    fn digest_text() {
+        assert_eq!(
+            render_digest_text(&fixtures::digest()),
+            "3 alerts on macbook: 1 down, 1 warning, 1 recovered\n\
+             \n\
+             - DOWN api on macbook: HTTP 503 Service Unavailable (3 of 3 attempts, 7.2s)\n\
+             - WARNING disk on macbook: disk 85% full (2 of 3 attempts, 1.3s)\n\
+             - RECOVERED db on macbook after 1h 5m"
+        );
+    }
+
+    #[test]
+    fn digest_titles_count_each_kind() {
+        let warning_reminder = Alert {
+            severity: Severity::Warning,
+            ..fixtures::reminder()
+        };
+        let unknown = Alert {
+            severity: Severity::Unknown,
+            ..fixtures::failure()
+        };
+        let test = Alert {
+            event: Event::Test,
+            ..fixtures::failure()
+        };
+        let cases = [
+            (
+                vec![fixtures::failure(), unknown, fixtures::recovery()],
+                "3 alerts on macbook: 2 down, 1 recovered",
+            ),
+            (
+                vec![
+                    fixtures::reminder(),
+                    warning_reminder,
+                    fixtures::update(),
+                    fixtures::update(),
+                    test,
+                ],
+                "5 alerts on macbook: 1 down, 1 warning, 2 changed, 1 test",
+            ),
+            (
+                vec![fixtures::recovery()],
+                "1 alert on macbook: 1 recovered",
+            ),
+            (Vec::new(), "0 alerts"),
+        ];
+        for (alerts, expected) in cases {
+            assert_eq!(digest_title(&alerts), expected);
+        }
+        // Another agent's message does not change whose digest it is.
+        let elsewhere = Alert {
+            agent: "server".into(),
+            ..fixtures::recovery()
+        };
+        assert_eq!(
+            digest_title(&[fixtures::failure(), elsewhere]),
+            "2 alerts on macbook: 1 down, 1 recovered"
+        );
+    }
+
+    #[test]
+    fn digest_lines_say_attempts_except_for_good_news() {
+        let single_try = Alert {
+            max_attempts: 1,
+            attempts: 1,
+            ..fixtures::reminder()
+        };
+        let test = Alert {
+            event: Event::Test,
+            ..fixtures::failure()
+        };
+        assert_eq!(
+            digest_lines(&[fixtures::update(), single_try, fixtures::recovery(), test]),
+            [
+                "CHANGED api on macbook is now warning: latency 2.4s > 2s (1 of 3 attempts, 2.4s)",
+                "STILL DOWN api on macbook: HTTP 503 Service Unavailable (1 of 1 attempt, 7.2s)",
+                "RECOVERED api on macbook after 1h 5m",
+                "TEST message from klaxon on macbook",
+            ]
+        );
+    }
+
+    #[test]
+    fn and_more_names_every_job() {
+        assert_eq!(and_more(&fixtures::digest()), "…and 3 more: api, disk, db");
     }
 
     #[test]

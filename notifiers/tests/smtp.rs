@@ -498,3 +498,59 @@ fn a_connection_dropped_mid_data_is_retried() {
         }
     );
 }
+
+#[test]
+fn a_digest_is_one_message_naming_every_job() {
+    let server = Server::start("plain", None);
+    let db = Alert {
+        job: "db".into(),
+        id: "db-20260328T231000Z".into(),
+        ..recovery()
+    };
+    let email = Email::new(server.spec(EmailTls::None))
+        .unwrap()
+        .with_timeout(Duration::from_secs(10));
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(email.send_digest(&[failure(), db]))
+        .unwrap();
+    let messages = server.messages();
+    assert_eq!(messages.len(), 1, "{messages:#?}");
+    let (message, envelope) = &messages[0];
+    assert_eq!(message["defects"], serde_json::json!([]), "{message:#}");
+    assert_eq!(
+        header(message, "Subject"),
+        ["[klaxon] 2 alerts on macbook: 1 down, 1 recovered"]
+    );
+    assert_eq!(header(message, "Auto-Submitted"), ["auto-generated"]);
+    assert_eq!(
+        envelope["rcpt_tos"],
+        serde_json::json!(["oncall@example.com", "ops@example.com"])
+    );
+    let parts = message["parts"].as_array().unwrap();
+    let types: Vec<&str> = parts
+        .iter()
+        .map(|p| p["content_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["text/plain", "text/html"], "{message:#}");
+    let text = parts[0]["body"].as_str().unwrap().replace("\r\n", "\n");
+    assert_eq!(
+        text.trim_end(),
+        "2 alerts on macbook: 1 down, 1 recovered\n\
+         \n\
+         - DOWN api on macbook: HTTP 503 Service Unavailable (3 of 3 attempts, 7.2s)\n\
+         - RECOVERED db on macbook after 1h 5m"
+    );
+    let html = parts[1]["body"].as_str().unwrap().replace("\r\n", "\n");
+    assert!(
+        html.contains(
+            "<ul>\n\
+             <li>DOWN api on macbook: HTTP 503 Service Unavailable (3 of 3 attempts, 7.2s)</li>\n\
+             <li>RECOVERED db on macbook after 1h 5m</li>\n\
+             </ul>"
+        ),
+        "{html}"
+    );
+}
