@@ -196,21 +196,28 @@ fn reloaded(current: &Arc<Runtime>, loader: &Loader, mode: Mode) -> anyhow::Resu
     )?))
 }
 
-/// The outbox worker of one runtime (its notifiers).
+/// The outbox worker of one runtime (its notifiers), and its Alertmanager resender.
 struct Outbox {
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
+    resender: tokio::task::JoinHandle<()>,
 }
 
 impl Outbox {
     fn start(rt: &Arc<Runtime>) -> Self {
         let stop = CancellationToken::new();
         let task = tokio::spawn(crate::outbox::worker(rt.clone(), stop.clone()));
-        Self { stop, task }
+        let resender = tokio::spawn(crate::outbox::resend_firing(rt.clone(), stop.clone()));
+        Self {
+            stop,
+            task,
+            resender,
+        }
     }
 
     async fn stop(self) {
         self.stop.cancel();
         let _ = self.task.await;
+        let _ = self.resender.await;
     }
 }

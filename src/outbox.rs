@@ -328,6 +328,55 @@ pub async fn worker(rt: Arc<Runtime>, stop: CancellationToken) {
     }
 }
 
+/// Posts every firing alert again to the Alertmanager notifiers of its job, every
+/// `resend_every` (the shortest of them), so that Alertmanager does not resolve an alert
+/// on its own (after its `resolve_timeout`) while klaxon still sees it failing. Returns
+/// at once when no Alertmanager notifier is configured: no timer for those who have none.
+pub async fn resend_firing(rt: Arc<Runtime>, stop: CancellationToken) {
+    let targets: Vec<(&str, Duration)> = rt
+        .config
+        .notifiers
+        .iter()
+        .filter_map(|n| match &n.spec {
+            klaxon_notifiers::NotifierSpec::Alertmanager(s) => {
+                Some((n.name.as_str(), s.resend_every))
+            }
+            _ => None,
+        })
+        .collect();
+    let Some(every) = targets.iter().map(|(_, d)| *d).min() else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        for job in &rt.config.jobs {
+            let Ok(state) = rt.store.job_state(&job.name) else {
+                continue;
+            };
+            let Some(open) = state.open.filter(|o| !o.held) else {
+                continue;
+            };
+            let Ok(Some(alert)) = rt.store.last_message(&open.id) else {
+                continue;
+            };
+            for (name, _) in targets
+                .iter()
+                .filter(|(n, _)| job.notify.iter().any(|j| j == n))
+            {
+                let Some(notifier) = rt.notifiers.get(*name) else {
+                    continue;
+                };
+                if let Err(e) = notifier.send(&alert).await {
+                    tracing::warn!(job = %job.name, notifier = %name, "re-posting a firing alert failed: {e}");
+                }
+            }
+        }
+    }
+}
+
 async fn sleep_or_forever(wait: Option<Duration>) {
     match wait {
         Some(wait) => tokio::time::sleep(wait).await,

@@ -306,6 +306,23 @@ impl Store {
         insert_run(&self.conn(), run)
     }
 
+    /// The latest message (not a recovery) of an alert, as it was enqueued.
+    pub fn last_message(
+        &self,
+        alert_id: &str,
+    ) -> Result<Option<klaxon_notifiers::Alert>, StoreError> {
+        let payload: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT payload FROM outbox WHERE alert_id = ?1 AND event != 'recovery'
+                 ORDER BY id DESC LIMIT 1",
+                params![alert_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(payload.map(|p| serde_json::from_str(&p)).transpose()?)
+    }
+
     /// The nominal time of each job's last scheduled fire (run or skipped).
     pub fn last_fires(&self) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
         let conn = self.conn();

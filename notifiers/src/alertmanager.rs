@@ -31,7 +31,13 @@ pub const TEST_ALERT_NAME: &str = "KlaxonTest";
 pub struct AlertmanagerConfig {
     urls: Spanned<Vec<Spanned<String>>>,
     ca_file: Option<Spanned<String>>,
+    resend_every: Option<Spanned<String>>,
 }
+
+/// How often a firing alert is posted again when the config does not say: Alertmanager
+/// resolves an alert it has not heard of for its `resolve_timeout` (5 minutes by
+/// default), and Prometheus re-sends every minute for the same reason.
+pub const DEFAULT_RESEND_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl AlertmanagerConfig {
     /// Checks that there is at least one URL and that each is `http` or `https`, pushing
@@ -50,6 +56,10 @@ impl AlertmanagerConfig {
             .map(|url| validate::http_url(url, "urls", issues))
             .collect();
         let ca_file = validate::ca_file(self.ca_file, issues);
+        let resend_every = match &self.resend_every {
+            Some(d) => validate::positive_duration(d, "resend_every", issues),
+            None => Some(DEFAULT_RESEND_EVERY),
+        };
         let urls: Vec<Url> = urls.into_iter().collect::<Option<_>>()?;
         if urls.is_empty() {
             return None;
@@ -57,6 +67,7 @@ impl AlertmanagerConfig {
         Some(AlertmanagerSpec {
             urls,
             ca_file: ca_file?,
+            resend_every: resend_every?,
         })
     }
 }
@@ -68,6 +79,8 @@ pub struct AlertmanagerSpec {
     pub urls: Vec<Url>,
     /// An extra trusted CA (PEM), as written; read when the client is built.
     pub ca_file: Option<PathBuf>,
+    /// How often the agent posts a firing alert again, so Alertmanager keeps it firing.
+    pub resend_every: std::time::Duration,
 }
 
 /// Renders an alert as Alertmanager's `postableAlerts`: a JSON array of alerts, each with
@@ -514,6 +527,7 @@ mod tests {
         let spec = AlertmanagerSpec {
             urls: urls.iter().map(|u| Url::parse(u).unwrap()).collect(),
             ca_file: None,
+            resend_every: DEFAULT_RESEND_EVERY,
         };
         Alertmanager::new(spec, &reqwest::Client::new()).unwrap()
     }
