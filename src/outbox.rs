@@ -264,8 +264,24 @@ pub async fn worker(rt: Arc<Runtime>, stop: CancellationToken) {
         };
         // When a held group's window ends.
         let mut wake: Option<DateTime<Utc>> = None;
+        // In order per job and notifier: a message waits while an older one of the same
+        // job to the same notifier is not delivered yet (a recovery never overtakes its
+        // failure, even when the failure's retry is due later).
+        let mut blocked = std::collections::HashSet::new();
+        let mut ready = Vec::new();
+        for item in pending {
+            let key = (item.notifier.clone(), item.alert.job.clone());
+            if blocked.contains(&key) {
+                continue;
+            }
+            if item.next_attempt_at > now {
+                blocked.insert(key);
+                continue;
+            }
+            ready.push(item);
+        }
         let mut groups: Vec<(String, Vec<OutboxItem>)> = Vec::new();
-        for item in pending.into_iter().filter(|i| i.next_attempt_at <= now) {
+        for item in ready {
             match groups.iter_mut().find(|(n, _)| *n == item.notifier) {
                 Some((_, items)) => items.push(item),
                 None => groups.push((item.notifier.clone(), vec![item])),
@@ -294,8 +310,15 @@ pub async fn worker(rt: Arc<Runtime>, stop: CancellationToken) {
             if merges && jobs > 1 {
                 deliver_digest(&rt, &name, &items).await;
             } else {
+                // A job whose message failed sends nothing more this round.
+                let mut failed = std::collections::HashSet::new();
                 for item in &items {
-                    deliver(&rt, item).await;
+                    if failed.contains(&item.alert.job) {
+                        continue;
+                    }
+                    if deliver(&rt, item).await != Delivery::Delivered {
+                        failed.insert(item.alert.job.clone());
+                    }
                 }
             }
         }

@@ -846,6 +846,94 @@ async fn a_message_that_keeps_failing_goes_to_the_fallback_after_fallback_after(
     assert_eq!(agent.stop(), 0);
 }
 
+/// The receiver is down while alerts pile up and the agent is killed twice: afterwards
+/// every message arrives exactly once after the receiver took it, in order per job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_survive_a_receiver_outage_and_two_kills() {
+    let up = Arc::new(AtomicBool::new(false));
+    let healthy = Arc::new(AtomicBool::new(false));
+    // The bodies the receiver answered 2xx to, in order.
+    let accepted: Arc<std::sync::Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let healthy_flag = healthy.clone();
+    let target = Server::start(move |_| {
+        if healthy_flag.load(Ordering::SeqCst) {
+            Response::ok("ok")
+        } else {
+            Response::status(500)
+        }
+    })
+    .await;
+    let (up_flag, taken) = (up.clone(), accepted.clone());
+    let hook = Server::start(move |r| {
+        if up_flag.load(Ordering::SeqCst) {
+            taken.lock().unwrap().push(r.json());
+            Response::ok("ok")
+        } else {
+            Response::status(503)
+        }
+    })
+    .await;
+    let mut config = format!(
+        "[agent]\nname = \"ci\"\nstate_dir = \"state\"\n[defaults]\nnotify = [\"hook\"]\nretry = {{ attempts = 1 }}\n[notifiers.hook]\ntype = \"webhook\"\nurl = \"{}\"\n",
+        hook.url("/hook")
+    );
+    for job in ["a", "b"] {
+        config.push_str(&format!(
+            "[jobs.{job}]\nevery = \"1s\"\n[jobs.{job}.check]\ntype = \"http\"\nurl = \"{}\"\n",
+            target.url("/")
+        ));
+    }
+    let setup = Setup::new(&config);
+
+    // Receiver down: both jobs fail, their failures cannot be delivered. Kill.
+    let first = setup.agent("first");
+    hook.wait_for(2, Duration::from_secs(20)).await;
+    first.kill();
+    // Still down: the jobs recover under a second agent, which is killed too.
+    healthy.store(true, Ordering::SeqCst);
+    let second = setup.agent("second");
+    let seen = hook.requests().len();
+    hook.wait_for(seen + 2, Duration::from_secs(20)).await;
+    second.kill();
+    assert!(accepted.lock().unwrap().is_empty());
+    // The receiver comes back; a third agent delivers what the outbox kept.
+    up.store(true, Ordering::SeqCst);
+    let third = setup.agent("third");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(45);
+    while accepted.lock().unwrap().len() < 4 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not all delivered:\n{}",
+            third.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let got: Vec<(String, String, String)> = accepted
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let field = |k: &str| m[k].as_str().unwrap().to_owned();
+            (field("job"), field("event"), field("id"))
+        })
+        .collect();
+    assert_eq!(got.len(), 4, "each message exactly once: {got:#?}");
+    for job in ["a", "b"] {
+        let events: Vec<_> = got.iter().filter(|(j, _, _)| j == job).collect();
+        assert_eq!(
+            events
+                .iter()
+                .map(|(_, e, _)| e.as_str())
+                .collect::<Vec<_>>(),
+            ["failure", "recovery"],
+            "in order for job {job}: {got:#?}"
+        );
+        assert_eq!(events[0].2, events[1].2, "one alert id per outage");
+    }
+    assert_eq!(third.stop(), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_with_retry_after_is_honoured() {
     let target = Server::start(|_| Response::status(500)).await;
