@@ -306,6 +306,24 @@ impl Store {
         insert_run(&self.conn(), run)
     }
 
+    /// Per job: messages not delivered yet, and messages given up on.
+    pub fn undelivered(&self) -> Result<HashMap<String, (u32, u32)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT job,
+                    sum(delivered_at IS NULL AND gave_up_at IS NULL),
+                    sum(delivered_at IS NULL AND gave_up_at IS NOT NULL)
+             FROM outbox GROUP BY job",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                (r.get::<_, u32>(1)?, r.get::<_, u32>(2)?),
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// The latest message (not a recovery) of an alert, as it was enqueued.
     pub fn last_message(
         &self,

@@ -548,6 +548,70 @@ async fn once_runs_one_job_alerts_and_sets_the_exit_code() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_history_read_the_store() {
+    let target = Server::start(|_| Response::status(503)).await;
+    // A receiver that is down: the message stays undelivered.
+    let slack = Server::start(|_| Response::status(500)).await;
+    let config = format!(
+        "{}\n[jobs.idle]\nschedule = \"0 3 * * *\"\n[jobs.idle.check]\ntype = \"tcp\"\nhost = \"127.0.0.1\"\nport = 9\n",
+        spine_config(&target.url("/health"), &slack.url("/hook"))
+    );
+    let setup = Setup::new(&config);
+    let once =
+        run(klaxon()
+            .arg("--config")
+            .arg(setup.config())
+            .args(["once", "api", "--no-retry"]));
+    assert_eq!(once.status.code(), Some(1), "{}", text(&once.stderr));
+
+    let out = run(klaxon()
+        .arg("--config")
+        .arg(setup.config())
+        .args(["status", "--json"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let api = &status[0];
+    assert_eq!(api["job"], "api");
+    assert_eq!(api["severity"], "critical");
+    assert_eq!(api["consecutive_failures"], 1);
+    assert_eq!(api["alert_open"], true);
+    assert_eq!(api["undelivered"], 1);
+    assert_eq!(api["given_up"], 0);
+    assert!(api["last_run"].as_str().unwrap().ends_with("+00:00"));
+    let idle = &status[1];
+    assert_eq!(idle["severity"], "pending");
+    assert_eq!(idle["last_run"], serde_json::Value::Null);
+    assert!(idle["next_run"].as_str().unwrap().contains("T03:00:00"));
+    assert!(!text(&out.stdout).contains(&slack.url("/hook")));
+
+    let table = run(klaxon().arg("--config").arg(setup.config()).arg("status"));
+    let table = text(&table.stdout);
+    assert!(table.starts_with("JOB "), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("api ") && l.contains("critical") && l.contains("open")),
+        "{table}"
+    );
+
+    let history = run(klaxon()
+        .arg("--config")
+        .arg(setup.config())
+        .args(["history", "api", "--json"]));
+    let runs: serde_json::Value = serde_json::from_slice(&history.stdout).unwrap();
+    assert_eq!(runs.as_array().unwrap().len(), 1);
+    assert_eq!(runs[0]["severity"], "critical");
+    assert_eq!(runs[0]["attempts"], 1);
+    assert!(runs[0]["summary"].as_str().unwrap().starts_with("HTTP 503"));
+    assert_eq!(runs[0]["skipped"], serde_json::Value::Null);
+    let unknown = run(klaxon()
+        .arg("--config")
+        .arg(setup.config())
+        .args(["history", "nope"]));
+    assert_eq!(unknown.status.code(), Some(2));
+}
+
 #[test]
 fn a_hanging_target_times_out() {
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -7,6 +7,7 @@ mod notify;
 mod once;
 mod ping;
 mod run;
+mod status;
 mod validate;
 
 use std::io::IsTerminal;
@@ -45,6 +46,10 @@ enum Command {
     Ping(ping::PingArgs),
     /// Send a test message through a notifier
     Notify(notify::NotifyArgs),
+    /// Each job's state: severity, since when, failures, alert, last and next run
+    Status(status::StatusArgs),
+    /// Past runs of one job, newest first
+    History(status::HistoryArgs),
 }
 
 /// A mistake in how klaxon was called (exit code 2).
@@ -63,6 +68,8 @@ pub fn main() -> ExitCode {
         Command::Once(args) => once::run(cli.config.as_deref(), &env, args),
         Command::Ping(args) => ping::run(cli.config.as_deref(), &env, args),
         Command::Notify(args) => notify::run(cli.config.as_deref(), &env, args),
+        Command::Status(args) => status::status(cli.config.as_deref(), &env, args),
+        Command::History(args) => status::history(cli.config.as_deref(), &env, args),
     };
     match result {
         Ok(code) => code,
