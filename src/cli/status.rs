@@ -106,8 +106,8 @@ pub fn status(config: Option<&Path>, env: &dyn Env, args: StatusArgs) -> anyhow:
     }
     let dash = || "-".to_owned();
     println!(
-        "{:<20} {:<9} {:<26} {:>8} {:<6} {:<26} {:<26} {}",
-        "JOB", "SEVERITY", "SINCE", "FAILURES", "ALERT", "LAST RUN", "NEXT RUN", "UNDELIVERED"
+        "{:<20} {:<9} {:<26} {:>8} {:<6} {:<26} {:<26} UNDELIVERED",
+        "JOB", "SEVERITY", "SINCE", "FAILURES", "ALERT", "LAST RUN", "NEXT RUN"
     );
     for r in rows {
         let undelivered = match r.given_up {
