@@ -255,8 +255,8 @@ pub async fn worker(rt: Arc<Runtime>, stop: CancellationToken) {
     let group_wait = chrono::Duration::from_std(rt.config.agent.group_wait).unwrap_or_default();
     loop {
         let now = rt.clock.now();
-        let pending = match rt.store.pending() {
-            Ok(pending) => pending,
+        let ready = match rt.store.due(now) {
+            Ok(ready) => ready,
             Err(e) => {
                 tracing::error!(%e, "cannot read the outbox");
                 Vec::new()
@@ -264,22 +264,6 @@ pub async fn worker(rt: Arc<Runtime>, stop: CancellationToken) {
         };
         // When a held group's window ends.
         let mut wake: Option<DateTime<Utc>> = None;
-        // In order per job and notifier: a message waits while an older one of the same
-        // job to the same notifier is not delivered yet (a recovery never overtakes its
-        // failure, even when the failure's retry is due later).
-        let mut blocked = std::collections::HashSet::new();
-        let mut ready = Vec::new();
-        for item in pending {
-            let key = (item.notifier.clone(), item.alert.job.clone());
-            if blocked.contains(&key) {
-                continue;
-            }
-            if item.next_attempt_at > now {
-                blocked.insert(key);
-                continue;
-            }
-            ready.push(item);
-        }
         let mut groups: Vec<(String, Vec<OutboxItem>)> = Vec::new();
         for item in ready {
             match groups.iter_mut().find(|(n, _)| *n == item.notifier) {
@@ -415,12 +399,21 @@ pub async fn deliver_within(rt: &Runtime, items: Vec<OutboxItem>, within: Durati
     while !left.is_empty() {
         let mut next_round = Vec::new();
         let mut soonest = Duration::MAX;
+        // In order per job and notifier, as in the store: after a failure, the later
+        // messages of that job wait for the next round.
+        let mut failed = std::collections::HashSet::new();
         for mut item in left {
+            let key = (item.notifier.clone(), item.alert.job.clone());
+            if failed.contains(&key) {
+                next_round.push(item);
+                continue;
+            }
             match deliver(rt, &item).await {
                 Delivery::Delivered | Delivery::GaveUp => {}
                 Delivery::Deferred(wait) => {
                     item.attempts += 1;
                     soonest = soonest.min(wait);
+                    failed.insert(key);
                     next_round.push(item);
                 }
             }

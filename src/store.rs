@@ -450,12 +450,25 @@ impl Store {
     }
 
     /// Undelivered messages whose next attempt is due at `now`, oldest first.
+    ///
+    /// In order per job and notifier: a message is not due while an older one of the
+    /// same job to the same notifier is undelivered, so a recovery never overtakes its
+    /// failure, even when the failure's retry comes later.
     pub fn due(&self, now: DateTime<Utc>) -> Result<Vec<OutboxItem>, StoreError> {
-        Ok(self
-            .pending()?
-            .into_iter()
-            .filter(|i| i.next_attempt_at <= now)
-            .collect())
+        let mut blocked = std::collections::HashSet::new();
+        let mut due = Vec::new();
+        for item in self.pending()? {
+            let key = (item.notifier.clone(), item.alert.job.clone());
+            if blocked.contains(&key) {
+                continue;
+            }
+            if item.next_attempt_at > now {
+                blocked.insert(key);
+                continue;
+            }
+            due.push(item);
+        }
+        Ok(due)
     }
 
     /// Undelivered messages, oldest first.
@@ -740,6 +753,36 @@ mod tests {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_message_is_not_due_before_an_older_one_of_its_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let enqueue = |at: i64, event: Event| {
+            store
+                .record_run(&run("api", at, "critical"), |_| {
+                    let message = NewMessage {
+                        notifier: "slack".into(),
+                        alert: alert(event),
+                    };
+                    (JobState::default(), vec![message])
+                })
+                .unwrap()
+                .remove(0)
+        };
+        let failure = enqueue(0, Event::Failure);
+        let recovery = enqueue(10, Event::Recovery);
+        // The failure's retry is later than the recovery's first try.
+        store
+            .delivery_failed(failure.id, "HTTP 503", t(100))
+            .unwrap();
+        assert!(
+            store.due(t(50)).unwrap().is_empty(),
+            "the recovery overtook its failure"
+        );
+        let due: Vec<i64> = store.due(t(100)).unwrap().iter().map(|i| i.id).collect();
+        assert_eq!(due, [failure.id, recovery.id]);
     }
 
     #[test]
