@@ -169,23 +169,23 @@ pub async fn record(
         metrics: outcome.metrics.clone(),
         fire_at,
     };
-    // A dependency that is failing holds this job's alerts.
-    let mut held = false;
-    for dep in &job.depends_on {
-        if rt.store.job_state(dep)?.is_failing() {
-            held = true;
-            break;
-        }
-    }
-    if held && !outcome.severity.is_ok() {
-        tracing::info!(job = %job.name, "a dependency is failing: alerts of this job are held");
-    }
     let rt2 = rt.clone();
     let job2 = job.clone();
     let max_attempts = tries.allowed;
     let severity = outcome.severity;
     let to_store = record.clone();
     let messages = tokio::task::spawn_blocking(move || {
+        // A dependency that is failing holds this job's alerts.
+        let mut held = false;
+        for dep in &job2.depends_on {
+            if rt2.store.job_state(dep)?.is_failing() {
+                held = true;
+                break;
+            }
+        }
+        if held && !outcome.severity.is_ok() {
+            tracing::info!(job = %job2.name, "a dependency is failing: alerts of this job are held");
+        }
         let facts = RunFacts {
             severity: outcome.severity,
             started_at,

@@ -205,8 +205,6 @@ impl NotifierSpec {
 /// Why a notifier could not be built from a valid spec.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error("notifier type `{0}` is accepted by the config but cannot send in this version yet")]
-    Unsupported(&'static str),
     /// What the notifier needs beside its spec cannot be had: its `ca_file` cannot be
     /// read or holds no certificate, or its own HTTP client cannot be set up.
     #[error("{0}")]

@@ -506,14 +506,11 @@ impl<'a> Loader<'a> {
             });
         let listen_token = raw.listen_token.map(|t| SecretString::from(t.into_inner()));
         let heartbeat = raw.heartbeat.and_then(|hb| {
-            let span = hb.span();
-            let hb = hb.into_inner();
             let url = self.http_url(&hb.url, "heartbeat.url")?;
             let every = match &hb.every {
                 Some(e) => self.positive_duration(e, "heartbeat.every")?,
                 None => Duration::from_secs(60),
             };
-            let _ = span;
             Some(AgentHeartbeat { url, every })
         });
         let wake_delay = raw.wake_delay.map_or(Some(Duration::from_secs(15)), |d| {

@@ -21,7 +21,7 @@ pub struct RawAgent {
     pub max_concurrent: Option<Spanned<i64>>,
     pub listen: Option<Text>,
     pub listen_token: Option<Text>,
-    pub heartbeat: Option<Spanned<RawAgentHeartbeat>>,
+    pub heartbeat: Option<RawAgentHeartbeat>,
     pub wake_delay: Option<Text>,
     pub group_wait: Option<Text>,
 }
