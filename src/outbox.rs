@@ -16,7 +16,7 @@ use klaxon_notifiers::DeliveryError;
 use tokio_util::sync::CancellationToken;
 
 use crate::runtime::{Mode, Runtime};
-use crate::store::OutboxItem;
+use crate::store::{Mark, OutboxItem};
 
 /// How long a message is retried before it is given up.
 pub const GIVE_UP_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
@@ -35,6 +35,10 @@ fn backoff(attempts: u32) -> Duration {
     Duration::from_secs(secs.min(600))
 }
 
+/// Messages of one notifier sent at the same time (to different jobs' alerts), so a
+/// storm of a hundred alerts to a webhook is not a hundred round trips in a row.
+const IN_FLIGHT: usize = 8;
+
 /// How one delivery try went.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Delivery {
@@ -47,8 +51,18 @@ pub enum Delivery {
 
 /// Tries to deliver one message and records the outcome in the store.
 pub async fn deliver(rt: &Runtime, item: &OutboxItem) -> Delivery {
+    let (delivery, mark) = try_once(rt, item).await;
+    if let Some(mark) = mark {
+        record(rt.store.mark(&[mark]));
+    }
+    delivery
+}
+
+/// Tries to deliver one message; the outcome is for the caller to record (`None`: it
+/// is recorded already).
+async fn try_once(rt: &Runtime, item: &OutboxItem) -> (Delivery, Option<Mark>) {
     let Some(notifier) = configured(rt, item) else {
-        return Delivery::GaveUp;
+        return (Delivery::GaveUp, None);
     };
     if rt.mode == Mode::DryRun {
         print_dry_run(
@@ -56,12 +70,15 @@ pub async fn deliver(rt: &Runtime, item: &OutboxItem) -> Delivery {
             &item.notifier,
             &klaxon_notifiers::text::render_text(&item.alert),
         );
-        record(rt.store.delivered(item.id, rt.clock.now()));
-        return Delivery::Delivered;
+        return (
+            Delivery::Delivered,
+            Some(Mark::delivered(item.id, rt.clock.now())),
+        );
     }
     pace(rt, &item.notifier).await;
     let result = notifier.send(&item.alert).await;
-    settle(rt, item, result, true)
+    let (delivery, mark) = settle(rt, item, result, true);
+    (delivery, Some(mark))
 }
 
 /// Delivers several due messages of one notifier as one digest (channels a person
@@ -77,9 +94,11 @@ async fn deliver_digest(rt: &Runtime, name: &str, items: &[OutboxItem]) {
             name,
             &klaxon_notifiers::text::render_digest_text(&alerts),
         );
-        for item in items {
-            record(rt.store.delivered(item.id, rt.clock.now()));
-        }
+        let marks: Vec<_> = items
+            .iter()
+            .map(|i| Mark::delivered(i.id, rt.clock.now()))
+            .collect();
+        record(rt.store.mark(&marks));
         return;
     }
     pace(rt, name).await;
@@ -93,9 +112,11 @@ async fn deliver_digest(rt: &Runtime, name: &str, items: &[OutboxItem]) {
             "digest not delivered: {e}"
         ),
     }
-    for item in items {
-        settle(rt, item, result.clone(), false);
-    }
+    let marks: Vec<_> = items
+        .iter()
+        .map(|item| settle(rt, item, result.clone(), false).1)
+        .collect();
+    record(rt.store.mark(&marks));
 }
 
 /// The notifier of a message, or `None` (and the message given up) when the config no
@@ -108,10 +129,11 @@ fn configured<'a>(rt: &'a Runtime, item: &OutboxItem) -> Option<&'a klaxon_notif
             notifier = %item.notifier,
             "message for a notifier that is no longer configured; keeping it undelivered"
         );
-        record(
-            rt.store
-                .gave_up(item.id, "notifier no longer configured", rt.clock.now()),
-        );
+        record(rt.store.mark(&[Mark::GaveUp {
+            id: item.id,
+            error: "notifier no longer configured".into(),
+            at: rt.clock.now(),
+        }]));
     }
     notifier
 }
@@ -144,7 +166,7 @@ fn settle(
     item: &OutboxItem,
     result: Result<(), DeliveryError>,
     log: bool,
-) -> Delivery {
+) -> (Delivery, Mark) {
     let alert = &item.alert;
     let now = || rt.clock.now();
     match result {
@@ -157,8 +179,7 @@ fn settle(
                     "delivered"
                 );
             }
-            record(rt.store.delivered(item.id, now()));
-            Delivery::Delivered
+            (Delivery::Delivered, Mark::delivered(item.id, now()))
         }
         Err(DeliveryError::Retry { reason, after }) => {
             let age = (now() - item.created_at).to_std().unwrap_or_default();
@@ -170,9 +191,13 @@ fn settle(
                     "giving up on a message after {} of failed deliveries: {reason}",
                     humantime::format_duration(GIVE_UP_AFTER)
                 );
-                record(rt.store.gave_up(item.id, &reason, now()));
                 fallback(rt, item);
-                return Delivery::GaveUp;
+                let mark = Mark::GaveUp {
+                    id: item.id,
+                    error: reason,
+                    at: now(),
+                };
+                return (Delivery::GaveUp, mark);
             }
             let fallback_after = rt
                 .config
@@ -192,8 +217,12 @@ fn settle(
                 );
             }
             let next = now() + chrono::Duration::from_std(wait).unwrap_or_default();
-            record(rt.store.delivery_failed(item.id, &reason, next));
-            Delivery::Deferred(wait)
+            let mark = Mark::Failed {
+                id: item.id,
+                error: reason,
+                next_attempt_at: next,
+            };
+            (Delivery::Deferred(wait), mark)
         }
         Err(DeliveryError::Reject { reason }) => {
             if log {
@@ -204,10 +233,63 @@ fn settle(
                     "delivery refused, not retrying: {reason}"
                 );
             }
-            record(rt.store.gave_up(item.id, &reason, now()));
             fallback(rt, item);
-            Delivery::GaveUp
+            let mark = Mark::GaveUp {
+                id: item.id,
+                error: reason,
+                at: now(),
+            };
+            (Delivery::GaveUp, mark)
         }
+    }
+}
+
+/// Delivers one notifier's due messages: each job's in order, stopping at the first
+/// that does not get through (the rest wait for the next round), up to `in_flight`
+/// jobs at once.
+async fn deliver_per_job(rt: &Arc<Runtime>, items: Vec<OutboxItem>, in_flight: usize) {
+    let mut chains: Vec<Vec<OutboxItem>> = Vec::new();
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for item in items {
+        match index.get(&item.alert.job) {
+            Some(&i) => chains[i].push(item),
+            None => {
+                index.insert(item.alert.job.clone(), chains.len());
+                chains.push(vec![item]);
+            }
+        }
+    }
+    let mut chains = chains.into_iter();
+    let mut sending = tokio::task::JoinSet::new();
+    let mut marks = Vec::new();
+    loop {
+        while sending.len() < in_flight.max(1) {
+            let Some(chain) = chains.next() else { break };
+            let rt = rt.clone();
+            sending.spawn(async move {
+                let mut marks = Vec::with_capacity(chain.len());
+                for item in &chain {
+                    let (delivery, mark) = try_once(&rt, item).await;
+                    marks.extend(mark);
+                    if delivery != Delivery::Delivered {
+                        break;
+                    }
+                }
+                marks
+            });
+        }
+        match sending.join_next().await {
+            Some(Ok(done)) => marks.extend(done),
+            Some(Err(e)) => tracing::error!(%e, "a delivery task failed"),
+            None => break,
+        }
+    }
+    // The round's outcomes in one transaction, off the async threads. A crash before
+    // it means these messages are sent again: at least once, with the same alert id.
+    let store = rt.store.clone();
+    match tokio::task::spawn_blocking(move || store.mark(&marks)).await {
+        Ok(result) => record(result),
+        Err(e) => tracing::error!(%e, "cannot update the outbox"),
     }
 }
 
@@ -294,16 +376,13 @@ pub async fn worker(rt: Arc<Runtime>, stop: CancellationToken) {
             if merges && jobs > 1 {
                 deliver_digest(&rt, &name, &items).await;
             } else {
-                // A job whose message failed sends nothing more this round.
-                let mut failed = std::collections::HashSet::new();
-                for item in &items {
-                    if failed.contains(&item.alert.job) {
-                        continue;
-                    }
-                    if deliver(&rt, item).await != Delivery::Delivered {
-                        failed.insert(item.alert.job.clone());
-                    }
-                }
+                // Rate-limited channels send one message at a time anyway.
+                let paced = rt
+                    .config
+                    .notifier(&name)
+                    .is_some_and(|n| min_interval(&n.spec).is_some());
+                let in_flight = if paced { 1 } else { IN_FLIGHT };
+                deliver_per_job(&rt, items, in_flight).await;
             }
         }
         // With nothing pending the worker sleeps until a run enqueues something: an
@@ -312,12 +391,7 @@ pub async fn worker(rt: Arc<Runtime>, stop: CancellationToken) {
         // And when the next retry is due: read after this round, which may have failed
         // deliveries and set their next attempt.
         let now = rt.clock.now();
-        let next_retry = rt.store.pending().ok().and_then(|p| {
-            p.iter()
-                .map(|i| i.next_attempt_at)
-                .filter(|at| *at > now)
-                .min()
-        });
+        let next_retry = rt.store.next_retry(now).ok().flatten();
         if let Some(at) = next_retry {
             wake = Some(wake.map_or(at, |w| w.min(at)));
         }

@@ -173,12 +173,11 @@ pub async fn record(
     let job2 = job.clone();
     let max_attempts = tries.allowed;
     let severity = outcome.severity;
-    let to_store = record.clone();
-    let messages = tokio::task::spawn_blocking(move || {
+    let apply: crate::store::Apply<'static> = Box::new(move |before, state_of| {
         // A dependency that is failing holds this job's alerts.
         let mut held = false;
         for dep in &job2.depends_on {
-            if rt2.store.job_state(dep)?.is_failing() {
+            if state_of(dep)?.is_failing() {
                 held = true;
                 break;
             }
@@ -191,23 +190,23 @@ pub async fn record(
             started_at,
             finished_at,
         };
-        rt2.store.record_run(&to_store, |before| {
-            let (after, events) = alert::step(&job2.name, before, &facts, &job2.alert, held);
-            let messages = messages_for(
-                &rt2,
-                &job2,
-                &events,
-                before,
-                &after,
-                &outcome,
-                &to_store,
-                max_attempts,
-                next_run,
-            );
-            (after, messages)
-        })
-    })
-    .await??;
+        let (after, events) = alert::step(&job2.name, before, &facts, &job2.alert, held);
+        let messages = messages_for(
+            &rt2,
+            &job2,
+            &events,
+            before,
+            &after,
+            &outcome,
+            attempts,
+            elapsed,
+            started_at,
+            max_attempts,
+            next_run,
+        );
+        Ok((after, messages))
+    });
+    let messages = rt.store.record(record.clone(), apply).await?;
     if !messages.is_empty() {
         rt.outbox_ready.notify_one();
     }
@@ -245,7 +244,9 @@ fn messages_for(
     before: &JobState,
     after: &JobState,
     outcome: &Outcome,
-    record: &RunRecord,
+    attempts: u32,
+    elapsed: Duration,
+    started_at: DateTime<Utc>,
     max_attempts: u32,
     next_run: Option<DateTime<Utc>>,
 ) -> Vec<NewMessage> {
@@ -278,10 +279,10 @@ fn messages_for(
             },
             summary: outcome.summary.clone(),
             output: outcome.output.clone(),
-            attempts: record.attempts,
+            attempts,
             max_attempts,
-            elapsed_ms: record.elapsed.as_millis() as u64,
-            started_at: local(record.started_at),
+            elapsed_ms: elapsed.as_millis() as u64,
+            started_at: local(started_at),
             failing_since: Some(local(open.failing_since)),
             last_success: after.last_success.map(local),
             next_run: next_run.map(local),

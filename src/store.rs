@@ -96,6 +96,10 @@ pub enum StoreError {
     Sql(#[from] rusqlite::Error),
     #[error("state database holds a record this klaxon cannot read: {0}")]
     Corrupt(#[from] serde_json::Error),
+    #[error("state database: cannot commit: {0}")]
+    Commit(String),
+    #[error("state database: the recording task stopped")]
+    Stopped,
 }
 
 /// One finished (or skipped) run, as history keeps it.
@@ -130,6 +134,33 @@ pub struct OutboxItem {
     pub fallback_sent: bool,
 }
 
+/// How a delivery try of one outbox message went, to be recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mark {
+    Delivered {
+        id: i64,
+        at: DateTime<Utc>,
+    },
+    /// Not delivered; tried again at `next_attempt_at`.
+    Failed {
+        id: i64,
+        error: String,
+        next_attempt_at: DateTime<Utc>,
+    },
+    /// Refused for good (or its notifier is gone): not tried again.
+    GaveUp {
+        id: i64,
+        error: String,
+        at: DateTime<Utc>,
+    },
+}
+
+impl Mark {
+    pub fn delivered(id: i64, at: DateTime<Utc>) -> Self {
+        Self::Delivered { id, at }
+    }
+}
+
 /// A message to put in the outbox with the run that made it due.
 #[derive(Debug, Clone)]
 pub struct NewMessage {
@@ -137,11 +168,34 @@ pub struct NewMessage {
     pub alert: klaxon_notifiers::Alert,
 }
 
+/// What recording a run does to its job's state: gets the stored state and a reader of
+/// other jobs' states (for `depends_on`), both as of the same transaction, and returns
+/// the new state and the messages to enqueue.
+pub type Apply<'a> = Box<
+    dyn FnOnce(
+            &JobState,
+            &dyn Fn(&str) -> Result<JobState, StoreError>,
+        ) -> Result<(JobState, Vec<NewMessage>), StoreError>
+        + Send
+        + 'a,
+>;
+
+/// A run waiting for the next group commit, and where its outcome goes.
+struct Pending {
+    run: RunRecord,
+    apply: Apply<'static>,
+    done: tokio::sync::oneshot::Sender<Result<Vec<OutboxItem>, StoreError>>,
+}
+
 /// The state database. Cheap to clone; all clones share one connection.
 #[derive(Clone)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
     path: PathBuf,
+    /// Runs handed to [`Store::record`] and not committed yet.
+    queue: Arc<Mutex<Vec<Pending>>>,
+    /// Whether a task is committing the queue.
+    committing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for Store {
@@ -213,9 +267,13 @@ impl Store {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(open_err)?;
         tx.commit().map_err(open_err)?;
+        // Every statement klaxon runs, parsed once.
+        conn.set_prepared_statement_cache_capacity(32);
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             path,
+            queue: Arc::default(),
+            committing: Arc::default(),
         })
     }
 
@@ -226,23 +284,12 @@ impl Store {
     fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves SQLite consistent (its own transaction
         // rolls back), so a poisoned lock is still usable.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.conn)
     }
 
     /// The stored state of a job (default before its first run).
     pub fn job_state(&self, job: &str) -> Result<JobState, StoreError> {
-        let conn = self.conn();
-        let json: Option<String> = conn
-            .query_row(
-                "SELECT state FROM job_state WHERE job = ?1",
-                params![job],
-                |r| r.get(0),
-            )
-            .optional()?;
-        Ok(match json {
-            Some(json) => serde_json::from_str(&json)?,
-            None => JobState::default(),
-        })
+        state_in(&self.conn(), job)
     }
 
     /// Records a run in one transaction with what it causes: `apply` gets the job's
@@ -251,54 +298,101 @@ impl Store {
     pub fn record_run(
         &self,
         run: &RunRecord,
-        apply: impl FnOnce(&JobState) -> (JobState, Vec<NewMessage>),
+        apply: impl FnOnce(&JobState) -> (JobState, Vec<NewMessage>) + Send,
     ) -> Result<Vec<OutboxItem>, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let stored: Option<String> = tx
-            .query_row(
-                "SELECT state FROM job_state WHERE job = ?1",
-                params![run.job],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let before = match stored {
-            Some(json) => serde_json::from_str(&json)?,
-            None => JobState::default(),
-        };
-        let (state, messages) = apply(&before);
-        insert_run(&tx, run)?;
-        tx.execute(
-            "INSERT INTO job_state (job, state) VALUES (?1, ?2)
-             ON CONFLICT (job) DO UPDATE SET state = excluded.state",
-            params![run.job, serde_json::to_string(&state)?],
-        )?;
-        let mut items = Vec::with_capacity(messages.len());
-        for m in messages {
-            tx.execute(
-                "INSERT INTO outbox (alert_id, job, notifier, event, payload, created_at, next_attempt_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-                params![
-                    m.alert.id,
-                    m.alert.job,
-                    m.notifier,
-                    m.alert.event.as_str(),
-                    serde_json::to_string(&m.alert)?,
-                    ms(run.finished_at),
-                ],
-            )?;
-            items.push(OutboxItem {
-                id: tx.last_insert_rowid(),
-                notifier: m.notifier,
-                alert: m.alert,
-                attempts: 0,
-                next_attempt_at: run.finished_at,
-                created_at: run.finished_at,
-                fallback_sent: false,
-            });
+        let apply: Apply<'_> = Box::new(move |before, _| Ok(apply(before)));
+        self.commit_runs(vec![(run.clone(), apply)])
+            .pop()
+            .unwrap_or(Err(StoreError::Stopped))
+    }
+
+    /// Records a run like [`Store::record_run`], committed together with the other runs
+    /// that are waiting at that moment (group commit): when a hundred checks fail at
+    /// once, their runs, states and messages take a few transactions, not a hundred,
+    /// and each caller still gets its own result after its data is durable.
+    pub async fn record(
+        &self,
+        run: RunRecord,
+        apply: Apply<'static>,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let (done, result) = tokio::sync::oneshot::channel();
+        lock(&self.queue).push(Pending { run, apply, done });
+        if !self.committing.swap(true, SeqCst) {
+            // The committing task is spawned, not run by this caller, so a caller that
+            // is cancelled cannot strand the others' runs.
+            tokio::spawn(self.clone().commit_queue());
         }
-        tx.commit()?;
-        Ok(items)
+        result.await.unwrap_or(Err(StoreError::Stopped))
+    }
+
+    /// Commits what is queued, batch after batch, until the queue is empty.
+    async fn commit_queue(self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        loop {
+            let batch = std::mem::take(&mut *lock(&self.queue));
+            if batch.is_empty() {
+                self.committing.store(false, SeqCst);
+                // A run queued between the take and the store above found the flag
+                // still set: take it on, unless a new task already has.
+                if lock(&self.queue).is_empty() || self.committing.swap(true, SeqCst) {
+                    return;
+                }
+                continue;
+            }
+            let store = self.clone();
+            let committed = tokio::task::spawn_blocking(move || {
+                let (runs, dones): (Vec<_>, Vec<_>) = batch
+                    .into_iter()
+                    .map(|p| ((p.run, p.apply), p.done))
+                    .unzip();
+                let results = store.commit_runs(runs);
+                for (done, result) in dones.into_iter().zip(results) {
+                    let _ = done.send(result);
+                }
+            })
+            .await;
+            if let Err(e) = committed {
+                // The senders went with the task: every caller of that batch gets
+                // `Stopped`, and the queue goes on.
+                tracing::error!(%e, "recording runs failed");
+            }
+        }
+    }
+
+    /// Writes runs in one transaction, each in a savepoint of its own: one run that
+    /// cannot be written does not stop the others. Results are in the order of `runs`.
+    fn commit_runs(
+        &self,
+        runs: Vec<(RunRecord, Apply<'_>)>,
+    ) -> Vec<Result<Vec<OutboxItem>, StoreError>> {
+        let count = runs.len();
+        let mut conn = self.conn();
+        let mut tx = match conn.transaction() {
+            Ok(tx) => tx,
+            Err(e) => {
+                let why = e.to_string();
+                return (0..count)
+                    .map(|_| Err(StoreError::Commit(why.clone())))
+                    .collect();
+            }
+        };
+        let mut results = Vec::with_capacity(count);
+        for (run, apply) in runs {
+            let result = tx.savepoint().map_err(StoreError::from).and_then(|sp| {
+                let items = write_run(&sp, &run, apply)?;
+                sp.commit()?;
+                Ok(items)
+            });
+            results.push(result);
+        }
+        if let Err(e) = tx.commit() {
+            let why = e.to_string();
+            return (0..count)
+                .map(|_| Err(StoreError::Commit(why.clone())))
+                .collect();
+        }
+        results
     }
 
     /// Records a fire that did not run (and why) without touching alert state.
@@ -376,11 +470,7 @@ impl Store {
 
     /// Marks a message delivered.
     pub fn delivered(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
-        self.conn().execute(
-            "UPDATE outbox SET delivered_at = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1",
-            params![id, ms(at)],
-        )?;
-        Ok(())
+        self.mark(&[Mark::delivered(id, at)])
     }
 
     /// Records a failed delivery and when to try again.
@@ -390,10 +480,44 @@ impl Store {
         error: &str,
         next_attempt_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.conn().execute(
-            "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3 WHERE id = ?1",
-            params![id, error, ms(next_attempt_at)],
-        )?;
+        self.mark(&[Mark::Failed {
+            id,
+            error: error.to_owned(),
+            next_attempt_at,
+        }])
+    }
+
+    /// Records how delivery tries went, all in one transaction.
+    pub fn mark(&self, marks: &[Mark]) -> Result<(), StoreError> {
+        if marks.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for mark in marks {
+            match mark {
+                Mark::Delivered { id, at } => tx
+                    .prepare_cached(
+                        "UPDATE outbox SET delivered_at = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1",
+                    )?
+                    .execute(params![id, ms(*at)])?,
+                Mark::Failed {
+                    id,
+                    error,
+                    next_attempt_at,
+                } => tx
+                    .prepare_cached(
+                        "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3 WHERE id = ?1",
+                    )?
+                    .execute(params![id, error, ms(*next_attempt_at)])?,
+                Mark::GaveUp { id, error, at } => tx
+                    .prepare_cached(
+                        "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, gave_up_at = ?3 WHERE id = ?1",
+                    )?
+                    .execute(params![id, error, ms(*at)])?,
+            };
+        }
+        tx.commit()?;
         Ok(())
     }
 
@@ -442,11 +566,11 @@ impl Store {
 
     /// Records that a message will not be delivered (the receiver refused it for good).
     pub fn gave_up(&self, id: i64, error: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
-        self.conn().execute(
-            "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, gave_up_at = ?3 WHERE id = ?1",
-            params![id, error, ms(at)],
-        )?;
-        Ok(())
+        self.mark(&[Mark::GaveUp {
+            id,
+            error: error.to_owned(),
+            at,
+        }])
     }
 
     /// Undelivered messages whose next attempt is due at `now`, oldest first.
@@ -457,56 +581,60 @@ impl Store {
     pub fn due(&self, now: DateTime<Utc>) -> Result<Vec<OutboxItem>, StoreError> {
         let mut blocked = std::collections::HashSet::new();
         let mut due = Vec::new();
-        for item in self.pending()? {
-            let key = (item.notifier.clone(), item.alert.job.clone());
+        // Only the messages that go out now are decoded.
+        for row in self.pending_rows()? {
+            let key = (row.notifier.clone(), row.job.clone());
             if blocked.contains(&key) {
                 continue;
             }
-            if item.next_attempt_at > now {
+            if from_ms(row.next_attempt_at) > now {
                 blocked.insert(key);
                 continue;
             }
-            due.push(item);
+            due.push(row.decode()?);
         }
         Ok(due)
     }
 
     /// Undelivered messages, oldest first.
     pub fn pending(&self) -> Result<Vec<OutboxItem>, StoreError> {
+        self.pending_rows()?
+            .into_iter()
+            .map(PendingRow::decode)
+            .collect()
+    }
+
+    /// When the earliest undelivered message not due at `now` is due.
+    pub fn next_retry(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let at: Option<i64> = self
+            .conn()
+            .prepare_cached(
+                "SELECT min(next_attempt_at) FROM outbox
+                 WHERE delivered_at IS NULL AND gave_up_at IS NULL AND next_attempt_at > ?1",
+            )?
+            .query_row(params![ms(now)], |r| r.get(0))?;
+        Ok(at.map(from_ms))
+    }
+
+    fn pending_rows(&self) -> Result<Vec<PendingRow>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT id, notifier, payload, attempts, next_attempt_at, created_at, fallback_sent
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, job, notifier, payload, attempts, next_attempt_at, created_at, fallback_sent
              FROM outbox WHERE delivered_at IS NULL AND gave_up_at IS NULL ORDER BY id",
         )?;
         let rows = stmt.query_map([], |r| {
-            Ok((
-                (
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                ),
-                (
-                    r.get::<_, u32>(3)?,
-                    r.get::<_, i64>(4)?,
-                    r.get::<_, i64>(5)?,
-                    r.get::<_, bool>(6)?,
-                ),
-            ))
+            Ok(PendingRow {
+                id: r.get(0)?,
+                job: r.get(1)?,
+                notifier: r.get(2)?,
+                payload: r.get(3)?,
+                attempts: r.get(4)?,
+                next_attempt_at: r.get(5)?,
+                created_at: r.get(6)?,
+                fallback_sent: r.get(7)?,
+            })
         })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let ((id, notifier, payload), (attempts, next, created, fallback_sent)) = row?;
-            out.push(OutboxItem {
-                id,
-                notifier,
-                alert: serde_json::from_str(&payload)?,
-                attempts,
-                next_attempt_at: from_ms(next),
-                created_at: from_ms(created),
-                fallback_sent,
-            });
-        }
-        Ok(out)
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// The last `limit` runs of a job, newest first.
@@ -544,11 +672,94 @@ impl Store {
     }
 }
 
+/// An undelivered outbox row, its payload not decoded yet.
+struct PendingRow {
+    id: i64,
+    job: String,
+    notifier: String,
+    payload: String,
+    attempts: u32,
+    next_attempt_at: i64,
+    created_at: i64,
+    fallback_sent: bool,
+}
+
+impl PendingRow {
+    fn decode(self) -> Result<OutboxItem, StoreError> {
+        Ok(OutboxItem {
+            id: self.id,
+            notifier: self.notifier,
+            alert: serde_json::from_str(&self.payload)?,
+            attempts: self.attempts,
+            next_attempt_at: from_ms(self.next_attempt_at),
+            created_at: from_ms(self.created_at),
+            fallback_sent: self.fallback_sent,
+        })
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn state_in(conn: &Connection, job: &str) -> Result<JobState, StoreError> {
+    let json: Option<String> = conn
+        .prepare_cached("SELECT state FROM job_state WHERE job = ?1")?
+        .query_row(params![job], |r| r.get(0))
+        .optional()?;
+    Ok(match json {
+        Some(json) => serde_json::from_str(&json)?,
+        None => JobState::default(),
+    })
+}
+
+/// One run, its job's new state and its messages, on an open transaction.
+fn write_run(
+    conn: &Connection,
+    run: &RunRecord,
+    apply: Apply<'_>,
+) -> Result<Vec<OutboxItem>, StoreError> {
+    let before = state_in(conn, &run.job)?;
+    let (state, messages) = apply(&before, &|job| state_in(conn, job))?;
+    insert_run(conn, run)?;
+    conn.prepare_cached(
+        "INSERT INTO job_state (job, state) VALUES (?1, ?2)
+         ON CONFLICT (job) DO UPDATE SET state = excluded.state",
+    )?
+    .execute(params![run.job, serde_json::to_string(&state)?])?;
+    let mut items = Vec::with_capacity(messages.len());
+    for m in messages {
+        conn.prepare_cached(
+            "INSERT INTO outbox (alert_id, job, notifier, event, payload, created_at, next_attempt_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+        )?
+        .execute(params![
+            m.alert.id,
+            m.alert.job,
+            m.notifier,
+            m.alert.event.as_str(),
+            serde_json::to_string(&m.alert)?,
+            ms(run.finished_at),
+        ])?;
+        items.push(OutboxItem {
+            id: conn.last_insert_rowid(),
+            notifier: m.notifier,
+            alert: m.alert,
+            attempts: 0,
+            next_attempt_at: run.finished_at,
+            created_at: run.finished_at,
+            fallback_sent: false,
+        });
+    }
+    Ok(items)
+}
+
 fn insert_run(conn: &Connection, run: &RunRecord) -> Result<(), StoreError> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO runs (job, started_at, finished_at, severity, attempts, elapsed_ms, summary, output, skipped, metrics, fire_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        params![
+    )?
+    .execute(params![
             run.job,
             ms(run.started_at),
             ms(run.finished_at),
@@ -617,6 +828,58 @@ mod tests {
             metrics: vec![klaxon_checks::Metric::new("latency_ms", 12.5).with_unit("ms")],
             fire_at: Some(t(at)),
         }
+    }
+
+    /// Runs recorded at the same moment share transactions, yet each caller gets its
+    /// own outcome, and a run whose state change fails is left out alone.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn runs_recorded_together_are_committed_together_and_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..60 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let job = format!("job{i}");
+                let apply: Apply<'static> = Box::new(move |before, state_of| {
+                    // Another job's state is readable inside the same transaction.
+                    assert_eq!(state_of("nobody")?, JobState::default());
+                    if i == 7 {
+                        return Err(StoreError::Commit("refused by the test".into()));
+                    }
+                    let mut after = before.clone();
+                    after.consecutive_failures += 1;
+                    let mut a = alert(Event::Failure);
+                    a.job = format!("job{i}");
+                    a.id = format!("job{i}-1");
+                    let message = NewMessage {
+                        notifier: "hook".into(),
+                        alert: a,
+                    };
+                    Ok((after, vec![message]))
+                });
+                (i, store.record(run(&job, i, "critical"), apply).await)
+            }));
+        }
+        let mut ids = std::collections::HashSet::new();
+        for task in tasks {
+            let (i, result) = task.await.unwrap();
+            if i == 7 {
+                assert!(matches!(result, Err(StoreError::Commit(_))), "{result:?}");
+                continue;
+            }
+            let items = result.unwrap();
+            assert_eq!(items.len(), 1);
+            assert_eq!(items[0].alert.job, format!("job{i}"));
+            assert!(ids.insert(items[0].id), "outbox ids are distinct");
+        }
+        // Everything but job7 is durable: a second connection sees it.
+        let reopened = Store::open(dir.path()).unwrap();
+        assert_eq!(reopened.pending().unwrap().len(), 59);
+        assert!(reopened.history("job7", 10).unwrap().is_empty());
+        assert_eq!(reopened.history("job8", 10).unwrap().len(), 1);
+        assert_eq!(reopened.job_state("job7").unwrap(), JobState::default());
+        assert_eq!(reopened.job_state("job8").unwrap().consecutive_failures, 1);
     }
 
     #[test]
