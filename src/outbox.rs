@@ -261,35 +261,29 @@ async fn deliver_per_job(rt: &Arc<Runtime>, items: Vec<OutboxItem>, in_flight: u
     }
     let mut chains = chains.into_iter();
     let mut sending = tokio::task::JoinSet::new();
-    let mut marks = Vec::new();
     loop {
         while sending.len() < in_flight.max(1) {
             let Some(chain) = chains.next() else { break };
             let rt = rt.clone();
             sending.spawn(async move {
-                let mut marks = Vec::with_capacity(chain.len());
                 for item in &chain {
                     let (delivery, mark) = try_once(&rt, item).await;
-                    marks.extend(mark);
+                    // Recorded before the next try, committed with the other jobs'
+                    // outcomes of the moment, off the async threads.
+                    if let Some(mark) = mark {
+                        record(rt.store.mark_soon(vec![mark]).await);
+                    }
                     if delivery != Delivery::Delivered {
                         break;
                     }
                 }
-                marks
             });
         }
         match sending.join_next().await {
-            Some(Ok(done)) => marks.extend(done),
             Some(Err(e)) => tracing::error!(%e, "a delivery task failed"),
+            Some(Ok(())) => {}
             None => break,
         }
-    }
-    // The round's outcomes in one transaction, off the async threads. A crash before
-    // it means these messages are sent again: at least once, with the same alert id.
-    let store = rt.store.clone();
-    match tokio::task::spawn_blocking(move || store.mark(&marks)).await {
-        Ok(result) => record(result),
-        Err(e) => tracing::error!(%e, "cannot update the outbox"),
     }
 }
 

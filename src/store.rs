@@ -180,11 +180,24 @@ pub type Apply<'a> = Box<
         + 'a,
 >;
 
-/// A run waiting for the next group commit, and where its outcome goes.
+/// A write to the store, committed together with others (see [`Store::record`]).
+enum Write<'a> {
+    /// A run, with what it does to its job's state and outbox.
+    Run { run: RunRecord, apply: Apply<'a> },
+    /// How delivery tries went.
+    Marks(Vec<Mark>),
+}
+
+/// What a [`Write`] gives back.
+enum Written {
+    Run(Vec<OutboxItem>),
+    Marks,
+}
+
+/// A write waiting for the next group commit, and where its outcome goes.
 struct Pending {
-    run: RunRecord,
-    apply: Apply<'static>,
-    done: tokio::sync::oneshot::Sender<Result<Vec<OutboxItem>, StoreError>>,
+    write: Write<'static>,
+    done: tokio::sync::oneshot::Sender<Result<Written, StoreError>>,
 }
 
 /// The state database. Cheap to clone; all clones share one connection.
@@ -301,26 +314,48 @@ impl Store {
         apply: impl FnOnce(&JobState) -> (JobState, Vec<NewMessage>) + Send,
     ) -> Result<Vec<OutboxItem>, StoreError> {
         let apply: Apply<'_> = Box::new(move |before, _| Ok(apply(before)));
-        self.commit_runs(vec![(run.clone(), apply)])
-            .pop()
-            .unwrap_or(Err(StoreError::Stopped))
+        let write = Write::Run {
+            run: run.clone(),
+            apply,
+        };
+        match self.commit_writes(vec![write]).pop() {
+            Some(Ok(Written::Run(items))) => Ok(items),
+            Some(Err(e)) => Err(e),
+            _ => Err(StoreError::Stopped),
+        }
     }
 
-    /// Records a run like [`Store::record_run`], committed together with the other runs
-    /// that are waiting at that moment (group commit): when a hundred checks fail at
+    /// Records a run like [`Store::record_run`], committed together with the other
+    /// writes waiting at that moment (group commit): when a hundred checks fail at
     /// once, their runs, states and messages take a few transactions, not a hundred,
-    /// and each caller still gets its own result after its data is durable.
+    /// and each caller still gets its own result once its data is durable.
     pub async fn record(
         &self,
         run: RunRecord,
         apply: Apply<'static>,
     ) -> Result<Vec<OutboxItem>, StoreError> {
+        match self.queued(Write::Run { run, apply }).await? {
+            Written::Run(items) => Ok(items),
+            Written::Marks => Err(StoreError::Stopped),
+        }
+    }
+
+    /// Records how delivery tries went, like [`Store::mark`], committed together with
+    /// the other writes waiting at that moment.
+    pub async fn mark_soon(&self, marks: Vec<Mark>) -> Result<(), StoreError> {
+        if marks.is_empty() {
+            return Ok(());
+        }
+        self.queued(Write::Marks(marks)).await.map(|_| ())
+    }
+
+    async fn queued(&self, write: Write<'static>) -> Result<Written, StoreError> {
         use std::sync::atomic::Ordering::SeqCst;
         let (done, result) = tokio::sync::oneshot::channel();
-        lock(&self.queue).push(Pending { run, apply, done });
+        lock(&self.queue).push(Pending { write, done });
         if !self.committing.swap(true, SeqCst) {
             // The committing task is spawned, not run by this caller, so a caller that
-            // is cancelled cannot strand the others' runs.
+            // is cancelled cannot strand the others' writes.
             tokio::spawn(self.clone().commit_queue());
         }
         result.await.unwrap_or(Err(StoreError::Stopped))
@@ -333,7 +368,7 @@ impl Store {
             let batch = std::mem::take(&mut *lock(&self.queue));
             if batch.is_empty() {
                 self.committing.store(false, SeqCst);
-                // A run queued between the take and the store above found the flag
+                // A write queued between the take and the store above found the flag
                 // still set: take it on, unless a new task already has.
                 if lock(&self.queue).is_empty() || self.committing.swap(true, SeqCst) {
                     return;
@@ -342,11 +377,9 @@ impl Store {
             }
             let store = self.clone();
             let committed = tokio::task::spawn_blocking(move || {
-                let (runs, dones): (Vec<_>, Vec<_>) = batch
-                    .into_iter()
-                    .map(|p| ((p.run, p.apply), p.done))
-                    .unzip();
-                let results = store.commit_runs(runs);
+                let (writes, dones): (Vec<_>, Vec<_>) =
+                    batch.into_iter().map(|p| (p.write, p.done)).unzip();
+                let results = store.commit_writes(writes);
                 for (done, result) in dones.into_iter().zip(results) {
                     let _ = done.send(result);
                 }
@@ -355,42 +388,43 @@ impl Store {
             if let Err(e) = committed {
                 // The senders went with the task: every caller of that batch gets
                 // `Stopped`, and the queue goes on.
-                tracing::error!(%e, "recording runs failed");
+                tracing::error!(%e, "writing to the state database failed");
             }
         }
     }
 
-    /// Writes runs in one transaction, each in a savepoint of its own: one run that
-    /// cannot be written does not stop the others. Results are in the order of `runs`.
-    fn commit_runs(
-        &self,
-        runs: Vec<(RunRecord, Apply<'_>)>,
-    ) -> Vec<Result<Vec<OutboxItem>, StoreError>> {
-        let count = runs.len();
+    /// Makes writes in one transaction, each in a savepoint of its own: one that
+    /// cannot be made does not stop the others. Results are in the order of `writes`.
+    fn commit_writes(&self, writes: Vec<Write<'_>>) -> Vec<Result<Written, StoreError>> {
+        let count = writes.len();
+        let failed = |e: rusqlite::Error| {
+            let why = e.to_string();
+            (0..count)
+                .map(|_| Err(StoreError::Commit(why.clone())))
+                .collect()
+        };
         let mut conn = self.conn();
         let mut tx = match conn.transaction() {
             Ok(tx) => tx,
-            Err(e) => {
-                let why = e.to_string();
-                return (0..count)
-                    .map(|_| Err(StoreError::Commit(why.clone())))
-                    .collect();
-            }
+            Err(e) => return failed(e),
         };
         let mut results = Vec::with_capacity(count);
-        for (run, apply) in runs {
+        for write in writes {
             let result = tx.savepoint().map_err(StoreError::from).and_then(|sp| {
-                let items = write_run(&sp, &run, apply)?;
+                let written = match write {
+                    Write::Run { run, apply } => Written::Run(write_run(&sp, &run, apply)?),
+                    Write::Marks(marks) => {
+                        write_marks(&sp, &marks)?;
+                        Written::Marks
+                    }
+                };
                 sp.commit()?;
-                Ok(items)
+                Ok(written)
             });
             results.push(result);
         }
         if let Err(e) = tx.commit() {
-            let why = e.to_string();
-            return (0..count)
-                .map(|_| Err(StoreError::Commit(why.clone())))
-                .collect();
+            return failed(e);
         }
         results
     }
@@ -494,29 +528,7 @@ impl Store {
         }
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        for mark in marks {
-            match mark {
-                Mark::Delivered { id, at } => tx
-                    .prepare_cached(
-                        "UPDATE outbox SET delivered_at = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1",
-                    )?
-                    .execute(params![id, ms(*at)])?,
-                Mark::Failed {
-                    id,
-                    error,
-                    next_attempt_at,
-                } => tx
-                    .prepare_cached(
-                        "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3 WHERE id = ?1",
-                    )?
-                    .execute(params![id, error, ms(*next_attempt_at)])?,
-                Mark::GaveUp { id, error, at } => tx
-                    .prepare_cached(
-                        "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, gave_up_at = ?3 WHERE id = ?1",
-                    )?
-                    .execute(params![id, error, ms(*at)])?,
-            };
-        }
+        write_marks(&tx, marks)?;
         tx.commit()?;
         Ok(())
     }
@@ -713,6 +725,33 @@ fn state_in(conn: &Connection, job: &str) -> Result<JobState, StoreError> {
     })
 }
 
+fn write_marks(conn: &Connection, marks: &[Mark]) -> Result<(), StoreError> {
+    for mark in marks {
+        match mark {
+            Mark::Delivered { id, at } => conn
+                .prepare_cached(
+                    "UPDATE outbox SET delivered_at = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1",
+                )?
+                .execute(params![id, ms(*at)])?,
+            Mark::Failed {
+                id,
+                error,
+                next_attempt_at,
+            } => conn
+                .prepare_cached(
+                    "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3 WHERE id = ?1",
+                )?
+                .execute(params![id, error, ms(*next_attempt_at)])?,
+            Mark::GaveUp { id, error, at } => conn
+                .prepare_cached(
+                    "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, gave_up_at = ?3 WHERE id = ?1",
+                )?
+                .execute(params![id, error, ms(*at)])?,
+        };
+    }
+    Ok(())
+}
+
 /// One run, its job's new state and its messages, on an open transaction.
 fn write_run(
     conn: &Connection,
@@ -880,6 +919,32 @@ mod tests {
         assert_eq!(reopened.history("job8", 10).unwrap().len(), 1);
         assert_eq!(reopened.job_state("job7").unwrap(), JobState::default());
         assert_eq!(reopened.job_state("job8").unwrap().consecutive_failures, 1);
+
+        // Delivery outcomes go through the same queue.
+        let due = store.due(t(100)).unwrap();
+        let marks = due
+            .iter()
+            .map(|item| match item.alert.job.as_str() {
+                "job8" => Mark::Failed {
+                    id: item.id,
+                    error: "HTTP 503".into(),
+                    next_attempt_at: t(200),
+                },
+                "job9" => Mark::GaveUp {
+                    id: item.id,
+                    error: "HTTP 400".into(),
+                    at: t(100),
+                },
+                _ => Mark::delivered(item.id, t(100)),
+            })
+            .collect();
+        store.mark_soon(marks).await.unwrap();
+        let left = reopened.pending().unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].alert.job, "job8");
+        assert_eq!(left[0].attempts, 1);
+        assert_eq!(reopened.next_retry(t(100)).unwrap(), Some(t(200)));
+        assert_eq!(reopened.undelivered().unwrap()["job9"], (0, 1));
     }
 
     #[test]
