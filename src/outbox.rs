@@ -328,67 +328,12 @@ fn record(result: Result<(), crate::store::StoreError>) {
 /// all of them go out as one digest: a storm of failures is one message, not hundreds.
 /// Messages that queued up behind a rate limit are merged the same way.
 pub async fn worker(rt: Arc<Runtime>, stop: CancellationToken) {
-    let group_wait = chrono::Duration::from_std(rt.config.agent.group_wait).unwrap_or_default();
     loop {
-        let now = rt.clock.now();
-        let ready = match rt.store.due(now) {
-            Ok(ready) => ready,
-            Err(e) => {
-                tracing::error!(%e, "cannot read the outbox");
-                Vec::new()
-            }
-        };
-        // When a held group's window ends.
-        let mut wake: Option<DateTime<Utc>> = None;
-        let mut groups: Vec<(String, Vec<OutboxItem>)> = Vec::new();
-        for item in ready {
-            match groups.iter_mut().find(|(n, _)| *n == item.notifier) {
-                Some((_, items)) => items.push(item),
-                None => groups.push((item.notifier.clone(), vec![item])),
-            }
-        }
-        for (name, items) in groups {
-            if stop.is_cancelled() {
-                return;
-            }
-            let merges = rt.notifiers.get(&name).is_some_and(|n| n.merges());
-            if merges && group_wait > chrono::Duration::zero() {
-                let oldest = items.iter().map(|i| i.created_at).min().unwrap_or(now);
-                let ready = oldest + group_wait;
-                if ready > now {
-                    wake = Some(wake.map_or(ready, |w| w.min(ready)));
-                    continue;
-                }
-            }
-            // A digest is for several jobs; one job's failure and recovery stay two
-            // messages, in order.
-            let jobs = items
-                .iter()
-                .map(|i| i.alert.job.as_str())
-                .collect::<std::collections::HashSet<_>>()
-                .len();
-            if merges && jobs > 1 {
-                deliver_digest(&rt, &name, &items).await;
-            } else {
-                // Rate-limited channels send one message at a time anyway.
-                let paced = rt
-                    .config
-                    .notifier(&name)
-                    .is_some_and(|n| min_interval(&n.spec).is_some());
-                let in_flight = if paced { 1 } else { IN_FLIGHT };
-                deliver_per_job(&rt, items, in_flight).await;
-            }
-        }
+        let wake = round(&rt, &stop).await;
         // With nothing pending the worker sleeps until a run enqueues something: an
         // idle agent has no timer here. A message written by another process (`once`,
         // `ping`) is picked up at the next wake-up or start.
-        // And when the next retry is due: read after this round, which may have failed
-        // deliveries and set their next attempt.
         let now = rt.clock.now();
-        let next_retry = rt.store.next_retry(now).ok().flatten();
-        if let Some(at) = next_retry {
-            wake = Some(wake.map_or(at, |w| w.min(at)));
-        }
         let wait = wake.map(|at| {
             (at - now)
                 .to_std()
@@ -400,6 +345,69 @@ pub async fn worker(rt: Arc<Runtime>, stop: CancellationToken) {
             () = rt.outbox_ready.notified() => {}
             () = sleep_or_forever(wait) => {}
         }
+    }
+}
+
+/// One round of the worker at the clock's `now`: sends what is due (digests where they
+/// apply) and returns when the next round is needed for what is waiting (a group's
+/// window ending, a retry coming due), or `None` when nothing waits.
+pub async fn round(rt: &Arc<Runtime>, stop: &CancellationToken) -> Option<DateTime<Utc>> {
+    let group_wait = chrono::Duration::from_std(rt.config.agent.group_wait).unwrap_or_default();
+    let now = rt.clock.now();
+    let ready = match rt.store.due(now) {
+        Ok(ready) => ready,
+        Err(e) => {
+            tracing::error!(%e, "cannot read the outbox");
+            Vec::new()
+        }
+    };
+    // When a held group's window ends.
+    let mut wake: Option<DateTime<Utc>> = None;
+    let mut groups: Vec<(String, Vec<OutboxItem>)> = Vec::new();
+    for item in ready {
+        match groups.iter_mut().find(|(n, _)| *n == item.notifier) {
+            Some((_, items)) => items.push(item),
+            None => groups.push((item.notifier.clone(), vec![item])),
+        }
+    }
+    for (name, items) in groups {
+        if stop.is_cancelled() {
+            return None;
+        }
+        let merges = rt.notifiers.get(&name).is_some_and(|n| n.merges());
+        if merges && group_wait > chrono::Duration::zero() {
+            let oldest = items.iter().map(|i| i.created_at).min().unwrap_or(now);
+            let ready = oldest + group_wait;
+            if ready > now {
+                wake = Some(wake.map_or(ready, |w| w.min(ready)));
+                continue;
+            }
+        }
+        // A digest is for several jobs; one job's failure and recovery stay two
+        // messages, in order.
+        let jobs = items
+            .iter()
+            .map(|i| i.alert.job.as_str())
+            .collect::<std::collections::HashSet<_>>()
+            .len();
+        if merges && jobs > 1 {
+            deliver_digest(rt, &name, &items).await;
+        } else {
+            // Rate-limited channels send one message at a time anyway.
+            let paced = rt
+                .config
+                .notifier(&name)
+                .is_some_and(|n| min_interval(&n.spec).is_some());
+            let in_flight = if paced { 1 } else { IN_FLIGHT };
+            deliver_per_job(rt, items, in_flight).await;
+        }
+    }
+    // The next retry, read after this round, which may have failed deliveries and set
+    // their next attempt.
+    let next_retry = rt.store.next_retry(rt.clock.now()).ok().flatten();
+    match (wake, next_retry) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

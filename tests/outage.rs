@@ -1,0 +1,233 @@
+//! A receiver that is down for ten minutes of simulated time, while the agent is killed
+//! twice: every alert arrives afterwards, once, in order per job, and no retry comes
+//! earlier than its backoff allows.
+//!
+//! Time is a test clock driven in 5-second steps; the runs are recorded through
+//! `runner::record` (the agent's own path) and the outbox is worked through
+//! `outbox::round` (one turn of the agent's delivery loop) against a real loopback
+//! receiver and the real on-disk store. A "kill" aborts the round in flight and drops
+//! the runtime without any flush; the next runtime opens the store from disk. (The real
+//! SIGKILL of the binary, in real time, is `alerts_survive_a_receiver_outage_and_two_kills`
+//! in tests/cli.rs.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use klaxon::runner::{self, Times, Tries};
+use klaxon::runtime::{Clock, Mode, Runtime};
+use klaxon_checks::{Outcome, Severity};
+use klaxon_testkit::{Response, Server};
+use tokio_util::sync::CancellationToken;
+
+/// A POST the receiver got: when (simulated), whether it answered 2xx, the body.
+type Post = (DateTime<Utc>, bool, serde_json::Value);
+
+#[derive(Debug)]
+struct TestClock(Mutex<DateTime<Utc>>);
+
+impl Clock for TestClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap()
+    }
+}
+
+impl TestClock {
+    fn advance(&self, by: chrono::Duration) {
+        *self.0.lock().unwrap() += by;
+    }
+}
+
+fn runtime(config: &std::path::Path, clock: &Arc<TestClock>) -> Arc<Runtime> {
+    let env = |_: &str| None;
+    let config = klaxon::config::load(config, &env).expect("config");
+    Arc::new(Runtime::build(config, Mode::Live, clock.clone()).expect("runtime"))
+}
+
+async fn record(rt: &Arc<Runtime>, job: &str, severity: Severity) {
+    let job = rt.config.job(job).unwrap().clone();
+    // The run ends now, as a run that just finished does.
+    let times = Times {
+        started_at: rt.clock.now() - chrono::Duration::milliseconds(20),
+        elapsed: Duration::from_millis(20),
+        fire_at: None,
+    };
+    let tries = Tries {
+        made: 3,
+        allowed: 3,
+    };
+    let outcome = Outcome::new(severity, "HTTP 503", Duration::from_millis(20));
+    runner::record(rt, &job, outcome, tries, times, None)
+        .await
+        .expect("record");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_minutes_down_two_kills_every_alert_once_in_order() {
+    let start: DateTime<Utc> = "2026-11-24T09:00:00Z".parse().unwrap();
+    let clock = Arc::new(TestClock(Mutex::new(start)));
+    let up = Arc::new(AtomicBool::new(false));
+    // Every POST: (simulated time, up?, body).
+    let seen: Arc<Mutex<Vec<Post>>> = Arc::default();
+    let (flag, log, now) = (up.clone(), seen.clone(), clock.clone());
+    let hook = Server::start(move |r| {
+        let up = flag.load(Ordering::SeqCst);
+        log.lock().unwrap().push((now.now(), up, r.json()));
+        if up {
+            Response::ok("ok")
+        } else {
+            Response::status(503)
+        }
+    })
+    .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = format!(
+        "[agent]\nname = \"ci\"\nstate_dir = \"state\"\ngroup_wait = \"0s\"\n\
+         [defaults]\nnotify = [\"hook\"]\n\
+         [notifiers.hook]\ntype = \"webhook\"\nurl = \"{}\"\n",
+        hook.url("/hook")
+    );
+    for job in ["a", "b", "c"] {
+        config.push_str(&format!(
+            "[jobs.{job}]\nevery = \"1m\"\n[jobs.{job}.check]\ntype = \"tcp\"\nhost = \"127.0.0.1\"\nport = 9\n"
+        ));
+    }
+    let path = dir.path().join("klaxon.toml");
+    std::fs::write(&path, config).unwrap();
+
+    // What happens when, in simulated seconds from the start.
+    let script: &[(i64, &str, Severity)] = &[
+        (0, "a", Severity::Critical),
+        (60, "b", Severity::Critical),
+        (120, "c", Severity::Critical),
+        (180, "a", Severity::Ok), // a recovers while nobody can be told
+        (360, "a", Severity::Critical), // and fails again: a second alert
+        (420, "c", Severity::Warning), // an update while still down
+        (660, "b", Severity::Ok), // after the receiver is back
+    ];
+    // A kill in the first round after each of these that has a retry to send.
+    let kill_after = [240, 420];
+    let mut kills = Vec::new();
+    let back_up = 600;
+    let step = chrono::Duration::seconds(5);
+
+    let mut rt = runtime(&path, &clock);
+    let stop = CancellationToken::new();
+    // When each round may next run (as the agent's worker sleeps until then).
+    let mut wake: Option<DateTime<Utc>> = Some(start);
+    for t in (0..=900).step_by(5) {
+        let now = clock.now();
+        assert_eq!((now - start).num_seconds(), t);
+        if t == back_up {
+            up.store(true, Ordering::SeqCst);
+        }
+        let due = wake.is_some_and(|w| w <= now);
+        if due && kill_after.get(kills.len()).is_some_and(|k| t >= *k) {
+            kills.push(t);
+            // A kill in the middle of a round: the round is aborted wherever it is,
+            // the runtime is dropped without flushing, and a new one starts from disk.
+            let (r, s) = (rt.clone(), stop.clone());
+            let before = hook.requests().len();
+            let flight = tokio::spawn(async move { runner_round(&r, &s).await });
+            // Killed once its POST has reached the receiver, before the answer is
+            // recorded.
+            hook.wait_for(before + 1, Duration::from_secs(10)).await;
+            flight.abort();
+            let _ = flight.await;
+            drop(rt);
+            rt = runtime(&path, &clock);
+            // A starting agent works its outbox at once.
+            wake = Some(now);
+        }
+        let mut enqueued = false;
+        for (at, job, severity) in script {
+            if *at == t {
+                record(&rt, job, *severity).await;
+                enqueued = true;
+            }
+        }
+        if enqueued || wake.is_some_and(|w| w <= now) {
+            wake = runner_round(&rt, &stop).await;
+        }
+        clock.advance(step);
+    }
+
+    assert_eq!(kills.len(), 2, "{kills:?}");
+    let seen = seen.lock().unwrap().clone();
+    let accepted: Vec<&serde_json::Value> = seen
+        .iter()
+        .filter(|(_, up, _)| *up)
+        .map(|(_, _, b)| b)
+        .collect();
+    let key = |b: &serde_json::Value| {
+        (
+            b["job"].as_str().unwrap().to_owned(),
+            b["event"].as_str().unwrap().to_owned(),
+            b["id"].as_str().unwrap().to_owned(),
+        )
+    };
+    // Exactly once each.
+    let mut keys: Vec<_> = accepted.iter().map(|b| key(b)).collect();
+    let total = keys.len();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), total, "a message arrived twice: {accepted:#?}");
+    // In order per job.
+    let events = |job: &str| -> Vec<String> {
+        accepted
+            .iter()
+            .filter(|b| b["job"] == job)
+            .map(|b| b["event"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        events("a"),
+        ["failure", "recovery", "failure"],
+        "{accepted:#?}"
+    );
+    assert_eq!(events("b"), ["failure", "recovery"], "{accepted:#?}");
+    assert_eq!(events("c"), ["failure", "update"], "{accepted:#?}");
+    // a's two alerts are two ids; its recovery closes the first.
+    let a: Vec<_> = accepted.iter().filter(|b| b["job"] == "a").collect();
+    assert_eq!(a[0]["id"], a[1]["id"]);
+    assert_ne!(a[0]["id"], a[2]["id"]);
+    // Nothing got through while the receiver was down, and everything that was
+    // waiting arrived within the first retry interval after it came back.
+    for (at, up, body) in &seen {
+        if *up {
+            let since_back = (*at - start).num_seconds() - back_up;
+            if body["job"] != "b" || body["event"] != "recovery" {
+                assert!(
+                    (0..=600).contains(&since_back),
+                    "{body} arrived {since_back}s after the receiver came back"
+                );
+            }
+        }
+    }
+    // Retries of one message back off: consecutive tries of the first failure of `a`
+    // are at least 5 s, then 10 s, ... apart (the backoff doubles from 5 s).
+    let first_id = a[0]["id"].as_str().unwrap();
+    let tries: Vec<i64> = seen
+        .iter()
+        .filter(|(_, _, b)| b["id"] == first_id && b["event"] == "failure")
+        .map(|(at, _, _)| (*at - start).num_seconds())
+        .collect();
+    assert!(tries.len() >= 4, "{tries:?}");
+    for pair in tries.windows(3) {
+        let (d1, d2) = (pair[1] - pair[0], pair[2] - pair[1]);
+        // A restart retries at once; otherwise the gap does not shrink.
+        if !kills.iter().any(|k| (pair[1]..=pair[2]).contains(k)) {
+            assert!(d2 >= d1.min(600), "backoff shrank: {tries:?}");
+        }
+    }
+    // The store agrees: nothing is left to deliver.
+    let store = klaxon::store::Store::open(&dir.path().join("state")).unwrap();
+    assert!(store.pending().unwrap().is_empty());
+}
+
+async fn runner_round(rt: &Arc<Runtime>, stop: &CancellationToken) -> Option<DateTime<Utc>> {
+    klaxon::outbox::round(rt, stop).await
+}
