@@ -15,4 +15,5 @@ pub mod runner;
 pub mod runtime;
 pub mod schedule;
 pub mod scheduler;
+pub mod service;
 pub mod store;

@@ -7,6 +7,7 @@ mod notify;
 mod once;
 mod ping;
 mod run;
+mod service;
 mod status;
 mod validate;
 
@@ -50,6 +51,10 @@ enum Command {
     Status(status::StatusArgs),
     /// Past runs of one job, newest first
     History(status::HistoryArgs),
+    /// Run the agent at login as a launchd LaunchAgent (macOS)
+    Launchd(service::LaunchdArgs),
+    /// Run the agent at login as a systemd user service (Linux)
+    Systemd(service::SystemdArgs),
 }
 
 /// A mistake in how klaxon was called (exit code 2).
@@ -70,6 +75,8 @@ pub fn main() -> ExitCode {
         Command::Notify(args) => notify::run(cli.config.as_deref(), &env, args),
         Command::Status(args) => status::status(cli.config.as_deref(), &env, args),
         Command::History(args) => status::history(cli.config.as_deref(), &env, args),
+        Command::Launchd(args) => service::launchd(cli.config.as_deref(), &env, args),
+        Command::Systemd(args) => service::systemd(cli.config.as_deref(), &env, args),
     };
     match result {
         Ok(code) => code,
