@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use klaxon_notifiers::DeliveryError;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::DeliveryResult;
 use crate::runtime::{Mode, Runtime};
 use crate::store::OutboxItem;
 
@@ -112,6 +113,7 @@ fn configured<'a>(rt: &'a Runtime, item: &OutboxItem) -> Option<&'a klaxon_notif
             rt.store
                 .gave_up(item.id, "notifier no longer configured", rt.clock.now()),
         );
+        rt.metrics.delivery(&item.notifier, DeliveryResult::GaveUp);
     }
     notifier
 }
@@ -158,6 +160,8 @@ fn settle(
                 );
             }
             record(rt.store.delivered(item.id, now()));
+            rt.metrics
+                .delivery(&item.notifier, DeliveryResult::Delivered);
             Delivery::Delivered
         }
         Err(DeliveryError::Retry { reason, after }) => {
@@ -171,6 +175,7 @@ fn settle(
                     humantime::format_duration(GIVE_UP_AFTER)
                 );
                 record(rt.store.gave_up(item.id, &reason, now()));
+                rt.metrics.delivery(&item.notifier, DeliveryResult::GaveUp);
                 fallback(rt, item);
                 return Delivery::GaveUp;
             }
@@ -193,6 +198,7 @@ fn settle(
             }
             let next = now() + chrono::Duration::from_std(wait).unwrap_or_default();
             record(rt.store.delivery_failed(item.id, &reason, next));
+            rt.metrics.delivery(&item.notifier, DeliveryResult::Retry);
             Delivery::Deferred(wait)
         }
         Err(DeliveryError::Reject { reason }) => {
@@ -205,6 +211,8 @@ fn settle(
                 );
             }
             record(rt.store.gave_up(item.id, &reason, now()));
+            rt.metrics
+                .delivery(&item.notifier, DeliveryResult::Rejected);
             fallback(rt, item);
             Delivery::GaveUp
         }

@@ -208,6 +208,7 @@ pub async fn record(
         })
     })
     .await??;
+    rt.metrics.run(&job.name, severity, elapsed);
     if !messages.is_empty() {
         rt.outbox_ready.notify_one();
     }
