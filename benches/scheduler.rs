@@ -228,6 +228,7 @@ fn run_one(n: usize, o: &Opts) -> Result<serde_json::Value, String> {
             recorder.clone(),
             shutdown.clone(),
             reloads,
+            Default::default(),
         ));
         // Every job's first fire is the loop's start (a fresh agent runs each at once).
         while recorder.start.load(Ordering::Relaxed) == UNSET {

@@ -79,6 +79,8 @@ pub async fn run(
         dry_run = mode == Mode::DryRun,
         "klaxon started"
     );
+    let alive = Arc::new(crate::liveness::Liveness::new());
+    let listener = crate::listener::Listener::start(&rt, alive.clone(), &shutdown).await?;
     let tracker = TaskTracker::new();
     let running = Running::default();
     // The outbox outlives the scheduler: runs that finish during shutdown still get
@@ -114,6 +116,7 @@ pub async fn run(
         dispatch(&rt),
         shutdown.clone(),
         reloads,
+        alive,
     ));
 
     loop {
@@ -137,6 +140,7 @@ pub async fn run(
                         }
                         outbox.stop().await;
                         outbox = Outbox::start(&new);
+                        listener.reload(&new);
                         tracing::info!(
                             jobs = new.config.jobs.len(),
                             notifiers = new.config.notifiers.len(),
@@ -150,6 +154,7 @@ pub async fn run(
         }
     }
     let _ = scheduler.await;
+    listener.stop().await;
 
     tracker.close();
     if tokio::time::timeout(GRACE, tracker.wait()).await.is_err() {
@@ -188,12 +193,9 @@ fn reloaded(current: &Arc<Runtime>, loader: &Loader, mode: Mode) -> anyhow::Resu
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
-    Ok(Arc::new(Runtime::with_store(
-        config,
-        mode,
-        current.clock.clone(),
-        current.store.clone(),
-    )?))
+    let mut new = Runtime::with_store(config, mode, current.clock.clone(), current.store.clone())?;
+    new.metrics = current.metrics.clone(); // counters survive reloads
+    Ok(Arc::new(new))
 }
 
 /// The outbox worker of one runtime (its notifiers), and its Alertmanager resender.

@@ -37,6 +37,7 @@ impl AgentDispatch {
 
 impl Dispatch for AgentDispatch {
     fn run(&self, job: &Arc<Job>, fire: Fire) {
+        self.rt.metrics.dispatched(fire.due, self.rt.clock.now());
         let (rt, job) = (self.rt.clone(), job.clone());
         if !job.check.is_active() {
             self.tracker.spawn(async move {

@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use klaxon_notifiers::DeliveryError;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::DeliveryResult;
 use crate::runtime::{Mode, Runtime};
 use crate::store::{Mark, OutboxItem};
 
@@ -134,6 +135,7 @@ fn configured<'a>(rt: &'a Runtime, item: &OutboxItem) -> Option<&'a klaxon_notif
             error: "notifier no longer configured".into(),
             at: rt.clock.now(),
         }]));
+        rt.metrics.delivery(&item.notifier, DeliveryResult::GaveUp);
     }
     notifier
 }
@@ -179,6 +181,8 @@ fn settle(
                     "delivered"
                 );
             }
+            rt.metrics
+                .delivery(&item.notifier, DeliveryResult::Delivered);
             (Delivery::Delivered, Mark::delivered(item.id, now()))
         }
         Err(DeliveryError::Retry { reason, after }) => {
@@ -191,6 +195,7 @@ fn settle(
                     "giving up on a message after {} of failed deliveries: {reason}",
                     humantime::format_duration(GIVE_UP_AFTER)
                 );
+                rt.metrics.delivery(&item.notifier, DeliveryResult::GaveUp);
                 fallback(rt, item);
                 let mark = Mark::GaveUp {
                     id: item.id,
@@ -217,6 +222,7 @@ fn settle(
                 );
             }
             let next = now() + chrono::Duration::from_std(wait).unwrap_or_default();
+            rt.metrics.delivery(&item.notifier, DeliveryResult::Retry);
             let mark = Mark::Failed {
                 id: item.id,
                 error: reason,
@@ -233,6 +239,8 @@ fn settle(
                     "delivery refused, not retrying: {reason}"
                 );
             }
+            rt.metrics
+                .delivery(&item.notifier, DeliveryResult::Rejected);
             fallback(rt, item);
             let mark = Mark::GaveUp {
                 id: item.id,

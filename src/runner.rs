@@ -207,6 +207,7 @@ pub async fn record(
         Ok((after, messages))
     });
     let messages = rt.store.record(record.clone(), apply).await?;
+    rt.metrics.run(&job.name, severity, elapsed);
     if !messages.is_empty() {
         rt.outbox_ready.notify_one();
     }

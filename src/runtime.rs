@@ -52,6 +52,8 @@ pub struct Runtime {
     pub outbox_ready: Notify,
     /// When each rate-limited notifier may send next.
     pub last_sent: std::sync::Mutex<HashMap<String, tokio::time::Instant>>,
+    /// The agent's Prometheus metrics; a reload carries them into the new runtime.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl fmt::Debug for Runtime {
@@ -106,6 +108,7 @@ impl Runtime {
             mode,
             outbox_ready: Notify::new(),
             last_sent: Default::default(),
+            metrics: Default::default(),
         })
     }
 }

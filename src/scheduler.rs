@@ -408,7 +408,9 @@ fn apply_policy(
 }
 
 /// Runs the loop until `shutdown`. `remembered` is what the store knows of each job's
-/// last fire; `reloads` brings new job sets (SIGHUP, `--watch`).
+/// last fire; `reloads` brings new job sets (SIGHUP, `--watch`); `alive` is stamped on
+/// every turn (the listener's `/healthz`).
+#[allow(clippy::too_many_arguments)]
 pub async fn run_loop(
     jobs: Vec<Arc<Job>>,
     remembered: HashMap<String, Remembered>,
@@ -417,6 +419,7 @@ pub async fn run_loop(
     mut dispatch: Arc<dyn Dispatch>,
     shutdown: CancellationToken,
     mut reloads: mpsc::Receiver<Reload>,
+    alive: Arc<crate::liveness::Liveness>,
 ) {
     let mut timeline = Timeline::new(jobs, &remembered, clock.now());
     tracing::info!(jobs = timeline.slots.len(), "scheduler started");
@@ -425,6 +428,7 @@ pub async fn run_loop(
     // After a forward jump, overdue jobs wait until this (monotonic) instant.
     let mut hold: Option<tokio::time::Instant> = None;
     loop {
+        alive.beat(); // for the listener's /healthz
         let wall = clock.now();
         let mono = tokio::time::Instant::now();
         let moved = wall - last_wall;
@@ -597,6 +601,7 @@ mod tests {
                 recorder.clone(),
                 shutdown.clone(),
                 reloads,
+                Default::default(),
             ));
             // Let the loop start before the test moves time.
             for _ in 0..10 {

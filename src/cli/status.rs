@@ -4,12 +4,12 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use clap::Args;
 use serde::Serialize;
 
-use crate::config::{Env, Job};
-use crate::schedule::Trigger;
+use crate::config::Env;
+use crate::status::rfc3339;
 use crate::store::Store;
 
 #[derive(Debug, Args)]
@@ -32,19 +32,6 @@ pub struct HistoryArgs {
 }
 
 #[derive(Serialize)]
-struct JobStatus {
-    job: String,
-    severity: String,
-    since: Option<String>,
-    consecutive_failures: u32,
-    alert_open: bool,
-    last_run: Option<String>,
-    next_run: Option<String>,
-    undelivered: u32,
-    given_up: u32,
-}
-
-#[derive(Serialize)]
 struct Run {
     started_at: String,
     finished_at: String,
@@ -55,51 +42,10 @@ struct Run {
     skipped: Option<String>,
 }
 
-fn rfc3339(t: DateTime<Utc>, job: &Job) -> String {
-    t.with_timezone(&job.timezone).to_rfc3339()
-}
-
-/// When the job fires next, as far as the store can tell without the agent.
-fn next_run(
-    job: &Job,
-    last_fire: Option<DateTime<Utc>>,
-    now: DateTime<Utc>,
-) -> Option<DateTime<Utc>> {
-    match &job.trigger {
-        Trigger::Every(interval) => {
-            let next = last_fire? + chrono::Duration::from_std(*interval).ok()?;
-            Some(next.max(now))
-        }
-        trigger => trigger.next_after(now),
-    }
-}
-
 pub fn status(config: Option<&Path>, env: &dyn Env, args: StatusArgs) -> anyhow::Result<ExitCode> {
     let config = super::load(config, env)?;
     let store = Store::open(&config.agent.state_dir)?;
-    let last_fires = store.last_fires()?;
-    let undelivered = store.undelivered()?;
-    let now = Utc::now();
-    let mut rows = Vec::new();
-    for job in &config.jobs {
-        let state = store.job_state(&job.name)?;
-        let (pending, given_up) = undelivered.get(&job.name).copied().unwrap_or_default();
-        rows.push(JobStatus {
-            job: job.name.clone(),
-            severity: match state.severity {
-                Some(s) => klaxon_checks::Severity::from(s).to_string(),
-                None => "pending".to_owned(),
-            },
-            since: state.since.map(|t| rfc3339(t, job)),
-            consecutive_failures: state.consecutive_failures,
-            alert_open: state.open.is_some(),
-            last_run: state.last_run.map(|t| rfc3339(t, job)),
-            next_run: next_run(job, last_fires.get(&job.name).copied(), now)
-                .map(|t| rfc3339(t, job)),
-            undelivered: pending,
-            given_up,
-        });
-    }
+    let rows = crate::status::rows(&config, &store, Utc::now())?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);

@@ -33,6 +33,24 @@ use crate::alert::AlertPolicy;
 use crate::retry::RetryPolicy;
 use crate::schedule::{CronSchedule, Trigger};
 
+/// What is allowed but risky about the listener: reachable from other machines with no
+/// token, or a token that is empty (it lets nobody in).
+fn listen_warnings(agent: &AgentSettings) -> Vec<String> {
+    use secrecy::ExposeSecret;
+    let Some(addr) = agent.listen else {
+        return Vec::new();
+    };
+    match &agent.listen_token {
+        None if !addr.ip().is_loopback() => vec![format!(
+            "`agent.listen` is `{addr}`, not a loopback address, and no `listen_token` is set: anyone who can reach it can read /status and post pings"
+        )],
+        Some(token) if token.expose_secret().is_empty() => {
+            vec!["`agent.listen_token` is empty: /status and /ping refuse every request".to_owned()]
+        }
+        _ => Vec::new(),
+    }
+}
+
 /// A validated config: everything the agent needs, in typed values.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -283,7 +301,12 @@ impl<'a> Loader<'a> {
                     j.name
                 )
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let warnings = [
+            warnings,
+            agent.as_ref().map(listen_warnings).unwrap_or_default(),
+        ]
+        .concat();
         // `agent` has no diagnostics here, so every field was filled.
         Ok(Config {
             file,

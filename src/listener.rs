@@ -1,0 +1,556 @@
+//! The agent's HTTP listener (`agent.listen`): `/healthz`, `/metrics`, `/status` and
+//! `/ping/JOB`, over HTTP/1.1.
+//!
+//! - `/healthz` is 200 while the scheduler loop turns and 503 when it has stalled
+//!   ([`Liveness`]); `/metrics` is the Prometheus exposition ([`crate::metrics`]). Both
+//!   are open: they say nothing secret, and probes and scrapers rarely carry tokens.
+//! - `/status` (the rows of `klaxon status --json`) and `/ping/JOB` (a ping for a
+//!   passive job, as `klaxon ping` records it; GET, HEAD and POST as Healthchecks
+//!   accepts them; a body is ignored, never read) need `Authorization: Bearer TOKEN`
+//!   when `agent.listen_token` is set. The token is compared in constant time and never
+//!   logged, whether presented or expected.
+//!
+//! The listener binds once, at start: a port in use is an error that stops the agent.
+//! It serves the agent's current runtime, which a reload replaces; it stops accepting
+//! at shutdown. A client that is slow to send its headers is dropped after
+//! [`HEADER_TIMEOUT`], at most [`MAX_CONNECTIONS`] are open at once, and a connection
+//! is closed (between requests) after [`CONNECTION_LIFETIME`].
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use secrecy::{ExposeSecret, SecretString};
+use subtle::ConstantTimeEq;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::liveness::{Health, Liveness};
+use crate::runtime::Runtime;
+
+/// How long a client may take to send a request's headers.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections served at once; more wait to be accepted.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// A kept-alive connection is closed, between requests, after this long.
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+
+/// How long requests in flight at shutdown may take to finish.
+const STOP_WAIT: Duration = Duration::from_secs(5);
+
+type Body = Full<Bytes>;
+
+/// The running listener, or nothing when `agent.listen` is not set: the agent calls
+/// the same three methods either way.
+#[derive(Debug)]
+pub struct Listener {
+    running: Option<Running>,
+}
+
+#[derive(Debug)]
+struct Running {
+    /// The address from the config (the bound one differs when it asked for port 0).
+    configured: SocketAddr,
+    runtime: watch::Sender<Arc<Runtime>>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Listener {
+    /// Binds `agent.listen`, if set, and serves it until `shutdown`. Failing to bind is
+    /// an error naming the address: the agent does not run without the listener it
+    /// was asked for.
+    pub async fn start(
+        rt: &Arc<Runtime>,
+        alive: Arc<Liveness>,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let Some(addr) = rt.config.agent.listen else {
+            return Ok(Self { running: None });
+        };
+        let tcp = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on `{addr}` (`agent.listen`)"))?;
+        let bound = tcp
+            .local_addr()
+            .context("the listener has no local address")?;
+        tracing::info!(
+            token = rt.config.agent.listen_token.is_some(),
+            "listening on {bound}"
+        );
+        let (runtime, current) = watch::channel(rt.clone());
+        let stop = shutdown.child_token();
+        let state = State {
+            runtime: current,
+            alive,
+        };
+        let task = tokio::spawn(serve(tcp, state, Limits::default(), stop.clone()));
+        Ok(Self {
+            running: Some(Running {
+                configured: addr,
+                runtime,
+                stop,
+                task,
+            }),
+        })
+    }
+
+    /// Serves `rt` from now on (a reload). The address cannot change without a restart.
+    pub fn reload(&self, rt: &Arc<Runtime>) {
+        let wanted = rt.config.agent.listen;
+        match &self.running {
+            Some(running) => {
+                if wanted != Some(running.configured) {
+                    tracing::warn!(
+                        "`agent.listen` changed; the listener stays on `{}` until klaxon restarts",
+                        running.configured
+                    );
+                }
+                running.runtime.send_replace(rt.clone());
+            }
+            None if wanted.is_some() => {
+                tracing::warn!(
+                    "`agent.listen` was added; the listener starts when klaxon restarts"
+                );
+            }
+            None => {}
+        }
+    }
+
+    /// Stops accepting and waits (briefly) for requests in flight.
+    pub async fn stop(self) {
+        if let Some(running) = self.running {
+            running.stop.cancel();
+            let _ = running.task.await;
+        }
+    }
+}
+
+/// Bounds on what one client can hold.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    header_timeout: Duration,
+    max_connections: usize,
+    lifetime: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            header_timeout: HEADER_TIMEOUT,
+            max_connections: MAX_CONNECTIONS,
+            lifetime: CONNECTION_LIFETIME,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct State {
+    runtime: watch::Receiver<Arc<Runtime>>,
+    alive: Arc<Liveness>,
+}
+
+async fn serve(tcp: TcpListener, state: State, limits: Limits, stop: CancellationToken) {
+    let connections = TaskTracker::new();
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    loop {
+        let permit = tokio::select! {
+            () = stop.cancelled() => break,
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            () = stop.cancelled() => break,
+            accepted = tcp.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors, usually: wait rather than spin.
+                    tracing::warn!(%e, "the listener cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let (state, stop) = (state.clone(), stop.clone());
+        connections.spawn(async move {
+            connection(stream, peer, state, limits, stop).await;
+            drop(permit);
+        });
+    }
+    drop(tcp);
+    connections.close();
+    if tokio::time::timeout(STOP_WAIT, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "listener requests still going after {}s; leaving them",
+            STOP_WAIT.as_secs()
+        );
+    }
+}
+
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    state: State,
+    limits: Limits,
+    stop: CancellationToken,
+) {
+    let service = service_fn(move |req| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(handle(req, &state, peer).await) }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .serve_connection(TokioIo::new(stream), service);
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(e) = result {
+                tracing::debug!(%peer, %e, "listener connection ended with an error");
+            }
+            return;
+        }
+        () = stop.cancelled() => {}
+        () = tokio::time::sleep(limits.lifetime) => {}
+    }
+    // Finish the request in progress, if any, then close.
+    conn.as_mut().graceful_shutdown();
+    let _ = tokio::time::timeout(STOP_WAIT, conn).await;
+}
+
+/// What a request asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Route<'a> {
+    Healthz,
+    Metrics,
+    Status,
+    Ping(&'a str),
+    NotFound,
+    /// A known path with a method it does not take; the value for `Allow`.
+    MethodNotAllowed(&'static str),
+}
+
+fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
+    let (found, allow) = match path {
+        "/healthz" => (Route::Healthz, "GET, HEAD"),
+        "/metrics" => (Route::Metrics, "GET, HEAD"),
+        "/status" => (Route::Status, "GET, HEAD"),
+        _ => match path.strip_prefix("/ping/") {
+            Some(job) if !job.is_empty() && !job.contains('/') => {
+                (Route::Ping(job), "GET, HEAD, POST")
+            }
+            _ => return Route::NotFound,
+        },
+    };
+    let read = method == Method::GET || method == Method::HEAD;
+    let ping_post = method == Method::POST && matches!(found, Route::Ping(_));
+    if read || ping_post {
+        found
+    } else {
+        Route::MethodNotAllowed(allow)
+    }
+}
+
+/// Whether an `Authorization` header carries `token` as a bearer token. The comparison
+/// takes the same time wherever the two differ; an empty token matches nothing.
+fn authorized(header: Option<&HeaderValue>, token: &SecretString) -> bool {
+    let expected = token.expose_secret().as_bytes();
+    let presented = header
+        .and_then(|h| h.to_str().ok())
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim().as_bytes());
+    match presented {
+        Some(presented) if !expected.is_empty() => presented.ct_eq(expected).into(),
+        _ => false,
+    }
+}
+
+fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+fn text(status: StatusCode, body: impl Into<String>) -> Response<Body> {
+    let mut body = body.into();
+    body.push('\n');
+    reply(status, "text/plain; charset=utf-8", body)
+}
+
+async fn handle(req: Request<Incoming>, state: &State, peer: SocketAddr) -> Response<Body> {
+    let rt = state.runtime.borrow().clone();
+    let path = req.uri().path();
+    let found = route(req.method(), path);
+    let needs_token = matches!(found, Route::Status | Route::Ping(_));
+    if let (true, Some(token)) = (needs_token, &rt.config.agent.listen_token)
+        && !authorized(req.headers().get(AUTHORIZATION), token)
+    {
+        let why = if req.headers().contains_key(AUTHORIZATION) {
+            "wrong bearer token"
+        } else {
+            "no bearer token"
+        };
+        tracing::warn!(%peer, path, "listener request refused: {why}");
+        let mut response = text(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized: this endpoint needs `Authorization: Bearer TOKEN` (`agent.listen_token`)",
+        );
+        response.headers_mut().insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"klaxon\""),
+        );
+        return response;
+    }
+    match found {
+        Route::Healthz => match state.alive.health() {
+            Health::Alive => text(StatusCode::OK, "ok"),
+            Health::Stalled(age) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "stalled: the scheduler loop has not turned for {}",
+                    humantime::format_duration(Duration::from_secs(age.as_secs()))
+                ),
+            ),
+        },
+        Route::Metrics => {
+            let rendered =
+                tokio::task::spawn_blocking(move || rt.metrics.render(&rt.config, &rt.store)).await;
+            match rendered {
+                Ok(Ok(body)) => reply(StatusCode::OK, crate::metrics::CONTENT_TYPE, body),
+                Ok(Err(e)) => failed("metrics", &e),
+                Err(e) => failed("metrics", &e),
+            }
+        }
+        Route::Status => {
+            let rows = tokio::task::spawn_blocking(move || {
+                crate::status::rows(&rt.config, &rt.store, rt.clock.now())
+            })
+            .await;
+            let json = match rows {
+                Ok(Ok(rows)) => serde_json::to_string_pretty(&rows),
+                Ok(Err(e)) => return failed("status", &e),
+                Err(e) => return failed("status", &e),
+            };
+            match json {
+                Ok(json) => reply(StatusCode::OK, "application/json", json),
+                Err(e) => failed("status", &e),
+            }
+        }
+        Route::Ping(name) => ping(&rt, name, peer).await,
+        Route::NotFound => text(
+            StatusCode::NOT_FOUND,
+            "not found: try /healthz, /metrics, /status or /ping/JOB",
+        ),
+        Route::MethodNotAllowed(allow) => {
+            let mut response = text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("method not allowed: use {allow}"),
+            );
+            response
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static(allow));
+            response
+        }
+    }
+}
+
+async fn ping(rt: &Arc<Runtime>, name: &str, peer: SocketAddr) -> Response<Body> {
+    let Some(job) = rt.config.job(name) else {
+        tracing::warn!(job = ?name, %peer, "ping for an unknown job");
+        return text(StatusCode::NOT_FOUND, format!("no job `{name}`"));
+    };
+    if job.check.is_active() {
+        tracing::warn!(job = %job.name, %peer, "ping for an active job refused");
+        return text(
+            StatusCode::CONFLICT,
+            format!(
+                "job `{}` is a `{}` check, not a `heartbeat`: only passive jobs take pings",
+                job.name,
+                job.check.kind()
+            ),
+        );
+    }
+    match crate::runner::ping(rt, job, rt.clock.now()).await {
+        Ok(_) => {
+            tracing::info!(job = %job.name, %peer, "ping received");
+            text(StatusCode::OK, "OK")
+        }
+        Err(e) => failed("ping", &e),
+    }
+}
+
+fn failed(what: &str, e: &dyn std::fmt::Display) -> Response<Body> {
+    tracing::error!("listener: cannot serve {what}: {e}");
+    text(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("cannot serve {what}; see the agent's log"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::config::tests_support::load_text;
+    use crate::runtime::{Mode, SystemClock};
+
+    #[test]
+    fn routes_take_the_methods_healthchecks_clients_use() {
+        let (get, head, post, put) = (Method::GET, Method::HEAD, Method::POST, Method::PUT);
+        assert_eq!(route(&get, "/healthz"), Route::Healthz);
+        assert_eq!(route(&head, "/metrics"), Route::Metrics);
+        assert_eq!(route(&get, "/status"), Route::Status);
+        for method in [&get, &head, &post] {
+            assert_eq!(
+                route(method, "/ping/nightly-import"),
+                Route::Ping("nightly-import")
+            );
+        }
+        assert_eq!(
+            route(&post, "/status"),
+            Route::MethodNotAllowed("GET, HEAD")
+        );
+        assert_eq!(
+            route(&put, "/ping/a"),
+            Route::MethodNotAllowed("GET, HEAD, POST")
+        );
+        for path in ["/", "/ping", "/ping/", "/ping/a/b", "/healthz/", "/statusx"] {
+            assert_eq!(route(&get, path), Route::NotFound, "{path}");
+        }
+    }
+
+    #[test]
+    fn only_the_exact_bearer_token_is_authorized() {
+        let token = SecretString::from("s3cret-token");
+        let header = |v: &str| HeaderValue::from_str(v).unwrap();
+        assert!(authorized(Some(&header("Bearer s3cret-token")), &token));
+        assert!(authorized(Some(&header("bearer  s3cret-token ")), &token));
+        for wrong in [
+            "Bearer s3cret-toke",
+            "Bearer s3cret-token2",
+            "Bearer ",
+            "Basic s3cret-token",
+            "s3cret-token",
+            "Bearers3cret-token",
+        ] {
+            assert!(!authorized(Some(&header(wrong)), &token), "{wrong}");
+        }
+        assert!(!authorized(None, &token));
+        // An empty token (a variable that expanded to nothing) lets nobody in.
+        let empty = SecretString::from("");
+        assert!(!authorized(Some(&header("Bearer ")), &empty));
+        assert!(!authorized(Some(&header("Bearer x")), &empty));
+    }
+
+    async fn start(limits: Limits) -> (SocketAddr, CancellationToken, tokio::task::JoinHandle<()>) {
+        let config = load_text(
+            "[jobs.beat]\nevery = \"1h\"\n[jobs.beat.check]\ntype = \"heartbeat\"\ngrace = \"1m\"\n",
+        )
+        .unwrap();
+        let rt = Arc::new(Runtime::build(config, Mode::DryRun, Arc::new(SystemClock)).unwrap());
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let state = State {
+            runtime: watch::channel(rt).1,
+            alive: Arc::new(Liveness::new()),
+        };
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(serve(tcp, state, limits, stop.clone()));
+        (addr, stop, task)
+    }
+
+    async fn exchange(stream: &mut TcpStream, request: &str) -> String {
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut buf = vec![0; 4096];
+        let n = stream.read(&mut buf).await.unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    #[tokio::test]
+    async fn a_client_slow_with_its_headers_is_dropped_and_others_are_served() {
+        let limits = Limits {
+            header_timeout: Duration::from_millis(300),
+            ..Limits::default()
+        };
+        let (addr, stop, task) = start(limits).await;
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        // Meanwhile another client is served.
+        let mut quick = TcpStream::connect(addr).await.unwrap();
+        let answer = exchange(&mut quick, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        assert!(answer.ends_with("\r\n\r\nok\n"), "{answer}");
+        // The slow one gets a 408 or a closed connection, well before the test gives up.
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut rest)).await;
+        assert!(read.is_ok(), "the slow connection is still open");
+        let rest = String::from_utf8_lossy(&rest);
+        assert!(
+            rest.is_empty() || rest.starts_with("HTTP/1.1 408"),
+            "{rest}"
+        );
+        stop.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn connections_beyond_the_limit_wait_and_shutdown_stops_accepting() {
+        let limits = Limits {
+            max_connections: 1,
+            ..Limits::default()
+        };
+        let (addr, stop, task) = start(limits).await;
+        let mut first = TcpStream::connect(addr).await.unwrap();
+        let answer = exchange(&mut first, "GET /status HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        assert!(answer.contains("\"job\": \"beat\""), "{answer}");
+        // The first connection is kept alive: the second is not served meanwhile.
+        let mut second = TcpStream::connect(addr).await.unwrap();
+        second
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0; 64];
+        let waited = tokio::time::timeout(Duration::from_millis(300), second.read(&mut buf)).await;
+        assert!(waited.is_err(), "served beyond the connection limit");
+        drop(first);
+        let n = tokio::time::timeout(Duration::from_secs(5), second.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200 OK"));
+        stop.cancel();
+        task.await.unwrap();
+        assert!(
+            TcpStream::connect(addr).await.is_err(),
+            "still accepting after stop"
+        );
+    }
+}
