@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::alert::{self, AlertEvent, JobState, RunFacts};
 use crate::config::{Job, MinSeverity};
+use crate::heartbeat;
 use crate::retry::{RetryPolicy, run_with_retry};
 use crate::runtime::Runtime;
 use crate::scheduler::Fire;
@@ -45,6 +46,10 @@ pub async fn run_job(
         .get(&job.name)
         .ok_or_else(|| anyhow::anyhow!("job `{}` has no built check", job.name))?
         .clone();
+    let pings = job
+        .heartbeat
+        .as_ref()
+        .map(|url| rt.pinger.start_run(&job.name, url));
     let started_at = rt.clock.now();
     let clock = tokio::time::Instant::now();
     let timeout = job.timeout;
@@ -67,6 +72,10 @@ pub async fn run_job(
     .await;
     let outcome = result.unwrap_or_else(|o| o);
     let elapsed = clock.elapsed();
+    if let Some(pings) = pings {
+        let (signal, body) = end_ping(&outcome);
+        pings.finish(signal, body);
+    }
     let tries = Tries {
         made: attempts,
         allowed: retry.attempts(),
@@ -77,6 +86,16 @@ pub async fn run_job(
         fire_at,
     };
     record(rt, job, outcome, tries, times, next_run).await
+}
+
+/// The ping that ends a run: success on ok, else `/fail` with the summary and output.
+fn end_ping(outcome: &Outcome) -> (heartbeat::Signal, Option<String>) {
+    if outcome.severity.is_ok() {
+        (heartbeat::Signal::Success, None)
+    } else {
+        let body = heartbeat::failure_body(&outcome.summary, outcome.output.as_deref());
+        (heartbeat::Signal::Fail, Some(body))
+    }
 }
 
 /// When a run happened, and for which scheduled fire.
@@ -114,6 +133,11 @@ pub async fn evaluate_heartbeat(
         SystemTime::from(expected),
         SystemTime::from(now),
     );
+    // A passive job's own heartbeat URL hears each evaluation: success or `/fail`.
+    if let Some(url) = &job.heartbeat {
+        let (signal, body) = end_ping(&outcome);
+        rt.pinger.send(&job.name, url, signal, body);
+    }
     let tries = Tries {
         made: 1,
         allowed: 1,

@@ -13,6 +13,7 @@ use klaxon_notifiers::Notifier;
 use tokio::sync::{Notify, Semaphore};
 
 use crate::config::Config;
+use crate::heartbeat::Pinger;
 use crate::store::Store;
 
 /// Where wall-clock time comes from: the system in production, a controlled clock in
@@ -52,6 +53,8 @@ pub struct Runtime {
     pub outbox_ready: Notify,
     /// When each rate-limited notifier may send next.
     pub last_sent: std::sync::Mutex<HashMap<String, tokio::time::Instant>>,
+    /// Heartbeat pings (on the shared HTTP client); kept across reloads.
+    pub pinger: Pinger,
 }
 
 impl fmt::Debug for Runtime {
@@ -96,6 +99,7 @@ impl Runtime {
                 .with_context(|| format!("notifier `{}`", entry.name))?;
             notifiers.insert(entry.name.clone(), Arc::new(notifier));
         }
+        let pinger = Pinger::new(shared.http.clone(), mode);
         Ok(Self {
             permits: Arc::new(Semaphore::new(config.agent.max_concurrent)),
             config,
@@ -106,6 +110,7 @@ impl Runtime {
             mode,
             outbox_ready: Notify::new(),
             last_sent: Default::default(),
+            pinger,
         })
     }
 }
