@@ -9,6 +9,7 @@ pub mod alert;
 pub mod cli;
 pub mod config;
 pub mod dispatch;
+pub mod exec;
 pub mod heartbeat;
 pub mod outbox;
 pub mod retry;

@@ -85,7 +85,7 @@ pub async fn run_job(
         elapsed,
         fire_at,
     };
-    record(rt, job, outcome, tries, times, next_run).await
+    record(rt, &Subject::from(job), outcome, tries, times, next_run).await
 }
 
 /// The ping that ends a run: success on ok, else `/fail` with the summary and output.
@@ -147,7 +147,7 @@ pub async fn evaluate_heartbeat(
         elapsed: Duration::ZERO,
         fire_at,
     };
-    record(rt, job, outcome, tries, times, next_run).await
+    record(rt, &Subject::from(job), outcome, tries, times, next_run).await
 }
 
 /// Records a ping of a passive job at `at` (from `klaxon ping` or the listener) and the
@@ -161,11 +161,39 @@ pub async fn ping(rt: &Arc<Runtime>, job: &Job, at: DateTime<Utc>) -> anyhow::Re
     evaluate_heartbeat(rt, job, at, None, next_run).await
 }
 
+/// What a run is recorded against: the job's name and alerting settings, and what was
+/// run, for messages (a job's check, or the command `klaxon exec` ran).
+#[derive(Debug, Clone)]
+pub struct Subject {
+    pub name: String,
+    pub timezone: chrono_tz::Tz,
+    pub notify: Vec<String>,
+    pub depends_on: Vec<String>,
+    pub alert: crate::alert::AlertPolicy,
+    pub check: CheckInfo,
+}
+
+impl From<&Job> for Subject {
+    fn from(job: &Job) -> Self {
+        Self {
+            name: job.name.clone(),
+            timezone: job.timezone,
+            notify: job.notify.clone(),
+            depends_on: job.depends_on.clone(),
+            alert: job.alert.clone(),
+            check: CheckInfo {
+                kind: job.check.kind().to_owned(),
+                target: job.target.clone(),
+            },
+        }
+    }
+}
+
 /// Records one run's outcome: history, the alert state it leads to and the messages it
 /// makes due, in one transaction; then wakes the outbox.
 pub async fn record(
     rt: &Arc<Runtime>,
-    job: &Job,
+    job: &Subject,
     outcome: Outcome,
     tries: Tries,
     times: Times,
@@ -242,7 +270,7 @@ pub async fn record(
     })
 }
 
-fn log_result(job: &Job, outcome: &Outcome, attempts: u32, max: u32, elapsed: Duration) {
+fn log_result(job: &Subject, outcome: &Outcome, attempts: u32, max: u32, elapsed: Duration) {
     let elapsed_ms = elapsed.as_millis() as u64;
     if outcome.severity.is_ok() {
         tracing::info!(job = %job.name, attempts, elapsed_ms, "ok: {}", outcome.summary);
@@ -264,7 +292,7 @@ fn log_result(job: &Job, outcome: &Outcome, attempts: u32, max: u32, elapsed: Du
 #[allow(clippy::too_many_arguments)]
 fn messages_for(
     rt: &Runtime,
-    job: &Job,
+    job: &Subject,
     events: &[AlertEvent],
     before: &JobState,
     after: &JobState,
@@ -296,10 +324,7 @@ fn messages_for(
             job: job.name.clone(),
             agent: rt.config.agent.name.clone(),
             severity: to_notifier_severity(outcome.severity),
-            check: CheckInfo {
-                kind: job.check.kind().to_owned(),
-                target: job.target.clone(),
-            },
+            check: job.check.clone(),
             summary: outcome.summary.clone(),
             output: outcome.output.clone(),
             attempts: record.attempts,
