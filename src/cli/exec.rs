@@ -61,8 +61,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// Where the settings came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Source {
-    File(Config),
+    File,
     /// No config file anywhere.
     Missing,
     /// A config file that does not validate (already reported).
@@ -70,24 +71,20 @@ enum Source {
 }
 
 pub fn run(config: Option<&Path>, env: &dyn Env, args: ExecArgs) -> anyhow::Result<ExitCode> {
-    let source = match config::locate(config, env) {
-        Err(_) => Source::Missing,
+    let (config, source) = match config::locate(config, env) {
+        Err(_) => (Config::builtin(), Source::Missing),
         Ok(path) => match config::load(&path, env) {
-            Ok(config) => Source::File(config),
+            Ok(config) => (config, Source::File),
             Err(e) => {
                 eprintln!("{e}");
-                Source::Broken
+                (Config::builtin(), Source::Broken)
             }
         },
     };
-    let config = match &source {
-        Source::File(config) => config.clone(),
-        Source::Missing | Source::Broken => Config::builtin(),
-    };
     init_logging(&config.log, env);
-    let plan = plan(&config, &source, &args)?;
+    let plan = plan(&config, source, &args)?;
     match source {
-        Source::File(_) => {}
+        Source::File => {}
         Source::Missing => eprintln!(
             "klaxon exec: no config file; running `{}` with built-in settings (no alerts)",
             plan.subject.name
@@ -136,7 +133,7 @@ pub fn run(config: Option<&Path>, env: &dyn Env, args: ExecArgs) -> anyhow::Resu
 }
 
 /// The job's settings (or `[defaults]`), with the flags applied.
-fn plan(config: &Config, source: &Source, args: &ExecArgs) -> anyhow::Result<ExecPlan> {
+fn plan(config: &Config, source: Source, args: &ExecArgs) -> anyhow::Result<ExecPlan> {
     let name = &args.job;
     let valid_name = !name.is_empty()
         && name
@@ -172,7 +169,7 @@ fn plan(config: &Config, source: &Source, args: &ExecArgs) -> anyhow::Result<Exe
             .map_err(|e| UsageError(format!("`--retries`: {e}")))?;
     }
     if !args.notify.is_empty() {
-        if matches!(source, Source::Broken) {
+        if source == Source::Broken {
             eprintln!("klaxon exec: `--notify` ignored: the config has errors");
         } else {
             for n in &args.notify {
