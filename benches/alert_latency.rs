@@ -335,7 +335,7 @@ async fn record(rt: &Arc<Runtime>, job: &Job, severity: Severity) -> Result<usiz
         made: 1,
         allowed: 1,
     };
-    runner::record(rt, job, outcome(severity), tries, times, None)
+    runner::record(rt, &job.into(), outcome(severity), tries, times, None)
         .await
         .map(|f| f.messages.len())
         .map_err(|e| format!("record: {e:#}"))

@@ -107,6 +107,16 @@ pub async fn run(
             running: running.clone(),
         })
     };
+    // The agent's own heartbeat, while it runs (its URL and interval are read at start).
+    let beat = rt.config.agent.heartbeat.clone().map(|hb| {
+        let pinger = rt.pinger.clone();
+        tokio::spawn(crate::heartbeat::agent_beat(
+            pinger,
+            hb.url,
+            hb.every,
+            shutdown.child_token(),
+        ))
+    });
     let (reload_tx, reloads) = mpsc::channel(1);
     let scheduler = tokio::spawn(crate::scheduler::run_loop(
         jobs_of(&rt),
@@ -165,13 +175,22 @@ pub async fn run(
         );
     }
     outbox.stop().await;
-    let due = rt.store.due(rt.clock.now()).unwrap_or_default();
-    if !due.is_empty() {
-        let left = crate::outbox::deliver_within(&rt, due, FLUSH).await;
-        if left > 0 {
-            tracing::warn!("{left} message(s) not delivered yet; they are kept for the next start");
-        }
+    if let Some(beat) = beat {
+        let _ = beat.await;
     }
+    let due = rt.store.due(rt.clock.now()).unwrap_or_default();
+    let flush = async {
+        if !due.is_empty() {
+            let left = crate::outbox::deliver_within(&rt, due, FLUSH).await;
+            if left > 0 {
+                tracing::warn!(
+                    "{left} message(s) not delivered yet; they are kept for the next start"
+                );
+            }
+        }
+    };
+    // Heartbeat pings of the last runs go out beside the outbox, within the same bound.
+    tokio::join!(flush, rt.pinger.wait(FLUSH));
     tracing::info!("klaxon stopped");
     Ok(())
 }
@@ -195,6 +214,8 @@ fn reloaded(current: &Arc<Runtime>, loader: &Loader, mode: Mode) -> anyhow::Resu
     }
     let mut new = Runtime::with_store(config, mode, current.clock.clone(), current.store.clone())?;
     new.metrics = current.metrics.clone(); // counters survive reloads
+    // Pings of runs from before the reload are still waited for at shutdown.
+    new.pinger = current.pinger.clone();
     Ok(Arc::new(new))
 }
 

@@ -9,6 +9,8 @@ pub mod alert;
 pub mod cli;
 pub mod config;
 pub mod dispatch;
+pub mod exec;
+pub mod heartbeat;
 pub mod listener;
 pub mod liveness;
 pub mod metrics;

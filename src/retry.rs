@@ -71,6 +71,17 @@ impl RetryPolicy {
         }
     }
 
+    /// The same policy with another number of tries (`klaxon exec --retries`).
+    pub fn with_attempts(&self, attempts: u32) -> Result<Self, String> {
+        Self::try_new(
+            attempts,
+            self.initial,
+            self.max,
+            self.multiplier,
+            self.jitter,
+        )
+    }
+
     pub fn attempts(&self) -> u32 {
         self.attempts
     }

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::alert::{self, AlertEvent, JobState, RunFacts};
 use crate::config::{Job, MinSeverity};
+use crate::heartbeat;
 use crate::retry::{RetryPolicy, run_with_retry};
 use crate::runtime::Runtime;
 use crate::scheduler::Fire;
@@ -45,6 +46,10 @@ pub async fn run_job(
         .get(&job.name)
         .ok_or_else(|| anyhow::anyhow!("job `{}` has no built check", job.name))?
         .clone();
+    let pings = job
+        .heartbeat
+        .as_ref()
+        .map(|url| rt.pinger.start_run(&job.name, url));
     let started_at = rt.clock.now();
     let clock = tokio::time::Instant::now();
     let timeout = job.timeout;
@@ -67,6 +72,10 @@ pub async fn run_job(
     .await;
     let outcome = result.unwrap_or_else(|o| o);
     let elapsed = clock.elapsed();
+    if let Some(pings) = pings {
+        let (signal, body) = end_ping(&outcome);
+        pings.finish(signal, body);
+    }
     let tries = Tries {
         made: attempts,
         allowed: retry.attempts(),
@@ -76,7 +85,17 @@ pub async fn run_job(
         elapsed,
         fire_at,
     };
-    record(rt, job, outcome, tries, times, next_run).await
+    record(rt, &Subject::from(job), outcome, tries, times, next_run).await
+}
+
+/// The ping that ends a run: success on ok, else `/fail` with the summary and output.
+fn end_ping(outcome: &Outcome) -> (heartbeat::Signal, Option<String>) {
+    if outcome.severity.is_ok() {
+        (heartbeat::Signal::Success, None)
+    } else {
+        let body = heartbeat::failure_body(&outcome.summary, outcome.output.as_deref());
+        (heartbeat::Signal::Fail, Some(body))
+    }
 }
 
 /// When a run happened, and for which scheduled fire.
@@ -114,6 +133,11 @@ pub async fn evaluate_heartbeat(
         SystemTime::from(expected),
         SystemTime::from(now),
     );
+    // A passive job's own heartbeat URL hears each evaluation: success or `/fail`.
+    if let Some(url) = &job.heartbeat {
+        let (signal, body) = end_ping(&outcome);
+        rt.pinger.send(&job.name, url, signal, body);
+    }
     let tries = Tries {
         made: 1,
         allowed: 1,
@@ -123,7 +147,7 @@ pub async fn evaluate_heartbeat(
         elapsed: Duration::ZERO,
         fire_at,
     };
-    record(rt, job, outcome, tries, times, next_run).await
+    record(rt, &Subject::from(job), outcome, tries, times, next_run).await
 }
 
 /// Records a ping of a passive job at `at` (from `klaxon ping` or the listener) and the
@@ -137,11 +161,39 @@ pub async fn ping(rt: &Arc<Runtime>, job: &Job, at: DateTime<Utc>) -> anyhow::Re
     evaluate_heartbeat(rt, job, at, None, next_run).await
 }
 
+/// What a run is recorded against: the job's name and alerting settings, and what was
+/// run, for messages (a job's check, or the command `klaxon exec` ran).
+#[derive(Debug, Clone)]
+pub struct Subject {
+    pub name: String,
+    pub timezone: chrono_tz::Tz,
+    pub notify: Vec<String>,
+    pub depends_on: Vec<String>,
+    pub alert: crate::alert::AlertPolicy,
+    pub check: CheckInfo,
+}
+
+impl From<&Job> for Subject {
+    fn from(job: &Job) -> Self {
+        Self {
+            name: job.name.clone(),
+            timezone: job.timezone,
+            notify: job.notify.clone(),
+            depends_on: job.depends_on.clone(),
+            alert: job.alert.clone(),
+            check: CheckInfo {
+                kind: job.check.kind().to_owned(),
+                target: job.target.clone(),
+            },
+        }
+    }
+}
+
 /// Records one run's outcome: history, the alert state it leads to and the messages it
 /// makes due, in one transaction; then wakes the outbox.
 pub async fn record(
     rt: &Arc<Runtime>,
-    job: &Job,
+    job: &Subject,
     outcome: Outcome,
     tries: Tries,
     times: Times,
@@ -218,7 +270,7 @@ pub async fn record(
     })
 }
 
-fn log_result(job: &Job, outcome: &Outcome, attempts: u32, max: u32, elapsed: Duration) {
+fn log_result(job: &Subject, outcome: &Outcome, attempts: u32, max: u32, elapsed: Duration) {
     let elapsed_ms = elapsed.as_millis() as u64;
     if outcome.severity.is_ok() {
         tracing::info!(job = %job.name, attempts, elapsed_ms, "ok: {}", outcome.summary);
@@ -240,7 +292,7 @@ fn log_result(job: &Job, outcome: &Outcome, attempts: u32, max: u32, elapsed: Du
 #[allow(clippy::too_many_arguments)]
 fn messages_for(
     rt: &Runtime,
-    job: &Job,
+    job: &Subject,
     events: &[AlertEvent],
     before: &JobState,
     after: &JobState,
@@ -274,10 +326,7 @@ fn messages_for(
             job: job.name.clone(),
             agent: rt.config.agent.name.clone(),
             severity: to_notifier_severity(outcome.severity),
-            check: CheckInfo {
-                kind: job.check.kind().to_owned(),
-                target: job.target.clone(),
-            },
+            check: job.check.clone(),
             summary: outcome.summary.clone(),
             output: outcome.output.clone(),
             attempts,

@@ -13,6 +13,7 @@ use klaxon_notifiers::Notifier;
 use tokio::sync::{Notify, Semaphore};
 
 use crate::config::Config;
+use crate::heartbeat::Pinger;
 use crate::store::Store;
 
 /// Where wall-clock time comes from: the system in production, a controlled clock in
@@ -54,6 +55,8 @@ pub struct Runtime {
     pub last_sent: std::sync::Mutex<HashMap<String, tokio::time::Instant>>,
     /// The agent's Prometheus metrics; a reload carries them into the new runtime.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Heartbeat pings (on the shared HTTP client); kept across reloads.
+    pub pinger: Pinger,
 }
 
 impl fmt::Debug for Runtime {
@@ -98,6 +101,7 @@ impl Runtime {
                 .with_context(|| format!("notifier `{}`", entry.name))?;
             notifiers.insert(entry.name.clone(), Arc::new(notifier));
         }
+        let pinger = Pinger::new(shared.http.clone(), mode);
         Ok(Self {
             permits: Arc::new(Semaphore::new(config.agent.max_concurrent)),
             config,
@@ -109,6 +113,7 @@ impl Runtime {
             outbox_ready: Notify::new(),
             last_sent: Default::default(),
             metrics: Default::default(),
+            pinger,
         })
     }
 }

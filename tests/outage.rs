@@ -59,9 +59,16 @@ async fn record(rt: &Arc<Runtime>, job: &str, severity: Severity) {
         allowed: 3,
     };
     let outcome = Outcome::new(severity, "HTTP 503", Duration::from_millis(20));
-    runner::record(rt, &job, outcome, tries, times, None)
-        .await
-        .expect("record");
+    runner::record(
+        rt,
+        &runner::Subject::from(&job),
+        outcome,
+        tries,
+        times,
+        None,
+    )
+    .await
+    .expect("record");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

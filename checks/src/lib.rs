@@ -8,6 +8,7 @@
 //! target is an [`Outcome`] with a severity and a summary.
 
 pub mod disk;
+pub mod group;
 pub mod heartbeat;
 pub mod http;
 mod metric;

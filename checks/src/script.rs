@@ -12,33 +12,21 @@
 //! line's perfdata is read: the start of the later perfdata may be in what was dropped.
 //! Output that is not UTF-8 is read lossily (`U+FFFD` for bad bytes).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::fmt;
-use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
 use serde::Deserialize;
-use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::time::Instant;
 use toml::Spanned;
 
+use crate::group::{self, Ending, exit_text};
 use crate::validate::{self, ConfigIssue};
-use crate::{Metric, Outcome, Severity, perfdata, text};
+use crate::{Outcome, Severity};
 
-/// Bytes kept from the start of each output stream.
-pub const HEAD_BYTES: usize = 4 * 1024;
-/// Bytes kept from the end of each output stream.
-pub const TAIL_BYTES: usize = 60 * 1024;
-/// How long a timed-out script's group has between SIGTERM and SIGKILL.
-pub const KILL_GRACE: Duration = Duration::from_secs(2);
-/// After the script exits, how long to wait for processes it left behind to close its
-/// output; past that they are stopped with the group.
-const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(1);
+pub use crate::group::{HEAD_BYTES, KILL_GRACE, TAIL_BYTES};
 
 /// The `[jobs.NAME.check]` table of `type = "script"`, as written.
 ///
@@ -97,7 +85,7 @@ impl ScriptSpec {
     /// The command line, arguments quoted where they need it, or the shell line.
     pub fn target(&self) -> String {
         match &self.program {
-            Program::Command(argv) => argv.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" "),
+            Program::Command(argv) => command_line(argv),
             Program::Shell(line) => line.clone(),
         }
     }
@@ -109,6 +97,11 @@ impl ScriptSpec {
             Program::Shell(_) => "/bin/sh",
         }
     }
+}
+
+/// An argv as one line, each argument quoted for a POSIX shell where it needs it.
+pub fn command_line(argv: &[String]) -> String {
+    argv.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ")
 }
 
 fn quote(arg: &str) -> String {
@@ -250,9 +243,8 @@ impl ScriptCheck {
     /// SIGTERM, so the call can return up to that much later.
     pub async fn run(&self, timeout: Duration) -> Outcome {
         let start = Instant::now();
-        let deadline = start + timeout;
-        let mut child = match self.command().spawn() {
-            Ok(child) => child,
+        let ran = match group::run(self.command(), timeout, false, std::future::pending()).await {
+            Ok(ran) => ran,
             Err(e) => {
                 let place = match &self.spec.cwd {
                     Some(cwd) if !cwd.is_dir() => format!(" in `{}`", cwd.display()),
@@ -262,65 +254,12 @@ impl ScriptCheck {
                 return Outcome::new(Severity::Critical, summary, start.elapsed());
             }
         };
-        // `process_group(0)` made the child the leader of a group with its own id.
-        let Some(group) = child
-            .id()
-            .and_then(|id| i32::try_from(id).ok())
-            .map(Pid::from_raw)
-        else {
-            // Only when the child was already reaped, which nothing here has done.
-            return Outcome::new(
-                Severity::Unknown,
-                "lost the script's process id",
-                start.elapsed(),
-            );
-        };
-        let mut guard = GroupGuard(Some(group));
-
-        let stdout = Arc::new(Mutex::new(Capture::default()));
-        let stderr = Arc::new(Mutex::new(Capture::default()));
-        let mut readers = tokio::task::JoinSet::new();
-        if let Some(out) = child.stdout.take() {
-            readers.spawn(read_into(out, stdout.clone()));
-        }
-        if let Some(err) = child.stderr.take() {
-            readers.spawn(read_into(err, stderr.clone()));
-        }
-
-        let waited = tokio::time::timeout_at(deadline, child.wait()).await;
-        let result = match waited {
-            Ok(Ok(status)) => {
-                // Processes the script left in the background may still hold its output.
-                let drain_until = deadline.min(Instant::now() + DRAIN_AFTER_EXIT);
-                if !drained(&mut readers, drain_until).await {
-                    stop_group(group, None).await;
-                }
-                Ok(status)
-            }
-            Ok(Err(e)) => {
-                stop_group(group, Some(&mut child)).await;
-                Err(format!("lost track of `{}`: {e}", self.spec.program_name()))
-            }
-            Err(_) => {
-                stop_group(group, Some(&mut child)).await;
-                Err(format!("timed out after {}", text::duration(timeout)))
-            }
-        };
-        // Everything in the group has been killed or has closed its output by now; a
-        // reader still blocked is not worth waiting for.
-        if !drained(&mut readers, Instant::now() + Duration::from_millis(500)).await {
-            readers.abort_all();
-        }
-        guard.0 = None;
-
-        let elapsed = start.elapsed();
-        let stdout = take(&stdout);
-        let stderr = take(&stderr);
-        let output = join_output(stdout.render(), stderr.render());
-        match result {
-            Ok(status) => {
+        let output = ran.output();
+        let elapsed = ran.elapsed;
+        match ran.ending {
+            Ending::Exited(status) => {
                 let (severity, fallback) = judge(status);
-                let first = first_line(&stdout.head);
+                let first = first_line(&ran.stdout.head);
                 let summary = match fallback {
                     Some(exit) if !first.is_empty() => format!("{exit}: {first}"),
                     Some(exit) => exit,
@@ -329,9 +268,14 @@ impl ScriptCheck {
                 };
                 Outcome::new(severity, summary, elapsed)
                     .with_output(output)
-                    .with_metrics(stdout.metrics())
+                    .with_metrics(ran.stdout.metrics())
             }
-            Err(summary) => Outcome::new(Severity::Critical, summary, elapsed).with_output(output),
+            ending => Outcome::new(
+                Severity::Critical,
+                ending.describe(self.spec.program_name(), timeout),
+                elapsed,
+            )
+            .with_output(output),
         }
     }
 
@@ -350,13 +294,7 @@ impl ScriptCheck {
         };
         command
             .envs(self.spec.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            // If the run is cancelled, tokio kills and reaps the child; the guard kills
-            // the rest of its group.
-            .kill_on_drop(true);
+            .stdin(Stdio::null());
         if let Some(cwd) = &self.spec.cwd {
             command.current_dir(cwd);
         }
@@ -376,15 +314,6 @@ fn judge(status: ExitStatus) -> (Severity, Option<String>) {
     }
 }
 
-/// `exit 137` or `killed by signal 9`.
-fn exit_text(status: ExitStatus) -> String {
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exit {code}"),
-        (None, Some(signal)) => format!("killed by signal {signal}"),
-        (None, None) => status.to_string(),
-    }
-}
-
 /// The plugin's status line: the first line of stdout without its `|` performance data.
 fn first_line(stdout: &[u8]) -> String {
     let text = String::from_utf8_lossy(stdout);
@@ -392,140 +321,12 @@ fn first_line(stdout: &[u8]) -> String {
     line.split('|').next().unwrap_or("").trim().to_owned()
 }
 
-fn join_output(stdout: String, stderr: String) -> String {
-    match (stdout.is_empty(), stderr.is_empty()) {
-        (_, true) => stdout,
-        (true, false) => stderr,
-        (false, false) if stdout.ends_with('\n') => stdout + &stderr,
-        (false, false) => stdout + "\n" + &stderr,
-    }
-}
-
-/// Waits for the readers to reach end of file; `false` if they did not by `until`.
-async fn drained(readers: &mut tokio::task::JoinSet<()>, until: Instant) -> bool {
-    tokio::time::timeout_at(until, async {
-        while readers.join_next().await.is_some() {}
-    })
-    .await
-    .is_ok()
-}
-
-/// SIGTERM to the group; SIGKILL to whatever is left after [`KILL_GRACE`]. Reaps
-/// `child` when given.
-async fn stop_group(group: Pid, mut child: Option<&mut tokio::process::Child>) {
-    let _ = killpg(group, Signal::SIGTERM);
-    let grace_end = Instant::now() + KILL_GRACE;
-    if let Some(child) = child.as_deref_mut() {
-        let _ = tokio::time::timeout_at(grace_end, child.wait()).await;
-    }
-    // Grandchildren are not ours to wait for: poll until the group is gone.
-    while group_exists(group) && Instant::now() < grace_end {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    if group_exists(group) {
-        let _ = killpg(group, Signal::SIGKILL);
-    }
-    if let Some(child) = child {
-        let _ = child.wait().await;
-    }
-}
-
-/// Whether any process of the group is left (zombies count until their parent reaps
-/// them).
-fn group_exists(group: Pid) -> bool {
-    killpg(group, None).is_ok()
-}
-
-/// Kills the group if a run is dropped half way (its task cancelled), so nothing the
-/// script started outlives it.
-struct GroupGuard(Option<Pid>);
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        if let Some(group) = self.0 {
-            let _ = killpg(group, Signal::SIGKILL);
-        }
-    }
-}
-
-async fn read_into(mut stream: impl AsyncRead + Unpin, capture: Arc<Mutex<Capture>>) {
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => capture
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(&buf[..n]),
-        }
-    }
-}
-
-fn take(capture: &Mutex<Capture>) -> Capture {
-    std::mem::take(&mut *capture.lock().unwrap_or_else(|e| e.into_inner()))
-}
-
-/// One output stream, bounded: its first [`HEAD_BYTES`], its last [`TAIL_BYTES`], and
-/// how many bytes between them were dropped.
-#[derive(Debug, Default)]
-struct Capture {
-    head: Vec<u8>,
-    tail: VecDeque<u8>,
-    dropped: u64,
-}
-
-impl Capture {
-    fn push(&mut self, mut data: &[u8]) {
-        let room = HEAD_BYTES - self.head.len();
-        let (first, rest) = data.split_at(room.min(data.len()));
-        self.head.extend_from_slice(first);
-        data = rest;
-        if data.len() >= TAIL_BYTES {
-            self.dropped += (self.tail.len() + data.len() - TAIL_BYTES) as u64;
-            self.tail.clear();
-            self.tail.extend(&data[data.len() - TAIL_BYTES..]);
-            return;
-        }
-        self.tail.extend(data);
-        let excess = self.tail.len().saturating_sub(TAIL_BYTES);
-        if excess > 0 {
-            self.tail.drain(..excess);
-            self.dropped += excess as u64;
-        }
-    }
-
-    /// The perfdata in the output kept: all of it when nothing was dropped, else only
-    /// the first line's, when that line was kept whole.
-    fn metrics(&self) -> Vec<Metric> {
-        if self.dropped == 0 {
-            let mut all = self.head.clone();
-            all.extend(self.tail.iter());
-            return perfdata::from_output(&String::from_utf8_lossy(&all));
-        }
-        match self.head.iter().position(|&b| b == b'\n') {
-            Some(end) => perfdata::from_first_line(&String::from_utf8_lossy(&self.head[..end])),
-            None => Vec::new(),
-        }
-    }
-
-    fn render(&self) -> String {
-        let mut bytes = self.head.clone();
-        if self.dropped > 0 {
-            if !bytes.ends_with(b"\n") {
-                bytes.push(b'\n');
-            }
-            bytes.extend_from_slice(format!("[… {} bytes dropped …]\n", self.dropped).as_bytes());
-        }
-        bytes.extend(self.tail.iter());
-        String::from_utf8_lossy(&bytes).into_owned()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
+    use crate::Metric;
     use crate::test_support::{config, issues_of, try_config};
 
     fn shell(line: &str) -> ScriptCheck {
@@ -870,25 +671,6 @@ mod tests {
             output.contains(&format!("[… {dropped} bytes dropped …]")),
             "no marker"
         );
-    }
-
-    #[test]
-    fn capture_keeps_head_and_tail() {
-        let mut c = Capture::default();
-        c.push(&[b'a'; HEAD_BYTES - 1]);
-        c.push(b"bc");
-        assert_eq!(c.head.len(), HEAD_BYTES);
-        assert_eq!(c.tail, [b'c']);
-        c.push(&vec![b'x'; TAIL_BYTES]);
-        assert_eq!(c.dropped, 1);
-        c.push(&vec![b'y'; 3 * TAIL_BYTES]);
-        assert_eq!(c.dropped, 1 + 3 * TAIL_BYTES as u64);
-        assert!(c.tail.iter().all(|&b| b == b'y'));
-        assert_eq!(c.tail.len(), TAIL_BYTES);
-        c.push(b"z");
-        assert_eq!(c.tail.back(), Some(&b'z'));
-        assert_eq!(c.tail.len(), TAIL_BYTES);
-        assert_eq!(c.dropped, 2 + 3 * TAIL_BYTES as u64);
     }
 
     #[tokio::test]

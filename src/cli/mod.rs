@@ -2,6 +2,7 @@
 //! its exit code or an error; [`main`] picks the code for errors: `2` for usage and
 //! configuration errors, `1` for everything else.
 
+mod exec;
 mod jobs;
 mod notify;
 mod once;
@@ -45,6 +46,8 @@ enum Command {
     Once(once::OnceArgs),
     /// Record a heartbeat for a passive (`heartbeat`) job
     Ping(ping::PingArgs),
+    /// Wrap one command (for cron or launchd): lock, timeout, retries, heartbeat, alerts
+    Exec(exec::ExecArgs),
     /// Send a test message through a notifier
     Notify(notify::NotifyArgs),
     /// Each job's state: severity, since when, failures, alert, last and next run
@@ -72,6 +75,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(cli.config.as_deref(), &env, args),
         Command::Once(args) => once::run(cli.config.as_deref(), &env, args),
         Command::Ping(args) => ping::run(cli.config.as_deref(), &env, args),
+        Command::Exec(args) => exec::run(cli.config.as_deref(), &env, args),
         Command::Notify(args) => notify::run(cli.config.as_deref(), &env, args),
         Command::Status(args) => status::status(cli.config.as_deref(), &env, args),
         Command::History(args) => status::history(cli.config.as_deref(), &env, args),

@@ -68,7 +68,10 @@ pub fn run(config: Option<&Path>, env: &dyn Env, args: OnceArgs) -> anyhow::Resu
         for m in &r.metrics {
             println!("  {}", perfdata(m));
         }
-        let left = crate::outbox::deliver_within(&rt, finished.messages, DELIVERY_WAIT).await;
+        let (left, _) = tokio::join!(
+            crate::outbox::deliver_within(&rt, finished.messages, DELIVERY_WAIT),
+            rt.pinger.wait(crate::heartbeat::EXIT_WAIT)
+        );
         if left > 0 {
             eprintln!(
                 "{left} message(s) not delivered yet; they stay in the outbox for the agent to retry"

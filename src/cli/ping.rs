@@ -42,7 +42,10 @@ pub fn run(config: Option<&Path>, env: &dyn Env, args: PingArgs) -> anyhow::Resu
             job.name,
             now.with_timezone(&job.timezone).to_rfc3339()
         );
-        let left = crate::outbox::deliver_within(&rt, finished.messages, DELIVERY_WAIT).await;
+        let (left, _) = tokio::join!(
+            crate::outbox::deliver_within(&rt, finished.messages, DELIVERY_WAIT),
+            rt.pinger.wait(crate::heartbeat::EXIT_WAIT)
+        );
         if left > 0 {
             eprintln!("{left} message(s) not delivered yet; they stay in the outbox for the agent");
         }

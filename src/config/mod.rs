@@ -62,11 +62,47 @@ pub struct Config {
     pub notifiers: Vec<NotifierEntry>,
     /// In file order.
     pub jobs: Vec<Job>,
+    /// `[defaults]`, validated: what `klaxon exec` runs with for a job the file lacks.
+    pub defaults: JobDefaults,
     /// Things that are allowed but probably not meant (a job that notifies nobody).
     pub warnings: Vec<String>,
 }
 
 impl Config {
+    /// The settings used when there is no config file at all (`klaxon exec` still runs
+    /// its command): the default agent settings, no notifiers, no jobs.
+    pub fn builtin() -> Config {
+        let mut loader = Loader {
+            text: "",
+            base_dir: Path::new("."),
+            diagnostics: Vec::new(),
+            substituted: Vec::new(),
+            unresolved: Vec::new(),
+        };
+        let agent = loader.agent(RawAgent::default());
+        let log = loader.log(RawLog::default());
+        let defaults = loader.quiet_defaults(&RawDefaults::default(), &[]);
+        Config {
+            file: PathBuf::new(),
+            agent: agent.unwrap_or_else(|| AgentSettings {
+                name: gethostname::gethostname().to_string_lossy().into_owned(),
+                timezone: system_timezone(),
+                state_dir: paths::default_state_dir(),
+                max_concurrent: 64,
+                listen: None,
+                listen_token: None,
+                heartbeat: None,
+                wake_delay: Duration::from_secs(15),
+                group_wait: Duration::from_secs(5),
+            }),
+            log,
+            notifiers: Vec::new(),
+            jobs: Vec::new(),
+            defaults,
+            warnings: Vec::new(),
+        }
+    }
+
     pub fn job(&self, name: &str) -> Option<&Job> {
         self.jobs.iter().find(|j| j.name == name)
     }
@@ -123,6 +159,15 @@ pub struct NotifierEntry {
     pub fallback: Option<String>,
     pub fallback_after: Duration,
     pub min_severity: MinSeverity,
+}
+
+/// What a job gets from `[defaults]` (and the built-in defaults under it).
+#[derive(Debug, Clone)]
+pub struct JobDefaults {
+    pub timeout: Duration,
+    pub notify: Vec<String>,
+    pub retry: RetryPolicy,
+    pub alert: AlertPolicy,
 }
 
 #[derive(Debug, Clone)]
@@ -307,6 +352,7 @@ impl<'a> Loader<'a> {
             agent.as_ref().map(listen_warnings).unwrap_or_default(),
         ]
         .concat();
+        let defaults = self.quiet_defaults(&defaults, &declared);
         // `agent` has no diagnostics here, so every field was filled.
         Ok(Config {
             file,
@@ -314,6 +360,7 @@ impl<'a> Loader<'a> {
             log,
             notifiers,
             jobs,
+            defaults,
             warnings,
         })
     }
@@ -976,6 +1023,40 @@ impl<'a> Loader<'a> {
             target: interpolate::redact(&check.as_ref()?.target(), &self.substituted),
             check: check?,
         })
+    }
+
+    /// `[defaults]` as a job without settings of its own gets them. Its problems were
+    /// reported with the jobs that inherit them; a value no job uses and that does not
+    /// validate falls back to the built-in default here.
+    fn quiet_defaults(&mut self, raw: &RawDefaults, notifiers: &[String]) -> JobDefaults {
+        let mark = self.diagnostics.len();
+        let builtin_retry = || {
+            RetryPolicy::try_new(3, Duration::from_secs(2), Duration::from_secs(60), 2.0, 0.2)
+                .unwrap_or_else(|_| RetryPolicy::single())
+        };
+        let timeout = raw
+            .timeout
+            .as_ref()
+            .and_then(|t| self.positive_duration(t, "timeout"))
+            .unwrap_or(Duration::from_secs(30));
+        let retry = self
+            .retry(None, raw.retry.as_ref(), &(0..0))
+            .unwrap_or_else(builtin_retry);
+        let alert = self.alert_policy(None, raw.alert.as_ref());
+        let notify = raw
+            .notify
+            .iter()
+            .flatten()
+            .map(|n| n.get_ref().clone())
+            .filter(|n| notifiers.contains(n))
+            .collect();
+        self.diagnostics.truncate(mark);
+        JobDefaults {
+            timeout,
+            notify,
+            retry,
+            alert: alert.unwrap_or_default(),
+        }
     }
 
     fn trigger(

@@ -1,0 +1,226 @@
+//! `klaxon exec`: one command wrapped the way a scheduled job is run. A per-job lock in
+//! `state_dir/locks/` stops overlapping runs; the command runs in its own process group
+//! with the job's timeout and retries, its output passed through as it comes; the run
+//! goes into history and the alert state machine like any job's; heartbeat pings
+//! `/start` and `/<exit code>`.
+//!
+//! Exit codes: the command's final exit code; `124` when it timed out (as timeout(1)
+//! does); `128 + N` when it was killed by signal N (or klaxon was, by SIGINT/SIGTERM);
+//! `126`/`127` when it could not be started (not executable / not found), as shells do.
+
+use std::fs::File;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use klaxon_checks::group::{self, Ending};
+use klaxon_checks::{Outcome, Severity};
+use secrecy::SecretString;
+use tokio_util::sync::CancellationToken;
+
+use crate::heartbeat::{self, Signal};
+use crate::retry::{RetryPolicy, run_with_retry};
+use crate::runner::{Finished, Subject, Times, Tries};
+use crate::runtime::Runtime;
+use crate::schedule::Trigger;
+use crate::store::RunRecord;
+
+/// Why a second `exec` of a job did not run, as history shows it.
+pub const STILL_RUNNING: &str = "still running";
+
+/// Everything one `exec` runs with, settled from the config and the flags.
+#[derive(Debug, Clone)]
+pub struct ExecPlan {
+    pub subject: Subject,
+    /// Program and arguments, run without a shell.
+    pub argv: Vec<String>,
+    pub timeout: Duration,
+    pub retry: RetryPolicy,
+    pub heartbeat: Option<SecretString>,
+    /// The job's schedule, when the config has the job: for "next run" in messages.
+    pub trigger: Option<Trigger>,
+    /// The job is a passive `heartbeat` job: a successful exec also counts as its ping.
+    pub passive: bool,
+}
+
+/// The per-job lock: held for the whole exec, released by the OS however it ends.
+#[derive(Debug)]
+pub enum Lock {
+    Held(File),
+    /// Another exec of the job holds it.
+    Busy,
+}
+
+/// Takes `state_dir/locks/<job>.lock` without waiting.
+pub fn lock(state_dir: &Path, job: &str) -> anyhow::Result<Lock> {
+    let dir = state_dir.join("locks");
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create the lock directory `{}`", dir.display()))?;
+    let path: PathBuf = dir.join(format!("{job}.lock"));
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open `{}`", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Lock::Held(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(Lock::Busy),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock `{}`", path.display()))
+        }
+    }
+}
+
+/// Records that an exec of `job` was skipped because another one still runs.
+pub fn record_skip(rt: &Runtime, job: &str) -> anyhow::Result<()> {
+    let now = rt.clock.now();
+    rt.store.record_skip(&RunRecord {
+        job: job.to_owned(),
+        started_at: now,
+        finished_at: now,
+        severity: "skipped".into(),
+        attempts: 0,
+        elapsed: Duration::ZERO,
+        summary: format!("skipped: {STILL_RUNNING}"),
+        output: None,
+        skipped: Some(STILL_RUNNING.into()),
+        metrics: Vec::new(),
+        fire_at: None,
+    })?;
+    Ok(())
+}
+
+/// One try: its exit code (as `exec` exits with it), summary and output.
+#[derive(Debug, Clone)]
+struct Tried {
+    code: i32,
+    summary: String,
+    output: String,
+}
+
+/// The signal that interrupted klaxon, if one did (for the exit code).
+#[derive(Debug, Default)]
+pub struct Interrupt {
+    pub stop: CancellationToken,
+    signal: AtomicI32,
+}
+
+impl Interrupt {
+    /// Stops the run because klaxon got `signal`.
+    pub fn fire(&self, signal: i32) {
+        self.signal.store(signal, Ordering::Release);
+        self.stop.cancel();
+    }
+}
+
+/// Runs the plan: tries, heartbeat pings, the record. Returns the run and the exit code.
+pub async fn run(
+    rt: &Arc<Runtime>,
+    plan: &ExecPlan,
+    interrupt: &Interrupt,
+) -> anyhow::Result<(Finished, i32)> {
+    let name = &plan.subject.name;
+    let pings = plan
+        .heartbeat
+        .as_ref()
+        .map(|url| rt.pinger.start_run(name, url));
+    let started_at = rt.clock.now();
+    let clock = tokio::time::Instant::now();
+    let (result, attempts) = run_with_retry(
+        &plan.retry,
+        || async {
+            let tried = try_once(plan, interrupt).await;
+            if tried.code == 0 {
+                Ok(tried)
+            } else {
+                tracing::debug!(job = %name, summary = %tried.summary, "try failed");
+                Err(tried)
+            }
+        },
+        &interrupt.stop,
+    )
+    .await;
+    let tried = result.unwrap_or_else(|t| t);
+    let elapsed = clock.elapsed();
+    if let Some(pings) = pings {
+        let body =
+            (tried.code != 0).then(|| heartbeat::failure_body(&tried.summary, Some(&tried.output)));
+        pings.finish(Signal::Exit(tried.code), body);
+    }
+    let severity = if tried.code == 0 {
+        Severity::Ok
+    } else {
+        Severity::Critical
+    };
+    let outcome = Outcome::new(severity, tried.summary.clone(), elapsed).with_output(tried.output);
+    let finished_at = started_at + chrono::Duration::from_std(elapsed).unwrap_or_default();
+    if plan.passive && severity.is_ok() {
+        rt.store.record_ping(name, finished_at)?;
+    }
+    let next_run = plan
+        .trigger
+        .as_ref()
+        .and_then(|t| t.next_after(rt.clock.now()));
+    let finished = crate::runner::record(
+        rt,
+        &plan.subject,
+        outcome,
+        Tries {
+            made: attempts,
+            allowed: plan.retry.attempts(),
+        },
+        Times {
+            started_at,
+            elapsed,
+            fire_at: None,
+        },
+        next_run,
+    )
+    .await?;
+    Ok((finished, tried.code))
+}
+
+async fn try_once(plan: &ExecPlan, interrupt: &Interrupt) -> Tried {
+    let program = plan.argv[0].as_str();
+    let mut command = tokio::process::Command::new(program);
+    command.args(&plan.argv[1..]).stdin(Stdio::null());
+    let ran = match group::run(command, plan.timeout, true, interrupt.stop.cancelled()).await {
+        Ok(ran) => ran,
+        Err(e) => {
+            let code = match e.kind() {
+                std::io::ErrorKind::NotFound => 127,
+                _ => 126,
+            };
+            let summary = format!("cannot run `{program}`: {e}");
+            eprintln!("klaxon exec: {summary}");
+            return Tried {
+                code,
+                summary,
+                output: String::new(),
+            };
+        }
+    };
+    let code = match &ran.ending {
+        Ending::Exited(status) => match (status.code(), status.signal()) {
+            (Some(code), _) => code,
+            (None, Some(signal)) => 128 + signal,
+            (None, None) => 1,
+        },
+        Ending::TimedOut => 124,
+        Ending::Interrupted => match interrupt.signal.load(Ordering::Acquire) {
+            0 => 128 + 15,
+            signal => 128 + signal,
+        },
+        Ending::Lost(_) => 1,
+    };
+    Tried {
+        code,
+        summary: ran.ending.describe(program, plan.timeout),
+        output: ran.output(),
+    }
+}
