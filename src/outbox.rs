@@ -269,29 +269,39 @@ async fn deliver_per_job(rt: &Arc<Runtime>, items: Vec<OutboxItem>, in_flight: u
     }
     let mut chains = chains.into_iter();
     let mut sending = tokio::task::JoinSet::new();
+    let mut pending = Vec::new();
     loop {
         while sending.len() < in_flight.max(1) {
             let Some(chain) = chains.next() else { break };
             let rt = rt.clone();
             sending.spawn(async move {
-                for item in &chain {
+                let mut last = None;
+                for (n, item) in chain.iter().enumerate() {
                     let (delivery, mark) = try_once(&rt, item).await;
-                    // Recorded before the next try, committed with the other jobs'
-                    // outcomes of the moment, off the async threads.
-                    if let Some(mark) = mark {
-                        record(rt.store.mark_soon(vec![mark]).await);
-                    }
-                    if delivery != Delivery::Delivered {
+                    // Queued for the next group commit at once, off the async threads.
+                    let committed = rt.store.mark_queued(mark.into_iter().collect());
+                    if delivery != Delivery::Delivered || n + 1 == chain.len() {
+                        // The job's last try this round: its slot is free for another
+                        // job while the outcome is committed.
+                        last = Some(committed);
                         break;
                     }
+                    // Recorded before the job's next message is tried.
+                    record(committed.await);
                 }
+                last
             });
         }
         match sending.join_next().await {
             Some(Err(e)) => tracing::error!(%e, "a delivery task failed"),
-            Some(Ok(())) => {}
+            Some(Ok(last)) => pending.extend(last),
             None => break,
         }
+    }
+    // The round ends when all its outcomes are durable, so the next round does not
+    // send again what went out in this one.
+    for committed in pending {
+        record(committed.await);
     }
 }
 

@@ -343,13 +343,34 @@ impl Store {
     /// Records how delivery tries went, like [`Store::mark`], committed together with
     /// the other writes waiting at that moment.
     pub async fn mark_soon(&self, marks: Vec<Mark>) -> Result<(), StoreError> {
-        if marks.is_empty() {
-            return Ok(());
+        self.mark_queued(marks).await
+    }
+
+    /// Queues delivery outcomes for the next group commit at once (they are committed
+    /// even if nobody waits); the returned future says when and how it went.
+    pub fn mark_queued(
+        &self,
+        marks: Vec<Mark>,
+    ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send + use<> {
+        let result = (!marks.is_empty()).then(|| self.enqueue(Write::Marks(marks)));
+        async move {
+            match result {
+                Some(result) => result.await.unwrap_or(Err(StoreError::Stopped)).map(|_| ()),
+                None => Ok(()),
+            }
         }
-        self.queued(Write::Marks(marks)).await.map(|_| ())
     }
 
     async fn queued(&self, write: Write<'static>) -> Result<Written, StoreError> {
+        self.enqueue(write)
+            .await
+            .unwrap_or(Err(StoreError::Stopped))
+    }
+
+    fn enqueue(
+        &self,
+        write: Write<'static>,
+    ) -> tokio::sync::oneshot::Receiver<Result<Written, StoreError>> {
         use std::sync::atomic::Ordering::SeqCst;
         let (done, result) = tokio::sync::oneshot::channel();
         lock(&self.queue).push(Pending { write, done });
@@ -358,7 +379,7 @@ impl Store {
             // is cancelled cannot strand the others' writes.
             tokio::spawn(self.clone().commit_queue());
         }
-        result.await.unwrap_or(Err(StoreError::Stopped))
+        result
     }
 
     /// Commits what is queued, batch after batch, until the queue is empty.

@@ -95,6 +95,27 @@ async fn the_exit_code_and_output_pass_through() {
     assert_eq!(text(&out.stdout), "fine\n");
     // Success is silent apart from the command itself: cron mails nothing.
     assert_eq!(text(&out.stderr), "");
+
+    // `other` has no `[jobs.other]`, yet its runs are in history, newest first.
+    let runs = history(&config, "other");
+    let severities: Vec<&str> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["severity"].as_str().unwrap())
+        .collect();
+    assert_eq!(severities, ["ok", "critical"], "{runs:#}");
+    // A job with neither a config section nor runs is still an error naming the jobs.
+    let out = klaxon(&config)
+        .args(["history", "nosuch"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("no job `nosuch`"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

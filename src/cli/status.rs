@@ -9,7 +9,6 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::config::Env;
-use crate::status::rfc3339;
 use crate::store::Store;
 
 #[derive(Debug, Args)]
@@ -81,14 +80,21 @@ pub fn history(
     args: HistoryArgs,
 ) -> anyhow::Result<ExitCode> {
     let config = super::load(config, env)?;
-    let job = super::job(&config, &args.job)?;
     let store = Store::open(&config.agent.state_dir)?;
-    let runs: Vec<Run> = store
-        .history(&job.name, args.limit)?
+    let records = store.history(&args.job, args.limit)?;
+    // `klaxon exec --job NAME` records runs of jobs the config need not have: those
+    // are shown in the agent's time zone.
+    let timezone = match config.job(&args.job) {
+        Some(job) => job.timezone,
+        None if !records.is_empty() => config.agent.timezone,
+        None => super::job(&config, &args.job)?.timezone,
+    };
+    let local = |t: chrono::DateTime<chrono::Utc>| t.with_timezone(&timezone).to_rfc3339();
+    let runs: Vec<Run> = records
         .into_iter()
         .map(|r| Run {
-            started_at: rfc3339(r.started_at, &job),
-            finished_at: rfc3339(r.finished_at, &job),
+            started_at: local(r.started_at),
+            finished_at: local(r.finished_at),
             severity: r.severity,
             attempts: r.attempts,
             elapsed_ms: r.elapsed.as_millis() as u64,
