@@ -9,6 +9,7 @@ pub mod alert;
 pub mod cli;
 pub mod config;
 pub mod dispatch;
+pub mod logging;
 pub mod outbox;
 pub mod retry;
 pub mod runner;
