@@ -628,6 +628,106 @@ fn client_builder() -> reqwest::ClientBuilder {
 pub struct HttpCheck {
     spec: HttpSpec,
     client: reqwest::Client,
+    /// What the request sends as credentials, kept out of what the check reports: a
+    /// server may echo them back in its answer.
+    credentials: Vec<SecretString>,
+}
+
+/// Whether a request header's value is a credential: `Authorization`,
+/// `Proxy-Authorization`, `Cookie`, or a name that says token, secret, password or API
+/// key (`X-Api-Key`, `X-Auth-Token`). Also used for script checks' `env` names.
+pub fn is_secret_name(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    matches!(
+        name.as_str(),
+        "authorization" | "proxy-authorization" | "cookie"
+    ) || [
+        "token", "secret", "password", "passwd", "apikey", "api-key", "api_key",
+    ]
+    .iter()
+    .any(|word| name.contains(word))
+}
+
+impl HttpSpec {
+    /// The secret values this request carries: the `basic_auth` password or
+    /// `bearer_token`, the URL's password, and the values of secret headers (whole, and
+    /// the credential after a scheme like `Bearer `), and Basic auth's base64 form. Short values (under 4 characters)
+    /// are left out: blanking them would garble the report more than it protects.
+    fn credentials(&self) -> Vec<SecretString> {
+        use base64::Engine as _;
+        // What `Authorization: Basic` carries, which decodes to the password at once.
+        let basic = |user: &str, password: &str| {
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        };
+        let mut out: Vec<String> = Vec::new();
+        match &self.auth {
+            Some(Auth::Basic { username, password }) => {
+                out.push(password.expose_secret().to_owned());
+                out.push(basic(username, password.expose_secret()));
+            }
+            Some(Auth::Bearer(token)) => out.push(token.expose_secret().to_owned()),
+            None => {}
+        }
+        if let Some(password) = self.url.password() {
+            out.push(password.to_owned());
+            let user = percent_decode(self.url.username()).unwrap_or_default();
+            if let Ok(decoded) = percent_decode(password) {
+                out.push(basic(&user, &decoded));
+                out.push(decoded);
+            }
+        }
+        for (name, value) in &self.headers {
+            if !is_secret_name(name.as_str()) {
+                continue;
+            }
+            if let Ok(value) = value.to_str() {
+                out.push(value.to_owned());
+                if let Some((_, credential)) = value.trim().split_once(' ') {
+                    out.push(credential.trim().to_owned());
+                }
+            }
+        }
+        out.retain(|v| v.chars().count() >= 4);
+        // Longest first, so a whole value goes before the part of it.
+        out.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        out.dedup();
+        out.into_iter().map(SecretString::from).collect()
+    }
+}
+
+/// `%XX` escapes decoded, as a URL's password is sent.
+fn percent_decode(text: &str) -> Result<String, std::string::FromUtf8Error> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out)
+}
+
+/// `text` with every credential replaced by `***`.
+fn without_credentials(text: &mut String, credentials: &[SecretString]) {
+    for c in credentials {
+        let c = c.expose_secret();
+        if text.contains(c) {
+            *text = text.replace(c, "***");
+        }
+    }
 }
 
 /// What one request brought back, before it is judged.
@@ -645,9 +745,14 @@ impl HttpCheck {
     /// Uses the shared client, or builds one for a check with its own TLS settings.
     /// Fails when `ca_file` cannot be read or holds no certificate.
     pub fn new(spec: HttpSpec, shared: &Shared) -> Result<Self, BuildError> {
+        let credentials = spec.credentials();
         if spec.ca_file.is_none() && spec.tls_verify {
             let client = shared.http.clone();
-            return Ok(Self { spec, client });
+            return Ok(Self {
+                spec,
+                client,
+                credentials,
+            });
         }
         let mut builder = client_builder();
         if let Some(path) = &spec.ca_file {
@@ -670,6 +775,7 @@ impl HttpCheck {
         Ok(Self {
             client: builder.build()?,
             spec,
+            credentials,
         })
     }
 
@@ -699,6 +805,12 @@ impl HttpCheck {
         };
         if !self.spec.tls_verify {
             outcome.summary.push_str(" (unverified)");
+        }
+        if !self.credentials.is_empty() {
+            without_credentials(&mut outcome.summary, &self.credentials);
+            if let Some(output) = &mut outcome.output {
+                without_credentials(output, &self.credentials);
+            }
         }
         outcome
     }
@@ -1913,6 +2025,43 @@ max_body = "lots"
         )
         .unwrap_err();
         assert!(err.message().starts_with("unknown field `realm`"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn credentials_a_server_echoes_are_kept_out_of_the_report() {
+        // The server quotes every header it got, and the query, in its refusal.
+        let echo = |r: &klaxon_testkit::Request| {
+            let headers: Vec<String> = r.headers.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+            Response::status(401).body(format!("denied {}\n{}", r.path, headers.join("\n")))
+        };
+        let cases = [
+            ("bearer_token = \"tok-s3cret\"", "http://127.0.0.1:PORT/a"),
+            (
+                "basic_auth = { username = \"u\", password = \"pw-s3cret\" }",
+                "http://127.0.0.1:PORT/a",
+            ),
+            (
+                "headers = { Authorization = \"Token hdr-s3cret\", \"X-Api-Key\" = \"key-s3cret\" }",
+                "http://127.0.0.1:PORT/a",
+            ),
+            ("", "http://user:url%2Ds3cret@127.0.0.1:PORT/a"),
+        ];
+        for (cfg, url) in cases {
+            let server = Server::start(echo).await;
+            let url = url.replace("PORT", &server.addr().port().to_string());
+            let r = check(cfg, &url).run(Duration::from_secs(5)).await;
+            let output = r.output.clone().unwrap();
+            assert!(output.starts_with("denied /a"), "{output}");
+            assert!(output.contains("***"), "{cfg}: {output}");
+            assert!(!output.contains("s3cret"), "{cfg}: {output}");
+            assert!(!r.summary.contains("s3cret"), "{cfg}: {}", r.summary);
+        }
+        // Headers that are not credentials are reported as they came.
+        let server = Server::start(echo).await;
+        let r = check("headers = { Accept = \"text/plain\" }", &server.url("/a"))
+            .run(Duration::from_secs(5))
+            .await;
+        assert!(r.output.unwrap().contains("accept: text/plain"));
     }
 
     #[tokio::test]

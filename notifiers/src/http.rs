@@ -176,13 +176,27 @@ async fn read_prefix(response: &mut reqwest::Response) -> String {
 }
 
 /// Belt and braces: a reason must not carry the URL even if an error or a receiver
-/// echoes it.
+/// echoes it, nor the parts of it that are the credential of a chat webhook: the path
+/// (`/services/T000/B000/XXXX`), the query, and a password.
 fn scrub(reason: String, url: &str) -> String {
     let mut reason = reason;
-    let normalized = url::Url::parse(url).map(String::from).unwrap_or_default();
-    for form in [url, normalized.as_str()] {
-        if !form.is_empty() && reason.contains(form) {
-            reason = reason.replace(form, "***");
+    let parsed = url::Url::parse(url).ok();
+    let normalized = parsed
+        .as_ref()
+        .map(|u| u.as_str().to_owned())
+        .unwrap_or_default();
+    let mut forms = vec![url.to_owned(), normalized];
+    if let Some(u) = &parsed {
+        // A bare `/` or a short word would blank out unrelated text.
+        forms.push(u.path().to_owned());
+        forms.extend(u.query().map(str::to_owned));
+        forms.extend(u.password().map(str::to_owned));
+        forms.push(u.path().trim_start_matches('/').to_owned());
+    }
+    forms.retain(|f| f.chars().count() >= 4);
+    for form in forms {
+        if reason.contains(&form) {
+            reason = reason.replace(&form, "***");
         }
     }
     reason
@@ -193,6 +207,23 @@ fn scrub(reason: String, url: &str) -> String {
 mod tests {
     use super::*;
     use reqwest::header::HeaderValue;
+
+    #[test]
+    fn reasons_lose_the_url_and_its_credential_parts() {
+        let url = "https://u:pa55word@hooks.example.com/services/T0/B0/XXXX?token=qqqq";
+        let echoed = format!(
+            "HTTP 404: no hook {url}, path /services/T0/B0/XXXX, services/T0/B0/XXXX, token=qqqq, pa55word"
+        );
+        assert_eq!(
+            scrub(echoed, url),
+            "HTTP 404: no hook ***, path ***, ***, ***, ***"
+        );
+        // A short path is left: it says nothing secret and would blank out words.
+        assert_eq!(
+            scrub("HTTP 400: bad /x".into(), "http://127.0.0.1:9/x"),
+            "HTTP 400: bad /x"
+        );
+    }
 
     fn headers(retry_after: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();

@@ -12,13 +12,12 @@ mod service;
 mod status;
 mod validate;
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{self, Config, ConfigError, LogFormat, LogSettings};
+use crate::config::{self, Config, ConfigError, LogSettings};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -82,28 +81,35 @@ pub fn main() -> ExitCode {
         Command::Launchd(args) => service::launchd(cli.config.as_deref(), &env, args),
         Command::Systemd(args) => service::systemd(cli.config.as_deref(), &env, args),
     };
-    match result {
+    let code = match result {
         Ok(code) => code,
         Err(e) => {
             if let Some(config) = e.downcast_ref::<ConfigError>() {
                 eprintln!("{config}");
-                return ExitCode::from(2);
-            }
-            eprintln!("error: {e:#}");
-            // A check or notifier the config asks for but that cannot be set up (a type
-            // this version cannot run, an unreadable `ca_file`) is a configuration error.
-            let config_problem = e.chain().any(|c| {
-                c.is::<UsageError>()
-                    || c.is::<klaxon_checks::BuildError>()
-                    || c.is::<klaxon_notifiers::BuildError>()
-            });
-            if config_problem {
                 ExitCode::from(2)
             } else {
-                ExitCode::from(1)
+                eprintln!("error: {e:#}");
+                if crate::logging::has_file() {
+                    tracing::error!(target: crate::logging::FILE_ONLY, "{e:#}");
+                }
+                // A check or notifier the config asks for but that cannot be set up (a
+                // type this version cannot run, an unreadable `ca_file`) is a
+                // configuration error.
+                let config_problem = e.chain().any(|c| {
+                    c.is::<UsageError>()
+                        || c.is::<klaxon_checks::BuildError>()
+                        || c.is::<klaxon_notifiers::BuildError>()
+                });
+                if config_problem {
+                    ExitCode::from(2)
+                } else {
+                    ExitCode::from(1)
+                }
             }
         }
-    }
+    };
+    crate::logging::flush();
+    code
 }
 
 /// Finds and loads the config; both failures are configuration errors (exit 2).
@@ -132,24 +138,9 @@ fn job(config: &Config, name: &str) -> anyhow::Result<crate::config::Job> {
     }
 }
 
-/// Sets up logging to stderr: `RUST_LOG` if set, else the config's level for klaxon's
-/// own crates and `warn` for libraries.
+/// Sets up logging for a command that acts for the agent (see [`crate::logging`]).
 fn init_logging(settings: &LogSettings) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        let level = &settings.level;
-        EnvFilter::new(format!(
-            "warn,klaxon={level},klaxon_checks={level},klaxon_notifiers={level}"
-        ))
-    });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    let _ = match settings.format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
+    crate::logging::init(settings);
 }
 
 /// A multi-threaded runtime sized for a small agent. Blocking work (state store writes,

@@ -33,12 +33,23 @@ pub struct Substituted {
     pub value: String,
 }
 
+/// A `${file:PATH}` secret file that other users can read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExposedFile {
+    /// Where the reference is in the config.
+    pub span: Range<usize>,
+    pub path: std::path::PathBuf,
+    pub mode: u32,
+}
+
 pub struct Interpolator<'a> {
     pub env: &'a dyn Env,
     /// Directory `${file:relative}` paths are resolved against (the config's).
     pub base_dir: &'a Path,
     pub diagnostics: Vec<Diagnostic>,
     pub substituted: Vec<Substituted>,
+    /// Secret files that are readable by group or others, once each.
+    pub exposed_files: Vec<ExposedFile>,
 }
 
 impl Interpolator<'_> {
@@ -88,7 +99,7 @@ impl Interpolator<'_> {
                 ));
                 return None;
             };
-            match self.resolve(&after[..end]) {
+            match self.resolve(&after[..end], span) {
                 Ok(value) => {
                     out.push_str(&value);
                     self.substituted.push(Substituted {
@@ -107,12 +118,22 @@ impl Interpolator<'_> {
         ok.then_some(out)
     }
 
-    fn resolve(&self, reference: &str) -> Result<String, String> {
+    fn resolve(&mut self, reference: &str, span: &Range<usize>) -> Result<String, String> {
         if let Some(path) = reference.strip_prefix("file:") {
             let path = expand_path(path.trim(), self.base_dir);
-            return std::fs::read_to_string(&path)
+            let value = std::fs::read_to_string(&path)
                 .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
-                .map_err(|e| format!("cannot read secret file `{}`: {e}", path.display()));
+                .map_err(|e| format!("cannot read secret file `{}`: {e}", path.display()))?;
+            if let Some(mode) = super::readable_by_others(&path)
+                && !self.exposed_files.iter().any(|f| f.path == path)
+            {
+                self.exposed_files.push(ExposedFile {
+                    span: span.clone(),
+                    path,
+                    mode,
+                });
+            }
+            return Ok(value);
         }
         if let Some(service) = reference.strip_prefix("keychain:") {
             return keychain(service.trim());
@@ -132,10 +153,32 @@ impl Interpolator<'_> {
     }
 }
 
+/// `${keychain:SERVICE}`: the password of the login keychain's generic password item for
+/// SERVICE, as `security find-generic-password -w -s SERVICE` prints it. `security` is
+/// looked up on `PATH` (`/usr/bin` on every Mac).
 #[cfg(target_os = "macos")]
 fn keychain(service: &str) -> Result<String, String> {
-    let output = std::process::Command::new("security")
+    keychain_via("security", service)
+}
+
+#[cfg(not(target_os = "macos"))]
+fn keychain(service: &str) -> Result<String, String> {
+    Err(format!(
+        "`${{keychain:{service}}}` reads the macOS login keychain and is not available on this system: use `${{file:PATH}}` or `${{VAR}}`"
+    ))
+}
+
+/// Runs `program find-generic-password -w -s SERVICE` and takes its first line of output.
+/// Its stderr is kept out of the message: it may quote the item.
+#[cfg(unix)]
+#[cfg_attr(not(target_os = "macos"), allow(dead_code))]
+fn keychain_via(program: &str, service: &str) -> Result<String, String> {
+    if service.is_empty() {
+        return Err("`${keychain:}` needs a service name: `${keychain:SERVICE}`".to_owned());
+    }
+    let output = std::process::Command::new(program)
         .args(["find-generic-password", "-w", "-s", service])
+        .stdin(std::process::Stdio::null())
         .output()
         .map_err(|e| format!("cannot run `security` to read keychain item `{service}`: {e}"))?;
     if !output.status.success() {
@@ -146,13 +189,6 @@ fn keychain(service: &str) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&output.stdout)
         .trim_end_matches(['\n', '\r'])
         .to_owned())
-}
-
-#[cfg(not(target_os = "macos"))]
-fn keychain(service: &str) -> Result<String, String> {
-    Err(format!(
-        "`${{keychain:{service}}}` reads the macOS login keychain and is not available on this system"
-    ))
 }
 
 /// Replaces every substituted value (of at least 4 characters, so that a short port
@@ -199,6 +235,7 @@ mod tests {
             base_dir: &dir,
             diagnostics: Vec::new(),
             substituted: Vec::new(),
+            exposed_files: Vec::new(),
         };
         i.expand(text, &(0..text.len())).ok_or(i.diagnostics)
     }
@@ -230,6 +267,85 @@ mod tests {
             expand("${1X}").unwrap_err()[0]
                 .message
                 .contains("not a variable reference")
+        );
+    }
+
+    /// A stand-in for macOS's `security`: answers for service `klaxon-smtp` only, and
+    /// checks it was asked the way `security` wants.
+    #[cfg(unix)]
+    fn fake_security(dir: &Path) -> std::path::PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join("security");
+        std::fs::write(
+            &path,
+            "#!/bin/sh\n[ \"$1 $2 $3 $4\" = \"find-generic-password -w -s klaxon-smtp\" ] || { echo 'security: item not found' >&2; exit 44; }\necho 'pa55 word'\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn keychain_items_come_from_security() {
+        let dir = tempfile::tempdir().unwrap();
+        let security = fake_security(dir.path());
+        let security = security.to_str().unwrap();
+        assert_eq!(keychain_via(security, "klaxon-smtp").unwrap(), "pa55 word");
+        assert_eq!(
+            keychain_via(security, "other").unwrap_err(),
+            "no login keychain item for service `other` (`security find-generic-password -s other` failed)"
+        );
+        assert!(
+            keychain_via("/nonexistent/security", "x")
+                .unwrap_err()
+                .starts_with("cannot run `security` to read keychain item `x`: ")
+        );
+        assert!(
+            keychain_via(security, "")
+                .unwrap_err()
+                .contains("needs a service name")
+        );
+    }
+
+    #[cfg(not(target_os = "macos"))]
+    #[test]
+    fn keychain_is_refused_off_macos() {
+        let d = expand("${keychain:klaxon-smtp}").unwrap_err();
+        assert_eq!(
+            d[0].message,
+            "`${keychain:klaxon-smtp}` reads the macOS login keychain and is not available on this system: use `${file:PATH}` or `${VAR}`"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn secret_files_others_can_read_are_noted_once() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let open = dir.path().join("open");
+        let closed = dir.path().join("closed");
+        std::fs::write(&open, "a\n").unwrap();
+        std::fs::write(&closed, "b\n").unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o640)).unwrap();
+        std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let env = |_: &str| None;
+        let mut i = Interpolator {
+            env: &env,
+            base_dir: dir.path(),
+            diagnostics: Vec::new(),
+            substituted: Vec::new(),
+            exposed_files: Vec::new(),
+        };
+        let text = "${file:open}${file:closed}${file:open}";
+        assert_eq!(i.expand(text, &(3..9)).unwrap(), "aba");
+        assert_eq!(
+            i.exposed_files,
+            [ExposedFile {
+                span: 3..9,
+                path: open,
+                mode: 0o100640
+            }]
         );
     }
 

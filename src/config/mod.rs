@@ -9,6 +9,7 @@ mod diagnostic;
 mod interpolate;
 pub mod paths;
 mod raw;
+mod secrets;
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -28,6 +29,7 @@ pub use diagnostic::{ConfigError, Diagnostic};
 pub use interpolate::Env;
 use interpolate::{Interpolator, Substituted};
 use raw::{RawAgent, RawAlert, RawDefaults, RawJob, RawLog, RawRetry, RawRouting, Text};
+use secrets::SecretValue;
 
 use crate::alert::AlertPolicy;
 use crate::retry::RetryPolicy;
@@ -72,8 +74,11 @@ impl Config {
     /// The settings used when there is no config file at all (`klaxon exec` still runs
     /// its command): the default agent settings, no notifiers, no jobs.
     pub fn builtin() -> Config {
+        let mut secrets = Vec::new();
         let mut loader = Loader {
             text: "",
+            shown: Path::new(""),
+            secrets: &mut secrets,
             base_dir: Path::new("."),
             diagnostics: Vec::new(),
             substituted: Vec::new(),
@@ -250,25 +255,33 @@ pub fn load(path: &Path, env: &dyn Env) -> Result<Config, ConfigError> {
         ));
     }
     let base_dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut secrets = Vec::new();
     Loader {
         text: &text,
+        shown: path,
         base_dir: &base_dir,
         diagnostics: Vec::new(),
         substituted: Vec::new(),
         unresolved: Vec::new(),
+        secrets: &mut secrets,
     }
     .load(env, file.clone())
-    .map_err(|diagnostics| ConfigError::new(path, &text, diagnostics))
+    // Errors quote lines of the file: never with a secret written in it.
+    .map_err(|diagnostics| ConfigError::new(path, &secrets::mask(&text, &secrets), diagnostics))
 }
 
 struct Loader<'a> {
     text: &'a str,
+    /// The config file as named on the command line, for warnings.
+    shown: &'a Path,
     base_dir: &'a Path,
     diagnostics: Vec<Diagnostic>,
     substituted: Vec<Substituted>,
     /// Strings whose `${…}` could not be resolved: already reported, so later
     /// complaints about the same value would only repeat the problem.
     unresolved: Vec<std::ops::Range<usize>>,
+    /// Every secret value in the file (see [`secrets`]).
+    secrets: &'a mut Vec<SecretValue>,
 }
 
 type Value<'a> = Spanned<DeValue<'a>>;
@@ -276,6 +289,7 @@ type Value<'a> = Spanned<DeValue<'a>>;
 impl<'a> Loader<'a> {
     fn load(mut self, env: &dyn Env, file: PathBuf) -> Result<Config, Vec<Diagnostic>> {
         let (doc, errors) = DeTable::parse_recoverable(self.text);
+        *self.secrets = secrets::find(doc.get_ref());
         if !errors.is_empty() {
             return Err(errors
                 .iter()
@@ -297,8 +311,10 @@ impl<'a> Loader<'a> {
             base_dir: self.base_dir,
             diagnostics: Vec::new(),
             substituted: Vec::new(),
+            exposed_files: Vec::new(),
         };
         interpolator.table(&mut doc);
+        let exposed_files = std::mem::take(&mut interpolator.exposed_files);
         self.unresolved = interpolator
             .diagnostics
             .iter()
@@ -337,21 +353,18 @@ impl<'a> Loader<'a> {
         if !self.diagnostics.is_empty() {
             return Err(self.diagnostics);
         }
-        let warnings = jobs
+        let mut warnings: Vec<String> = exposed_files
             .iter()
-            .filter(|j| j.notify.is_empty())
-            .map(|j| {
-                format!(
-                    "job `{}` notifies nobody: set `notify` on it or in `[defaults]`",
-                    j.name
-                )
-            })
-            .collect::<Vec<_>>();
-        let warnings = [
-            warnings,
-            agent.as_ref().map(listen_warnings).unwrap_or_default(),
-        ]
-        .concat();
+            .map(|exposed| self.exposed_file_warning(exposed))
+            .collect();
+        warnings.extend(self.literal_secret_warnings());
+        warnings.extend(jobs.iter().filter(|j| j.notify.is_empty()).map(|j| {
+            format!(
+                "job `{}` notifies nobody: set `notify` on it or in `[defaults]`",
+                j.name
+            )
+        }));
+        warnings.extend(agent.as_ref().map(listen_warnings).unwrap_or_default());
         let defaults = self.quiet_defaults(&defaults, &declared);
         // `agent` has no diagnostics here, so every field was filled.
         Ok(Config {
@@ -363,6 +376,42 @@ impl<'a> Loader<'a> {
             defaults,
             warnings,
         })
+    }
+
+    /// `FILE:LINE:COL` of a byte offset, for warnings.
+    fn location(&self, offset: usize) -> String {
+        let (line, col) = diagnostic::line_col(self.text, offset);
+        format!("{}:{line}:{col}", self.shown.display())
+    }
+
+    fn exposed_file_warning(&self, exposed: &interpolate::ExposedFile) -> String {
+        let path = exposed.path.display();
+        format!(
+            "{}: secret file `{path}` can be read by other users (mode {:04o}): run `chmod 600 {path}`",
+            self.location(exposed.span.start),
+            exposed.mode & 0o7777,
+        )
+    }
+
+    /// Secrets written in the file itself, when others can read the file.
+    fn literal_secret_warnings(&self) -> Vec<String> {
+        let Some(mode) = readable_by_others(self.shown) else {
+            return Vec::new();
+        };
+        let file = self.shown.display();
+        self.secrets
+            .iter()
+            .filter(|s| s.literal)
+            .map(|s| {
+                format!(
+                    "{}: `{}` is a secret written in the config, which other users can read (mode {:04o}): \
+                     use `${{VAR}}` or `${{file:PATH}}` instead, or run `chmod 600 {file}`",
+                    self.location(s.span.start),
+                    s.field,
+                    mode & 0o7777,
+                )
+            })
+            .collect()
     }
 
     /// Reads `agent.env_file` (before interpolation: it cannot use variables itself).
@@ -1249,6 +1298,19 @@ fn find_cycle<'a>(
         }
         path.pop();
     }
+    None
+}
+
+/// The file's mode when its group or other users may read it (Unix only).
+#[cfg(unix)]
+pub(crate) fn readable_by_others(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode();
+    (mode & 0o044 != 0).then_some(mode)
+}
+
+#[cfg(not(unix))]
+pub(crate) fn readable_by_others(_path: &Path) -> Option<u32> {
     None
 }
 

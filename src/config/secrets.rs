@@ -1,0 +1,300 @@
+//! Which config values are secrets, found in the parsed document before `${…}` is
+//! replaced, so that the file's own text can be judged: a secret written literally in a
+//! file others can read is warned about, and error snippets never show a secret's text.
+//!
+//! [`SECRET_FIELDS`] is the one list of where secrets live; the validated model holds
+//! each of them as a `SecretString`.
+
+use std::ops::Range;
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+/// How a field holds a secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// The whole value is a secret (a token, a password, a webhook URL).
+    Always,
+    /// A URL: secret when it carries a password (`https://user:pass@host/`).
+    UrlCredentials,
+}
+
+/// Segment of a field path: a fixed key, any key (`*`: a job or notifier name), a key
+/// that names a secret (a header or variable like `Authorization` or `API_TOKEN`), or an
+/// array item.
+#[derive(Debug, Clone, Copy)]
+enum Seg {
+    Key(&'static str),
+    Any,
+    SecretName,
+    Item,
+}
+
+use Seg::{Any, Item, Key, SecretName};
+
+/// Every place a secret may be written in a config file.
+const SECRET_FIELDS: &[(&[Seg], Kind)] = &[
+    (&[Key("agent"), Key("listen_token")], Kind::Always),
+    (&[Key("agent"), Key("heartbeat"), Key("url")], Kind::Always),
+    (&[Key("jobs"), Any, Key("heartbeat")], Kind::Always),
+    (
+        &[Key("jobs"), Any, Key("check"), Key("bearer_token")],
+        Kind::Always,
+    ),
+    (
+        &[
+            Key("jobs"),
+            Any,
+            Key("check"),
+            Key("basic_auth"),
+            Key("password"),
+        ],
+        Kind::Always,
+    ),
+    (
+        &[Key("jobs"), Any, Key("check"), Key("headers"), SecretName],
+        Kind::Always,
+    ),
+    (
+        &[Key("jobs"), Any, Key("check"), Key("env"), SecretName],
+        Kind::Always,
+    ),
+    (
+        &[Key("jobs"), Any, Key("check"), Key("url")],
+        Kind::UrlCredentials,
+    ),
+    (&[Key("notifiers"), Any, Key("webhook_url")], Kind::Always),
+    (&[Key("notifiers"), Any, Key("password")], Kind::Always),
+    (&[Key("notifiers"), Any, Key("secret")], Kind::Always),
+    (&[Key("notifiers"), Any, Key("url")], Kind::UrlCredentials),
+    (
+        &[Key("notifiers"), Any, Key("urls"), Item],
+        Kind::UrlCredentials,
+    ),
+];
+
+/// A header or environment variable whose value is a credential.
+fn names_a_secret(name: &str) -> bool {
+    klaxon_checks::http::is_secret_name(name)
+}
+
+/// One secret value in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretValue {
+    /// `notifiers.slack.webhook_url`
+    pub field: String,
+    /// The value's span in the file, quotes included.
+    pub span: Range<usize>,
+    /// Written in the file rather than taken from `${…}`.
+    pub literal: bool,
+}
+
+/// Every secret value in `doc` (parsed, not yet interpolated), in file order.
+pub fn find(doc: &DeTable<'_>) -> Vec<SecretValue> {
+    let mut found = Vec::new();
+    let mut path = Vec::new();
+    walk_table(doc, &mut path, &mut found);
+    found.sort_by_key(|s| s.span.start);
+    found
+}
+
+/// Each step of a path: the key, or `None` for an array item.
+type Path<'p> = Vec<Option<&'p str>>;
+
+fn walk_table<'d>(table: &'d DeTable<'_>, path: &mut Path<'d>, found: &mut Vec<SecretValue>) {
+    for (key, value) in table.iter() {
+        path.push(Some(key.get_ref().as_ref()));
+        walk(value, path, found);
+        path.pop();
+    }
+}
+
+fn walk<'d>(value: &'d Spanned<DeValue<'_>>, path: &mut Path<'d>, found: &mut Vec<SecretValue>) {
+    match value.get_ref() {
+        DeValue::String(text) => {
+            let Some(kind) = kind_of(path) else { return };
+            let reference = text.contains("${");
+            let secret = match kind {
+                Kind::Always => true,
+                Kind::UrlCredentials => has_password(text),
+            };
+            if secret {
+                found.push(SecretValue {
+                    field: shown(path),
+                    span: value.span(),
+                    literal: !reference,
+                });
+            }
+        }
+        DeValue::Table(table) => walk_table(table, path, found),
+        DeValue::Array(items) => {
+            for item in items {
+                path.push(None);
+                walk(item, path, found);
+                path.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+fn kind_of(path: &[Option<&str>]) -> Option<Kind> {
+    SECRET_FIELDS.iter().find_map(|(pattern, kind)| {
+        let matches = pattern.len() == path.len()
+            && pattern
+                .iter()
+                .zip(path)
+                .all(|(seg, step)| match (seg, step) {
+                    (Key(k), Some(s)) => k == s,
+                    (Any, Some(_)) => true,
+                    (SecretName, Some(s)) => names_a_secret(s),
+                    (Item, None) => true,
+                    _ => false,
+                });
+        matches.then_some(*kind)
+    })
+}
+
+/// Whether a URL carries a password (or a `${…}` in its user part). Unparsable text is
+/// not judged here: validation reports it without echoing it.
+fn has_password(text: &str) -> bool {
+    let Some((_, rest)) = text.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    authority
+        .rsplit_once('@')
+        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+}
+
+/// `jobs.api.check.headers.Authorization`; array items as `[]`.
+fn shown(path: &[Option<&str>]) -> String {
+    let mut out = String::new();
+    for step in path {
+        match step {
+            Some(key) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            None => out.push_str("[]"),
+        }
+    }
+    out
+}
+
+/// `text` with the content of every literal secret value overwritten by `*` (quotes,
+/// line breaks and byte offsets stay), for showing lines of the file in errors. A
+/// `${…}` reference is shown: its name is no secret.
+pub fn mask(text: &str, secrets: &[SecretValue]) -> String {
+    let mut bytes = text.as_bytes().to_vec();
+    for s in secrets.iter().filter(|s| s.literal) {
+        let end = s.span.end.min(bytes.len());
+        for b in &mut bytes[s.span.start.min(end)..end] {
+            if !matches!(b, b'"' | b'\'' | b'\n' | b'\r') {
+                *b = b'*';
+            }
+        }
+    }
+    // Only ASCII bytes were written, each over a whole value: no character is split
+    // except inside a masked value, where every byte became `*`.
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn secrets(text: &str) -> Vec<(String, String, bool)> {
+        let doc = DeTable::parse(text).unwrap();
+        find(doc.get_ref())
+            .into_iter()
+            .map(|s| (s.field, text[s.span].to_owned(), s.literal))
+            .collect()
+    }
+
+    #[test]
+    fn finds_every_kind_of_secret_field() {
+        let text = r#"
+[agent]
+listen_token = "tok"
+heartbeat = { url = "${HB}", every = "1m" }
+[notifiers.slack]
+type = "slack"
+webhook_url = "https://hooks.slack.com/services/T/B/x"
+[notifiers.mail]
+type = "email"
+username = "me"
+password = "${file:pw}"
+[notifiers.hook]
+type = "webhook"
+url = "https://u:p@example.com/hook"
+secret = "s"
+[notifiers.am]
+type = "alertmanager"
+urls = ["http://127.0.0.1:9093", "http://a:${P}@10.0.0.1:9093"]
+[jobs.api]
+every = "1m"
+heartbeat = "https://hc-ping.com/uuid"
+[jobs.api.check]
+type = "http"
+url = "https://example.com/health"
+headers = { Accept = "x", Authorization = "Bearer t", "X-Api-Key" = "k" }
+basic_auth = { username = "u", password = "pw" }
+bearer_token = "${T}"
+[jobs.s.check]
+type = "script"
+env = { LC_ALL = "C", PGPASSWORD = "pg" }
+"#;
+        let got = secrets(text);
+        let expected: Vec<(String, String, bool)> = [
+            ("agent.listen_token", "\"tok\"", true),
+            ("agent.heartbeat.url", "\"${HB}\"", false),
+            (
+                "notifiers.slack.webhook_url",
+                "\"https://hooks.slack.com/services/T/B/x\"",
+                true,
+            ),
+            ("notifiers.mail.password", "\"${file:pw}\"", false),
+            (
+                "notifiers.hook.url",
+                "\"https://u:p@example.com/hook\"",
+                true,
+            ),
+            ("notifiers.hook.secret", "\"s\"", true),
+            (
+                "notifiers.am.urls[]",
+                "\"http://a:${P}@10.0.0.1:9093\"",
+                false,
+            ),
+            ("jobs.api.heartbeat", "\"https://hc-ping.com/uuid\"", true),
+            ("jobs.api.check.headers.Authorization", "\"Bearer t\"", true),
+            ("jobs.api.check.headers.X-Api-Key", "\"k\"", true),
+            ("jobs.api.check.basic_auth.password", "\"pw\"", true),
+            ("jobs.api.check.bearer_token", "\"${T}\"", false),
+            ("jobs.s.check.env.PGPASSWORD", "\"pg\"", true),
+        ]
+        .into_iter()
+        .map(|(f, v, l)| (f.to_owned(), v.to_owned(), l))
+        .collect();
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn masking_keeps_offsets_and_quotes() {
+        let text = "a = 1\npassword = \"hunter2\"\n";
+        let doc = DeTable::parse("[notifiers.m]\npassword = \"hunter2\"\n").unwrap();
+        assert_eq!(find(doc.get_ref()).len(), 1);
+        let start = text.find('"').unwrap();
+        let s = SecretValue {
+            field: "x".into(),
+            span: start..start + 9,
+            literal: true,
+        };
+        let masked = mask(text, &[s]);
+        assert_eq!(masked, "a = 1\npassword = \"*******\"\n");
+        assert_eq!(masked.len(), text.len());
+    }
+}
