@@ -209,7 +209,16 @@ pub struct Store {
     queue: Arc<Mutex<Vec<Pending>>>,
     /// Whether a task is committing the queue.
     committing: Arc<std::sync::atomic::AtomicBool>,
+    /// Group commits since the last checkpoint, and the connection that checkpoints.
+    commits: Arc<std::sync::atomic::AtomicU32>,
+    checkpointer: Arc<Mutex<Option<Connection>>>,
 }
+
+/// Group commits between two WAL checkpoints. SQLite's own checkpoint (every 1,000
+/// pages) would run in the committing thread, `fsync` included, and stall the writes
+/// queued behind it; klaxon checkpoints from a second connection instead, which lets
+/// writers go on. Counted in commits, not time: an idle agent does not wake for it.
+const CHECKPOINT_EVERY: u32 = 100;
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -261,6 +270,10 @@ impl Store {
             .map_err(open_err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(open_err)?;
+        // Checkpoints come from `Store::checkpoint`, off the write path; the last
+        // connection to close checkpoints too (SQLite does that itself).
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(open_err)?;
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(open_err)?;
         let version: i64 = conn
@@ -287,6 +300,8 @@ impl Store {
             path,
             queue: Arc::default(),
             committing: Arc::default(),
+            commits: Arc::default(),
+            checkpointer: Arc::default(),
         })
     }
 
@@ -414,6 +429,50 @@ impl Store {
         }
     }
 
+    /// Counts a commit; every [`CHECKPOINT_EVERY`] commits, checkpoints on a thread
+    /// of its own.
+    fn committed(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.commits.fetch_add(1, SeqCst) + 1 >= CHECKPOINT_EVERY {
+            self.commits.store(0, SeqCst);
+            let store = self.clone();
+            let spawned = std::thread::Builder::new()
+                .name("klaxon-checkpoint".into())
+                .spawn(move || store.checkpoint());
+            if let Err(e) = spawned {
+                tracing::warn!(%e, "cannot start a checkpoint");
+            }
+        }
+    }
+
+    /// Copies what the WAL holds into the database (PASSIVE: writers are not blocked)
+    /// from a connection of its own. A checkpoint already running makes this a no-op.
+    pub fn checkpoint(&self) {
+        if self.path == Path::new(":memory:") {
+            return;
+        }
+        let Ok(mut guard) = self.checkpointer.try_lock() else {
+            return;
+        };
+        if guard.is_none() {
+            match Connection::open(&self.path) {
+                Ok(conn) => {
+                    let _ = conn.busy_timeout(Duration::from_secs(5));
+                    *guard = Some(conn);
+                }
+                Err(e) => {
+                    tracing::warn!(%e, "cannot open the state database to checkpoint it");
+                    return;
+                }
+            }
+        }
+        if let Some(conn) = guard.as_ref()
+            && let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+        {
+            tracing::warn!(%e, "checkpointing the state database failed");
+        }
+    }
+
     /// Makes writes in one transaction, each in a savepoint of its own: one that
     /// cannot be made does not stop the others. Results are in the order of `writes`.
     fn commit_writes(&self, writes: Vec<Write<'_>>) -> Vec<Result<Written, StoreError>> {
@@ -447,12 +506,16 @@ impl Store {
         if let Err(e) = tx.commit() {
             return failed(e);
         }
+        drop(conn);
+        self.committed();
         results
     }
 
     /// Records a fire that did not run (and why) without touching alert state.
     pub fn record_skip(&self, run: &RunRecord) -> Result<(), StoreError> {
-        insert_run(&self.conn(), run)
+        insert_run(&self.conn(), run)?;
+        self.committed();
+        Ok(())
     }
 
     /// Per job: messages not delivered yet, and messages given up on.
@@ -510,6 +573,7 @@ impl Store {
             "INSERT INTO pings (job, at) VALUES (?1, ?2)",
             params![job, ms(at)],
         )?;
+        self.committed();
         Ok(())
     }
 
@@ -551,6 +615,8 @@ impl Store {
         let tx = conn.transaction()?;
         write_marks(&tx, marks)?;
         tx.commit()?;
+        drop(conn);
+        self.committed();
         Ok(())
     }
 
@@ -585,6 +651,8 @@ impl Store {
         )?;
         let id = tx.last_insert_rowid();
         tx.commit()?;
+        drop(conn);
+        self.committed();
         Ok(Some(OutboxItem {
             id,
             notifier: fallback.to_owned(),
@@ -966,6 +1034,37 @@ mod tests {
         assert_eq!(left[0].attempts, 1);
         assert_eq!(reopened.next_retry(t(100)).unwrap(), Some(t(200)));
         assert_eq!(reopened.undelivered().unwrap()["job9"], (0, 1));
+    }
+
+    /// SQLite's own checkpoints are off (they would `fsync` in the committing thread);
+    /// every CHECKPOINT_EVERY commits one runs from a connection of its own.
+    #[test]
+    fn the_wal_is_checkpointed_off_the_write_path_every_hundred_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let db = dir.path().join("klaxon.db");
+        let size = || std::fs::metadata(&db).unwrap().len();
+        let start = size();
+        let record = |i: u32| {
+            store
+                .record_run(&run(&format!("job{i}"), i64::from(i), "ok"), |b| {
+                    (b.clone(), Vec::new())
+                })
+                .unwrap();
+        };
+        for i in 0..CHECKPOINT_EVERY - 1 {
+            record(i);
+        }
+        assert_eq!(size(), start, "nothing is copied into the database yet");
+        record(CHECKPOINT_EVERY);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while size() == start {
+            assert!(std::time::Instant::now() < deadline, "no checkpoint");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Everything is still there, and writes go on.
+        record(CHECKPOINT_EVERY + 1);
+        assert_eq!(store.history("job5", 10).unwrap().len(), 1);
     }
 
     #[test]

@@ -949,15 +949,60 @@ async fn alerts_survive_a_receiver_outage_and_two_kills() {
     }
     let setup = Setup::new(&config);
 
+    // Until the receiver has been tried with `event` of both jobs (each try of a job
+    // may be a retry of the same message, so a count of requests is not enough).
+    let tried_both = |event: &'static str| {
+        let hook = &hook;
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                let jobs: std::collections::HashSet<String> = hook
+                    .requests()
+                    .iter()
+                    .map(|r| r.json())
+                    .filter(|b| b["event"] == event)
+                    .map(|b| b["job"].as_str().unwrap_or_default().to_owned())
+                    .collect();
+                if jobs.len() == 2 {
+                    return;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "no {event} of both jobs tried: {jobs:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
     // Receiver down: both jobs fail, their failures cannot be delivered. Kill.
     let first = setup.agent("first");
-    hook.wait_for(2, Duration::from_secs(20)).await;
+    tried_both("failure").await;
     first.kill();
     // Still down: the jobs recover under a second agent, which is killed too.
     healthy.store(true, Ordering::SeqCst);
     let second = setup.agent("second");
-    let seen = hook.requests().len();
-    hook.wait_for(seen + 2, Duration::from_secs(20)).await;
+    // Until both recoveries are in the outbox behind their failures (2 undelivered
+    // messages per job), as `status` reads the store.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = run(klaxon()
+            .arg("--config")
+            .arg(setup.config())
+            .args(["status", "--json"]));
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let queued = status
+            .as_array()
+            .map(|jobs| jobs.iter().filter(|j| j["undelivered"] == 2).count());
+        if queued == Some(2) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "recoveries not queued: {status}\n{}",
+            second.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     second.kill();
     assert!(accepted.lock().unwrap().is_empty());
     // The receiver comes back; a third agent delivers what the outbox kept.
