@@ -2,7 +2,8 @@
 # Scheduler benchmark: klaxon's scheduler vs APScheduler 3.x (AsyncIOScheduler) on the
 # same N jobs every 1 s, no-op, same warm-up and window; then the idle agent (100 jobs
 # every 60 s) vs the idle peers (APScheduler, schedule, monit). Prints markdown tables
-# (medians over REPS, [min–max] when they differ) with ratios.
+# (medians over REPS, [min–max] when they differ) with ratios, the 1-minute load average
+# at the start of each run, and last the table README.md's "Performance" section shows.
 #
 #   bench/scheduler.sh                       # REPS=3 WINDOW=60: about 35 min on 2 cores
 #   REPS=1 WINDOW=30 bench/scheduler.sh      # about 8 min
@@ -60,11 +61,15 @@ for l in sys.stdin:
     m = json.loads(l)
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "scheduler" and m.get("executable"):
         print(m["executable"])') || exit 1
-  KLAXON_BIN="$ROOT/target/release/klaxon"
+  KLAXON_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/klaxon"
 fi
 [ -x "$KLAXON_BIN" ] && [ -x "$BENCH_BIN" ] || { echo "missing binaries" >&2; exit 1; }
 
 machine="$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
+
+load() { # the 1-minute load average, kept next to each result: the machine may be shared
+  cut -d' ' -f1 /proc/loadavg
+}
 
 run_bg() { # pid-tracked background command
   "$@" & PIDS+=($!)
@@ -74,15 +79,18 @@ if [ "$PRECISION" = 1 ]; then
   for r in $(seq 1 "$REPS"); do
     for n in $SIZES; do
       echo "== rep $r N=$n: klaxon (aligned)  load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+      load > "$OUT/precision/klaxon_n${n}_r$r.load"
       timeout $((WARMUP + WINDOW + 120)) "$BENCH_BIN" --jobs "$n" --window "$WINDOW" --warmup "$WARMUP" \
         --json "$OUT/precision/klaxon_n${n}_r$r.json" || echo "FAILED klaxon n=$n" >&2
       if [ -n "$JITTER" ]; then
         echo "== rep $r N=$n: klaxon (jitter $JITTER)" >&2
+        load > "$OUT/precision/klaxon-jitter${JITTER}_n${n}_r$r.load"
         timeout $((WARMUP + WINDOW + 120)) "$BENCH_BIN" --jobs "$n" --window "$WINDOW" --warmup "$WARMUP" \
           --jitter "$JITTER" --json "$OUT/precision/klaxon-jitter${JITTER}_n${n}_r$r.json" \
           || echo "FAILED klaxon jitter n=$n" >&2
       fi
       echo "== rep $r N=$n: APScheduler asyncio" >&2
+      load > "$OUT/precision/aps-asyncio_n${n}_r$r.load"
       rm -f "$OUT/aps.json"
       timeout $((WARMUP + WINDOW + 240)) $PY "$PEERS/driver.py" --out "$OUT/precision/aps-asyncio_n${n}_r$r.json" \
         --warmup "$WARMUP" --window "$WINDOW" --peer-result "$OUT/aps.json" --stderr "$OUT/logs/aps.err" -- \
@@ -99,6 +107,7 @@ if [ "$IDLE" = 1 ]; then
   sleep 0.5
   for r in $(seq 1 "$IDLE_REPS"); do
     echo "== idle rep $r (${IDLE_WINDOW} s window, all side by side)" >&2
+    load > "$OUT/idle/load_r$r.txt"
     rm -rf "$OUT/state" && mkdir -p "$OUT/state"
     $PY "$HELP" config --n 100 --every 60s --port "$PORT" --state "$OUT/state" --out "$OUT/idle.toml"
     lim=$((WARMUP + IDLE_WINDOW + 240))

@@ -76,11 +76,17 @@ def table(a):
             r["vmhwm_kib"] = g(d, "proc", "hwm_kb_end")
         else:
             r = d
+        r = dict(r)
+        try:
+            with open(p[:-len(".json")] + ".load") as f:
+                r["load"] = float(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            r["load"] = None
         prec[(m.group(1), int(m.group(2)))].append(r)
     tools = sorted({t for t, _ in prec})
     print("### N jobs every 1 s, no-op, lateness = start − intended fire\n")
-    print("| tool | N | reps | late p50 ms | late p99 ms | late max ms | fires done / due | missed | CPU s | CPU % of a core | peak RSS MiB |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| tool | N | reps | late p50 ms | late p99 ms | late max ms | fires done / due | missed | CPU s | CPU % of a core | peak RSS MiB | load at start |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     summary = {}
     for n in sorted({n for _, n in prec}):
         for t in tools:
@@ -93,14 +99,14 @@ def table(a):
                                       ("max", ("lateness", "max_ms"), 2, 1), ("done", ("executed_runs",), 0, 1),
                                       ("due", ("expected_runs",), 0, 1), ("missed", ("missed_runs",), 0, 1),
                                       ("cpu_s", ("cpu_s",), 2, 1), ("cpu", ("cpu_pct",), 1, 1),
-                                      ("rss", ("vmhwm_kib",), 1, 1 / 1024)]:
+                                      ("rss", ("vmhwm_kib",), 1, 1 / 1024), ("load", ("load",), 1, 1)]:
                 vals = [g(r, *path) for r in runs]
                 vals = [v * sc if v is not None else None for v in vals]
                 row[key], s = med(vals, nd)
                 cells.append(s)
             summary[(t, n)] = row
             done_due = f"{cells[3]} / {cells[4]}"
-            print(f"| {t} | {n:,} | {len(runs)} | {cells[0]} | {cells[1]} | {cells[2]} | {done_due} | {cells[5]} | {cells[6]} | {cells[7]} | {cells[8]} |")
+            print(f"| {t} | {n:,} | {len(runs)} | {cells[0]} | {cells[1]} | {cells[2]} | {done_due} | {cells[5]} | {cells[6]} | {cells[7]} | {cells[8]} | {cells[9]} |")
     base = [t for t in tools if t.startswith("klaxon")]
     peers = [t for t in tools if not t.startswith("klaxon")]
     if base and peers:
@@ -133,6 +139,44 @@ def table(a):
                      med([per_min(r, "vcsw") + per_min(r, "nvcsw") for r in runs], 0)[1],
                      med([g(r, "proc", "threads_end") for r in runs], 0)[1]]
             print(f"| {name} | {len(runs)} | " + " | ".join(cells) + " |")
+    readme(summary, idle, res)
+
+
+def readme(summary, idle, res):
+    """The table README.md's "Performance" section shows, from this run alone."""
+    n = max((n for _, n in summary), default=None)
+    if n is None:
+        return
+    names = {"klaxon-jitter": "klaxon, fires spread over the second (`jitter = \"{j}\"`)",
+             "klaxon": f"klaxon, all {n:,} fires on the same instant",
+             "aps-asyncio": "APScheduler 3 asyncio (same run)"}
+    print(f"\n### README table\n")
+    print(f"| {n:,} jobs every 1 s | lateness p50 / p99 / max | missed | CPU (one core) | load at start |")
+    print("| --- | --- | --- | --- | --- |")
+    fmt = lambda v, nd: "n/a" if v is None else f"{v:,.{nd}f}"
+    order = sorted({t for t, m in summary if m == n},
+                   key=lambda t: (0 if t.startswith("klaxon-jitter") else 1 if t == "klaxon" else 2, t))
+    for t in order:
+        row = summary[(t, n)]
+        label = names.get(t)
+        if label is None and t.startswith("klaxon-jitter"):
+            label = names["klaxon-jitter"].format(j=t[len("klaxon-jitter"):])
+        label = label or t
+        lat = " / ".join(fmt(row[k], 2) for k in ("p50", "p99", "max"))
+        print(f"| {label} | {lat} ms | {fmt(row['missed'], 0)} | {fmt(row['cpu'], 1)} % | {fmt(row['load'], 1)} |")
+    if idle:
+        loads = []
+        for p in glob.glob(f"{res}/idle/load_r*.txt"):
+            with open(p) as f:
+                loads.append(float(f.read().split()[0]))
+        load = f", load {statistics.median(loads):.1f} at start" if loads else ""
+        print(f"\n| idle, 100 jobs every 60 s{load} | RSS MiB (end) | CPU s / window |")
+        print("| --- | --- | --- |")
+        g = lambda d, *p: (d if not p else g((d or {}).get(p[0]) if isinstance(d, dict) else None, *p[1:]))
+        for name in sorted(idle, key=lambda x: (not x.startswith("klaxon"), x)):
+            rss = statistics.median(g(r, "proc", "rss_kb_end") / 1024 for r in idle[name])
+            cpu = statistics.median(g(r, "proc", "cpu_s") for r in idle[name])
+            print(f"| {name} | {rss:.1f} | {cpu:.2f} |")
 
 
 ap = argparse.ArgumentParser()

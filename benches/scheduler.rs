@@ -14,13 +14,17 @@
 //! | `--warmup S` | `KLAXON_BENCH_WARMUP` | `5` | seconds after the first fire before the window |
 //! | `--jitter D` | `KLAXON_BENCH_JITTER` | none | `jitter` of every job (e.g. `1s` spreads the fires over the second) |
 //! | `--json PATH` | `KLAXON_BENCH_JSON` | none | also write the result as JSON (one N only) |
+//! | `--measure-at W` | `KLAXON_BENCH_MEASURE_AT` | `task` | `task`: when the run's task starts; `dispatch`: when the loop hands the fire out (diagnostic: the loop's share) |
 //!
 //! The config is generated (tcp checks to 127.0.0.1:9, never run), loaded with
 //! `klaxon::config::load`, and scheduled by `klaxon::scheduler::run_loop` on a runtime
-//! built like the agent's (multi-thread, 2 workers). The dispatch only records
-//! `Utc::now() - fire.due` into a preallocated buffer. With no `jitter`, every job's
-//! fires fall on the same instant (all start when the agent does): the worst case,
-//! a burst of N fires per second; the last fire of a burst is late by the time the
+//! built like the agent's (multi-thread, 2 workers). The dispatch does what the agent's
+//! does before a check: it spawns one task per fire on a `TaskTracker`. That task is the
+//! no-op check: its first action records `Utc::now() - fire.due` into a preallocated
+//! buffer, so lateness is the run's actual start minus its intended fire (the nominal
+//! time plus the job's jitter offset), hand-off to a worker included. With no `jitter`,
+//! every job's fires fall on the same instant (all start when the agent does): the worst
+//! case, a burst of N fires per second; the last fire of a burst is late by the time the
 //! burst takes.
 //!
 //! Reported for fires whose nominal time lies in the window: p50/p99/max lateness,
@@ -32,8 +36,8 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -43,6 +47,7 @@ use klaxon::scheduler::{Dispatch, Fire};
 use nix::sys::resource::{UsageWho, getrusage};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 const UNSET: i64 = i64::MIN;
 
@@ -52,6 +57,7 @@ struct Opts {
     warmup: u64,
     jitter: Option<String>,
     json: Option<PathBuf>,
+    at_dispatch: bool,
 }
 
 fn opts() -> Result<Opts, String> {
@@ -61,6 +67,7 @@ fn opts() -> Result<Opts, String> {
     let mut warmup = env("KLAXON_BENCH_WARMUP").unwrap_or_else(|| "5".into());
     let mut jitter = env("KLAXON_BENCH_JITTER");
     let mut json = env("KLAXON_BENCH_JSON");
+    let mut measure_at = env("KLAXON_BENCH_MEASURE_AT").unwrap_or_else(|| "task".into());
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().ok_or(format!("{a} needs a value"));
@@ -70,6 +77,7 @@ fn opts() -> Result<Opts, String> {
             "--warmup" => warmup = val()?,
             "--jitter" => jitter = Some(val()?),
             "--json" => json = Some(val()?),
+            "--measure-at" => measure_at = val()?,
             // `cargo bench` passes `--bench` (and any filter): nothing to do with them.
             _ => {}
         }
@@ -89,36 +97,67 @@ fn opts() -> Result<Opts, String> {
         warmup: num(&warmup, "--warmup")?,
         jitter,
         json: json.map(PathBuf::from),
+        at_dispatch: match measure_at.as_str() {
+            "task" => false,
+            "dispatch" => true,
+            other => return Err(format!("--measure-at `{other}`: expected task or dispatch")),
+        },
     })
 }
 
-/// Records each fire: lateness for those in the window, counts for the rest.
-struct Recorder {
+/// Lateness of the fires in the window, written by the runs' tasks on any worker.
+struct Samples {
     /// Nominal time (ns since the epoch) of the first fire: every job starts there.
     start: AtomicI64,
     t0: AtomicI64,
     t1: AtomicI64,
-    lateness_ns: Mutex<Vec<i64>>,
+    /// Preallocated; `len` counts the slots taken. No lock, no reallocation.
+    lateness_ns: Vec<AtomicI64>,
+    len: AtomicUsize,
     skipped: AtomicU64,
+}
+
+impl Samples {
+    fn in_window(&self, nominal: DateTime<Utc>) -> bool {
+        let t0 = self.t0.load(Ordering::Relaxed);
+        let n = ns(nominal);
+        t0 != UNSET && n >= t0 && n < self.t1.load(Ordering::Relaxed)
+    }
+
+    fn push(&self, late: i64) {
+        let k = self.len.fetch_add(1, Ordering::Relaxed);
+        if let Some(slot) = self.lateness_ns.get(k) {
+            slot.store(late, Ordering::Relaxed);
+        }
+    }
+
+    fn take(&self) -> Vec<i64> {
+        let len = self.len.load(Ordering::Acquire).min(self.lateness_ns.len());
+        self.lateness_ns[..len]
+            .iter()
+            .map(|v| v.load(Ordering::Relaxed))
+            .collect()
+    }
+}
+
+/// The no-op dispatch: one task per fire, as the agent's dispatch spawns one per run.
+struct Recorder {
+    /// Leaked: it lives as long as the process, and the tasks need no refcount for it.
+    samples: &'static Samples,
+    tracker: TaskTracker,
+    at_dispatch: bool,
 }
 
 fn ns(t: DateTime<Utc>) -> i64 {
     t.timestamp_nanos_opt().unwrap_or(i64::MAX)
 }
 
-impl Recorder {
-    fn in_window(&self, nominal: DateTime<Utc>) -> bool {
-        let t0 = self.t0.load(Ordering::Relaxed);
-        let n = ns(nominal);
-        t0 != UNSET && n >= t0 && n < self.t1.load(Ordering::Relaxed)
-    }
-}
-
 impl Dispatch for Recorder {
     fn run(&self, _job: &Arc<Job>, fire: Fire) {
-        let now = Utc::now();
-        if self.start.load(Ordering::Relaxed) == UNSET {
-            self.start
+        let samples = self.samples;
+        if samples.start.load(Ordering::Relaxed) == UNSET {
+            samples
+                .start
                 .compare_exchange(
                     UNSET,
                     ns(fire.nominal),
@@ -127,18 +166,24 @@ impl Dispatch for Recorder {
                 )
                 .ok();
         }
-        if self.in_window(fire.nominal) {
-            let late = ns(now) - ns(fire.due);
-            self.lateness_ns
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(late);
+        if self.at_dispatch {
+            if samples.in_window(fire.nominal) {
+                samples.push(ns(Utc::now()) - ns(fire.due));
+            }
+            self.tracker.spawn(async {});
+            return;
         }
+        self.tracker.spawn(async move {
+            let started = Utc::now();
+            if samples.in_window(fire.nominal) {
+                samples.push(ns(started) - ns(fire.due));
+            }
+        });
     }
 
     fn skip(&self, _job: &Arc<Job>, nominal: DateTime<Utc>, _why: String) {
-        if self.in_window(nominal) {
-            self.skipped.fetch_add(1, Ordering::Relaxed);
+        if self.samples.in_window(nominal) {
+            self.samples.skipped.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -206,13 +251,21 @@ fn run_one(n: usize, o: &Opts) -> Result<serde_json::Value, String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    let recorder = Arc::new(Recorder {
+    // Room for every fire of the window plus a spare second: no reallocation.
+    let samples: &'static Samples = Box::leak(Box::new(Samples {
         start: AtomicI64::new(UNSET),
         t0: AtomicI64::new(UNSET),
         t1: AtomicI64::new(UNSET),
-        // Room for every fire of the window plus a spare second: no reallocation.
-        lateness_ns: Mutex::new(Vec::with_capacity(n * (o.window as usize + 2))),
+        lateness_ns: (0..n * (o.window as usize + 2))
+            .map(|_| AtomicI64::new(0))
+            .collect(),
+        len: AtomicUsize::new(0),
         skipped: AtomicU64::new(0),
+    }));
+    let recorder = Arc::new(Recorder {
+        samples,
+        tracker: TaskTracker::new(),
+        at_dispatch: o.at_dispatch,
     });
     let (window, warmup) = (o.window as i64, o.warmup as i64);
     let jitter_tail = if o.jitter.is_some() { 1 } else { 0 };
@@ -231,15 +284,15 @@ fn run_one(n: usize, o: &Opts) -> Result<serde_json::Value, String> {
             Default::default(),
         ));
         // Every job's first fire is the loop's start (a fresh agent runs each at once).
-        while recorder.start.load(Ordering::Relaxed) == UNSET {
+        while samples.start.load(Ordering::Relaxed) == UNSET {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        let start = recorder.start.load(Ordering::Relaxed);
+        let start = samples.start.load(Ordering::Relaxed);
         let sec = 1_000_000_000i64;
         let t0 = start + warmup * sec;
         let t1 = t0 + window * sec;
-        recorder.t1.store(t1, Ordering::Relaxed);
-        recorder.t0.store(t0, Ordering::Relaxed);
+        samples.t1.store(t1, Ordering::Relaxed);
+        samples.t0.store(t0, Ordering::Relaxed);
         let until = |t: i64| {
             let d = t - ns(Utc::now());
             tokio::time::sleep(Duration::from_nanos(d.max(0) as u64))
@@ -252,25 +305,23 @@ fn run_one(n: usize, o: &Opts) -> Result<serde_json::Value, String> {
         until(t1 + jitter_tail * sec + sec / 2).await;
         shutdown.cancel();
         let _ = task.await;
+        recorder.tracker.close();
+        recorder.tracker.wait().await;
         (c1 - c0, start)
     });
     drop(runtime);
-    let mut lat = std::mem::take(
-        &mut *recorder
-            .lateness_ns
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()),
-    );
+    let mut lat = samples.take();
     lat.sort_unstable();
     let expected = n as u64 * o.window;
     let dispatched = lat.len() as u64;
-    let skipped = recorder.skipped.load(Ordering::Relaxed);
+    let skipped = samples.skipped.load(Ordering::Relaxed);
     let hwm = status_kib("VmHWM:");
     Ok(serde_json::json!({
         "tool": "klaxon",
         "n": n,
         "interval_s": 1,
         "jitter": o.jitter,
+        "measured_at": if o.at_dispatch { "dispatch" } else { "task start" },
         "warmup_s": o.warmup,
         "window_s": o.window,
         "start_epoch": start as f64 / 1e9,
@@ -355,6 +406,9 @@ fn main() {
             .env_remove("KLAXON_BENCH_JSON");
         if let Some(j) = &o.jitter {
             cmd.args(["--jitter", j]);
+        }
+        if o.at_dispatch {
+            cmd.args(["--measure-at", "dispatch"]);
         }
         failed |= !cmd.status().is_ok_and(|s| s.success());
     }

@@ -31,6 +31,10 @@ pub struct AgentDispatch {
 impl AgentDispatch {
     fn counter(&self, job: &str) -> Arc<AtomicU32> {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        // Looked up before inserting: no allocation for the name on each fire.
+        if let Some(counter) = running.get(job) {
+            return counter.clone();
+        }
         running.entry(job.to_owned()).or_default().clone()
     }
 }

@@ -20,6 +20,14 @@ use crate::store::Store;
 /// tests. Sleeping is always on tokio's clock.
 pub trait Clock: Send + Sync + fmt::Debug {
     fn now(&self) -> DateTime<Utc>;
+
+    /// Whether `now` is the system's real-time clock, so that an OS timer set on that
+    /// clock rings when `now` reads its deadline. The scheduler then finishes its waits
+    /// on such a timer (sub-millisecond) rather than on tokio's 1 ms wheel alone. A test
+    /// clock, driven by tokio's paused time, says no.
+    fn is_system(&self) -> bool {
+        false
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -28,6 +36,10 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
+    }
+
+    fn is_system(&self) -> bool {
+        true
     }
 }
 

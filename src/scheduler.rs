@@ -5,6 +5,15 @@
 //! [`CLOCK_CHECK`], so that a changed wall clock is noticed. No task sleeps per job, and
 //! nothing polls on a fixed tick.
 //!
+//! - **Precision.** tokio's timer wheel has 1 ms ticks and rounds a sleep up, so a fire
+//!   would start 0–2 ms late. On the system clock (Linux) the loop therefore wakes on an
+//!   `Alarm` (a timerfd on the real-time clock, read through tokio's reactor), which
+//!   rings within microseconds of the deadline; tokio's sleep then only bounds the wait.
+//!   Fires less than `WAKE_QUANTUM_NS` apart share one wake, which bounds the wake-ups
+//!   when thousands of jobs are spread over a second. All fires due at one instant are
+//!   handed out in one pass, and an interval job's fire (the usual case) costs no
+//!   allocation: the heap is keyed by integer nanoseconds.
+//!
 //! What a fire *does* is not decided here: the loop hands each fire, or each fire it
 //! skips and why, to a [`Dispatch`]. The agent's dispatcher runs checks; tests and the
 //! benchmark record what happened. Time comes from a [`Clock`], so tests pause tokio's
@@ -44,6 +53,11 @@ const JUMP: Duration = Duration::from_secs(5);
 /// Without `coalesce`, at most this many missed fires of one job are caught up at once;
 /// the rest are skipped (a clock jump of days must not start a storm of runs).
 pub const MAX_CATCH_UP: usize = 10;
+
+/// The least time between two wakes when the loop times its waits on an [`Alarm`]:
+/// fires due within it of each other are handed out in one wake, each at most this late.
+/// It bounds the wake-ups of many spread fires (10,000 jobs a second: ≤ 2,000 wakes).
+const WAKE_QUANTUM_NS: i64 = 500_000;
 
 /// Missed fires counted one by one before the rest are skipped over in one step.
 const MAX_COUNTED: usize = 1_000;
@@ -108,6 +122,10 @@ fn add(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
 
 fn sub(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
     t - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+fn shift(t: DateTime<Utc>, d: chrono::Duration) -> DateTime<Utc> {
+    t.checked_add_signed(d).unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 fn human(d: chrono::Duration) -> String {
@@ -208,11 +226,43 @@ struct Slot {
     delay: Duration,
     /// The last nominal fire handed out: never hand out one at or before it again.
     last_fired: Option<DateTime<Utc>>,
+    /// What the hot path adds per fire, converted once: the interval of an `every` job,
+    /// and `delay`.
+    every: Option<chrono::Duration>,
+    delay_c: chrono::Duration,
+}
+
+impl Slot {
+    fn new(job: Arc<Job>, next: Option<DateTime<Utc>>, last_fired: Option<DateTime<Utc>>) -> Self {
+        let delay = delay(&job);
+        let every = match &job.trigger {
+            Trigger::Every(interval) => chrono::Duration::from_std(*interval).ok(),
+            _ => None,
+        };
+        Self {
+            job,
+            next,
+            delay,
+            last_fired,
+            every,
+            delay_c: chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX),
+        }
+    }
+}
+
+/// Nanoseconds since the epoch: the heap's key. Beyond 2262 a fire sorts last.
+fn nanos(t: DateTime<Utc>) -> i64 {
+    t.timestamp_nanos_opt().unwrap_or(if t.timestamp() < 0 {
+        i64::MIN
+    } else {
+        i64::MAX
+    })
 }
 
 struct Timeline {
     slots: Vec<Slot>,
-    heap: BinaryHeap<Reverse<(DateTime<Utc>, usize)>>,
+    /// (due in ns since the epoch, slot index): integer keys keep a burst of fires cheap.
+    heap: BinaryHeap<Reverse<(i64, u32)>>,
 }
 
 impl Timeline {
@@ -225,12 +275,7 @@ impl Timeline {
             .into_iter()
             .map(|job| {
                 let r = remembered.get(&job.name).copied().unwrap_or_default();
-                Slot {
-                    next: first_fire(&job, r, now),
-                    delay: delay(&job),
-                    last_fired: r.last_fire,
-                    job,
-                }
+                Slot::new(job.clone(), first_fire(&job, r, now), r.last_fire)
             })
             .collect();
         let mut timeline = Self {
@@ -246,7 +291,7 @@ impl Timeline {
             .slots
             .iter()
             .enumerate()
-            .filter_map(|(i, s)| s.next.map(|n| Reverse((add(n, s.delay), i))))
+            .filter_map(|(i, s)| s.next.map(|n| Reverse((nanos(add(n, s.delay)), i as u32))))
             .collect();
     }
 
@@ -261,24 +306,21 @@ impl Timeline {
             .into_iter()
             .map(|job| match old.remove(&job.name) {
                 Some(slot) if timing_key(&slot.job) == timing_key(&job) => Slot { job, ..slot },
-                Some(slot) => Slot {
-                    next: first_fire(
-                        &job,
-                        Remembered {
-                            last_fire: slot.last_fired,
-                        },
-                        now,
-                    ),
-                    delay: delay(&job),
-                    last_fired: slot.last_fired,
-                    job,
-                },
-                None => Slot {
-                    next: first_fire(&job, Remembered::default(), now),
-                    delay: delay(&job),
-                    last_fired: None,
-                    job,
-                },
+                Some(slot) => {
+                    let remembered = Remembered {
+                        last_fire: slot.last_fired,
+                    };
+                    Slot::new(
+                        job.clone(),
+                        first_fire(&job, remembered, now),
+                        slot.last_fired,
+                    )
+                }
+                None => Slot::new(
+                    job.clone(),
+                    first_fire(&job, Remembered::default(), now),
+                    None,
+                ),
             })
             .collect();
         self.rebuild();
@@ -295,19 +337,41 @@ impl Timeline {
         self.rebuild();
     }
 
-    fn next_due(&self) -> Option<DateTime<Utc>> {
+    /// When the earliest fire is due, in ns since the epoch.
+    fn next_due(&self) -> Option<i64> {
         self.heap.peek().map(|Reverse((due, _))| *due)
     }
 
     /// Hands every fire due at `now` to `dispatch`, by each job's misfire policy.
     fn fire_due(&mut self, now: DateTime<Utc>, dispatch: &dyn Dispatch) {
+        let now_ns = nanos(now);
         while let Some(&Reverse((due, i))) = self.heap.peek() {
-            if due > now {
+            if due > now_ns {
                 break;
             }
             self.heap.pop();
-            let slot = &mut self.slots[i];
+            let slot = &mut self.slots[i as usize];
             let Some(nominal) = slot.next else { continue };
+            // The usual case, kept free of allocation: an interval job whose next fire is
+            // not due yet fires once.
+            if let Some((next, next_due)) = slot.every.and_then(|step| {
+                let next = nominal.checked_add_signed(step)?;
+                Some((next, next.checked_add_signed(slot.delay_c)?))
+            }) && next_due > now
+            {
+                slot.next = Some(next);
+                slot.last_fired = Some(nominal);
+                self.heap.push(Reverse((nanos(next_due), i)));
+                apply_policy(
+                    &slot.job,
+                    &[nominal],
+                    slot.delay_c,
+                    now,
+                    Some(next_due),
+                    dispatch,
+                );
+                continue;
+            }
             let (mut fires, next) = due_fires(&slot.job, nominal, slot.delay, now);
             // Never hand out a fire twice (after the clock went back, or across restarts).
             if let Some(last) = slot.last_fired
@@ -316,15 +380,15 @@ impl Timeline {
                 fires.retain(|f| *f > last);
             }
             slot.next = next;
-            if let Some(next) = next {
-                self.heap.push(Reverse((add(next, slot.delay), i)));
+            let next_run = next.map(|n| shift(n, slot.delay_c));
+            if let Some(next_run) = next_run {
+                self.heap.push(Reverse((nanos(next_run), i)));
             }
             let Some(&latest) = fires.last() else {
                 continue;
             };
             slot.last_fired = Some(latest);
-            let next_run = next.map(|n| add(n, slot.delay));
-            apply_policy(&slot.job, &fires, slot.delay, now, next_run, dispatch);
+            apply_policy(&slot.job, &fires, slot.delay_c, now, next_run, dispatch);
         }
     }
 }
@@ -333,12 +397,12 @@ impl Timeline {
 fn apply_policy(
     job: &Arc<Job>,
     fires: &[DateTime<Utc>],
-    delay: Duration,
+    delay: chrono::Duration,
     now: DateTime<Utc>,
     next_run: Option<DateTime<Utc>>,
     dispatch: &dyn Dispatch,
 ) {
-    let lateness = |f: DateTime<Utc>| now - add(f, delay);
+    let lateness = |f: DateTime<Utc>| now - shift(f, delay);
     let in_grace = |f: DateTime<Utc>| match job.misfire_grace {
         Some(grace) => lateness(f) <= chrono::Duration::from_std(grace).unwrap_or_default(),
         None => true,
@@ -350,7 +414,7 @@ fn apply_policy(
     };
     let fire = |nominal| Fire {
         nominal,
-        due: add(nominal, delay),
+        due: shift(nominal, delay),
         next_run,
     };
     if job.coalesce || fires.len() == 1 {
@@ -407,6 +471,115 @@ fn apply_policy(
     }
 }
 
+/// A one-shot OS timer on the real-time clock that rings through tokio's reactor. The
+/// loop's worker, parked in `epoll_wait`, wakes within microseconds of the deadline,
+/// where tokio's timer wheel rounds a sleep up to its next millisecond and lands 0–2 ms
+/// late. Linux only (timerfd); elsewhere there is none, and tokio's timer alone is used.
+#[cfg(target_os = "linux")]
+mod alarm {
+    use std::io;
+    use std::os::fd::{AsFd, AsRawFd, RawFd};
+
+    use nix::sys::time::TimeSpec;
+    use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
+    use tokio::io::Interest;
+    use tokio::io::unix::AsyncFd;
+
+    struct Fd(TimerFd);
+
+    impl AsRawFd for Fd {
+        fn as_raw_fd(&self) -> RawFd {
+            self.0.as_fd().as_raw_fd()
+        }
+    }
+
+    pub struct Alarm(AsyncFd<Fd>);
+
+    impl Alarm {
+        /// `None` when no timer can be made: the loop then times fires on tokio's alone.
+        pub fn new() -> Option<Self> {
+            let flags = TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC;
+            // tokio deprecates its safe constructor because a foreign `AsRawFd` could hand
+            // out a different descriptor over time (its replacement is `unsafe`, which this
+            // crate forbids). `Fd` always returns the one its `TimerFd` owns for its life.
+            #[allow(deprecated)]
+            let made = TimerFd::new(ClockId::CLOCK_REALTIME, flags)
+                .map_err(io::Error::from)
+                .and_then(|fd| AsyncFd::with_interest(Fd(fd), Interest::READABLE));
+            match made {
+                Ok(fd) => Some(Self(fd)),
+                Err(e) => {
+                    tracing::debug!(%e, "no timerfd: fires are timed on tokio's 1 ms timer");
+                    None
+                }
+            }
+        }
+
+        /// Rings when the wall clock reads `at` (ns since the epoch); false if not set.
+        pub fn set(&self, at: i64) -> bool {
+            // A zero deadline would disarm the timer.
+            let at = at.max(1);
+            let when = TimeSpec::new(
+                at.div_euclid(1_000_000_000) as _,
+                at.rem_euclid(1_000_000_000) as _,
+            );
+            let flags = TimerSetTimeFlags::TFD_TIMER_ABSTIME;
+            self.0
+                .get_ref()
+                .0
+                .set(Expiration::OneShot(when), flags)
+                .is_ok()
+        }
+
+        pub fn unset(&self) {
+            let _ = self.0.get_ref().0.unset();
+        }
+
+        /// Returns once it has rung.
+        pub async fn rung(&self) {
+            loop {
+                let Ok(mut ready) = self.0.readable().await else {
+                    return std::future::pending().await;
+                };
+                match ready.try_io(|fd| fd.get_ref().0.wait().map_err(io::Error::from)) {
+                    Ok(Ok(())) => {
+                        // Consumed: the next ring comes as a new edge.
+                        ready.clear_ready();
+                        return;
+                    }
+                    // A failed read: wait for the next edge (tokio's sleep is the fallback).
+                    Ok(Err(_)) => ready.clear_ready(),
+                    // Not rung yet (readiness was stale): cleared by `try_io`.
+                    Err(_) => {}
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+use alarm::Alarm;
+
+/// No OS alarm on this platform: the type has no values, so no code path uses one.
+#[cfg(not(target_os = "linux"))]
+enum Alarm {}
+
+#[cfg(not(target_os = "linux"))]
+impl Alarm {
+    fn new() -> Option<Self> {
+        None
+    }
+    fn set(&self, _at: i64) -> bool {
+        match *self {}
+    }
+    fn unset(&self) {
+        match *self {}
+    }
+    async fn rung(&self) {
+        match *self {}
+    }
+}
+
 /// Runs the loop until `shutdown`. `remembered` is what the store knows of each job's
 /// last fire; `reloads` brings new job sets (SIGHUP, `--watch`); `alive` is stamped on
 /// every turn (the listener's `/healthz`).
@@ -427,6 +600,11 @@ pub async fn run_loop(
     let mut last_mono = tokio::time::Instant::now();
     // After a forward jump, overdue jobs wait until this (monotonic) instant.
     let mut hold: Option<tokio::time::Instant> = None;
+    let alarm = clock.is_system().then(Alarm::new).flatten();
+    // tokio's sleep: the loop's timer without an alarm, and the ceiling of its waits
+    // (CLOCK_CHECK) with one. Reset, not made anew, on each turn.
+    let sleep = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(sleep);
     loop {
         alive.beat(); // for the listener's /healthz
         let wall = clock.now();
@@ -457,18 +635,45 @@ pub async fn run_loop(
             hold = None;
             timeline.fire_due(wall, dispatch.as_ref());
         }
-        let until_due = timeline
-            .next_due()
-            .map(|due| (due - clock.now()).to_std().unwrap_or_default())
+        // With an alarm, wake at the next fire, but at most once per WAKE_QUANTUM: fires
+        // closer together than that (10,000 jobs spread over a second) share a wake.
+        let target = timeline.next_due().map(|due| match alarm {
+            Some(_) => due.max(nanos(wall).saturating_add(WAKE_QUANTUM_NS)),
+            None => due,
+        });
+        let until_due = target
+            .map(|t| Duration::from_nanos(t.saturating_sub(nanos(clock.now())).max(0) as u64))
             .unwrap_or(CLOCK_CHECK);
         let wait = match hold {
             Some(h) => h.saturating_duration_since(mono),
             None => until_due,
         }
         .min(CLOCK_CHECK);
+        let ring = match (&alarm, hold, target) {
+            (Some(alarm), None, Some(t)) if until_due < CLOCK_CHECK => alarm.set(t),
+            (Some(alarm), ..) => {
+                alarm.unset();
+                false
+            }
+            _ => false,
+        };
+        if !ring {
+            sleep.as_mut().reset(tokio::time::Instant::now() + wait);
+        } else if sleep.deadline() < mono + CLOCK_CHECK / 2 || sleep.is_elapsed() {
+            // The alarm times the wake; tokio's sleep only bounds it (a wall clock set
+            // back delays a real-time alarm). Moved on every 15 s, not on every wake.
+            sleep.as_mut().reset(mono + CLOCK_CHECK);
+        }
+        let rung = async {
+            match &alarm {
+                Some(alarm) if ring => alarm.rung().await,
+                _ => std::future::pending().await,
+            }
+        };
         tokio::select! {
             () = shutdown.cancelled() => break,
-            () = tokio::time::sleep(wait) => {}
+            () = &mut sleep => {}
+            () = rung => {}
             reload = reloads.recv() => {
                 if let Some(reload) = reload {
                     timeline.reload(reload.jobs, clock.now());
@@ -856,6 +1061,64 @@ mod tests {
         assert!(runs[0].1 - t("2026-05-01T10:00:05Z") < chrono::Duration::milliseconds(200));
         assert_eq!(runs[1], ("a".to_owned(), t("2026-05-01T10:00:10Z")));
         h.stop().await;
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn the_alarm_rings_at_its_deadline_and_not_before() {
+        let alarm = Alarm::new().unwrap();
+        for ms in [1, 5, 20] {
+            let at = nanos(Utc::now()) + ms * 1_000_000;
+            assert!(alarm.set(at));
+            tokio::time::timeout(Duration::from_secs(5), alarm.rung())
+                .await
+                .unwrap();
+            assert!(nanos(Utc::now()) >= at, "rang before its deadline");
+        }
+        // Unset, it stays silent.
+        assert!(alarm.set(nanos(Utc::now()) + 10_000_000));
+        alarm.unset();
+        let rang = tokio::time::timeout(Duration::from_millis(100), alarm.rung()).await;
+        assert!(rang.is_err(), "an unset alarm rang");
+    }
+
+    /// On the system clock (the alarm's path), fires start at or after they are due.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_the_system_clock_no_fire_is_handed_out_early() {
+        struct Starts(Mutex<Vec<(DateTime<Utc>, DateTime<Utc>)>>);
+        impl Dispatch for Starts {
+            fn run(&self, _job: &Arc<Job>, fire: Fire) {
+                self.0.lock().unwrap().push((fire.due, Utc::now()));
+            }
+            fn skip(&self, _job: &Arc<Job>, _nominal: DateTime<Utc>, why: String) {
+                panic!("skipped: {why}");
+            }
+        }
+        let toml = format!(
+            "{}{}",
+            tcp_job("a", "every = \"200ms\""),
+            tcp_job("b", "every = \"300ms\"\njitter = \"100ms\"")
+        );
+        let starts = Arc::new(Starts(Mutex::default()));
+        let shutdown = CancellationToken::new();
+        let (_reload, reloads) = mpsc::channel(1);
+        let task = tokio::spawn(run_loop(
+            jobs(&toml),
+            HashMap::new(),
+            Arc::new(crate::runtime::SystemClock),
+            Duration::from_secs(15),
+            starts.clone(),
+            shutdown.clone(),
+            reloads,
+        ));
+        tokio::time::sleep(Duration::from_millis(1_300)).await;
+        shutdown.cancel();
+        task.await.unwrap();
+        let starts = starts.0.lock().unwrap();
+        assert!(starts.len() >= 8, "{starts:?}");
+        for (due, at) in starts.iter() {
+            assert!(at >= due, "handed out before it was due: {due} at {at}");
+        }
     }
 
     #[test]
