@@ -421,8 +421,9 @@ pub async fn round(rt: &Arc<Runtime>, stop: &CancellationToken) -> Option<DateTi
         }
     }
     // The next retry, read after this round, which may have failed deliveries and set
-    // their next attempt.
-    let next_retry = rt.store.next_retry(rt.clock.now()).ok().flatten();
+    // their next attempt; counted from the round's start, so that a message that came
+    // due while the round ran gets a round at once.
+    let next_retry = rt.store.next_retry(now).ok().flatten();
     match (wake, next_retry) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),

@@ -1110,6 +1110,7 @@ mod tests {
             starts.clone(),
             shutdown.clone(),
             reloads,
+            Default::default(),
         ));
         tokio::time::sleep(Duration::from_millis(1_300)).await;
         shutdown.cancel();

@@ -705,16 +705,19 @@ impl Store {
             .collect()
     }
 
-    /// When the earliest undelivered message not due at `now` is due.
+    /// When the earliest message that was not due at `now` comes due: the first
+    /// undelivered message of each job and notifier whose next attempt is after `now`
+    /// (the ones behind it wait for it anyway). `now` is when the caller last asked
+    /// [`Store::due`], so a message that came due since is not missed.
     pub fn next_retry(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let at: Option<i64> = self
-            .conn()
-            .prepare_cached(
-                "SELECT min(next_attempt_at) FROM outbox
-                 WHERE delivered_at IS NULL AND gave_up_at IS NULL AND next_attempt_at > ?1",
-            )?
-            .query_row(params![ms(now)], |r| r.get(0))?;
-        Ok(at.map(from_ms))
+        let mut heads = std::collections::HashSet::new();
+        let mut next: Option<i64> = None;
+        for row in self.pending_rows()? {
+            if heads.insert((row.notifier, row.job)) && row.next_attempt_at > ms(now) {
+                next = Some(next.map_or(row.next_attempt_at, |n| n.min(row.next_attempt_at)));
+            }
+        }
+        Ok(next.map(from_ms))
     }
 
     fn pending_rows(&self) -> Result<Vec<PendingRow>, StoreError> {
@@ -1231,6 +1234,13 @@ mod tests {
         );
         let due: Vec<i64> = store.due(t(100)).unwrap().iter().map(|i| i.id).collect();
         assert_eq!(due, [failure.id, recovery.id]);
+        // The next wake-up is the failure's retry: the recovery behind it, though its
+        // own time has come, waits for it.
+        assert_eq!(store.next_retry(t(50)).unwrap(), Some(t(100)));
+        // Asked with the time a round started, a retry that came due during the round
+        // is not missed (it is in the past now, and the worker goes again at once).
+        assert_eq!(store.next_retry(t(99)).unwrap(), Some(t(100)));
+        assert_eq!(store.next_retry(t(100)).unwrap(), None);
     }
 
     #[test]

@@ -1014,8 +1014,21 @@ async fn alerts_survive_a_receiver_outage_and_two_kills() {
     while accepted.lock().unwrap().len() < 4 {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "not all delivered:\n{}",
-            third.log()
+            "not all delivered:\n{}\ntried: {:?}\nfirst:\n{}\nsecond:\n{}",
+            third.log(),
+            hook.requests()
+                .iter()
+                .map(|r| {
+                    let b = r.json();
+                    format!(
+                        "{}/{}",
+                        b["job"].as_str().unwrap_or("?"),
+                        b["event"].as_str().unwrap_or("?")
+                    )
+                })
+                .collect::<Vec<_>>(),
+            std::fs::read_to_string(setup.dir.path().join("first.log")).unwrap_or_default(),
+            std::fs::read_to_string(setup.dir.path().join("second.log")).unwrap_or_default()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
