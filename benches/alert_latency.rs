@@ -490,7 +490,7 @@ async fn components(
     for _ in 0..n {
         let t0 = now_ns();
         rt.store
-            .delivered(1, Utc::now())
+            .mark(&[klaxon::store::Mark::delivered(1, Utc::now())])
             .map_err(|e| e.to_string())?;
         delivered.push(now_ns() - t0);
         let t0 = now_ns();

@@ -322,7 +322,8 @@ impl Store {
 
     /// Records a run in one transaction with what it causes: `apply` gets the job's
     /// stored state and returns the new state and the messages to enqueue. Returns the
-    /// outbox items as stored.
+    /// outbox items as stored. (The agent records through [`Store::record`].)
+    #[cfg(test)]
     pub fn record_run(
         &self,
         run: &RunRecord,
@@ -353,12 +354,6 @@ impl Store {
             Written::Run(items) => Ok(items),
             Written::Marks => Err(StoreError::Stopped),
         }
-    }
-
-    /// Records how delivery tries went, like [`Store::mark`], committed together with
-    /// the other writes waiting at that moment.
-    pub async fn mark_soon(&self, marks: Vec<Mark>) -> Result<(), StoreError> {
-        self.mark_queued(marks).await
     }
 
     /// Queues delivery outcomes for the next group commit at once (they are committed
@@ -587,25 +582,6 @@ impl Store {
         Ok(at.map(from_ms))
     }
 
-    /// Marks a message delivered.
-    pub fn delivered(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
-        self.mark(&[Mark::delivered(id, at)])
-    }
-
-    /// Records a failed delivery and when to try again.
-    pub fn delivery_failed(
-        &self,
-        id: i64,
-        error: &str,
-        next_attempt_at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        self.mark(&[Mark::Failed {
-            id,
-            error: error.to_owned(),
-            next_attempt_at,
-        }])
-    }
-
     /// Records how delivery tries went, all in one transaction.
     pub fn mark(&self, marks: &[Mark]) -> Result<(), StoreError> {
         if marks.is_empty() {
@@ -663,15 +639,6 @@ impl Store {
             // A fallback's own fallback is not followed: no chains, no loops.
             fallback_sent: true,
         }))
-    }
-
-    /// Records that a message will not be delivered (the receiver refused it for good).
-    pub fn gave_up(&self, id: i64, error: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
-        self.mark(&[Mark::GaveUp {
-            id,
-            error: error.to_owned(),
-            at,
-        }])
     }
 
     /// Undelivered messages whose next attempt is due at `now`, oldest first.
@@ -1030,7 +997,7 @@ mod tests {
                 _ => Mark::delivered(item.id, t(100)),
             })
             .collect();
-        store.mark_soon(marks).await.unwrap();
+        store.mark_queued(marks).await.unwrap();
         let left = reopened.pending().unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].alert.job, "job8");
@@ -1108,7 +1075,7 @@ mod tests {
         let pending = store.pending().unwrap();
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].alert, alert(Event::Failure));
-        store.delivered(pending[0].id, t(2)).unwrap();
+        store.mark(&[Mark::delivered(pending[0].id, t(2))]).unwrap();
         assert!(store.pending().unwrap().is_empty());
         assert_eq!(
             store.history("api", 10).unwrap(),
@@ -1150,7 +1117,11 @@ mod tests {
             })
             .unwrap();
         store
-            .delivery_failed(items[0].id, "HTTP 500", t(60))
+            .mark(&[Mark::Failed {
+                id: items[0].id,
+                error: "HTTP 500".into(),
+                next_attempt_at: t(60),
+            }])
             .unwrap();
         let pending = store.pending().unwrap();
         assert_eq!(pending[0].attempts, 1);
@@ -1170,7 +1141,13 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
-        store.gave_up(items[0].id, "HTTP 400", t(61)).unwrap();
+        store
+            .mark(&[Mark::GaveUp {
+                id: items[0].id,
+                error: "HTTP 400".into(),
+                at: t(61),
+            }])
+            .unwrap();
         let left = store.pending().unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].notifier, "oncall");
@@ -1226,7 +1203,11 @@ mod tests {
         let recovery = enqueue(10, Event::Recovery);
         // The failure's retry is later than the recovery's first try.
         store
-            .delivery_failed(failure.id, "HTTP 503", t(100))
+            .mark(&[Mark::Failed {
+                id: failure.id,
+                error: "HTTP 503".into(),
+                next_attempt_at: t(100),
+            }])
             .unwrap();
         assert!(
             store.due(t(50)).unwrap().is_empty(),
