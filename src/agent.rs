@@ -8,7 +8,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -28,29 +27,12 @@ pub const FLUSH: Duration = Duration::from_secs(5);
 /// Takes the agent lock in `state_dir`: one agent per state directory. The OS releases
 /// it when the process ends, however it ends.
 pub fn lock(state_dir: &Path) -> anyhow::Result<File> {
-    std::fs::create_dir_all(state_dir).with_context(|| {
-        format!(
-            "cannot create the state directory `{}`",
-            state_dir.display()
-        )
-    })?;
-    let path = state_dir.join("agent.lock");
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("cannot open `{}`", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+    crate::lockfile::try_lock(state_dir, "agent.lock")?.ok_or_else(|| {
+        anyhow::anyhow!(
             "another klaxon agent is running with the state directory `{}`",
             state_dir.display()
-        ),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(e).with_context(|| format!("cannot lock `{}`", path.display()))
-        }
-    }
+        )
+    })
 }
 
 /// Where a reload gets the new config from (the file the agent was started with).

@@ -10,13 +10,12 @@
 
 use std::fs::File;
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
-use anyhow::Context;
 use klaxon_checks::group::{self, Ending};
 use klaxon_checks::{Outcome, Severity};
 use secrecy::SecretString;
@@ -57,23 +56,8 @@ pub enum Lock {
 
 /// Takes `state_dir/locks/<job>.lock` without waiting.
 pub fn lock(state_dir: &Path, job: &str) -> anyhow::Result<Lock> {
-    let dir = state_dir.join("locks");
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("cannot create the lock directory `{}`", dir.display()))?;
-    let path: PathBuf = dir.join(format!("{job}.lock"));
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("cannot open `{}`", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => Ok(Lock::Held(file)),
-        Err(std::fs::TryLockError::WouldBlock) => Ok(Lock::Busy),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(e).with_context(|| format!("cannot lock `{}`", path.display()))
-        }
-    }
+    let held = crate::lockfile::try_lock(&state_dir.join("locks"), &format!("{job}.lock"))?;
+    Ok(held.map_or(Lock::Busy, Lock::Held))
 }
 
 /// Records that an exec of `job` was skipped because another one still runs.

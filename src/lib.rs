@@ -13,6 +13,7 @@ pub mod exec;
 pub mod heartbeat;
 pub mod listener;
 pub mod liveness;
+pub mod lockfile;
 pub mod logging;
 pub mod metrics;
 pub mod outbox;

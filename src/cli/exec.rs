@@ -135,12 +135,8 @@ pub fn run(config: Option<&Path>, env: &dyn Env, args: ExecArgs) -> anyhow::Resu
 /// The job's settings (or `[defaults]`), with the flags applied.
 fn plan(config: &Config, source: Source, args: &ExecArgs) -> anyhow::Result<ExecPlan> {
     let name = &args.job;
-    let valid_name = !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        && !name.starts_with('.');
-    if !valid_name {
+    // As in the config, and no leading dot: the name is also a lock file's.
+    if !crate::config::valid_name(name) || name.starts_with('.') {
         return Err(UsageError(format!(
             "`--job {name}`: a job name uses letters, digits, `-`, `_` and `.`"
         ))

@@ -198,6 +198,14 @@ pub struct Job {
     pub target: String,
 }
 
+/// Whether `name` may name a job or notifier: letters, digits, `-`, `_` and `.`.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
 /// Finds the config file: `--config`, else `$KLAXON_CONFIG`, else `./klaxon.toml`, else
 /// `~/.config/klaxon/klaxon.toml`.
 pub fn locate(flag: Option<&Path>, env: &dyn Env) -> Result<PathBuf, String> {
@@ -829,11 +837,7 @@ impl<'a> Loader<'a> {
         for (key, value) in table {
             let name = key.get_ref().to_string();
             let span = value.span();
-            let valid = !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-            if !valid {
+            if !valid_name(&name) {
                 self.diagnostics.push(Diagnostic::at(
                     key.span(),
                     format!("`{name}` is not a valid name: use letters, digits, `-`, `_` and `.`"),
