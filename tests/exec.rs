@@ -207,6 +207,67 @@ async fn a_second_exec_of_a_running_job_is_skipped_and_recorded() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_lock_runs_alongside_and_notify_replaces_the_notifiers() {
+    let hook = Server::start(|_| Response::status(200)).await;
+    let other = Server::start(|_| Response::status(200)).await;
+    let (dir, config) = setup(&hook.url("/hook"));
+    let mut text_of_config = std::fs::read_to_string(&config).unwrap();
+    text_of_config.push_str(&format!(
+        "\n[notifiers.other]\ntype = \"webhook\"\nurl = \"{}\"\n",
+        other.url("/other")
+    ));
+    std::fs::write(&config, text_of_config).unwrap();
+    let marker = dir.path().join("started");
+    let mut holder = klaxon(&config);
+    holder
+        .args(["exec", "--job", "nightly", "--", "sh", "-c"])
+        .arg(format!("touch {}; sleep 3", marker.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut holder = tokio::process::Command::from(holder).spawn().unwrap();
+    while !marker.exists() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The lock is held, yet --no-lock runs; --notify sends to `other` instead of `hook`.
+    let mut cmd = klaxon(&config);
+    cmd.args([
+        "exec",
+        "--job",
+        "nightly",
+        "--no-lock",
+        "--retries",
+        "0",
+        "--notify",
+        "other",
+        "--",
+        "sh",
+        "-c",
+        "echo ran; exit 4",
+    ]);
+    let out = output(cmd).await;
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "ran\n");
+    assert!(
+        !text(&out.stderr).contains("still running"),
+        "{}",
+        text(&out.stderr)
+    );
+    let got = other.wait_for(1, Duration::from_secs(10)).await;
+    let alert = got[0].json();
+    assert_eq!(alert["job"].as_str(), Some("nightly"));
+    assert_eq!(alert["event"].as_str(), Some("failure"));
+    assert_eq!(alert["attempts"].as_u64(), Some(1));
+    assert_eq!(alert["max_attempts"].as_u64(), Some(1));
+    assert!(
+        hook.requests()
+            .iter()
+            .all(|r| r.json()["event"].as_str() != Some("failure")),
+        "the job's own notifier got the failure too"
+    );
+    assert_eq!(holder.wait().await.unwrap().code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_holder_does_not_block_the_next_exec() {
     let hook = Server::start(|_| Response::status(200)).await;
     let (dir, config) = setup(&hook.url("/hook"));
