@@ -677,14 +677,17 @@ impl Store {
     /// (the ones behind it wait for it anyway). `now` is when the caller last asked
     /// [`Store::due`], so a message that came due since is not missed.
     pub fn next_retry(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let mut heads = std::collections::HashSet::new();
-        let mut next: Option<i64> = None;
-        for row in self.pending_rows()? {
-            if heads.insert((row.notifier, row.job)) && row.next_attempt_at > ms(now) {
-                next = Some(next.map_or(row.next_attempt_at, |n| n.min(row.next_attempt_at)));
-            }
-        }
-        Ok(next.map(from_ms))
+        let at: Option<i64> = self
+            .conn()
+            .prepare_cached(
+                "SELECT min(o.next_attempt_at) FROM outbox o
+                 JOIN (SELECT min(id) AS id FROM outbox
+                       WHERE delivered_at IS NULL AND gave_up_at IS NULL
+                       GROUP BY notifier, job) head ON o.id = head.id
+                 WHERE o.next_attempt_at > ?1",
+            )?
+            .query_row(params![ms(now)], |r| r.get(0))?;
+        Ok(at.map(from_ms))
     }
 
     fn pending_rows(&self) -> Result<Vec<PendingRow>, StoreError> {
