@@ -13,6 +13,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use klaxon_notifiers::DeliveryError;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -229,35 +230,20 @@ impl Pinger {
         let started = Instant::now();
         let mut delay = self.retry.first_delay;
         for attempt in 1..=self.retry.tries {
-            let result = self
-                .http
-                .post(target.clone())
-                .timeout(self.retry.timeout)
-                .body(body.clone())
-                .send()
-                .await;
-            let (again, after, why) = match result {
-                Ok(response) => {
-                    let status = response.status();
-                    if status.is_success() {
-                        tracing::debug!(job = who, ping = %signal, attempt, "heartbeat ping sent");
-                        return;
-                    }
-                    let retry_after = response
-                        .headers()
-                        .get(reqwest::header::RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(Duration::from_secs);
-                    let code = status.as_u16();
-                    let again = code == 408 || code == 429 || status.is_server_error();
-                    (again, retry_after, format!("HTTP {status}"))
+            let sent = klaxon_notifiers::post_text(
+                &self.http,
+                target.as_str(),
+                body.clone().into_bytes(),
+                self.retry.timeout,
+            )
+            .await;
+            let (again, after, why) = match sent {
+                Ok(()) => {
+                    tracing::debug!(job = who, ping = %signal, attempt, "heartbeat ping sent");
+                    return;
                 }
-                Err(e) => (
-                    e.is_timeout() || e.is_connect() || e.is_request(),
-                    None,
-                    describe(&e),
-                ),
+                Err(DeliveryError::Retry { reason, after }) => (true, after, reason),
+                Err(DeliveryError::Reject { reason }) => (false, None, reason),
             };
             let wait = after.unwrap_or(delay);
             let spent = started.elapsed();
@@ -276,25 +262,6 @@ impl Pinger {
             delay = delay.saturating_mul(2);
         }
     }
-}
-
-/// A reqwest error without its URL (it would show the ping URL), with its causes.
-fn describe(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else {
-        "request failed"
-    };
-    let mut out = kind.to_owned();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 /// The end of one run's pings (see [`Pinger::start_run`]).

@@ -60,6 +60,22 @@ pub(crate) async fn post_json_with(
     Err(status_error(status, after, &body, url))
 }
 
+/// POSTs `body` as `text/plain` (a heartbeat ping's output) and classifies the answer
+/// as [`post_json`] does; reasons never contain the URL.
+pub async fn post_text(
+    client: &reqwest::Client,
+    url: &str,
+    body: Vec<u8>,
+    timeout: Duration,
+) -> Result<(), DeliveryError> {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        CONTENT_TYPE,
+        reqwest::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    post_json_with(client, url, headers, body, timeout).await
+}
+
 /// `klaxon/VERSION`: how klaxon names itself to receivers.
 pub(crate) const USER_AGENT: &str = concat!("klaxon/", env!("CARGO_PKG_VERSION"));
 

@@ -26,6 +26,7 @@ use std::time::Duration;
 use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
 
+pub use http::post_text;
 pub use validate::ConfigIssue;
 
 /// The severity an alert reports.
