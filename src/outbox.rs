@@ -195,14 +195,7 @@ fn settle(
                     "giving up on a message after {} of failed deliveries: {reason}",
                     humantime::format_duration(GIVE_UP_AFTER)
                 );
-                rt.metrics.delivery(&item.notifier, DeliveryResult::GaveUp);
-                fallback(rt, item);
-                let mark = Mark::GaveUp {
-                    id: item.id,
-                    error: reason,
-                    at: now(),
-                };
-                return (Delivery::GaveUp, mark);
+                return give_up(rt, item, reason, DeliveryResult::GaveUp);
             }
             let fallback_after = rt
                 .config
@@ -239,15 +232,7 @@ fn settle(
                     "delivery refused, not retrying: {reason}"
                 );
             }
-            rt.metrics
-                .delivery(&item.notifier, DeliveryResult::Rejected);
-            fallback(rt, item);
-            let mark = Mark::GaveUp {
-                id: item.id,
-                error: reason,
-                at: now(),
-            };
-            (Delivery::GaveUp, mark)
+            give_up(rt, item, reason, DeliveryResult::Rejected)
         }
     }
 }
@@ -303,6 +288,24 @@ async fn deliver_per_job(rt: &Arc<Runtime>, items: Vec<OutboxItem>, in_flight: u
     for committed in pending {
         record(committed.await);
     }
+}
+
+/// A message that will not be tried again (refused, or a day old): counted, copied to
+/// the notifier's fallback, and marked with `reason`.
+fn give_up(
+    rt: &Runtime,
+    item: &OutboxItem,
+    reason: String,
+    counted_as: DeliveryResult,
+) -> (Delivery, Mark) {
+    rt.metrics.delivery(&item.notifier, counted_as);
+    fallback(rt, item);
+    let mark = Mark::GaveUp {
+        id: item.id,
+        error: reason,
+        at: rt.clock.now(),
+    };
+    (Delivery::GaveUp, mark)
 }
 
 /// Copies a message that cannot get through to its notifier's `fallback`, once.
