@@ -170,9 +170,10 @@ pub struct NewMessage {
 
 /// What recording a run does to its job's state: gets the stored state and a reader of
 /// other jobs' states (for `depends_on`), both as of the same transaction, and returns
-/// the new state and the messages to enqueue.
+/// the new state and the messages to enqueue. It may be called a second time, on a
+/// fresh transaction, when another write of its group commit failed.
 pub type Apply<'a> = Box<
-    dyn FnOnce(
+    dyn Fn(
             &JobState,
             &dyn Fn(&str) -> Result<JobState, StoreError>,
         ) -> Result<(JobState, Vec<NewMessage>), StoreError>
@@ -327,7 +328,7 @@ impl Store {
     pub fn record_run(
         &self,
         run: &RunRecord,
-        apply: impl FnOnce(&JobState) -> (JobState, Vec<NewMessage>) + Send,
+        apply: impl Fn(&JobState) -> (JobState, Vec<NewMessage>) + Send,
     ) -> Result<Vec<OutboxItem>, StoreError> {
         let apply: Apply<'_> = Box::new(move |before, _| Ok(apply(before)));
         let write = Write::Run {
@@ -468,31 +469,59 @@ impl Store {
         }
     }
 
-    /// Makes writes in one transaction, each in a savepoint of its own: one that
-    /// cannot be made does not stop the others. Results are in the order of `writes`.
+    /// Makes writes in one transaction. One that cannot be made does not stop the
+    /// others: the transaction is then rolled back and the writes made again, each in a
+    /// savepoint of its own. Results are in the order of `writes`.
+    ///
+    /// The first try has no savepoints because they are not free: SQLite copies each
+    /// page a savepoint changes into its sub-journal, and a storm's runs change many.
     fn commit_writes(&self, writes: Vec<Write<'_>>) -> Vec<Result<Written, StoreError>> {
-        let count = writes.len();
+        let mut conn = self.conn();
+        let together = conn.transaction().and_then(|tx| {
+            let written = writes
+                .iter()
+                .map(|write| write_one(&tx, write))
+                .collect::<Result<Vec<_>, _>>();
+            match written {
+                Ok(written) => tx.commit().map(|()| Some(written)),
+                // Dropping `tx` rolls it back.
+                Err(_) => Ok(None),
+            }
+        });
+        let results = match together {
+            Ok(Some(written)) => written.into_iter().map(Ok).collect(),
+            Ok(None) => Self::commit_apart(&mut conn, &writes),
+            Err(e) => {
+                let why = e.to_string();
+                (0..writes.len())
+                    .map(|_| Err(StoreError::Commit(why.clone())))
+                    .collect()
+            }
+        };
+        drop(conn);
+        self.committed();
+        results
+    }
+
+    /// Makes writes in one transaction, each in a savepoint of its own.
+    fn commit_apart(
+        conn: &mut Connection,
+        writes: &[Write<'_>],
+    ) -> Vec<Result<Written, StoreError>> {
         let failed = |e: rusqlite::Error| {
             let why = e.to_string();
-            (0..count)
+            (0..writes.len())
                 .map(|_| Err(StoreError::Commit(why.clone())))
                 .collect()
         };
-        let mut conn = self.conn();
         let mut tx = match conn.transaction() {
             Ok(tx) => tx,
             Err(e) => return failed(e),
         };
-        let mut results = Vec::with_capacity(count);
+        let mut results = Vec::with_capacity(writes.len());
         for write in writes {
             let result = tx.savepoint().map_err(StoreError::from).and_then(|sp| {
-                let written = match write {
-                    Write::Run { run, apply } => Written::Run(write_run(&sp, &run, apply)?),
-                    Write::Marks(marks) => {
-                        write_marks(&sp, &marks)?;
-                        Written::Marks
-                    }
-                };
+                let written = write_one(&sp, write)?;
                 sp.commit()?;
                 Ok(written)
             });
@@ -501,8 +530,6 @@ impl Store {
         if let Err(e) = tx.commit() {
             return failed(e);
         }
-        drop(conn);
-        self.committed();
         results
     }
 
@@ -787,6 +814,16 @@ fn state_in(conn: &Connection, job: &str) -> Result<JobState, StoreError> {
     })
 }
 
+fn write_one(conn: &Connection, write: &Write<'_>) -> Result<Written, StoreError> {
+    Ok(match write {
+        Write::Run { run, apply } => Written::Run(write_run(conn, run, apply)?),
+        Write::Marks(marks) => {
+            write_marks(conn, marks)?;
+            Written::Marks
+        }
+    })
+}
+
 fn write_marks(conn: &Connection, marks: &[Mark]) -> Result<(), StoreError> {
     for mark in marks {
         match mark {
@@ -818,7 +855,7 @@ fn write_marks(conn: &Connection, marks: &[Mark]) -> Result<(), StoreError> {
 fn write_run(
     conn: &Connection,
     run: &RunRecord,
-    apply: Apply<'_>,
+    apply: &Apply<'_>,
 ) -> Result<Vec<OutboxItem>, StoreError> {
     let before = state_in(conn, &run.job)?;
     let (state, messages) = apply(&before, &|job| state_in(conn, job))?;
