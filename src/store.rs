@@ -488,36 +488,33 @@ impl Store {
                 Err(_) => Ok(None),
             }
         });
-        let results = match together {
-            Ok(Some(written)) => written.into_iter().map(Ok).collect(),
+        let committed = match together {
+            Ok(Some(written)) => Ok(written.into_iter().map(Ok).collect()),
             Ok(None) => Self::commit_apart(&mut conn, &writes),
+            Err(e) => Err(e),
+        };
+        drop(conn);
+        match committed {
+            Ok(results) => {
+                self.committed();
+                results
+            }
             Err(e) => {
                 let why = e.to_string();
                 (0..writes.len())
                     .map(|_| Err(StoreError::Commit(why.clone())))
                     .collect()
             }
-        };
-        drop(conn);
-        self.committed();
-        results
+        }
     }
 
-    /// Makes writes in one transaction, each in a savepoint of its own.
+    /// Makes writes in one transaction, each in a savepoint of its own; an error is
+    /// the transaction's own (it could not begin or commit).
     fn commit_apart(
         conn: &mut Connection,
         writes: &[Write<'_>],
-    ) -> Vec<Result<Written, StoreError>> {
-        let failed = |e: rusqlite::Error| {
-            let why = e.to_string();
-            (0..writes.len())
-                .map(|_| Err(StoreError::Commit(why.clone())))
-                .collect()
-        };
-        let mut tx = match conn.transaction() {
-            Ok(tx) => tx,
-            Err(e) => return failed(e),
-        };
+    ) -> Result<Vec<Result<Written, StoreError>>, rusqlite::Error> {
+        let mut tx = conn.transaction()?;
         let mut results = Vec::with_capacity(writes.len());
         for write in writes {
             let result = tx.savepoint().map_err(StoreError::from).and_then(|sp| {
@@ -527,10 +524,8 @@ impl Store {
             });
             results.push(result);
         }
-        if let Err(e) = tx.commit() {
-            return failed(e);
-        }
-        results
+        tx.commit()?;
+        Ok(results)
     }
 
     /// Records a fire that did not run (and why) without touching alert state.
