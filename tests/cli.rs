@@ -11,9 +11,12 @@ use std::time::Duration;
 
 use klaxon_testkit::{Request, Response, Server};
 
+mod common;
+use common::text;
+
 fn klaxon() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_klaxon"));
-    cmd.env_remove("RUST_LOG").env_remove("KLAXON_CONFIG").env(
+    let mut cmd = common::klaxon();
+    cmd.env(
         "RUST_LOG",
         "klaxon=debug,klaxon_checks=debug,klaxon_notifiers=debug,warn",
     );
@@ -22,10 +25,6 @@ fn klaxon() -> Command {
 
 fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("run klaxon")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// A temp dir with a `klaxon.toml` in it.

@@ -4,29 +4,18 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use klaxon_testkit::{Request, Response, Server};
 
+mod common;
+use common::{output, text};
+
 fn klaxon(config: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_klaxon"));
-    cmd.env_remove("KLAXON_CONFIG")
-        .env_remove("RUST_LOG")
-        .arg("--config")
-        .arg(config);
+    let mut cmd = common::klaxon();
+    cmd.arg("--config").arg(config);
     cmd
-}
-
-async fn output(cmd: Command) -> Output {
-    tokio::process::Command::from(cmd)
-        .output()
-        .await
-        .expect("run klaxon")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// A config with a webhook notifier and a passive `nightly` job, in a temp dir.
@@ -419,10 +408,8 @@ async fn usage_errors_exit_2_before_running() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_config_or_with_a_broken_one_the_command_still_runs() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_klaxon"));
-    cmd.env_remove("KLAXON_CONFIG")
-        .env_remove("RUST_LOG")
-        .env("HOME", dir.path())
+    let mut cmd = common::klaxon();
+    cmd.env("HOME", dir.path())
         .env("XDG_STATE_HOME", dir.path().join("state"))
         .current_dir(dir.path())
         .args([

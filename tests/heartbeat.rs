@@ -4,27 +4,18 @@
 //! never appears in what klaxon prints.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use klaxon_testkit::{Request, Response, Server};
 
+mod common;
+use common::{output, text};
+
 fn klaxon() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_klaxon"));
-    cmd.env_remove("KLAXON_CONFIG")
-        .env("RUST_LOG", "klaxon=debug,warn");
+    let mut cmd = common::klaxon();
+    cmd.env("RUST_LOG", "klaxon=debug,warn");
     cmd
-}
-
-async fn output(cmd: Command) -> Output {
-    tokio::process::Command::from(cmd)
-        .output()
-        .await
-        .expect("run klaxon")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 fn config(dir: &std::path::Path, ping: &str, shell: &str, agent_beat: &str) -> std::path::PathBuf {

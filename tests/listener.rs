@@ -13,10 +13,11 @@ use prometheus_parse::{Scrape, Value};
 
 const TOKEN: &str = "canary-listen-token-8d1f0c";
 
+mod common;
+
 fn klaxon(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_klaxon"));
-    cmd.env_remove("KLAXON_CONFIG")
-        .env("RUST_LOG", "klaxon=debug,warn")
+    let mut cmd = common::klaxon();
+    cmd.env("RUST_LOG", "klaxon=debug,warn")
         .env("KLAXON_TOKEN", TOKEN)
         .arg("--config")
         .arg(dir.join("klaxon.toml"));

@@ -7,11 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn klaxon() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_klaxon"));
-    cmd.env_remove("RUST_LOG").env_remove("KLAXON_CONFIG");
-    cmd
-}
+mod common;
+use common::klaxon;
 
 /// A port nothing listens on.
 fn closed_port() -> u16 {

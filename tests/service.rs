@@ -135,9 +135,8 @@ impl Sandbox {
     }
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+mod common;
+use common::text;
 
 fn code(output: &Output) -> i32 {
     output.status.code().expect("exited")

@@ -1,0 +1,25 @@
+//! What the tests of the binary share: the real `klaxon` with none of the caller's
+//! `KLAXON_CONFIG` or `RUST_LOG`, and its output as text.
+// Each test file is a crate of its own and uses only some of these.
+#![allow(dead_code, clippy::expect_used)]
+
+use std::process::{Command, Output};
+
+/// The real binary, not steered by the environment the tests run in.
+pub fn klaxon() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_klaxon"));
+    cmd.env_remove("KLAXON_CONFIG").env_remove("RUST_LOG");
+    cmd
+}
+
+/// Runs `cmd` to the end without blocking the test's runtime.
+pub async fn output(cmd: Command) -> Output {
+    tokio::process::Command::from(cmd)
+        .output()
+        .await
+        .expect("run klaxon")
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
