@@ -42,12 +42,16 @@ pub struct JobState {
     /// Severity of the last run; `None` before the first.
     pub severity: Option<SeverityName>,
     /// When `severity` last changed.
+    #[serde(with = "klaxon_notifiers::rfc3339::option", default)]
     pub since: Option<DateTime<Utc>>,
     pub consecutive_failures: u32,
     pub consecutive_ok: u32,
     /// Start of the first failed run of the current streak.
+    #[serde(with = "klaxon_notifiers::rfc3339::option", default)]
     pub failing_since: Option<DateTime<Utc>>,
+    #[serde(with = "klaxon_notifiers::rfc3339::option", default)]
     pub last_success: Option<DateTime<Utc>>,
+    #[serde(with = "klaxon_notifiers::rfc3339::option", default)]
     pub last_run: Option<DateTime<Utc>>,
     pub open: Option<OpenAlert>,
 }
@@ -57,9 +61,12 @@ pub struct JobState {
 pub struct OpenAlert {
     pub id: String,
     pub severity: SeverityName,
+    #[serde(with = "klaxon_notifiers::rfc3339")]
     pub opened_at: DateTime<Utc>,
+    #[serde(with = "klaxon_notifiers::rfc3339")]
     pub failing_since: DateTime<Utc>,
     /// When a message about it last went out (for `remind`).
+    #[serde(with = "klaxon_notifiers::rfc3339")]
     pub last_sent: DateTime<Utc>,
     /// Opened while a dependency was failing, and not sent yet.
     #[serde(default)]

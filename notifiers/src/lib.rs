@@ -15,6 +15,7 @@ pub mod email;
 mod fixtures;
 mod http;
 pub mod log;
+pub mod rfc3339;
 pub mod slack;
 pub mod teams;
 pub mod text;
@@ -106,9 +107,13 @@ pub struct Alert {
     pub max_attempts: u32,
     pub elapsed_ms: u64,
     /// When the run that caused this message started.
+    #[serde(with = "rfc3339")]
     pub started_at: DateTime<FixedOffset>,
+    #[serde(with = "rfc3339::option", default)]
     pub failing_since: Option<DateTime<FixedOffset>>,
+    #[serde(with = "rfc3339::option", default)]
     pub last_success: Option<DateTime<FixedOffset>>,
+    #[serde(with = "rfc3339::option", default)]
     pub next_run: Option<DateTime<FixedOffset>>,
     /// On recovery: how long the job was failing.
     pub downtime_ms: Option<u64>,
