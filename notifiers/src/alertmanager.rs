@@ -214,7 +214,7 @@ impl Alertmanager {
             let (client, body, timeout) = (self.client.clone(), body.clone(), self.timeout);
             let url = endpoint(base);
             posts.spawn(async move {
-                let result = crate::http::post_json(&client, url.as_str(), body, timeout).await;
+                let result = crate::http::post_json(&client, url.clone(), body, timeout).await;
                 (index, result)
             });
         }

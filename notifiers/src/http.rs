@@ -22,25 +22,33 @@ const BODY_BYTES: usize = 4 * BODY_CHARS;
 /// delivered; 408, 429 and 5xx are worth a retry (honouring `Retry-After`); other statuses
 /// are rejected with the start of the receiver's body; connection errors and timeouts
 /// (the whole exchange must finish within `timeout`) are worth a retry.
-pub(crate) async fn post_json(
+pub(crate) async fn post_json<U>(
     client: &reqwest::Client,
-    url: &str,
+    url: U,
     body: Vec<u8>,
     timeout: Duration,
-) -> Result<(), DeliveryError> {
+) -> Result<(), DeliveryError>
+where
+    U: reqwest::IntoUrl + AsRef<str> + Clone,
+{
     post_json_with(client, url, HeaderMap::new(), body, timeout).await
 }
 
-/// [`post_json`] with more request headers (a signature, a `User-Agent`).
-pub(crate) async fn post_json_with(
+/// [`post_json`] with more request headers (a signature, a `User-Agent`). `url` is a
+/// `&str` or, for a notifier that keeps its URL parsed, a [`url::Url`] (not parsed
+/// again for every message).
+pub(crate) async fn post_json_with<U>(
     client: &reqwest::Client,
-    url: &str,
+    url: U,
     headers: HeaderMap,
     body: Vec<u8>,
     timeout: Duration,
-) -> Result<(), DeliveryError> {
+) -> Result<(), DeliveryError>
+where
+    U: reqwest::IntoUrl + AsRef<str> + Clone,
+{
     let sent = client
-        .post(url)
+        .post(url.clone())
         .header(CONTENT_TYPE, "application/json")
         .headers(headers)
         .timeout(timeout)
@@ -49,7 +57,7 @@ pub(crate) async fn post_json_with(
         .await;
     let mut response = match sent {
         Ok(response) => response,
-        Err(e) => return Err(transport_error(&e.without_url(), timeout, url)),
+        Err(e) => return Err(transport_error(&e.without_url(), timeout, url.as_ref())),
     };
     let status = response.status();
     if status.is_success() {
@@ -57,7 +65,7 @@ pub(crate) async fn post_json_with(
     }
     let after = retry_after(response.headers(), SystemTime::now());
     let body = read_prefix(&mut response).await;
-    Err(status_error(status, after, &body, url))
+    Err(status_error(status, after, &body, url.as_ref()))
 }
 
 /// POSTs `body` as `text/plain` (a heartbeat ping's output) and classifies the answer

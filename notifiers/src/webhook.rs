@@ -144,7 +144,7 @@ impl Webhook {
         }
         crate::http::post_json_with(
             &self.client,
-            self.spec.url.as_str(),
+            self.spec.url.clone(),
             headers,
             body,
             self.timeout,
