@@ -8,11 +8,13 @@
 //! failing it is given up, with an error in the log. Slack gets at most one message a
 //! second per notifier, as its webhooks allow.
 
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use klaxon_notifiers::DeliveryError;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::DeliveryResult;
@@ -83,10 +85,11 @@ async fn try_once(rt: &Runtime, item: &OutboxItem) -> (Delivery, Option<Mark>) {
 }
 
 /// Delivers several due messages of one notifier as one digest (channels a person
-/// reads); each message is then settled as if it had been sent alone.
-async fn deliver_digest(rt: &Runtime, name: &str, items: &[OutboxItem]) {
+/// reads); each message is then settled as if it had been sent alone. Returns the
+/// outcomes to record.
+async fn deliver_digest(rt: &Runtime, name: &str, items: &[OutboxItem]) -> Vec<Mark> {
     let Some(notifier) = items.first().and_then(|i| configured(rt, i)) else {
-        return;
+        return Vec::new();
     };
     let alerts: Vec<_> = items.iter().map(|i| i.alert.clone()).collect();
     if rt.mode == Mode::DryRun {
@@ -95,12 +98,10 @@ async fn deliver_digest(rt: &Runtime, name: &str, items: &[OutboxItem]) {
             name,
             &klaxon_notifiers::text::render_digest_text(&alerts),
         );
-        let marks: Vec<_> = items
+        return items
             .iter()
             .map(|i| Mark::delivered(i.id, rt.clock.now()))
             .collect();
-        record(rt.store.mark(&marks));
-        return;
     }
     pace(rt, name).await;
     let result = notifier.send_digest(&alerts).await;
@@ -113,11 +114,10 @@ async fn deliver_digest(rt: &Runtime, name: &str, items: &[OutboxItem]) {
             "digest not delivered: {e}"
         ),
     }
-    let marks: Vec<_> = items
+    items
         .iter()
         .map(|item| settle(rt, item, result.clone(), false).1)
-        .collect();
-    record(rt.store.mark(&marks));
+        .collect()
 }
 
 /// The notifier of a message, or `None` (and the message given up) when the config no
@@ -237,59 +237,6 @@ fn settle(
     }
 }
 
-/// Delivers one notifier's due messages: each job's in order, stopping at the first
-/// that does not get through (the rest wait for the next round), up to `in_flight`
-/// jobs at once.
-async fn deliver_per_job(rt: &Arc<Runtime>, items: Vec<OutboxItem>, in_flight: usize) {
-    let mut chains: Vec<Vec<OutboxItem>> = Vec::new();
-    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-    for item in items {
-        match index.get(&item.alert.job) {
-            Some(&i) => chains[i].push(item),
-            None => {
-                index.insert(item.alert.job.clone(), chains.len());
-                chains.push(vec![item]);
-            }
-        }
-    }
-    let mut chains = chains.into_iter();
-    let mut sending = tokio::task::JoinSet::new();
-    let mut pending = Vec::new();
-    loop {
-        while sending.len() < in_flight.max(1) {
-            let Some(chain) = chains.next() else { break };
-            let rt = rt.clone();
-            sending.spawn(async move {
-                let mut last = None;
-                for (n, item) in chain.iter().enumerate() {
-                    let (delivery, mark) = try_once(&rt, item).await;
-                    // Queued for the next group commit at once, off the async threads.
-                    let committed = rt.store.mark_queued(mark.into_iter().collect());
-                    if delivery != Delivery::Delivered || n + 1 == chain.len() {
-                        // The job's last try this round: its slot is free for another
-                        // job while the outcome is committed.
-                        last = Some(committed);
-                        break;
-                    }
-                    // Recorded before the job's next message is tried.
-                    record(committed.await);
-                }
-                last
-            });
-        }
-        match sending.join_next().await {
-            Some(Err(e)) => tracing::error!(%e, "a delivery task failed"),
-            Some(Ok(last)) => pending.extend(last),
-            None => break,
-        }
-    }
-    // The round ends when all its outcomes are durable, so the next round does not
-    // send again what went out in this one.
-    for committed in pending {
-        record(committed.await);
-    }
-}
-
 /// A message that will not be tried again (refused, or a day old): counted, copied to
 /// the notifier's fallback, and marked with `reason`.
 fn give_up(
@@ -341,93 +288,426 @@ fn record(result: Result<(), crate::store::StoreError>) {
     }
 }
 
-/// The agent's delivery loop: sends every due message, oldest first, then sleeps until
-/// the next retry is due or new messages arrive. Runs until `stop`.
+/// What the delivery loop has taken from the outbox and not finished with: messages
+/// waiting for a free slot, being sent, or sent with their outcome not committed yet.
+/// A taken message is not taken again, and a job's later message to the same notifier
+/// waits until the earlier one is settled, so nothing is sent twice by one agent and a
+/// recovery never overtakes its failure.
+///
+/// Taking is a pipeline, not rounds: messages committed while others are being sent are
+/// taken at once and go out beside them, each notifier with at most its number of
+/// slots in flight ([`IN_FLIGHT`]; one for a channel a person reads).
+struct Flights {
+    /// Outbox ids taken.
+    taken: HashSet<i64>,
+    /// (notifier, job) of the messages taken.
+    busy: HashSet<(String, String)>,
+    /// (notifier, job) whose newer messages were left in the outbox because an older
+    /// one was taken: the outbox is read again when that one is settled.
+    behind: HashSet<(String, String)>,
+    /// (notifier, job) with a message waiting for a later retry (as of the last read,
+    /// and failed since): a newer message handed over is left for a read then.
+    held: HashSet<(String, String)>,
+    /// Work not started yet, per notifier, oldest first.
+    waiting: Vec<(String, VecDeque<Work>)>,
+    /// Slots in use per notifier. A slot is freed when its send is done, before the
+    /// outcome is committed.
+    active: HashMap<String, usize>,
+    sending: tokio::task::JoinSet<Landed>,
+    /// What each task took, to release it however the task ends.
+    holds: HashMap<tokio::task::Id, Hold>,
+    freed_tx: mpsc::UnboundedSender<String>,
+    freed_rx: mpsc::UnboundedReceiver<String>,
+}
+
+/// Messages of one notifier sent by one task: one job's in order, or a digest.
+enum Work {
+    Chain(Vec<OutboxItem>),
+    Digest(Vec<OutboxItem>),
+}
+
+impl Work {
+    fn items(&self) -> &[OutboxItem] {
+        match self {
+            Work::Chain(items) | Work::Digest(items) => items,
+        }
+    }
+}
+
+/// What a task holds: its notifier, outbox ids and jobs.
+struct Hold {
+    notifier: String,
+    ids: Vec<i64>,
+    jobs: Vec<String>,
+}
+
+/// How a task's messages went, once their outcomes are committed.
+#[derive(Default)]
+struct Landed {
+    /// The earliest retry it scheduled.
+    retry_at: Option<DateTime<Utc>>,
+    /// A message was given up with later ones of its job behind it: read the outbox
+    /// again for those.
+    more: bool,
+}
+
+/// A notifier's slot, given back when the send is done (or the task ends anyhow).
+struct Slot {
+    freed: mpsc::UnboundedSender<String>,
+    notifier: Option<String>,
+}
+
+impl Slot {
+    fn free(&mut self) {
+        if let Some(name) = self.notifier.take() {
+            let _ = self.freed.send(name);
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.free();
+    }
+}
+
+impl Flights {
+    fn new() -> Self {
+        let (freed_tx, freed_rx) = mpsc::unbounded_channel();
+        Self {
+            taken: HashSet::new(),
+            busy: HashSet::new(),
+            behind: HashSet::new(),
+            held: HashSet::new(),
+            waiting: Vec::new(),
+            active: HashMap::new(),
+            sending: tokio::task::JoinSet::new(),
+            holds: HashMap::new(),
+            freed_tx,
+            freed_rx,
+        }
+    }
+
+    /// Reads the outbox and takes what is due at `now` and not taken yet. Returns
+    /// when a held group's window ends (a channel a person reads waits `group_wait` for
+    /// more).
+    fn take_due(&mut self, rt: &Runtime, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let due = match rt.store.due_except(now, &self.taken) {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::error!(%e, "cannot read the outbox");
+                return None;
+            }
+        };
+        self.held = due.blocked;
+        self.take(rt, now, due.items)
+    }
+
+    /// Takes the messages committed since the last look ([`Store::take_fresh`])
+    /// without reading the outbox, except a job's message that must wait for an older
+    /// one (left for the read that comes with that one's retry or landing).
+    fn take_fresh(&mut self, rt: &Runtime, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let mut fresh = rt.store.take_fresh();
+        fresh.retain(|item| {
+            let key = (item.notifier.clone(), item.alert.job.clone());
+            !self.taken.contains(&item.id) && !self.held.contains(&key)
+        });
+        self.take(rt, now, fresh)
+    }
+
+    fn take(
+        &mut self,
+        rt: &Runtime,
+        now: DateTime<Utc>,
+        ready: Vec<OutboxItem>,
+    ) -> Option<DateTime<Utc>> {
+        let group_wait = chrono::Duration::from_std(rt.config.agent.group_wait).unwrap_or_default();
+        let mut wake: Option<DateTime<Utc>> = None;
+        let mut groups: Vec<(String, Vec<OutboxItem>)> = Vec::new();
+        for item in ready {
+            let key = (item.notifier.clone(), item.alert.job.clone());
+            if self.busy.contains(&key) {
+                self.behind.insert(key);
+                continue;
+            }
+            match groups.iter_mut().find(|(n, _)| *n == item.notifier) {
+                Some((_, items)) => items.push(item),
+                None => groups.push((item.notifier.clone(), vec![item])),
+            }
+        }
+        for (name, items) in groups {
+            let merges = rt.notifiers.get(&name).is_some_and(|n| n.merges());
+            if merges && group_wait > chrono::Duration::zero() {
+                let oldest = items.iter().map(|i| i.created_at).min().unwrap_or(now);
+                let ready = oldest + group_wait;
+                if ready > now {
+                    wake = Some(wake.map_or(ready, |w| w.min(ready)));
+                    // Newer messages of these jobs wait for them.
+                    self.held
+                        .extend(items.into_iter().map(|i| (name.clone(), i.alert.job)));
+                    continue;
+                }
+            }
+            // A digest is for several jobs; one job's failure and recovery stay two
+            // messages, in order.
+            let jobs = items
+                .iter()
+                .map(|i| i.alert.job.as_str())
+                .collect::<HashSet<_>>()
+                .len();
+            let work = if merges && jobs > 1 {
+                vec![Work::Digest(items)]
+            } else {
+                chains(items).into_iter().map(Work::Chain).collect()
+            };
+            for w in &work {
+                for item in w.items() {
+                    self.taken.insert(item.id);
+                    self.busy.insert((name.clone(), item.alert.job.clone()));
+                }
+            }
+            match self.waiting.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, queue)) => queue.extend(work),
+                None => self.waiting.push((name, work.into())),
+            }
+        }
+        wake
+    }
+
+    /// Starts waiting work in the slots that are free.
+    fn start(&mut self, rt: &Arc<Runtime>) {
+        while let Ok(name) = self.freed_rx.try_recv() {
+            self.free(&name);
+        }
+        for (name, queue) in &mut self.waiting {
+            let slots = slots(rt, name);
+            let active = self.active.entry(name.clone()).or_default();
+            while *active < slots {
+                let Some(work) = queue.pop_front() else { break };
+                *active += 1;
+                let hold = Hold {
+                    notifier: name.clone(),
+                    ids: work.items().iter().map(|i| i.id).collect(),
+                    jobs: work.items().iter().map(|i| i.alert.job.clone()).collect(),
+                };
+                let slot = Slot {
+                    freed: self.freed_tx.clone(),
+                    notifier: Some(name.clone()),
+                };
+                let task = self
+                    .sending
+                    .spawn(send_work(rt.clone(), name.clone(), work, slot));
+                self.holds.insert(task.id(), hold);
+            }
+        }
+        self.waiting.retain(|(_, queue)| !queue.is_empty());
+    }
+
+    fn free(&mut self, name: &str) {
+        if let Some(n) = self.active.get_mut(name) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    /// Waits for a slot to free or a task to land. `None` when nothing is being sent.
+    async fn next(&mut self) -> Option<Landed> {
+        loop {
+            if self.sending.is_empty() {
+                return None;
+            }
+            tokio::select! {
+                Some(name) = self.freed_rx.recv() => {
+                    self.free(&name);
+                    return Some(Landed::default());
+                }
+                joined = self.sending.join_next_with_id() => {
+                    let (id, landed) = match joined {
+                        Some(Ok((id, landed))) => (id, landed),
+                        Some(Err(e)) => {
+                            tracing::error!(%e, "a delivery task failed");
+                            (e.id(), Landed { retry_at: None, more: true })
+                        }
+                        None => continue,
+                    };
+                    let mut more = landed.more;
+                    if let Some(hold) = self.holds.remove(&id) {
+                        for id in hold.ids {
+                            self.taken.remove(&id);
+                        }
+                        for job in hold.jobs {
+                            let key = (hold.notifier.clone(), job);
+                            self.busy.remove(&key);
+                            more |= self.behind.remove(&key);
+                            // A retry is due later: newer messages wait for it.
+                            if landed.retry_at.is_some() {
+                                self.held.insert(key);
+                            }
+                        }
+                    }
+                    return Some(Landed { retry_at: landed.retry_at, more });
+                }
+            }
+        }
+    }
+
+    fn idle(&self) -> bool {
+        self.sending.is_empty() && self.waiting.is_empty()
+    }
+}
+
+/// Slots of a notifier: one message at a time for a rate-limited channel or one a
+/// person reads (its storms are digests), [`IN_FLIGHT`] for the others.
+fn slots(rt: &Runtime, name: &str) -> usize {
+    let paced = rt
+        .config
+        .notifier(name)
+        .is_some_and(|n| min_interval(&n.spec).is_some());
+    let merges = rt.notifiers.get(name).is_some_and(|n| n.merges());
+    if paced || merges { 1 } else { IN_FLIGHT }
+}
+
+/// Due messages of one notifier split per job, each job's oldest first, jobs in the
+/// order of their oldest message.
+fn chains(items: Vec<OutboxItem>) -> Vec<Vec<OutboxItem>> {
+    let mut chains: Vec<Vec<OutboxItem>> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for item in items {
+        match index.get(&item.alert.job) {
+            Some(&i) => chains[i].push(item),
+            None => {
+                index.insert(item.alert.job.clone(), chains.len());
+                chains.push(vec![item]);
+            }
+        }
+    }
+    chains
+}
+
+/// Sends one task's messages. A job's messages go in order, each outcome committed
+/// before the next is tried, stopping at the first that does not get through (the
+/// rest wait for their turn in the outbox). The slot is given back as soon as the last
+/// send is done; the task lands when its outcomes are durable.
+async fn send_work(rt: Arc<Runtime>, name: String, work: Work, mut slot: Slot) -> Landed {
+    let mut landed = Landed::default();
+    let note = |landed: &mut Landed, mark: &Mark| {
+        if let Mark::Failed {
+            next_attempt_at, ..
+        } = mark
+        {
+            let at = *next_attempt_at;
+            landed.retry_at = Some(landed.retry_at.map_or(at, |r| r.min(at)));
+        }
+    };
+    match work {
+        Work::Digest(items) => {
+            let marks = deliver_digest(&rt, &name, &items).await;
+            for mark in &marks {
+                note(&mut landed, mark);
+            }
+            let committed = rt.store.mark_queued(marks);
+            slot.free();
+            record(committed.await);
+        }
+        Work::Chain(items) => {
+            for (n, item) in items.iter().enumerate() {
+                let (delivery, mark) = try_once(&rt, item).await;
+                if let Some(mark) = &mark {
+                    note(&mut landed, mark);
+                }
+                let committed = rt.store.mark_queued(mark.into_iter().collect());
+                let last = n + 1 == items.len();
+                if delivery != Delivery::Delivered || last {
+                    landed.more = delivery == Delivery::GaveUp && !last;
+                    slot.free();
+                    record(committed.await);
+                    break;
+                }
+                // Recorded before the job's next message is tried.
+                record(committed.await);
+            }
+        }
+    }
+    landed
+}
+
+/// The agent's delivery loop: sends every due message, oldest first, and takes new
+/// ones as they are committed, while earlier ones are still being sent; with nothing
+/// under way it sleeps until the next retry is due or new messages arrive. At `stop`
+/// it starts nothing more, lets what is being sent land (so the outcomes are
+/// committed and a flush after it does not send them again) and returns.
 ///
 /// Due messages are taken per notifier. For a channel a person reads, new messages wait
 /// until the oldest of them is `group_wait` old; then, when they are about several jobs,
 /// all of them go out as one digest: a storm of failures is one message, not hundreds.
 /// Messages that queued up behind a rate limit are merged the same way.
 pub async fn worker(rt: Arc<Runtime>, stop: CancellationToken) {
+    let mut flights = Flights::new();
+    rt.store.hand_over();
+    let mut read = true;
+    let mut wake: Option<DateTime<Utc>> = None;
     loop {
-        let wake = round(&rt, &stop).await;
+        if stop.is_cancelled() {
+            while flights.next().await.is_some() {}
+            return;
+        }
+        if read {
+            read = false;
+            let now = rt.clock.now();
+            let window = flights.take_due(&rt, now);
+            // New messages of this process are handed over (`take_fresh`); one
+            // written by another process (`once`, `ping`) is picked up at the next
+            // read: a retry or a group window coming due, or the next start.
+            wake = earliest(window, rt.store.next_retry(now).ok().flatten());
+        }
+        flights.start(&rt);
         // With nothing pending the worker sleeps until a run enqueues something: an
-        // idle agent has no timer here. A message written by another process (`once`,
-        // `ping`) is picked up at the next wake-up or start.
-        let now = rt.clock.now();
+        // idle agent has no timer here.
         let wait = wake.map(|at| {
-            (at - now)
+            (at - rt.clock.now())
                 .to_std()
                 .unwrap_or_default()
                 .min(Duration::from_secs(30))
         });
         tokio::select! {
-            () = stop.cancelled() => return,
-            () = rt.outbox_ready.notified() => {}
-            () = sleep_or_forever(wait) => {}
+            () = stop.cancelled() => {}
+            Some(landed) = flights.next() => {
+                wake = earliest(wake, landed.retry_at);
+                read |= landed.more;
+            }
+            () = rt.outbox_ready.notified() => {
+                let window = flights.take_fresh(&rt, rt.clock.now());
+                wake = earliest(wake, window);
+            }
+            () = sleep_or_forever(wait) => read = true,
         }
     }
 }
 
-/// One round of the worker at the clock's `now`: sends what is due (digests where they
-/// apply) and returns when the next round is needed for what is waiting (a group's
-/// window ending, a retry coming due), or `None` when nothing waits.
+/// One turn of the delivery loop at the clock's `now`, to its end: sends what is due
+/// (digests where they apply) and returns when the next turn is needed for what is
+/// waiting (a group's window ending, a retry coming due), or `None` when nothing waits.
+/// Messages committed meanwhile wait for the next turn.
 pub async fn round(rt: &Arc<Runtime>, stop: &CancellationToken) -> Option<DateTime<Utc>> {
-    let group_wait = chrono::Duration::from_std(rt.config.agent.group_wait).unwrap_or_default();
+    let mut flights = Flights::new();
     let now = rt.clock.now();
-    let ready = match rt.store.due(now) {
-        Ok(ready) => ready,
-        Err(e) => {
-            tracing::error!(%e, "cannot read the outbox");
-            Vec::new()
+    let window = flights.take_due(rt, now);
+    loop {
+        if !stop.is_cancelled() {
+            flights.start(rt);
         }
-    };
-    // When a held group's window ends.
-    let mut wake: Option<DateTime<Utc>> = None;
-    let mut groups: Vec<(String, Vec<OutboxItem>)> = Vec::new();
-    for item in ready {
-        match groups.iter_mut().find(|(n, _)| *n == item.notifier) {
-            Some((_, items)) => items.push(item),
-            None => groups.push((item.notifier.clone(), vec![item])),
+        if flights.next().await.is_none() {
+            break;
         }
     }
-    for (name, items) in groups {
-        if stop.is_cancelled() {
-            return None;
-        }
-        let merges = rt.notifiers.get(&name).is_some_and(|n| n.merges());
-        if merges && group_wait > chrono::Duration::zero() {
-            let oldest = items.iter().map(|i| i.created_at).min().unwrap_or(now);
-            let ready = oldest + group_wait;
-            if ready > now {
-                wake = Some(wake.map_or(ready, |w| w.min(ready)));
-                continue;
-            }
-        }
-        // A digest is for several jobs; one job's failure and recovery stay two
-        // messages, in order.
-        let jobs = items
-            .iter()
-            .map(|i| i.alert.job.as_str())
-            .collect::<std::collections::HashSet<_>>()
-            .len();
-        if merges && jobs > 1 {
-            deliver_digest(rt, &name, &items).await;
-        } else {
-            // Rate-limited channels send one message at a time anyway.
-            let paced = rt
-                .config
-                .notifier(&name)
-                .is_some_and(|n| min_interval(&n.spec).is_some());
-            let in_flight = if paced { 1 } else { IN_FLIGHT };
-            deliver_per_job(rt, items, in_flight).await;
-        }
-    }
-    // The next retry, read after this round, which may have failed deliveries and set
-    // their next attempt; counted from the round's start, so that a message that came
-    // due while the round ran gets a round at once.
-    let next_retry = rt.store.next_retry(now).ok().flatten();
-    match (wake, next_retry) {
+    debug_assert!(stop.is_cancelled() || flights.idle());
+    // The next retry, read after this turn, which may have failed deliveries and set
+    // their next attempt; counted from its start, so that a message that came due
+    // meanwhile gets a turn at once.
+    earliest(window, rt.store.next_retry(now).ok().flatten())
+}
+
+fn earliest(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     }

@@ -213,6 +213,19 @@ pub struct Store {
     /// Group commits since the last checkpoint, and the connection that checkpoints.
     commits: Arc<std::sync::atomic::AtomicU32>,
     checkpointer: Arc<Mutex<Option<Connection>>>,
+    /// Messages committed since the delivery loop last looked, once it asked for them
+    /// ([`Store::hand_over`]): it takes these without reading the outbox again.
+    fresh: Arc<Mutex<Option<Vec<OutboxItem>>>>,
+}
+
+/// What [`Store::due_except`] found.
+#[derive(Debug, Default)]
+pub struct Due {
+    /// Due and not taken, oldest first.
+    pub items: Vec<OutboxItem>,
+    /// (notifier, job) with an undelivered message that is not due yet: a newer message
+    /// of these must wait for it.
+    pub blocked: std::collections::HashSet<(String, String)>,
 }
 
 /// Group commits between two WAL checkpoints. SQLite's own checkpoint (every 1,000
@@ -303,6 +316,7 @@ impl Store {
             committing: Arc::default(),
             commits: Arc::default(),
             checkpointer: Arc::default(),
+            fresh: Arc::default(),
         })
     }
 
@@ -397,7 +411,19 @@ impl Store {
     async fn commit_queue(self) {
         use std::sync::atomic::Ordering::SeqCst;
         loop {
-            let batch = std::mem::take(&mut *lock(&self.queue));
+            let batch = {
+                let mut q = lock(&self.queue);
+                let cap: usize = std::env::var("KLAXON_BATCH")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(usize::MAX);
+                if q.len() > cap {
+                    let rest = q.split_off(cap);
+                    std::mem::replace(&mut *q, rest)
+                } else {
+                    std::mem::take(&mut *q)
+                }
+            };
             if batch.is_empty() {
                 self.committing.store(false, SeqCst);
                 // A write queued between the take and the store above found the flag
@@ -493,6 +519,12 @@ impl Store {
             Ok(None) => Self::commit_apart(&mut conn, &writes),
             Err(e) => Err(e),
         };
+        if let Ok(results) = &committed {
+            self.fresh(results.iter().flat_map(|r| match r {
+                Ok(Written::Run(items)) => items.clone(),
+                _ => Vec::new(),
+            }));
+        }
         drop(conn);
         match committed {
             Ok(results) => {
@@ -649,9 +681,7 @@ impl Store {
         )?;
         let id = tx.last_insert_rowid();
         tx.commit()?;
-        drop(conn);
-        self.committed();
-        Ok(Some(OutboxItem {
+        let copy = OutboxItem {
             id,
             notifier: fallback.to_owned(),
             alert: item.alert.clone(),
@@ -660,7 +690,11 @@ impl Store {
             created_at: now,
             // A fallback's own fallback is not followed: no chains, no loops.
             fallback_sent: true,
-        }))
+        };
+        self.fresh([copy.clone()]);
+        drop(conn);
+        self.committed();
+        Ok(Some(copy))
     }
 
     /// Undelivered messages whose next attempt is due at `now`, oldest first.
@@ -669,21 +703,67 @@ impl Store {
     /// same job to the same notifier is undelivered, so a recovery never overtakes its
     /// failure, even when the failure's retry comes later.
     pub fn due(&self, now: DateTime<Utc>) -> Result<Vec<OutboxItem>, StoreError> {
-        let mut blocked = std::collections::HashSet::new();
-        let mut due = Vec::new();
+        Ok(self
+            .due_except(now, &std::collections::HashSet::new())?
+            .items)
+    }
+
+    /// [`Store::due`] less the messages in `taken` (the delivery loop has them), and
+    /// which jobs have a message waiting for a later retry. What was handed over is
+    /// part of this answer: it is cleared, in the same lock as the read.
+    pub fn due_except(
+        &self,
+        now: DateTime<Utc>,
+        taken: &std::collections::HashSet<i64>,
+    ) -> Result<Due, StoreError> {
+        let conn = self.conn();
+        if let Some(fresh) = lock(&self.fresh).as_mut() {
+            fresh.clear();
+        }
+        let mut due = Due::default();
         // Only the messages that go out now are decoded.
-        for row in self.pending_rows()? {
-            let key = (row.notifier.clone(), row.job.clone());
-            if blocked.contains(&key) {
+        for row in pending_rows(&conn)? {
+            if !due.blocked.is_empty()
+                && due
+                    .blocked
+                    .contains(&(row.notifier.clone(), row.job.clone()))
+            {
                 continue;
             }
             if from_ms(row.next_attempt_at) > now {
-                blocked.insert(key);
+                due.blocked.insert((row.notifier, row.job));
                 continue;
             }
-            due.push(row.decode()?);
+            if !taken.contains(&row.id) {
+                due.items.push(row.decode()?);
+            }
         }
         Ok(due)
+    }
+
+    /// From now on, every message this store commits is also kept for
+    /// [`Store::take_fresh`] until taken or until the outbox is read: the delivery loop
+    /// asks for this, a process without one does not.
+    pub fn hand_over(&self) {
+        lock(&self.fresh).get_or_insert_with(Vec::new);
+    }
+
+    /// The messages committed since the last call or the last read of the outbox,
+    /// oldest first.
+    pub fn take_fresh(&self) -> Vec<OutboxItem> {
+        lock(&self.fresh)
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// Keeps `items`, just committed, for [`Store::take_fresh`]; called with the
+    /// connection still locked, so a read of the outbox sees them either as pending
+    /// and clears them here, or not at all.
+    fn fresh(&self, items: impl IntoIterator<Item = OutboxItem>) {
+        if let Some(fresh) = lock(&self.fresh).as_mut() {
+            fresh.extend(items);
+        }
     }
 
     /// Undelivered messages, oldest first.
@@ -713,24 +793,7 @@ impl Store {
     }
 
     fn pending_rows(&self) -> Result<Vec<PendingRow>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT id, job, notifier, payload, attempts, next_attempt_at, created_at, fallback_sent
-             FROM outbox WHERE delivered_at IS NULL AND gave_up_at IS NULL ORDER BY id",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(PendingRow {
-                id: r.get(0)?,
-                job: r.get(1)?,
-                notifier: r.get(2)?,
-                payload: r.get(3)?,
-                attempts: r.get(4)?,
-                next_attempt_at: r.get(5)?,
-                created_at: r.get(6)?,
-                fallback_sent: r.get(7)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        pending_rows(&self.conn())
     }
 
     /// The last `limit` runs of a job, newest first.
@@ -792,6 +855,26 @@ impl PendingRow {
             fallback_sent: self.fallback_sent,
         })
     }
+}
+
+fn pending_rows(conn: &Connection) -> Result<Vec<PendingRow>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, job, notifier, payload, attempts, next_attempt_at, created_at, fallback_sent
+         FROM outbox WHERE delivered_at IS NULL AND gave_up_at IS NULL ORDER BY id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(PendingRow {
+            id: r.get(0)?,
+            job: r.get(1)?,
+            notifier: r.get(2)?,
+            payload: r.get(3)?,
+            attempts: r.get(4)?,
+            next_attempt_at: r.get(5)?,
+            created_at: r.get(6)?,
+            fallback_sent: r.get(7)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -1043,6 +1126,53 @@ mod tests {
 
     /// SQLite's own checkpoints are off (they would `fsync` in the committing thread);
     /// every CHECKPOINT_EVERY commits one runs from a connection of its own.
+    #[tokio::test]
+    async fn committed_messages_are_handed_over_once_and_a_read_takes_them_instead() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let record = |job: &'static str, at: i64| {
+            let store = store.clone();
+            async move {
+                let apply: Apply<'static> = Box::new(move |before, _| {
+                    let mut a = alert(Event::Failure);
+                    a.job = job.into();
+                    let message = NewMessage {
+                        notifier: "hook".into(),
+                        alert: a,
+                    };
+                    Ok((before.clone(), vec![message]))
+                });
+                store.record(run(job, at, "critical"), apply).await.unwrap()
+            }
+        };
+        // Nobody asked: nothing is kept.
+        record("a", 1).await;
+        assert!(store.take_fresh().is_empty());
+
+        store.hand_over();
+        let b = record("b", 2).await;
+        let c = record("c", 3).await;
+        let fresh = store.take_fresh();
+        assert_eq!(fresh, [b[0].clone(), c[0].clone()]);
+        assert!(store.take_fresh().is_empty(), "handed over once");
+
+        // A read of the outbox answers for what was committed before it: it is not
+        // handed over again.
+        let d = record("d", 4).await;
+        let due = store.due_except(t(100), &[b[0].id].into()).unwrap();
+        let jobs: Vec<_> = due.items.iter().map(|i| i.alert.job.as_str()).collect();
+        assert_eq!(jobs, ["a", "c", "d"]);
+        assert_eq!(due.items[2], d[0]);
+        assert!(store.take_fresh().is_empty());
+
+        // A fallback copy is handed over too.
+        let copy = store
+            .enqueue_fallback(&d[0], "mail", t(5))
+            .unwrap()
+            .unwrap();
+        assert_eq!(store.take_fresh(), [copy]);
+    }
+
     #[test]
     fn the_wal_is_checkpointed_off_the_write_path_every_hundred_commits() {
         let dir = tempfile::tempdir().unwrap();

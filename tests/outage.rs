@@ -238,3 +238,80 @@ async fn ten_minutes_down_two_kills_every_alert_once_in_order() {
 async fn runner_round(rt: &Arc<Runtime>, stop: &CancellationToken) -> Option<DateTime<Utc>> {
     klaxon::outbox::round(rt, stop).await
 }
+
+/// The delivery loop is a pipeline, not rounds: while one job's message hangs at a slow
+/// receiver, a new message of another job goes out at once, and the slow job's next
+/// message still waits for the first to be answered. Real time, the agent's own
+/// `outbox::worker`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_delivery_holds_up_only_its_own_job() {
+    let start: DateTime<Utc> = "2026-11-24T09:00:00Z".parse().unwrap();
+    let clock = Arc::new(TestClock(Mutex::new(start)));
+    let hang = Duration::from_secs(4);
+    let hook = Server::start(move |r| {
+        let body = r.json();
+        if body["job"] == "a" && body["event"] == "failure" {
+            Response::ok("ok").delay(hang)
+        } else {
+            Response::ok("ok")
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = format!(
+        "[agent]\nname = \"ci\"\nstate_dir = \"state\"\ngroup_wait = \"0s\"\n\
+         [defaults]\nnotify = [\"hook\"]\n\
+         [notifiers.hook]\ntype = \"webhook\"\nurl = \"{}\"\n",
+        hook.url("/hook")
+    );
+    for job in ["a", "b"] {
+        config.push_str(&format!(
+            "[jobs.{job}]\nevery = \"1m\"\n[jobs.{job}.check]\ntype = \"tcp\"\nhost = \"127.0.0.1\"\nport = 9\n"
+        ));
+    }
+    let path = dir.path().join("klaxon.toml");
+    std::fs::write(&path, config).unwrap();
+    let rt = runtime(&path, &clock);
+    let stop = CancellationToken::new();
+    let worker = tokio::spawn(klaxon::outbox::worker(rt.clone(), stop.clone()));
+
+    record(&rt, "a", Severity::Critical).await;
+    hook.wait_for(1, Duration::from_secs(10)).await;
+    // a's failure is at the receiver, unanswered for `hang`.
+    let since = std::time::Instant::now();
+    record(&rt, "a", Severity::Ok).await;
+    record(&rt, "b", Severity::Critical).await;
+    let got = hook.wait_for(2, Duration::from_secs(10)).await;
+    let b_took = since.elapsed();
+    let seen = |got: &[klaxon_testkit::Request]| -> Vec<(String, String)> {
+        got.iter()
+            .map(|r| {
+                let b = r.json();
+                let s = |k: &str| b[k].as_str().unwrap().to_owned();
+                (s("job"), s("event"))
+            })
+            .collect()
+    };
+    assert_eq!(
+        seen(&got)[1],
+        ("b".into(), "failure".into()),
+        "{:?}",
+        seen(&got)
+    );
+    assert!(b_took < hang / 2, "b's alert waited {b_took:?} behind a's");
+    let got = hook.wait_for(3, Duration::from_secs(10)).await;
+    let recovery_took = since.elapsed();
+    assert_eq!(
+        seen(&got),
+        [("a", "failure"), ("b", "failure"), ("a", "recovery")]
+            .map(|(j, e)| (j.to_owned(), e.to_owned())),
+    );
+    assert!(
+        recovery_took >= hang / 2,
+        "a's recovery went out {recovery_took:?} after its failure, before that was answered"
+    );
+    stop.cancel();
+    worker.await.unwrap();
+    assert!(rt.store.pending().unwrap().is_empty());
+    assert_eq!(hook.requests().len(), 3, "a message went out twice");
+}
