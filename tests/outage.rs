@@ -46,6 +46,27 @@ fn runtime(config: &std::path::Path, clock: &Arc<TestClock>) -> Arc<Runtime> {
     Arc::new(Runtime::build(config, Mode::Live, clock.clone()).expect("runtime"))
 }
 
+/// A config in a temp dir: `jobs` (tcp checks that never run) all notifying the
+/// `webhook` notifier `hook` at `hook`, `group_wait = "0s"`. Returns the dir and the
+/// config's path.
+fn config(hook: &Server, jobs: &[&str]) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = format!(
+        "[agent]\nname = \"ci\"\nstate_dir = \"state\"\ngroup_wait = \"0s\"\n\
+         [defaults]\nnotify = [\"hook\"]\n\
+         [notifiers.hook]\ntype = \"webhook\"\nurl = \"{}\"\n",
+        hook.url("/hook")
+    );
+    for job in jobs {
+        config.push_str(&format!(
+            "[jobs.{job}]\nevery = \"1m\"\n[jobs.{job}.check]\ntype = \"tcp\"\nhost = \"127.0.0.1\"\nport = 9\n"
+        ));
+    }
+    let path = dir.path().join("klaxon.toml");
+    std::fs::write(&path, config).unwrap();
+    (dir, path)
+}
+
 async fn record(rt: &Arc<Runtime>, job: &str, severity: Severity) {
     let job = rt.config.job(job).unwrap().clone();
     // The run ends now, as a run that just finished does.
@@ -90,20 +111,7 @@ async fn ten_minutes_down_two_kills_every_alert_once_in_order() {
     })
     .await;
 
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = format!(
-        "[agent]\nname = \"ci\"\nstate_dir = \"state\"\ngroup_wait = \"0s\"\n\
-         [defaults]\nnotify = [\"hook\"]\n\
-         [notifiers.hook]\ntype = \"webhook\"\nurl = \"{}\"\n",
-        hook.url("/hook")
-    );
-    for job in ["a", "b", "c"] {
-        config.push_str(&format!(
-            "[jobs.{job}]\nevery = \"1m\"\n[jobs.{job}.check]\ntype = \"tcp\"\nhost = \"127.0.0.1\"\nport = 9\n"
-        ));
-    }
-    let path = dir.path().join("klaxon.toml");
-    std::fs::write(&path, config).unwrap();
+    let (dir, path) = config(&hook, &["a", "b", "c"]);
 
     // What happens when, in simulated seconds from the start.
     let script: &[(i64, &str, Severity)] = &[
@@ -257,20 +265,7 @@ async fn a_hanging_delivery_holds_up_only_its_own_job() {
         }
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = format!(
-        "[agent]\nname = \"ci\"\nstate_dir = \"state\"\ngroup_wait = \"0s\"\n\
-         [defaults]\nnotify = [\"hook\"]\n\
-         [notifiers.hook]\ntype = \"webhook\"\nurl = \"{}\"\n",
-        hook.url("/hook")
-    );
-    for job in ["a", "b"] {
-        config.push_str(&format!(
-            "[jobs.{job}]\nevery = \"1m\"\n[jobs.{job}.check]\ntype = \"tcp\"\nhost = \"127.0.0.1\"\nport = 9\n"
-        ));
-    }
-    let path = dir.path().join("klaxon.toml");
-    std::fs::write(&path, config).unwrap();
+    let (_dir, path) = config(&hook, &["a", "b"]);
     let rt = runtime(&path, &clock);
     let stop = CancellationToken::new();
     let worker = tokio::spawn(klaxon::outbox::worker(rt.clone(), stop.clone()));
