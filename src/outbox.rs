@@ -42,6 +42,10 @@ fn backoff(attempts: u32) -> Duration {
 /// storm of a hundred alerts to a webhook is not a hundred round trips in a row.
 const IN_FLIGHT: usize = 8;
 
+/// A new message makes the delivery loop read the whole outbox (not only take what this
+/// process handed over) when its last read is older than this.
+const READ_AFTER: Duration = Duration::from_secs(30);
+
 /// How one delivery try went.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Delivery {
@@ -641,9 +645,16 @@ async fn send_work(rt: Arc<Runtime>, name: String, work: Work, mut slot: Slot) -
 /// all of them go out as one digest: a storm of failures is one message, not hundreds.
 /// Messages that queued up behind a rate limit are merged the same way.
 pub async fn worker(rt: Arc<Runtime>, stop: CancellationToken) {
+    worker_reading_after(rt, stop, READ_AFTER).await;
+}
+
+/// [`worker`] with another interval than [`READ_AFTER`] (for tests).
+#[doc(hidden)]
+pub async fn worker_reading_after(rt: Arc<Runtime>, stop: CancellationToken, read_after: Duration) {
     let mut flights = Flights::new();
     rt.store.hand_over();
     let mut read = true;
+    let mut last_read = tokio::time::Instant::now();
     let mut wake: Option<DateTime<Utc>> = None;
     loop {
         if stop.is_cancelled() {
@@ -652,11 +663,9 @@ pub async fn worker(rt: Arc<Runtime>, stop: CancellationToken) {
         }
         if read {
             read = false;
+            last_read = tokio::time::Instant::now();
             let now = rt.clock.now();
             let window = flights.take_due(&rt, now);
-            // New messages of this process are handed over (`take_fresh`); one
-            // written by another process (`once`, `ping`) is picked up at the next
-            // read: a retry or a group window coming due, or the next start.
             wake = earliest(window, rt.store.next_retry(now).ok().flatten());
         }
         flights.start(&rt);
@@ -675,8 +684,16 @@ pub async fn worker(rt: Arc<Runtime>, stop: CancellationToken) {
                 read |= landed.more;
             }
             () = rt.outbox_ready.notified() => {
-                let window = flights.take_fresh(&rt, rt.clock.now());
-                wake = earliest(wake, window);
+                // New messages of this process are handed over without a read. One
+                // written by another process (`once`, `ping`) is picked up at the
+                // next read: a retry or a group window coming due, a new message when
+                // the last read is older than `READ_AFTER`, or the next start.
+                if last_read.elapsed() >= read_after {
+                    read = true;
+                } else {
+                    let window = flights.take_fresh(&rt, rt.clock.now());
+                    wake = earliest(wake, window);
+                }
             }
             () = sleep_or_forever(wait) => read = true,
         }
