@@ -411,19 +411,7 @@ impl Store {
     async fn commit_queue(self) {
         use std::sync::atomic::Ordering::SeqCst;
         loop {
-            let batch = {
-                let mut q = lock(&self.queue);
-                let cap: usize = std::env::var("KLAXON_BATCH")
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(usize::MAX);
-                if q.len() > cap {
-                    let rest = q.split_off(cap);
-                    std::mem::replace(&mut *q, rest)
-                } else {
-                    std::mem::take(&mut *q)
-                }
-            };
+            let batch = std::mem::take(&mut *lock(&self.queue));
             if batch.is_empty() {
                 self.committing.store(false, SeqCst);
                 // A write queued between the take and the store above found the flag
@@ -1124,8 +1112,6 @@ mod tests {
         assert_eq!(reopened.undelivered().unwrap()["job9"], (0, 1));
     }
 
-    /// SQLite's own checkpoints are off (they would `fsync` in the committing thread);
-    /// every CHECKPOINT_EVERY commits one runs from a connection of its own.
     #[tokio::test]
     async fn committed_messages_are_handed_over_once_and_a_read_takes_them_instead() {
         let dir = tempfile::tempdir().unwrap();
@@ -1173,6 +1159,8 @@ mod tests {
         assert_eq!(store.take_fresh(), [copy]);
     }
 
+    /// SQLite's own checkpoints are off (they would `fsync` in the committing thread);
+    /// every CHECKPOINT_EVERY commits one runs from a connection of its own.
     #[test]
     fn the_wal_is_checkpointed_off_the_write_path_every_hundred_commits() {
         let dir = tempfile::tempdir().unwrap();
