@@ -312,8 +312,8 @@ struct Flights {
     /// (notifier, job) with a message waiting for a later retry (as of the last read,
     /// and failed since): a newer message handed over is left for a read then.
     held: HashSet<(String, String)>,
-    /// Work not started yet, per notifier, oldest first.
-    waiting: Vec<(String, VecDeque<Work>)>,
+    /// Work not started yet, per notifier, oldest first, with what it holds.
+    waiting: Vec<(String, VecDeque<(Work, Hold)>)>,
     /// Slots in use per notifier. A slot is freed when its send is done, before the
     /// outcome is committed.
     active: HashMap<String, usize>,
@@ -338,11 +338,25 @@ impl Work {
     }
 }
 
-/// What a task holds: its notifier, outbox ids and jobs.
+/// What a piece of work holds while it is taken: its notifier, outbox ids and jobs.
 struct Hold {
     notifier: String,
     ids: Vec<i64>,
-    jobs: Vec<String>,
+    jobs: HashSet<String>,
+}
+
+impl Hold {
+    fn of(notifier: &str, work: &Work) -> Self {
+        Self {
+            notifier: notifier.to_owned(),
+            ids: work.items().iter().map(|i| i.id).collect(),
+            jobs: work.items().iter().map(|i| i.alert.job.clone()).collect(),
+        }
+    }
+
+    fn keys(&self) -> impl Iterator<Item = (String, String)> + '_ {
+        self.jobs.iter().map(|j| (self.notifier.clone(), j.clone()))
+    }
 }
 
 /// How a task's messages went, once their outcomes are committed.
@@ -353,6 +367,18 @@ struct Landed {
     /// A message was given up with later ones of its job behind it: read the outbox
     /// again for those.
     more: bool,
+}
+
+impl Landed {
+    /// Keeps the earliest retry a mark schedules.
+    fn note(&mut self, mark: &Mark) {
+        if let Mark::Failed {
+            next_attempt_at, ..
+        } = mark
+        {
+            self.retry_at = earliest(self.retry_at, Some(*next_attempt_at));
+        }
+    }
 }
 
 /// A notifier's slot, given back when the send is done (or the task ends anyhow).
@@ -445,7 +471,7 @@ impl Flights {
                 let oldest = items.iter().map(|i| i.created_at).min().unwrap_or(now);
                 let ready = oldest + group_wait;
                 if ready > now {
-                    wake = Some(wake.map_or(ready, |w| w.min(ready)));
+                    wake = earliest(wake, Some(ready));
                     // Newer messages of these jobs wait for them.
                     self.held
                         .extend(items.into_iter().map(|i| (name.clone(), i.alert.job)));
@@ -464,12 +490,15 @@ impl Flights {
             } else {
                 chains(items).into_iter().map(Work::Chain).collect()
             };
-            for w in &work {
-                for item in w.items() {
-                    self.taken.insert(item.id);
-                    self.busy.insert((name.clone(), item.alert.job.clone()));
-                }
-            }
+            let work: Vec<_> = work
+                .into_iter()
+                .map(|w| {
+                    let hold = Hold::of(&name, &w);
+                    self.taken.extend(&hold.ids);
+                    self.busy.extend(hold.keys());
+                    (w, hold)
+                })
+                .collect();
             match self.waiting.iter_mut().find(|(n, _)| *n == name) {
                 Some((_, queue)) => queue.extend(work),
                 None => self.waiting.push((name, work.into())),
@@ -487,13 +516,10 @@ impl Flights {
             let slots = slots(rt, name);
             let active = self.active.entry(name.clone()).or_default();
             while *active < slots {
-                let Some(work) = queue.pop_front() else { break };
-                *active += 1;
-                let hold = Hold {
-                    notifier: name.clone(),
-                    ids: work.items().iter().map(|i| i.id).collect(),
-                    jobs: work.items().iter().map(|i| i.alert.job.clone()).collect(),
+                let Some((work, hold)) = queue.pop_front() else {
+                    break;
                 };
+                *active += 1;
                 let slot = Slot {
                     freed: self.freed_tx.clone(),
                     notifier: Some(name.clone()),
@@ -535,11 +561,10 @@ impl Flights {
                     };
                     let mut more = landed.more;
                     if let Some(hold) = self.holds.remove(&id) {
-                        for id in hold.ids {
-                            self.taken.remove(&id);
+                        for id in &hold.ids {
+                            self.taken.remove(id);
                         }
-                        for job in hold.jobs {
-                            let key = (hold.notifier.clone(), job);
+                        for key in hold.keys() {
                             self.busy.remove(&key);
                             more |= self.behind.remove(&key);
                             // A retry is due later: newer messages wait for it.
@@ -593,20 +618,11 @@ fn chains(items: Vec<OutboxItem>) -> Vec<Vec<OutboxItem>> {
 /// send is done; the task lands when its outcomes are durable.
 async fn send_work(rt: Arc<Runtime>, name: String, work: Work, mut slot: Slot) -> Landed {
     let mut landed = Landed::default();
-    let note = |landed: &mut Landed, mark: &Mark| {
-        if let Mark::Failed {
-            next_attempt_at, ..
-        } = mark
-        {
-            let at = *next_attempt_at;
-            landed.retry_at = Some(landed.retry_at.map_or(at, |r| r.min(at)));
-        }
-    };
     match work {
         Work::Digest(items) => {
             let marks = deliver_digest(&rt, &name, &items).await;
             for mark in &marks {
-                note(&mut landed, mark);
+                landed.note(mark);
             }
             let committed = rt.store.mark_queued(marks);
             slot.free();
@@ -616,7 +632,7 @@ async fn send_work(rt: Arc<Runtime>, name: String, work: Work, mut slot: Slot) -
             for (n, item) in items.iter().enumerate() {
                 let (delivery, mark) = try_once(&rt, item).await;
                 if let Some(mark) = &mark {
-                    note(&mut landed, mark);
+                    landed.note(mark);
                 }
                 let committed = rt.store.mark_queued(mark.into_iter().collect());
                 let last = n + 1 == items.len();

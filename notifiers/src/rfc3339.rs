@@ -28,7 +28,7 @@ impl Zone for Utc {
 }
 
 /// The text chrono's `Serialize` writes for `at`.
-pub fn text<Tz: TimeZone>(at: &DateTime<Tz>) -> String {
+fn text<Tz: TimeZone>(at: &DateTime<Tz>) -> String {
     at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
