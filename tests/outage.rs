@@ -355,3 +355,26 @@ async fn hook_jobs(hook: &Server, n: usize) -> Vec<String> {
         .map(|r| r.json()["job"].as_str().unwrap().to_owned())
         .collect()
 }
+
+/// Stopped while a send is under way, the delivery loop lets it land: its outcome is
+/// committed before `worker` returns, so the shutdown flush that follows does not send
+/// it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_loop_records_the_send_under_way_before_returning() {
+    let start: DateTime<Utc> = "2026-11-24T09:00:00Z".parse().unwrap();
+    let clock = Arc::new(TestClock(Mutex::new(start)));
+    let hook = Server::start(|_| Response::ok("ok").delay(Duration::from_secs(1))).await;
+    let (_dir, path) = config(&hook, &["a"]);
+    let rt = runtime(&path, &clock);
+    let stop = CancellationToken::new();
+    let worker = tokio::spawn(klaxon::outbox::worker(rt.clone(), stop.clone()));
+    record(&rt, "a", Severity::Critical).await;
+    hook.wait_for(1, Duration::from_secs(10)).await;
+    stop.cancel();
+    worker.await.unwrap();
+    assert!(
+        rt.store.due(clock.now()).unwrap().is_empty(),
+        "the answered message is still due: a flush would send it again"
+    );
+    assert_eq!(hook.requests().len(), 1);
+}
