@@ -1,12 +1,17 @@
 //! How the HTTP channels deliver: one POST of a JSON body with a deadline, the answer
 //! classified as delivered, worth a retry, or rejected. Reasons never contain the URL,
 //! which for chat webhooks is the credential itself.
+//!
+//! Redirects are never followed: reqwest would turn the POST into a GET on a 301, 302
+//! or 303, the GET could answer 200, and the message would count as delivered while no
+//! receiver ever read it. A 3xx is a rejection naming the status and the host it points
+//! to (never its path or query, which may be another webhook's credential).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, LOCATION, RETRY_AFTER};
 
 use crate::{BuildError, DeliveryError};
 
@@ -19,8 +24,10 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
 const BODY_BYTES: usize = 4 * BODY_CHARS;
 
 /// POSTs `body` as `application/json` to `url` and classifies the answer: 2xx is
-/// delivered; 408, 429 and 5xx are worth a retry (honouring `Retry-After`); other statuses
-/// are rejected with the start of the receiver's body; connection errors and timeouts
+/// delivered; 408, 429 and 5xx are worth a retry (honouring `Retry-After`); a 3xx is
+/// rejected naming the host of its `Location` (see [`redirect_error`]; `client` must
+/// follow no redirects, as [`delivery_client`]'s do); other statuses are rejected with
+/// the start of the receiver's body; connection errors and timeouts
 /// (the whole exchange must finish within `timeout`) are worth a retry.
 pub(crate) async fn post_json<U>(
     client: &reqwest::Client,
@@ -63,6 +70,10 @@ where
     if status.is_success() {
         return Ok(());
     }
+    if status.is_redirection() {
+        // Its body is not quoted: it often spells out the `Location`.
+        return Err(redirect_error(status, response.headers(), url.as_ref()));
+    }
     let after = retry_after(response.headers(), SystemTime::now());
     let body = read_prefix(&mut response).await;
     Err(status_error(status, after, &body, url.as_ref()))
@@ -87,9 +98,24 @@ pub async fn post_text(
 /// `klaxon/VERSION`: how klaxon names itself to receivers.
 pub(crate) const USER_AGENT: &str = concat!("klaxon/", env!("CARGO_PKG_VERSION"));
 
+/// The client notifiers and heartbeat pings share: reqwest's defaults (rustls with the
+/// platform's roots, proxies from the environment), a `klaxon/VERSION` user agent, and
+/// no redirects followed (see the module's notes). Not the `http` check's client, which
+/// follows redirects.
+pub fn delivery_client() -> Result<reqwest::Client, reqwest::Error> {
+    client_builder().build()
+}
+
+fn client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .redirect(reqwest::redirect::Policy::none())
+}
+
 /// A client of its own for a notifier with an extra trusted CA: the PEM file at `path`
-/// (a leading `~` is the user's home), merged with the platform's roots. Fails when the
-/// file cannot be read or holds no certificate.
+/// (a leading `~` is the user's home), merged with the platform's roots; like
+/// [`delivery_client`]'s, it follows no redirects. Fails when the file cannot be read
+/// or holds no certificate.
 pub(crate) fn client_with_ca(path: &Path) -> Result<reqwest::Client, BuildError> {
     let path = expand_home(path, std::env::home_dir().as_deref());
     let shown = path.display();
@@ -103,8 +129,7 @@ pub(crate) fn client_with_ca(path: &Path) -> Result<reqwest::Client, BuildError>
             "`ca_file` `{shown}` holds no PEM certificate"
         )));
     }
-    reqwest::Client::builder()
-        .user_agent(USER_AGENT)
+    client_builder()
         .tls_certs_merge(certs)
         .build()
         .map_err(|e| {
@@ -146,6 +171,33 @@ fn status_error(
         DeliveryError::Retry { reason, after }
     } else {
         DeliveryError::Reject { reason }
+    }
+}
+
+/// The rejection of a 3xx answer: `HTTP 301 Moved Permanently: redirect to host
+/// `example.com` is not followed; use the final URL`. Only the host (and an explicit
+/// port) of the `Location`, resolved against the request's URL, is named: its path and
+/// query may be a credential. Without a usable `Location` no host is named.
+fn redirect_error(status: StatusCode, headers: &HeaderMap, url: &str) -> DeliveryError {
+    let host = headers
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|location| url::Url::parse(url).ok()?.join(location.trim()).ok())
+        .and_then(|target| {
+            let host = target.host_str()?.to_owned();
+            Some(match target.port() {
+                Some(port) => format!("{host}:{port}"),
+                None => host,
+            })
+        });
+    let reason = match host {
+        Some(host) => {
+            format!("HTTP {status}: redirect to host `{host}` is not followed; use the final URL")
+        }
+        None => format!("HTTP {status}: redirect is not followed; use the final URL"),
+    };
+    DeliveryError::Reject {
+        reason: scrub(reason, url),
     }
 }
 
@@ -294,6 +346,60 @@ mod tests {
             );
         }
         assert_eq!(expand_home(Path::new("~/x"), None), PathBuf::from("~/x"));
+    }
+
+    #[tokio::test]
+    async fn a_redirect_is_rejected_and_not_followed() {
+        use klaxon_testkit::{Response, Server};
+        let target = Server::start(|_| Response::status(200)).await;
+        let location = target.url("/secret-path?token=abc");
+        let host = target.addr().to_string();
+        let hop = Server::start(move |_| Response::status(301).header("Location", &location)).await;
+        let client = delivery_client().unwrap();
+        let error = post_json(
+            &client,
+            hop.url("/hook"),
+            b"{}".to_vec(),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_err();
+        let DeliveryError::Reject { reason } = &error else {
+            panic!("not a rejection: {error:?}");
+        };
+        assert_eq!(
+            reason,
+            &format!(
+                "HTTP 301 Moved Permanently: redirect to host `{host}` is not followed; use the final URL"
+            )
+        );
+        assert!(!reason.contains("secret-path") && !reason.contains("token"));
+        assert_eq!(hop.requests().len(), 1);
+        assert!(target.requests().is_empty());
+    }
+
+    #[test]
+    fn redirect_reasons_name_only_the_host() {
+        let url = "https://hooks.example.com/T0/SECRET";
+        let with = |location: Option<&str>| {
+            let mut headers = HeaderMap::new();
+            if let Some(l) = location {
+                headers.insert(LOCATION, HeaderValue::from_str(l).unwrap());
+            }
+            redirect_error(StatusCode::FOUND, &headers, url).to_string()
+        };
+        let named = |host: &str| {
+            format!("HTTP 302 Found: redirect to host `{host}` is not followed; use the final URL")
+        };
+        assert_eq!(
+            with(Some("https://u:pw@new.example.com/x?token=1")),
+            named("new.example.com")
+        );
+        assert_eq!(with(Some("/moved/SECRET2")), named("hooks.example.com"));
+        assert_eq!(with(Some("http://[::1]:8080/p")), named("[::1]:8080"));
+        let unnamed = "HTTP 302 Found: redirect is not followed; use the final URL";
+        assert_eq!(with(None), unnamed);
+        assert_eq!(with(Some("mailto:x")), unnamed);
     }
 
     #[test]

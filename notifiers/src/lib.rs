@@ -27,7 +27,7 @@ use std::time::Duration;
 use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
 
-pub use http::post_text;
+pub use http::{delivery_client, post_text};
 pub use validate::ConfigIssue;
 
 /// The severity an alert reports.
@@ -246,7 +246,8 @@ pub enum Notifier {
 }
 
 impl Notifier {
-    /// Builds the runtime for a spec. `client` is the agent's shared HTTP client; a
+    /// Builds the runtime for a spec. `client` is the agent's [`delivery_client`], which
+    /// follows no redirects (a 3xx is a rejection, not a delivery); a
     /// notifier with its own `ca_file` builds a client (or, for email, TLS settings) of
     /// its own, and fails with [`BuildError::Setup`] when that file cannot be read or
     /// holds no certificate.
