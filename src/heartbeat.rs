@@ -6,7 +6,8 @@
 //! Pings never hold up a job: they are sent by background tasks. The pings of one run
 //! go out in order from one task, which sends `/start`, then waits for the run's end.
 //! A ping is retried on 408, 429 (honouring a short `Retry-After`), 5xx and connection
-//! errors, a few times within [`RetryWindow`]; another answer is logged and dropped.
+//! errors, a few times within [`RetryWindow`]; another answer is logged and dropped. A
+//! 3xx is such an answer: pings follow no redirects ([`klaxon_notifiers::delivery_client`]).
 //! Ping URLs carry the check's id, so they are secrets: logs name the job and the kind
 //! of ping, never the URL.
 
@@ -320,7 +321,7 @@ mod tests {
     }
 
     fn pinger() -> Pinger {
-        Pinger::new(reqwest::Client::new(), Mode::Live).with_retry(fast())
+        Pinger::new(klaxon_notifiers::delivery_client().unwrap(), Mode::Live).with_retry(fast())
     }
 
     fn paths(server: &Server) -> Vec<String> {

@@ -107,13 +107,16 @@ impl Runtime {
                 Check::build(&job.check, &shared).with_context(|| format!("job `{}`", job.name))?;
             checks.insert(job.name.clone(), Arc::new(check));
         }
+        // Notifiers and pings follow no redirects, unlike the `http` check's client.
+        let delivery = klaxon_notifiers::delivery_client()
+            .context("cannot set up the HTTP client of notifiers")?;
         let mut notifiers = HashMap::new();
         for entry in &config.notifiers {
-            let notifier = Notifier::build(&entry.spec, &shared.http)
+            let notifier = Notifier::build(&entry.spec, &delivery)
                 .with_context(|| format!("notifier `{}`", entry.name))?;
             notifiers.insert(entry.name.clone(), Arc::new(notifier));
         }
-        let pinger = Pinger::new(shared.http.clone(), mode);
+        let pinger = Pinger::new(delivery, mode);
         Ok(Self {
             permits: Arc::new(Semaphore::new(config.agent.max_concurrent)),
             config,

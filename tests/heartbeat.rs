@@ -96,6 +96,29 @@ async fn once_pings_start_then_success_or_fail_with_the_output() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirected_ping_is_not_followed_nor_retried() {
+    let target = Server::start(|_| Response::status(200)).await;
+    let location = target.url("/secret-path?token=abc");
+    let hc = Server::start(move |_| Response::status(301).header("Location", &location)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &hc.url("/ping/5bf66975"), "echo all fine", "");
+    let mut cmd = klaxon();
+    cmd.arg("--config").arg(&cfg).args(["once", "backup"]);
+    let out = output(cmd).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // `/start` and the success ping, each once: a 3xx is not retried.
+    assert_eq!(hc.requests().len(), 2, "{:#?}", hc.requests());
+    assert!(target.requests().is_empty());
+    let stderr = text(&out.stderr);
+    let expected = format!(
+        "heartbeat ping not sent: HTTP 301 Moved Permanently: redirect to host `{}` is not followed; use the final URL",
+        target.addr()
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+    assert!(!stderr.contains("secret-path") && !stderr.contains("token=abc"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_prints_the_pings_and_sends_none() {
     let hc = Server::start(|_| Response::status(200)).await;
     let dir = tempfile::tempdir().unwrap();

@@ -40,8 +40,8 @@ pub fn run(config: Option<&Path>, env: &dyn Env, args: NotifyArgs) -> anyhow::Re
         ))
         .into());
     };
-    let shared = klaxon_checks::Shared::new()?;
-    let notifier = Notifier::build(&entry.spec, &shared.http)
+    let client = klaxon_notifiers::delivery_client()?;
+    let notifier = Notifier::build(&entry.spec, &client)
         .map_err(|e| anyhow::Error::new(e).context(format!("notifier `{name}`")))?;
     let alert = test_alert(&config.agent.name, &name, config.agent.timezone);
     let result = super::runtime()?.block_on(notifier.send(&alert));
