@@ -1215,6 +1215,33 @@ async fn notify_test_says_whether_a_message_was_delivered() {
     assert_eq!(unknown.status.code(), Some(2));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_test_does_not_follow_a_redirect() {
+    let target = Server::start(|_| Response::ok("ok")).await;
+    let location = target.url("/secret-path?token=abc");
+    let hop = Server::start(move |_| Response::status(301).header("Location", &location)).await;
+    let setup = Setup::new(&format!(
+        "[agent]\nname = \"ci\"\n[notifiers.hook]\ntype = \"webhook\"\nurl = \"{}\"\n[jobs.a]\nevery = \"1m\"\n[jobs.a.check]\ntype = \"tcp\"\nhost = \"127.0.0.1\"\nport = 9\n",
+        hop.url("/hook")
+    ));
+    let out = run(klaxon()
+        .arg("--config")
+        .arg(setup.config())
+        .args(["notify", "test", "hook"]));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        stdout,
+        format!(
+            "hook (webhook): not delivered: HTTP 301 Moved Permanently: redirect to host `{}` is not followed; use the final URL\n",
+            target.addr()
+        )
+    );
+    assert!(!stdout.contains("secret-path") && !stdout.contains("token"));
+    assert_eq!(hop.requests().len(), 1);
+    assert!(target.requests().is_empty());
+}
+
 #[test]
 fn a_missing_config_is_a_usage_error() {
     let dir = tempfile::tempdir().unwrap();
