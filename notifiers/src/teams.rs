@@ -3,6 +3,7 @@
 //! Workflows message (or, with `format = "messagecard"`, a legacy Office 365 connector
 //! MessageCard), kept within Teams' payload limit, and [`Teams::send`].
 
+use std::borrow::Cow;
 use std::fmt;
 use std::time::Duration;
 
@@ -125,6 +126,9 @@ impl Limits {
 /// "https://schema.org/extensions", "summary", "themeColor", "title", "sections":
 /// [{"facts": [{"name", "value"}], "text"}]}`, `text` (the output tail) only when there
 /// is output.
+///
+/// Every text from the alert is escaped for the format's Markdown (and a MessageCard's
+/// HTML), so a summary or output cannot add a link or emphasis: see [`escape`].
 pub fn render(alert: &Alert, format: TeamsFormat) -> Value {
     let mut limits = Limits::START;
     loop {
@@ -161,15 +165,15 @@ pub fn render_digest(alerts: &[Alert], format: TeamsFormat) -> Value {
     // named in at most `more_chars` characters.
     let build = |chars: usize, shown: usize, more_chars: usize| {
         let digest = Digest {
-            title: cut(&title, chars),
+            title: fit(&title, chars, format),
             list: lines[..shown]
                 .iter()
-                .map(|line| format!("- {}", cut(line, chars)))
+                .map(|line| format!("- {}", fit(line, chars, format)))
                 .collect::<Vec<_>>()
                 .join("\n"),
             more: (shown < alerts.len())
-                .then(|| cut(&text::and_more(&alerts[shown..]), more_chars)),
-            context: cut(&context, chars),
+                .then(|| fit(&text::and_more(&alerts[shown..]), more_chars, format)),
+            context: fit(&context, chars, format),
             tone,
         };
         match format {
@@ -307,11 +311,67 @@ impl Tone {
     }
 }
 
-fn cut(text: &str, max: usize) -> String {
-    text::truncate(text, max, TRUNCATED).into_owned()
+/// `text` cut to `max` characters with [`TRUNCATED`], then [`escape`]d for `format`
+/// (the marker itself is ours and left as is).
+fn fit(text: &str, max: usize, format: TeamsFormat) -> String {
+    match text::truncate(text, max, TRUNCATED) {
+        Cow::Borrowed(whole) => escape(whole, format),
+        Cow::Owned(cut) => {
+            let kept = cut.strip_suffix(TRUNCATED).unwrap_or(&cut);
+            format!("{}{TRUNCATED}", escape(kept, format))
+        }
+    }
+}
+
+/// `text` (from the monitored system or the config) made literal in Teams' Markdown, so
+/// no value can add a link, emphasis, a code span, a list or a heading.
+///
+/// Everywhere: `\`, `` ` ``, `*`, `_`, `[`, `]`, `~`, `|`, `<`, `>` and `&` (a link
+/// needs `[`, an image `![`, an autolink `<`). At the start of a line (after spaces):
+/// `-`, `+`, `#` and `=` (lists, headings, rules), and the `.` or `)` that ends leading
+/// digits before a space (numbered lists). Elsewhere `-`, `.`, `(`… cannot start markup and stay as
+/// they are, so dates and hosts read plainly in the JSON.
+///
+/// An Adaptive Card `TextBlock` renders no HTML: every character is backslash-escaped.
+/// A MessageCard renders HTML as well: `&`, `<` and `>` become entities.
+fn escape(text: &str, format: TeamsFormat) -> String {
+    let mut escaped = String::with_capacity(text.len() + text.len() / 8);
+    // Only spaces since the line began; only digits after them.
+    let (mut line_start, mut digits) = (true, false);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '&' | '<' | '>' if format == TeamsFormat::MessageCard => escaped.push_str(match c {
+                '&' => "&amp;",
+                '<' => "&lt;",
+                _ => "&gt;",
+            }),
+            '\\' | '`' | '*' | '_' | '[' | ']' | '~' | '|' | '<' | '>' | '&' => {
+                escaped.push('\\');
+                escaped.push(c);
+            }
+            '-' | '+' | '#' | '=' if line_start => {
+                escaped.push('\\');
+                escaped.push(c);
+            }
+            '.' | ')' if digits && chars.peek().is_none_or(|next| next.is_whitespace()) => {
+                escaped.push('\\');
+                escaped.push(c);
+            }
+            c => escaped.push(c),
+        }
+        (line_start, digits) = match c {
+            '\n' | '\r' => (true, false),
+            ' ' | '\t' if line_start => (true, false),
+            '0'..='9' if line_start || digits => (false, true),
+            _ => (false, false),
+        };
+    }
+    escaped
 }
 
 fn adaptive_card(alert: &Alert, limits: Limits) -> Value {
+    let cut = |text: &str, max: usize| fit(text, max, TeamsFormat::AdaptiveCard);
     let mut body = vec![json!({
         "type": "TextBlock",
         "text": cut(&text::title(alert), limits.text),
@@ -363,6 +423,7 @@ fn adaptive_message(body: Vec<Value>) -> Value {
 }
 
 fn message_card(alert: &Alert, limits: Limits) -> Value {
+    let cut = |text: &str, max: usize| fit(text, max, TeamsFormat::MessageCard);
     let title = cut(&text::title(alert), limits.text);
     let facts: Vec<Value> = text::facts(alert)
         .into_iter()
@@ -631,14 +692,15 @@ mod tests {
         assert_eq!(
             card(&fixtures::update()),
             message(json!([
+                // `>` would start a quote at the start of a line: escaped.
                 title(
-                    "CHANGED api on macbook is now warning: latency 2.4s > 2s",
+                    "CHANGED api on macbook is now warning: latency 2.4s \\> 2s",
                     "Warning"
                 ),
                 facts(&[
                     ("Severity", "warning"),
                     ("Check", "http https://api.example.com/health"),
-                    ("Reason", "latency 2.4s > 2s"),
+                    ("Reason", "latency 2.4s \\> 2s"),
                     ("Attempts", "1 of 3"),
                     ("Elapsed", "2.4s"),
                     ("Failing since", "2026-03-29 10:15:02 +11:00"),
@@ -670,6 +732,102 @@ mod tests {
                 ]),
                 context(),
             ]))
+        );
+    }
+
+    /// A summary and output from the monitored system, and names from the config, full of
+    /// Markdown and HTML.
+    fn injection() -> Alert {
+        Alert {
+            job: "api_*x*".into(),
+            agent: "mac[1](http://a.example)".into(),
+            summary: "[click](http://evil.example) **bold** <b>x</b>".into(),
+            output: Some("a ` b ``c``\n# head\n - item\n1. one\n  12) two\n> quote\n".into()),
+            check: crate::CheckInfo {
+                kind: "http".into(),
+                target: "https://x.example/_a_&amp;".into(),
+            },
+            ..fixtures::failure()
+        }
+    }
+
+    #[test]
+    fn values_cannot_add_links_or_markup() {
+        let alert = injection();
+        let reason = r"\[click\](http://evil.example) \*\*bold\*\* \<b\>x\</b\>";
+        let output = "a \\` b \\`\\`c\\`\\`\n\\# head\n \\- item\n1\\. one\n  12\\) two\n\\> quote";
+        assert_eq!(
+            card(&alert),
+            message(json!([
+                title(
+                    &format!(r"DOWN api\_\*x\* on mac\[1\](http://a.example): {reason}"),
+                    "Attention"
+                ),
+                facts(&[
+                    ("Severity", "critical"),
+                    ("Check", r"http https://x.example/\_a\_\&amp;"),
+                    ("Reason", reason),
+                    ("Attempts", "3 of 3"),
+                    ("Elapsed", "7.2s"),
+                    ("Failing since", "2026-03-29 10:15:02 +11:00"),
+                    ("Last success", "2026-03-29 10:10:01 +11:00"),
+                    ("Next run", "2026-03-29 10:20:00 +11:00"),
+                    ("Alert", "api-20260329T001502Z"),
+                ]),
+                {"type": "TextBlock", "text": output, "fontType": "Monospace", "wrap": true},
+                {
+                    "type": "TextBlock",
+                    "text": r"klaxon on mac\[1\](http://a.example) · alert api-20260329T001502Z",
+                    "size": "Small",
+                    "isSubtle": true,
+                    "wrap": true,
+                },
+            ]))
+        );
+        // A MessageCard renders HTML too: `<`, `>` and `&` are entities there.
+        let reason = r"\[click\](http://evil.example) \*\*bold\*\* &lt;b&gt;x&lt;/b&gt;";
+        let title = format!(r"DOWN api\_\*x\* on mac\[1\](http://a.example): {reason}");
+        let payload = render(&alert, TeamsFormat::MessageCard);
+        assert_eq!(payload["title"], title.as_str());
+        assert_eq!(payload["summary"], title.as_str());
+        assert_eq!(
+            payload["sections"][0]["facts"][1]["value"],
+            r"http https://x.example/\_a\_&amp;amp;"
+        );
+        assert_eq!(payload["sections"][0]["facts"][2]["value"], reason);
+        assert_eq!(
+            payload["sections"][0]["text"],
+            output.replace(r"\>", "&gt;")
+        );
+        // Digests escape their lines, title and context too.
+        for format in [TeamsFormat::AdaptiveCard, TeamsFormat::MessageCard] {
+            let json = render_digest(&[alert.clone(), alert.clone()], format).to_string();
+            assert!(!json.contains("[click]"), "{json}");
+            assert!(!json.contains("**bold**"), "{json}");
+            assert!(!json.contains("<b>"), "{json}");
+            assert!(json.contains(r"\\[click\\]"), "{json}");
+        }
+        assert!(validates(&card(&alert)));
+    }
+
+    #[test]
+    fn escaping_keeps_plain_text_plain() {
+        for format in [TeamsFormat::AdaptiveCard, TeamsFormat::MessageCard] {
+            for plain in [
+                "HTTP 503 (3 of 3 attempts, 7.2s)",
+                "job-1, job-10",
+                "2026-03-29 +11:00",
+            ] {
+                assert_eq!(escape(plain, format), plain);
+            }
+            assert_eq!(escape("-1.5 = x\n+2", format), "\\-1.5 = x\n\\+2");
+            assert_eq!(escape("3. x\n=\n\\", format), "3\\. x\n\\=\n\\\\");
+            assert_eq!(escape("7.2s\n10)", format), "7.2s\n10\\)");
+        }
+        // Cutting escapes what is kept and leaves the marker whole.
+        assert_eq!(
+            fit(&"*".repeat(50), 20, TeamsFormat::AdaptiveCard),
+            format!("{}{TRUNCATED}", r"\*".repeat(8))
         );
     }
 
@@ -708,6 +866,10 @@ mod tests {
             .unwrap()
     }
 
+    fn validates(payload: &Value) -> bool {
+        card_schema().is_valid(&payload["attachments"][0]["content"])
+    }
+
     #[test]
     fn every_card_matches_the_adaptive_card_schema() {
         let validator = card_schema();
@@ -727,6 +889,7 @@ mod tests {
             fixtures::recovery(),
             test,
             huge,
+            injection(),
         ] {
             let payload = card(&alert);
             let content = &payload["attachments"][0]["content"];

@@ -1,5 +1,6 @@
 //! The `webhook` channel: POSTs the alert JSON of SPEC.md "Messages" exactly, optionally
-//! signed with a shared `secret` (HMAC-SHA256 in `X-Klaxon-Signature`). Owns its config
+//! signed with a shared `secret` (HMAC-SHA256 of the body in `X-Klaxon-Signature`, and of
+//! `TIMESTAMP.BODY` in `X-Klaxon-Signature-256` with `X-Klaxon-Timestamp`). Owns its config
 //! (`url`, `secret`, `ca_file`), the pure [`render`] of the body and its [`signature`],
 //! and [`Webhook::send`].
 
@@ -16,8 +17,14 @@ use url::Url;
 use crate::validate::{self, ConfigIssue};
 use crate::{Alert, BuildError, DeliveryError};
 
-/// The header that carries the body's signature when a `secret` is set.
+/// The header that carries the body's signature when a `secret` is set. Kept for
+/// receivers written before [`SIGNATURE_256_HEADER`]; it can be replayed.
 pub const SIGNATURE_HEADER: &str = "x-klaxon-signature";
+/// The Unix time, in seconds, at which a signed request was sent.
+pub const TIMESTAMP_HEADER: &str = "x-klaxon-timestamp";
+/// The signature of `TIMESTAMP.BODY` ([`timestamped_signature`]): a receiver that also
+/// checks the timestamp is recent refuses replays.
+pub const SIGNATURE_256_HEADER: &str = "x-klaxon-signature-256";
 
 /// The raw `[notifiers.NAME]` table of `type = "webhook"`.
 #[derive(Debug, Deserialize)]
@@ -88,6 +95,14 @@ pub fn signature(secret: &[u8], body: &[u8]) -> String {
     hex
 }
 
+/// [`signature`] of `TIMESTAMP.BODY`, `timestamp` in decimal Unix seconds: the value of
+/// [`SIGNATURE_256_HEADER`].
+pub fn timestamped_signature(secret: &[u8], timestamp: u64, body: &[u8]) -> String {
+    let mut signed = format!("{timestamp}.").into_bytes();
+    signed.extend_from_slice(body);
+    signature(secret, &signed)
+}
+
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// A `webhook` notifier ready to send.
@@ -124,7 +139,8 @@ impl Webhook {
     }
 
     /// POSTs [`render`]'s body with `Content-Type: application/json`,
-    /// `User-Agent: klaxon/VERSION` and, with a `secret`, [`SIGNATURE_HEADER`]. 2xx is
+    /// `User-Agent: klaxon/VERSION` and, with a `secret`, [`SIGNATURE_HEADER`],
+    /// [`TIMESTAMP_HEADER`] (now) and [`SIGNATURE_256_HEADER`]. 2xx is
     /// delivered; 408, 429 (with its `Retry-After`), 5xx, connection errors and timeouts
     /// are [`DeliveryError::Retry`]; other statuses are [`DeliveryError::Reject`]. No
     /// reason contains the URL or the secret.
@@ -136,10 +152,24 @@ impl Webhook {
             HeaderValue::from_static(crate::http::USER_AGENT),
         );
         if let Some(secret) = &self.spec.secret {
-            let signed = signature(secret.expose_secret().as_bytes(), &body);
-            // Always ASCII: `sha256=` and hex digits.
-            if let Ok(value) = HeaderValue::from_str(&signed) {
-                headers.insert(HeaderName::from_static(SIGNATURE_HEADER), value);
+            let secret = secret.expose_secret().as_bytes();
+            // Each attempt signs anew, so a retry carries its own time.
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let values = [
+                (SIGNATURE_HEADER, signature(secret, &body)),
+                (TIMESTAMP_HEADER, now.to_string()),
+                (
+                    SIGNATURE_256_HEADER,
+                    timestamped_signature(secret, now, &body),
+                ),
+            ];
+            for (name, value) in values {
+                // Always ASCII: digits, `sha256=` and hex digits.
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    headers.insert(HeaderName::from_static(name), value);
+                }
             }
         }
         crate::http::post_json_with(
@@ -419,6 +449,49 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn signs_the_timestamp_with_the_body() {
+        let server = Server::start(|_| Response::status(204)).await;
+        webhook(&server.url("/hook"), Some(SECRET))
+            .send(&fixtures::failure())
+            .await
+            .unwrap();
+        let request = &server.requests()[0];
+        // What a receiver does: the timestamp is recent, and the signature of
+        // `TIMESTAMP.BODY`, over the exact bytes received, matches.
+        let timestamp = request.header("x-klaxon-timestamp").unwrap();
+        let sent: u64 = timestamp.parse().unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert!(now.abs_diff(sent) <= 5, "sent {sent}, now {now}");
+        let signed = request.header("x-klaxon-signature-256").unwrap();
+        let mut message = format!("{timestamp}.").into_bytes();
+        message.extend_from_slice(&request.body);
+        assert!(verifies(SECRET, &message, signed));
+        assert_eq!(
+            signed,
+            timestamped_signature(SECRET.as_bytes(), sent, &request.body)
+        );
+        // The old header is still there, over the body alone.
+        let old = request.header("x-klaxon-signature").unwrap();
+        assert!(verifies(SECRET, &request.body, old));
+        // Another time no longer matches: a replayed body cannot be given a new date.
+        let mut replayed = format!("{}.", sent + 1).into_bytes();
+        replayed.extend_from_slice(&request.body);
+        assert!(!verifies(SECRET, &replayed, signed));
+        assert!(!verifies(SECRET, &request.body, signed));
+    }
+
+    #[test]
+    fn a_timestamped_signature_signs_timestamp_dot_body() {
+        assert_eq!(
+            timestamped_signature(b"Jefe", 1_700_000_000, b"{}"),
+            signature(b"Jefe", b"1700000000.{}")
+        );
+    }
+
+    #[tokio::test]
     async fn without_a_secret_there_is_no_signature() {
         let server = Server::start(|_| Response::ok("")).await;
         webhook(&server.url("/hook"), None)
@@ -427,6 +500,8 @@ mod tests {
             .unwrap();
         let request = &server.requests()[0];
         assert_eq!(request.header("x-klaxon-signature"), None);
+        assert_eq!(request.header("x-klaxon-signature-256"), None);
+        assert_eq!(request.header("x-klaxon-timestamp"), None);
         assert_eq!(request.json(), rendered(&fixtures::recovery()));
     }
 
