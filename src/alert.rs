@@ -71,6 +71,11 @@ pub struct OpenAlert {
     /// Opened while a dependency was failing, and not sent yet.
     #[serde(default)]
     pub held: bool,
+    /// The notifiers that were sent a message about this alert, so that each hears how
+    /// it ended even when its `min_severity` no longer matches (critical, then warning,
+    /// then ok). `None` in states written before klaxon recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub told: Option<Vec<String>>,
 }
 
 /// A severity as stored (lowercase name).
@@ -195,6 +200,7 @@ pub fn step(
                 failing_since,
                 last_sent: run.finished_at,
                 held,
+                told: Some(Vec::new()),
             });
             if !held {
                 events.push(AlertEvent::Failure);

@@ -242,13 +242,13 @@ pub async fn record(
             started_at,
             finished_at,
         };
-        let (after, events) = alert::step(&job2.name, before, &facts, &job2.alert, held);
+        let (mut after, events) = alert::step(&job2.name, before, &facts, &job2.alert, held);
         let messages = messages_for(
             &rt2,
             &job2,
             &events,
             before,
-            &after,
+            &mut after,
             &outcome,
             attempts,
             elapsed,
@@ -288,14 +288,21 @@ fn log_result(job: &Subject, outcome: &Outcome, attempts: u32, max: u32, elapsed
     }
 }
 
-/// Turns state-machine events into one message per (event, notifier that takes it).
+/// Turns state-machine events into one message per (event, notifier that takes it), and
+/// records in `after`'s open alert which notifiers were told.
+///
+/// A failure, an update or a reminder goes to the job's notifiers whose `min_severity`
+/// the alert's severity meets; an update also goes to every notifier told about the
+/// alert before (a de-escalation from critical to warning reaches the critical-only
+/// notifier that heard the failure); a recovery goes to exactly those told. States
+/// written before klaxon recorded this fall back to `min_severity`.
 #[allow(clippy::too_many_arguments)]
 fn messages_for(
     rt: &Runtime,
     job: &Subject,
     events: &[AlertEvent],
     before: &JobState,
-    after: &JobState,
+    after: &mut JobState,
     outcome: &Outcome,
     attempts: u32,
     elapsed: Duration,
@@ -339,19 +346,36 @@ fn messages_for(
             downtime_ms,
             id: open.id.clone(),
         };
-        for name in &job.notify {
-            let Some(entry) = rt.config.notifier(name) else {
-                continue;
-            };
-            let wants = match entry.min_severity {
-                MinSeverity::Warning => true,
-                MinSeverity::Critical => alert_severity >= Severity::Critical,
-            };
-            if wants {
-                out.push(NewMessage {
-                    notifier: name.clone(),
-                    alert: message.clone(),
-                });
+        let told = open.told.clone();
+        let was_told = |name: &String| told.as_ref().is_some_and(|t| t.contains(name));
+        let recipients: Vec<&String> = job
+            .notify
+            .iter()
+            .filter(|name| {
+                let Some(entry) = rt.config.notifier(name) else {
+                    return false;
+                };
+                let wants = match entry.min_severity {
+                    MinSeverity::Warning => true,
+                    MinSeverity::Critical => alert_severity >= Severity::Critical,
+                };
+                match (event, &told) {
+                    (AlertEvent::Recovery { .. }, Some(_)) => was_told(name),
+                    (AlertEvent::Update, Some(_)) => wants || was_told(name),
+                    _ => wants,
+                }
+            })
+            .collect();
+        for name in recipients {
+            out.push(NewMessage {
+                notifier: name.clone(),
+                alert: message.clone(),
+            });
+            if let Some(open) = after.open.as_mut() {
+                let told = open.told.get_or_insert_with(Vec::new);
+                if !told.contains(name) {
+                    told.push(name.clone());
+                }
             }
         }
     }

@@ -1203,6 +1203,7 @@ mod tests {
                 failing_since: t(0),
                 last_sent: t(1),
                 held: false,
+                told: Some(vec!["slack".into()]),
             }),
             ..JobState::default()
         };

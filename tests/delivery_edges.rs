@@ -1,0 +1,68 @@
+//! Edges of delivery, each through the real binary against a loopback receiver.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use klaxon_testkit::{Response, Server};
+
+mod common;
+use common::{klaxon, output, text};
+
+/// critical → warning → ok: a notifier with `min_severity = "critical"` heard the
+/// failure, so it hears the de-escalation and the recovery too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_critical_only_notifier_hears_how_its_alert_ended() {
+    let hook = Server::start(|_| Response::ok("ok")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let code = dir.path().join("code");
+    let config = format!(
+        r#"[agent]
+name = "ci"
+state_dir = "{state}"
+
+[notifiers.pager]
+type = "webhook"
+url = "{url}"
+min_severity = "critical"
+
+[jobs.db]
+every = "1h"
+notify = ["pager"]
+retry = {{ attempts = 1 }}
+[jobs.db.check]
+type = "script"
+shell = "exit $(cat {code})"
+"#,
+        state = dir.path().join("state").display(),
+        url = hook.url("/hook"),
+        code = code.display(),
+    );
+    let path = dir.path().join("klaxon.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut events = Vec::new();
+    for (exit, expect) in [("2", 1), ("1", 1), ("0", 0)] {
+        std::fs::write(&code, exit).unwrap();
+        let mut cmd = klaxon();
+        cmd.arg("--config").arg(&path).args(["once", "db"]);
+        let out = output(cmd).await;
+        assert_eq!(out.status.code(), Some(expect), "{}", text(&out.stderr));
+        events = hook
+            .wait_for(events.len() + 1, Duration::from_secs(10))
+            .await
+            .iter()
+            .map(|r| {
+                let body = r.json();
+                format!(
+                    "{} {}",
+                    body["event"].as_str().unwrap_or("?"),
+                    body["severity"].as_str().unwrap_or("?")
+                )
+            })
+            .collect();
+    }
+    assert_eq!(
+        events,
+        ["failure critical", "update warning", "recovery ok"],
+        "every notifier told about an alert is told how it ended"
+    );
+}
