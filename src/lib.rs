@@ -17,6 +17,7 @@ pub mod lockfile;
 pub mod logging;
 pub mod metrics;
 pub mod outbox;
+pub mod private;
 pub mod retry;
 pub mod runner;
 pub mod runtime;

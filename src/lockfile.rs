@@ -9,9 +9,10 @@ use anyhow::Context;
 /// Takes `dir/name` (creating both) without waiting: the open, locked file, or `None`
 /// when another process holds it. Keep the file to keep the lock.
 pub fn try_lock(dir: &Path, name: &str) -> anyhow::Result<Option<File>> {
-    std::fs::create_dir_all(dir)
+    crate::private::dir(dir)
         .with_context(|| format!("cannot create the directory `{}`", dir.display()))?;
     let path = dir.join(name);
+    crate::private::file(&path).with_context(|| format!("cannot open `{}`", path.display()))?;
     let file = File::options()
         .create(true)
         .truncate(false)

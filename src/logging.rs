@@ -166,6 +166,17 @@ impl Naming {
         })
     }
 
+    /// The name the appender gives the file of `day` (days since the epoch, UTC).
+    fn file_of(&self, day: u64) -> String {
+        let date = chrono::DateTime::from_timestamp(day as i64 * 86_400, 0)
+            .unwrap_or_default()
+            .format("%Y-%m-%d");
+        match &self.suffix {
+            Some(suffix) => format!("{}.{date}.{suffix}", self.prefix),
+            None => format!("{}.{date}", self.prefix),
+        }
+    }
+
     /// The date in `name` when it is one of our dated files, as `YYYY-MM-DD`.
     fn date_of<'n>(&self, name: &'n str) -> Option<&'n str> {
         let rest = name.strip_prefix(&self.prefix)?.strip_prefix('.')?;
@@ -220,7 +231,12 @@ struct LogFile {
 impl LogFile {
     fn open(path: &Path, keep: usize) -> io::Result<Self> {
         let naming = Naming::of(path)?;
-        std::fs::create_dir_all(&naming.dir)?;
+        // A new log directory is 0700; an existing one is the user's and left as it is.
+        if !naming.dir.is_dir() {
+            crate::private::dir(&naming.dir)?;
+        }
+        // The appender opens today's file for appending: made 0600 first, it stays so.
+        crate::private::file(&naming.dir.join(naming.file_of(utc_day())))?;
         let mut builder = RollingFileAppender::builder()
             .rotation(Rotation::DAILY)
             .filename_prefix(&naming.prefix);
@@ -248,10 +264,19 @@ impl LogFile {
 
 impl Write for LogFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // A new day: make its file 0600 before the appender rolls over to it.
+        let before = utc_day();
+        if before != self.day {
+            self.private_file(before);
+        }
         let written = self.appender.write(buf)?;
-        // The appender has just rolled over if the day changed: prune after it did.
+        // The appender has just rolled over if the day changed: prune after it did (and
+        // tighten the new file, should midnight have passed during this write).
         let today = utc_day();
         if today != self.day {
+            if today != before {
+                self.private_file(today);
+            }
             self.day = today;
             self.naming.prune(self.keep);
         }
@@ -260,6 +285,16 @@ impl Write for LogFile {
 
     fn flush(&mut self) -> io::Result<()> {
         self.appender.flush()
+    }
+}
+
+impl LogFile {
+    /// Makes the dated file of `day` exist with mode 0600.
+    fn private_file(&self, day: u64) {
+        let path = self.naming.dir.join(self.naming.file_of(day));
+        if let Err(e) = crate::private::file(&path) {
+            tracing::warn!(file = %path.display(), %e, "cannot make the log file private");
+        }
     }
 }
 
@@ -287,6 +322,32 @@ mod tests {
         assert_eq!((n.prefix.as_str(), n.suffix.as_deref()), ("agent", None));
         let n = Naming::of(Path::new("/tmp/.hidden")).unwrap();
         assert_eq!((n.prefix.as_str(), n.suffix.as_deref()), (".hidden", None));
+    }
+
+    #[test]
+    fn file_names_match_the_appenders() {
+        let n = Naming::of(Path::new("/l/klaxon.log")).unwrap();
+        // 2026-11-24 is day 20,781.
+        assert_eq!(n.file_of(20_781), "klaxon.2026-11-24.log");
+        assert!(n.date_of(&n.file_of(utc_day())).is_some());
+        let n = Naming::of(Path::new("/l/agent")).unwrap();
+        assert_eq!(n.file_of(20_781), "agent.2026-11-24");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_new_days_file_is_0600_before_the_appender_opens_it() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut file = LogFile::open(&dir.path().join("klaxon.log"), 5).unwrap();
+        let today = dir.path().join(file.naming.file_of(utc_day()));
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&today), 0o600);
+        // As at midnight: the day the writer knows is over, and today's file is new.
+        std::fs::remove_file(&today).unwrap();
+        file.day -= 1;
+        file.write_all(b"line\n").unwrap();
+        assert_eq!(mode(&today), 0o600);
     }
 
     #[test]

@@ -83,6 +83,11 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot make the state file `{path}` private: {source}")]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("state database `{path}`: {source}")]
     Open {
         path: PathBuf,
@@ -251,11 +256,24 @@ fn from_ms(ms: i64) -> DateTime<Utc> {
 impl Store {
     /// Opens (creating if needed) `state_dir/klaxon.db`.
     pub fn open(state_dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(state_dir).map_err(|source| StoreError::Dir {
+        crate::private::dir(state_dir).map_err(|source| StoreError::Dir {
             path: state_dir.to_path_buf(),
             source,
         })?;
         let path = state_dir.join("klaxon.db");
+        // SQLite gives `-wal` and `-shm` the main file's mode: a 0600 database keeps
+        // them private too. Ones left by an older klaxon are tightened here.
+        crate::private::file(&path).map_err(|source| StoreError::File {
+            path: path.clone(),
+            source,
+        })?;
+        for sidecar in ["klaxon.db-wal", "klaxon.db-shm"] {
+            let sidecar = state_dir.join(sidecar);
+            crate::private::tighten(&sidecar, 0o600).map_err(|source| StoreError::File {
+                path: sidecar,
+                source,
+            })?;
+        }
         let open_err = |source| StoreError::Open {
             path: path.clone(),
             source,
