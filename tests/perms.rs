@@ -1,0 +1,56 @@
+//! State and log files are private whatever the umask (through the real binary).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![cfg(unix)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+mod common;
+use common::text;
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn under_umask_022_the_state_dir_is_0700_and_its_files_0600() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = dir.path().join("klaxon.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[agent]\nstate_dir = \"{}\"\n[jobs.t]\nevery = \"1h\"\n[jobs.t.check]\ntype = \"script\"\nshell = \"true\"\n",
+            state.display()
+        ),
+    )
+    .unwrap();
+    let bin = env!("CARGO_BIN_EXE_klaxon");
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "umask 022; exec '{bin}' --config '{}' once t",
+            config.display()
+        ))
+        .env_remove("KLAXON_CONFIG")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(mode(&state), 0o700, "the loose state dir was tightened");
+    assert!(
+        text(&out.stderr).contains("0755"),
+        "a warning names the old mode: {}",
+        text(&out.stderr)
+    );
+    let db = state.join("klaxon.db");
+    assert_eq!(mode(&db), 0o600);
+    for side in ["klaxon.db-wal", "klaxon.db-shm"] {
+        let p = state.join(side);
+        if p.exists() {
+            assert_eq!(mode(&p), 0o600, "{side}");
+        }
+    }
+}
