@@ -780,13 +780,24 @@ pub async fn resend_firing(rt: Arc<Runtime>, stop: CancellationToken) {
             let Ok(Some(alert)) = rt.store.last_message(&open.id) else {
                 continue;
             };
+            // Only those told about the alert (its `min_severity` let them hear it);
+            // states from before klaxon recorded that fall back to the job's notifiers.
+            let told = |n: &str| open.told.as_ref().is_none_or(|t| t.iter().any(|t| t == n));
             for (name, _) in targets
                 .iter()
-                .filter(|(n, _)| job.notify.iter().any(|j| j == n))
+                .filter(|(n, _)| job.notify.iter().any(|j| j == n) && told(n))
             {
                 let Some(notifier) = rt.notifiers.get(*name) else {
                     continue;
                 };
+                if rt.mode == Mode::DryRun {
+                    print_dry_run(
+                        rt.as_ref(),
+                        name,
+                        &klaxon_notifiers::text::render_text(&alert),
+                    );
+                    continue;
+                }
                 if let Err(e) = notifier.send(&alert).await {
                     tracing::warn!(job = %job.name, notifier = %name, "re-posting a firing alert failed: {e}");
                 }

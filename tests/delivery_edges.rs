@@ -66,3 +66,53 @@ shell = "exit $(cat {code})"
         "every notifier told about an alert is told how it ended"
     );
 }
+
+/// `klaxon run --dry-run` prints what it would re-post to Alertmanager and posts
+/// nothing, however often `resend_every` comes round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_never_reposts_to_alertmanager() {
+    let am = Server::start(|_| Response::ok("")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        r#"[agent]
+name = "ci"
+state_dir = "{state}"
+
+[notifiers.am]
+type = "alertmanager"
+urls = ["{url}"]
+resend_every = "1s"
+
+[jobs.db]
+every = "1h"
+notify = ["am"]
+retry = {{ attempts = 1 }}
+[jobs.db.check]
+type = "script"
+shell = "exit 2"
+"#,
+        state = dir.path().join("state").display(),
+        url = am.url(""),
+    );
+    let path = dir.path().join("klaxon.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = tokio::process::Command::from({
+        let mut cmd = klaxon();
+        cmd.arg("--config").arg(&path).args(["run", "--dry-run"]);
+        cmd
+    })
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::null())
+    .kill_on_drop(true)
+    .spawn()
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    child.start_kill().unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    let stdout = text(&out.stdout);
+    assert!(am.requests().is_empty(), "--dry-run posted to Alertmanager");
+    assert!(
+        stdout.matches("[dry-run] would send to `am`").count() >= 2,
+        "the failure and at least one re-post are printed: {stdout}"
+    );
+}
