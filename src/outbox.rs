@@ -279,7 +279,6 @@ fn fallback(rt: &Runtime, item: &OutboxItem) {
                 fallback = %target,
                 "the message is not getting through; its fallback gets it too"
             );
-            rt.outbox_ready.notify_one();
         }
         Ok(None) => {}
         Err(e) => tracing::error!(%e, "cannot enqueue the fallback message"),
@@ -699,7 +698,7 @@ pub async fn worker_reading_after(rt: Arc<Runtime>, stop: CancellationToken, rea
                 wake = earliest(wake, landed.retry_at);
                 read |= landed.more;
             }
-            () = rt.outbox_ready.notified() => {
+            () = rt.store.ready() => {
                 // New messages of this process are handed over without a read. One
                 // written by another process (`once`, `ping`) is picked up at the
                 // next read: a retry or a group window coming due, a new message when

@@ -260,9 +260,6 @@ pub async fn record(
     });
     let messages = rt.store.record(record.clone(), apply).await?;
     rt.metrics.run(&job.name, severity, elapsed);
-    if !messages.is_empty() {
-        rt.outbox_ready.notify_one();
-    }
     Ok(Finished {
         record,
         severity,

@@ -10,7 +10,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use klaxon_checks::Check;
 use klaxon_notifiers::Notifier;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
 
 use crate::config::Config;
 use crate::heartbeat::Pinger;
@@ -61,8 +61,6 @@ pub struct Runtime {
     pub permits: Arc<Semaphore>,
     pub clock: Arc<dyn Clock>,
     pub mode: Mode,
-    /// Woken when messages are added to the outbox.
-    pub outbox_ready: Notify,
     /// When each rate-limited notifier may send next.
     pub last_sent: std::sync::Mutex<HashMap<String, tokio::time::Instant>>,
     /// The agent's Prometheus metrics; a reload carries them into the new runtime.
@@ -125,7 +123,6 @@ impl Runtime {
             notifiers,
             clock,
             mode,
-            outbox_ready: Notify::new(),
             last_sent: Default::default(),
             metrics: Default::default(),
             pinger,

@@ -221,6 +221,10 @@ pub struct Store {
     /// Messages committed since the delivery loop last looked, once it asked for them
     /// ([`Store::hand_over`]): it takes these without reading the outbox again.
     fresh: Arc<Mutex<Option<Vec<OutboxItem>>>>,
+    /// Rung when this process commits messages: the delivery loop waits on it. It
+    /// lives with the store, not with one config's runtime, so a run that started
+    /// before a reload still wakes the loop of the config after it.
+    ready: Arc<tokio::sync::Notify>,
 }
 
 /// What [`Store::due_except`] found.
@@ -335,6 +339,7 @@ impl Store {
             commits: Arc::default(),
             checkpointer: Arc::default(),
             fresh: Arc::default(),
+            ready: Arc::default(),
         })
     }
 
@@ -766,10 +771,22 @@ impl Store {
     /// Keeps `items`, just committed, for [`Store::take_fresh`]; called with the
     /// connection still locked, so a read of the outbox sees them either as pending
     /// and clears them here, or not at all.
+    /// Rings [`Store::ready`] when there are any.
     fn fresh(&self, items: impl IntoIterator<Item = OutboxItem>) {
+        let mut items = items.into_iter().peekable();
+        if items.peek().is_none() {
+            return;
+        }
         if let Some(fresh) = lock(&self.fresh).as_mut() {
             fresh.extend(items);
         }
+        self.ready.notify_one();
+    }
+
+    /// Resolves when this process has committed messages since the last time it
+    /// resolved (a commit before the first wait counts).
+    pub async fn ready(&self) {
+        self.ready.notified().await;
     }
 
     /// Undelivered messages, oldest first.

@@ -1259,3 +1259,51 @@ fn a_missing_config_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("cannot read the config file"));
 }
+
+/// A run still retrying when SIGHUP reloads the config records its DOWN after the
+/// reload; the delivery loop of the new config is woken for it and sends it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_does_not_strand_the_message_of_a_run_in_flight() {
+    let hook = Server::start(|_| Response::ok("ok")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let tries = dir.path().join("tries");
+    let config = |comment: &str| {
+        format!(
+            "# {comment}\n[agent]\nstate_dir = \"state\"\n\n\
+             [notifiers.hook]\ntype = \"webhook\"\nurl = \"{url}\"\n\n\
+             [jobs.db]\nevery = \"1h\"\nnotify = [\"hook\"]\n\
+             retry = {{ attempts = 2, initial = \"3s\", jitter = 0.0 }}\n\
+             [jobs.db.check]\ntype = \"script\"\nshell = \"echo try >> '{tries}'; exit 2\"\n",
+            url = hook.url("/hook"),
+            tries = tries.display(),
+        )
+    };
+    let setup = Setup::new(&config("first"));
+    let agent = setup.agent("agent");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while std::fs::read_to_string(&tries)
+        .unwrap_or_default()
+        .is_empty()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first try did not run:\n{}",
+            agent.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Between the two tries: the run is in flight on the old config's runtime.
+    setup.rewrite(&config("second"));
+    agent.signal("HUP");
+    wait_for_log(&agent, "config reloaded").await;
+    assert_eq!(
+        std::fs::read_to_string(&tries).unwrap().lines().count(),
+        1,
+        "the reload came after the second try:\n{}",
+        agent.log()
+    );
+    let got = hook.wait_for(1, Duration::from_secs(15)).await;
+    assert_eq!(got[0].json()["event"], "failure", "{}", agent.log());
+    assert_eq!(got[0].json()["job"], "db");
+    assert_eq!(agent.stop(), 0);
+}
