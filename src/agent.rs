@@ -68,9 +68,10 @@ pub async fn run(
     // The outbox outlives the scheduler: runs that finish during shutdown still get
     // their messages out.
     let mut outbox = Outbox::start(&rt);
+    let mut pruner = Pruner::start(&rt);
     let remembered = rt
         .store
-        .last_fires()?
+        .last_fires(rt.config.jobs.iter().map(|j| j.name.as_str()))?
         .into_iter()
         .map(|(job, at)| {
             (
@@ -132,6 +133,8 @@ pub async fn run(
                         }
                         outbox.stop().await;
                         outbox = Outbox::start(&new);
+                        pruner.stop().await;
+                        pruner = Pruner::start(&new);
                         listener.reload(&new);
                         tracing::info!(
                             jobs = new.config.jobs.len(),
@@ -147,6 +150,7 @@ pub async fn run(
     }
     let _ = scheduler.await;
     listener.stop().await;
+    pruner.stop().await;
 
     tracker.close();
     if tokio::time::timeout(GRACE, tracker.wait()).await.is_err() {
@@ -224,5 +228,30 @@ impl Outbox {
         self.stop.cancel();
         let _ = self.task.await;
         let _ = self.resender.await;
+    }
+}
+
+/// The history pruning of one runtime (its `[history]` and its jobs).
+struct Pruner {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Pruner {
+    fn start(rt: &Arc<Runtime>) -> Self {
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(crate::store::keep_pruning(
+            rt.store.clone(),
+            rt.config.history,
+            rt.config.jobs.iter().map(|j| j.name.clone()).collect(),
+            rt.clock.clone(),
+            stop.clone(),
+        ));
+        Self { stop, task }
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
     }
 }

@@ -48,7 +48,7 @@ pub fn rows(
     store: &Store,
     now: DateTime<Utc>,
 ) -> Result<Vec<JobStatus>, StoreError> {
-    let last_fires = store.last_fires()?;
+    let last_fires = store.last_fires(config.jobs.iter().map(|j| j.name.as_str()))?;
     let undelivered = store.undelivered()?;
     let mut rows = Vec::with_capacity(config.jobs.len());
     for job in &config.jobs {

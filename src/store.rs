@@ -15,6 +15,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::alert::JobState;
 
+mod history;
+pub use history::{Pass as PrunePass, Pruned, keep_pruning, prune_for};
+
 /// Schema changes, in order: the database's `user_version` says how many are applied.
 /// A change is only ever appended, never edited, so any older database can be brought
 /// forward.
@@ -71,6 +74,11 @@ CREATE INDEX runs_by_fire ON runs (job, fire_at);
     // 4: a message's fallback copy is made once
     "
 ALTER TABLE outbox ADD COLUMN fallback_sent INTEGER NOT NULL DEFAULT 0;
+",
+    // 5: what `status` and re-posting read, found without a scan however long the
+    // history: an alert's messages by its id
+    "
+CREATE INDEX outbox_by_alert ON outbox (alert_id, id);
 ",
 ];
 
@@ -585,7 +593,7 @@ impl Store {
             "SELECT job,
                     sum(delivered_at IS NULL AND gave_up_at IS NULL),
                     sum(delivered_at IS NULL AND gave_up_at IS NOT NULL)
-             FROM outbox GROUP BY job",
+             FROM outbox WHERE delivered_at IS NULL GROUP BY job",
         )?;
         let rows = stmt.query_map([], |r| {
             Ok((
@@ -613,16 +621,20 @@ impl Store {
         Ok(payload.map(|p| serde_json::from_str(&p)).transpose()?)
     }
 
-    /// The nominal time of each job's last scheduled fire (run or skipped).
-    pub fn last_fires(&self) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
+    /// The nominal time of the last scheduled fire (run or skipped) of each of `jobs`
+    /// that has one. One index lookup per job, however long the history.
+    pub fn last_fires<'a>(
+        &self,
+        jobs: impl IntoIterator<Item = &'a str>,
+    ) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn
-            .prepare("SELECT job, max(fire_at) FROM runs WHERE fire_at IS NOT NULL GROUP BY job")?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        let mut stmt = conn.prepare_cached("SELECT max(fire_at) FROM runs WHERE job = ?1")?;
         let mut out = HashMap::new();
-        for row in rows {
-            let (job, at) = row?;
-            out.insert(job, from_ms(at));
+        for job in jobs {
+            let at: Option<i64> = stmt.query_row(params![job], |r| r.get(0))?;
+            if let Some(at) = at {
+                out.insert(job.to_owned(), from_ms(at));
+            }
         }
         Ok(out)
     }
@@ -1024,11 +1036,11 @@ mod tests {
     use crate::alert::{OpenAlert, SeverityName};
     use klaxon_notifiers::{Alert, CheckInfo, Event, Severity};
 
-    fn t(s: i64) -> DateTime<Utc> {
+    pub(super) fn t(s: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_790_000_000 + s, 0).unwrap()
     }
 
-    fn alert(event: Event) -> Alert {
+    pub(super) fn alert(event: Event) -> Alert {
         Alert {
             version: 1,
             event,
@@ -1053,7 +1065,7 @@ mod tests {
         }
     }
 
-    fn run(job: &str, at: i64, severity: &str) -> RunRecord {
+    pub(super) fn run(job: &str, at: i64, severity: &str) -> RunRecord {
         RunRecord {
             job: job.into(),
             started_at: t(at),
@@ -1282,7 +1294,7 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(
-            store.last_fires().unwrap(),
+            store.last_fires(["api", "other"]).unwrap(),
             HashMap::from([("api".to_owned(), t(40))])
         );
         let h = store.history("api", 2).unwrap();

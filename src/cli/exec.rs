@@ -128,6 +128,7 @@ pub fn run(config: Option<&Path>, env: &dyn Env, args: ExecArgs) -> anyhow::Resu
                 "klaxon exec: {left} message(s) not delivered yet; they stay in the outbox for the agent to retry"
             );
         }
+        crate::store::prune_for(&rt.store, rt.config.history, vec![plan.subject.name.clone()]);
         Ok(ExitCode::from(u8::try_from(code & 0xff).unwrap_or(1)))
     })
 }

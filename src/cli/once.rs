@@ -77,6 +77,7 @@ pub fn run(config: Option<&Path>, env: &dyn Env, args: OnceArgs) -> anyhow::Resu
                 "{left} message(s) not delivered yet; they stay in the outbox for the agent to retry"
             );
         }
+        crate::store::prune_for(&rt.store, rt.config.history, vec![job.name.clone()]);
         Ok(if finished.severity.is_ok() {
             ExitCode::SUCCESS
         } else {

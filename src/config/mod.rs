@@ -28,7 +28,9 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 pub use diagnostic::{ConfigError, Diagnostic};
 pub use interpolate::Env;
 use interpolate::{Interpolator, Substituted};
-use raw::{RawAgent, RawAlert, RawDefaults, RawJob, RawLog, RawRetry, RawRouting, Text};
+use raw::{
+    RawAgent, RawAlert, RawDefaults, RawHistory, RawJob, RawLog, RawRetry, RawRouting, Text,
+};
 use secrets::SecretValue;
 
 use crate::alert::AlertPolicy;
@@ -60,6 +62,7 @@ pub struct Config {
     pub file: PathBuf,
     pub agent: AgentSettings,
     pub log: LogSettings,
+    pub history: Retention,
     /// In file order.
     pub notifiers: Vec<NotifierEntry>,
     /// In file order.
@@ -86,6 +89,7 @@ impl Config {
         };
         let agent = loader.agent(RawAgent::default());
         let log = loader.log(RawLog::default());
+        let history = loader.history(RawHistory::default());
         let defaults = loader.quiet_defaults(&RawDefaults::default(), &[]);
         Config {
             file: PathBuf::new(),
@@ -101,6 +105,7 @@ impl Config {
                 group_wait: Duration::from_secs(5),
             }),
             log,
+            history,
             notifiers: Vec::new(),
             jobs: Vec::new(),
             defaults,
@@ -148,6 +153,24 @@ pub struct LogSettings {
     pub format: LogFormat,
     pub file: Option<PathBuf>,
     pub keep: usize,
+}
+
+/// `[history]`: how much of the past the state store keeps. Runs, pings and delivered
+/// messages older than `keep` are pruned, and each job keeps at most `max_runs` runs
+/// (and pings), the newest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub keep: Duration,
+    pub max_runs: u32,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            keep: Duration::from_secs(90 * 86_400),
+            max_runs: 10_000,
+        }
+    }
 }
 
 /// Which alerts a notifier takes.
@@ -350,6 +373,8 @@ impl<'a> Loader<'a> {
         let defaults: RawDefaults = self.section(&mut sections, "defaults").unwrap_or_default();
         let agent = self.agent(agent);
         let log = self.log(log);
+        let history: RawHistory = self.section(&mut sections, "history").unwrap_or_default();
+        let history = self.history(history);
         let (notifiers, declared) = self.notifiers(sections.remove("notifiers"));
         let jobs = self.jobs(sections.remove("jobs"), &defaults, &agent, &declared);
 
@@ -379,6 +404,7 @@ impl<'a> Loader<'a> {
             file,
             agent: agent.ok_or_else(Vec::new)?,
             log,
+            history,
             notifiers,
             jobs,
             defaults,
@@ -714,6 +740,28 @@ impl<'a> Loader<'a> {
                 .file
                 .map(|f| paths::expand_path(f.get_ref(), self.base_dir)),
             keep,
+        }
+    }
+
+    fn history(&mut self, raw: RawHistory) -> Retention {
+        let default = Retention::default();
+        let keep = raw.keep.and_then(|k| {
+            let d = self.duration(&k, "keep")?;
+            if d < Duration::from_secs(3600) {
+                self.diagnostics.push(Diagnostic::at(
+                    k.span(),
+                    format!("`keep` must be at least 1h, found `{}`", k.get_ref()),
+                ));
+                return None;
+            }
+            Some(d)
+        });
+        let max_runs = raw
+            .max_runs
+            .and_then(|m| self.count(&m, "max_runs", 1, 100_000_000));
+        Retention {
+            keep: keep.unwrap_or(default.keep),
+            max_runs: max_runs.unwrap_or(default.max_runs),
         }
     }
 

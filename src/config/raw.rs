@@ -42,6 +42,13 @@ pub struct RawLog {
     pub keep: Option<Spanned<i64>>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHistory {
+    pub keep: Option<Text>,
+    pub max_runs: Option<Spanned<i64>>,
+}
+
 /// Keys a job may set and `[defaults]` may set for every job.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -105,7 +112,7 @@ pub struct RawRouting {
 }
 
 /// The sections a config file may have, for did-you-mean on unknown ones.
-pub const SECTIONS: &[&str] = &["agent", "log", "defaults", "notifiers", "jobs"];
+pub const SECTIONS: &[&str] = &["agent", "log", "history", "defaults", "notifiers", "jobs"];
 
 /// Notifier keys handled by the agent rather than the channel.
 pub const ROUTING_KEYS: &[&str] = &["fallback", "fallback_after", "min_severity"];
