@@ -63,6 +63,13 @@ pub async fn run(
     );
     let alive = Arc::new(crate::liveness::Liveness::new());
     let listener = crate::listener::Listener::start(&rt, alive.clone(), &shutdown).await?;
+    // The store outlives reloads, and so does its probe.
+    let probe = tokio::spawn(crate::liveness::probe(
+        rt.store.clone(),
+        alive.clone(),
+        rt.clock.clone(),
+        shutdown.child_token(),
+    ));
     let tracker = TaskTracker::new();
     let running = Running::default();
     // The outbox outlives the scheduler: runs that finish during shutdown still get
@@ -150,6 +157,7 @@ pub async fn run(
     }
     let _ = scheduler.await;
     listener.stop().await;
+    let _ = probe.await;
     pruner.stop().await;
 
     tracker.close();

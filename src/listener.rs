@@ -327,13 +327,7 @@ async fn handle(req: Request<Incoming>, state: &State, peer: SocketAddr) -> Resp
     match found {
         Route::Healthz => match state.alive.health() {
             Health::Alive => text(StatusCode::OK, "ok"),
-            Health::Stalled(age) => text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "stalled: the scheduler loop has not turned for {}",
-                    humantime::format_duration(Duration::from_secs(age.as_secs()))
-                ),
-            ),
+            Health::Unwell(reasons) => text(StatusCode::SERVICE_UNAVAILABLE, reasons.join("; ")),
         },
         Route::Metrics => {
             let rendered =

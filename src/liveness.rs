@@ -1,33 +1,65 @@
-//! Whether the scheduler loop is still making progress, for the listener's `/healthz`.
+//! Whether the agent is doing its work, for the listener's `/healthz`: the scheduler
+//! loop turns, the state store can be written and answers, and no message waits past
+//! its time.
 //!
-//! The loop stamps a [`Liveness`] at the top of every turn. It wakes at least every
-//! [`CLOCK_CHECK`] to re-read the wall clock, so a stamp older than [`STALLED_AFTER`]
-//! (three of those) means the loop is stuck (a dispatch that blocks, a dead task).
+//! - The scheduler loop stamps a [`Liveness`] at the top of every turn. It wakes at least
+//!   every [`CLOCK_CHECK`] to re-read the wall clock, so a stamp older than
+//!   [`STALLED_AFTER`] (three of those) means the loop is stuck (a dispatch that blocks, a
+//!   dead task).
+//! - [`probe`] writes to the store every [`PROBE_EVERY`] on the blocking pool and reads
+//!   the oldest message that is due. A probe not back after [`STUCK_AFTER`] means the
+//!   store or the blocking pool is stuck; a probe that failed, or a run's commit that
+//!   failed since the last good commit, means the state cannot be written; a message due
+//!   for more than [`OVERDUE_AFTER`] means delivery is stuck.
+//!
 //! Ages are measured on the monotonic clock, which stands still while the machine
 //! sleeps: a laptop that wakes after a night is not "stalled".
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::scheduler::CLOCK_CHECK;
+use crate::store::Store;
 
 /// How long without a turn of the scheduler loop makes the agent unhealthy.
 pub const STALLED_AFTER: Duration = Duration::from_secs(3 * CLOCK_CHECK.as_secs());
 
-/// The time of the scheduler loop's last turn.
+/// How often the store is probed.
+pub const PROBE_EVERY: Duration = Duration::from_secs(5);
+
+/// How long a probe may take before the store (or the blocking pool) counts as stuck.
+pub const STUCK_AFTER: Duration = Duration::from_secs(30);
+
+/// How long a message may stay due and unsent before delivery counts as stuck.
+pub const OVERDUE_AFTER: Duration = Duration::from_secs(300);
+
+/// The time of the scheduler loop's last turn, and what the last store probe found.
 #[derive(Debug)]
 pub struct Liveness {
     origin: Instant,
     /// Milliseconds from `origin` to the last turn.
     last: AtomicU64,
+    /// Milliseconds from `origin` to the start of the probe under way, plus one (0: none).
+    probing: AtomicU64,
+    /// What the last probe that came back found.
+    found: Mutex<Probed>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Probed {
+    /// Why the store could not be written, if it could not.
+    error: Option<String>,
+    /// For how long the oldest due message has been due.
+    overdue: Option<Duration>,
 }
 
 /// What `/healthz` answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Health {
     Alive,
-    /// No turn for this long.
-    Stalled(Duration),
+    /// What is wrong, one reason each.
+    Unwell(Vec<String>),
 }
 
 impl Default for Liveness {
@@ -42,6 +74,8 @@ impl Liveness {
         Self {
             origin: Instant::now(),
             last: AtomicU64::new(0),
+            probing: AtomicU64::new(0),
+            found: Mutex::default(),
         }
     }
 
@@ -51,9 +85,21 @@ impl Liveness {
     }
 
     fn beat_at(&self, at: Instant) {
+        self.last.store(self.ms(at), Ordering::Relaxed);
+    }
+
+    fn ms(&self, at: Instant) -> u64 {
         let ms = at.saturating_duration_since(self.origin).as_millis();
-        self.last
-            .store(u64::try_from(ms).unwrap_or(u64::MAX), Ordering::Relaxed);
+        u64::try_from(ms).unwrap_or(u64::MAX)
+    }
+
+    fn probe_started(&self, at: Instant) {
+        self.probing.store(self.ms(at) + 1, Ordering::Relaxed);
+    }
+
+    fn probe_ended(&self, found: Probed) {
+        self.probing.store(0, Ordering::Relaxed);
+        *self.found.lock().unwrap_or_else(|p| p.into_inner()) = found;
     }
 
     pub fn health(&self) -> Health {
@@ -61,12 +107,81 @@ impl Liveness {
     }
 
     fn health_at(&self, now: Instant) -> Health {
+        let mut reasons = Vec::new();
         let last = self.origin + Duration::from_millis(self.last.load(Ordering::Relaxed));
         let age = now.saturating_duration_since(last);
         if age > STALLED_AFTER {
-            Health::Stalled(age)
-        } else {
+            reasons.push(format!(
+                "stalled: the scheduler loop has not turned for {}",
+                whole_seconds(age)
+            ));
+        }
+        let probing = self.probing.load(Ordering::Relaxed);
+        if probing > 0 {
+            let since = self.origin + Duration::from_millis(probing - 1);
+            let waited = now.saturating_duration_since(since);
+            if waited > STUCK_AFTER {
+                reasons.push(format!(
+                    "stuck: the state store has not answered for {} (a write or a blocking thread is stuck)",
+                    whole_seconds(waited)
+                ));
+            }
+        }
+        let found = self.found.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(error) = found.error {
+            reasons.push(format!("cannot write its state: {error}"));
+        }
+        if let Some(overdue) = found.overdue.filter(|d| *d > OVERDUE_AFTER) {
+            reasons.push(format!(
+                "delivery is stuck: a message has been due for {} and is not sent",
+                whole_seconds(overdue)
+            ));
+        }
+        if reasons.is_empty() {
             Health::Alive
+        } else {
+            Health::Unwell(reasons)
+        }
+    }
+}
+
+fn whole_seconds(d: Duration) -> humantime::FormattedDuration {
+    humantime::format_duration(Duration::from_secs(d.as_secs()))
+}
+
+/// Probes `store` every [`PROBE_EVERY`] until `stop`, on the blocking pool, and keeps
+/// what it finds in `alive`. A probe still under way is waited for, never doubled.
+pub async fn probe(
+    store: Store,
+    alive: std::sync::Arc<Liveness>,
+    clock: std::sync::Arc<dyn crate::runtime::Clock>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        alive.probe_started(Instant::now());
+        let (store2, now) = (store.clone(), clock.now());
+        let probed = tokio::task::spawn_blocking(move || store2.probe(now));
+        let found = tokio::select! {
+            () = stop.cancelled() => return,
+            probed = probed => match probed {
+                Ok(Ok(overdue)) => Probed {
+                    error: store.write_error(),
+                    overdue,
+                },
+                Ok(Err(e)) => Probed {
+                    error: Some(e.to_string()),
+                    overdue: None,
+                },
+                Err(e) => Probed {
+                    error: Some(format!("the probe failed: {e}")),
+                    overdue: None,
+                },
+            },
+        };
+        alive.probe_ended(found);
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(PROBE_EVERY) => {}
         }
     }
 }
@@ -85,11 +200,47 @@ mod tests {
         let late = start + STALLED_AFTER + Duration::from_secs(5);
         assert_eq!(
             alive.health_at(late),
-            Health::Stalled(STALLED_AFTER + Duration::from_secs(5))
+            Health::Unwell(vec![
+                "stalled: the scheduler loop has not turned for 1m 35s".into()
+            ])
         );
         // A turn brings it back.
         alive.beat_at(late);
         assert_eq!(alive.health_at(late + CLOCK_CHECK), Health::Alive);
+    }
+
+    #[test]
+    fn a_store_that_does_not_answer_fails_or_lets_messages_wait_is_named() {
+        let alive = Liveness::new();
+        let start = alive.origin;
+        alive.probe_started(start);
+        assert_eq!(alive.health_at(start + STUCK_AFTER), Health::Alive);
+        assert_eq!(
+            alive.health_at(start + STUCK_AFTER + Duration::from_secs(1)),
+            Health::Unwell(vec![
+                "stuck: the state store has not answered for 31s (a write or a blocking thread is stuck)".into()
+            ])
+        );
+        alive.probe_ended(Probed {
+            error: Some("database or disk is full".into()),
+            overdue: Some(OVERDUE_AFTER + Duration::from_secs(60)),
+        });
+        assert_eq!(
+            alive.health_at(start + Duration::from_secs(1)),
+            Health::Unwell(vec![
+                "cannot write its state: database or disk is full".into(),
+                "delivery is stuck: a message has been due for 6m and is not sent".into(),
+            ])
+        );
+        // Due, but not for long: a delivery under way.
+        alive.probe_ended(Probed {
+            error: None,
+            overdue: Some(Duration::from_secs(20)),
+        });
+        assert_eq!(
+            alive.health_at(start + Duration::from_secs(1)),
+            Health::Alive
+        );
     }
 
     #[test]

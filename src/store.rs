@@ -15,6 +15,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::alert::JobState;
 
+mod health;
 mod history;
 pub use history::{Pass as PrunePass, Pruned, keep_pruning, prune_for};
 
@@ -79,6 +80,13 @@ ALTER TABLE outbox ADD COLUMN fallback_sent INTEGER NOT NULL DEFAULT 0;
     // history: an alert's messages by its id
     "
 CREATE INDEX outbox_by_alert ON outbox (alert_id, id);
+",
+    // 6: the agent's own small facts (the health probe's write)
+    "
+CREATE TABLE agent (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
 ",
 ];
 
@@ -233,6 +241,8 @@ pub struct Store {
     /// lives with the store, not with one config's runtime, so a run that started
     /// before a reload still wakes the loop of the config after it.
     ready: Arc<tokio::sync::Notify>,
+    /// Why the last commit of runs failed, until a commit succeeds (for `/healthz`).
+    write_error: Arc<Mutex<Option<String>>>,
 }
 
 /// What [`Store::due_except`] found.
@@ -348,6 +358,7 @@ impl Store {
             checkpointer: Arc::default(),
             fresh: Arc::default(),
             ready: Arc::default(),
+            write_error: Arc::default(),
         })
     }
 
@@ -474,6 +485,7 @@ impl Store {
     /// of its own.
     fn committed(&self) {
         use std::sync::atomic::Ordering::SeqCst;
+        lock(&self.write_error).take();
         if self.commits.fetch_add(1, SeqCst) + 1 >= CHECKPOINT_EVERY {
             self.commits.store(0, SeqCst);
             let store = self.clone();
@@ -547,11 +559,19 @@ impl Store {
         drop(conn);
         match committed {
             Ok(results) => {
-                self.committed();
+                // Every write failing on its own is the store failing (a full disk),
+                // not one bad record.
+                match results.iter().find_map(|r| r.as_ref().err()) {
+                    Some(e) if results.iter().all(Result::is_err) => {
+                        *lock(&self.write_error) = Some(e.to_string());
+                    }
+                    _ => self.committed(),
+                }
                 results
             }
             Err(e) => {
                 let why = e.to_string();
+                *lock(&self.write_error) = Some(why.clone());
                 (0..writes.len())
                     .map(|_| Err(StoreError::Commit(why.clone())))
                     .collect()
