@@ -15,6 +15,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::alert::JobState;
 
+mod by_hand;
+pub use by_hand::{Held, HeldMessage};
+
 /// Schema changes, in order: the database's `user_version` says how many are applied.
 /// A change is only ever appended, never edited, so any older database can be brought
 /// forward.
