@@ -15,8 +15,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::alert::JobState;
 
+mod by_hand;
 mod health;
 mod history;
+pub use by_hand::{Held, HeldMessage};
 pub use history::{Pass as PrunePass, Pruned, keep_pruning, prune_for};
 
 /// Schema changes, in order: the database's `user_version` says how many are applied.

@@ -1307,3 +1307,160 @@ async fn a_reload_does_not_strand_the_message_of_a_run_in_flight() {
     assert_eq!(got[0].json()["job"], "db");
     assert_eq!(agent.stop(), 0);
 }
+
+/// A server that answers `down` until its switch is set, then `200 ok`.
+async fn switched(down: Response) -> (Server, Arc<AtomicBool>) {
+    let up = Arc::new(AtomicBool::new(false));
+    let flag = up.clone();
+    let server = Server::start(move |_| {
+        if flag.load(Ordering::SeqCst) {
+            Response::ok("ok")
+        } else {
+            down.clone()
+        }
+    })
+    .await;
+    (server, up)
+}
+
+/// `klaxon --config CONFIG ARGS…`, which must exit 0; its stdout.
+fn ok_stdout(config: &Path, args: &[&str]) -> String {
+    let out = run(klaxon().arg("--config").arg(config).args(args));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{args:?}: {}",
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbox_lists_given_up_messages_sends_them_again_and_drops_them() {
+    let (target, healthy) = switched(Response::status(503)).await;
+    let (hook, accepting) = switched(Response::status(400).body("bad payload")).await;
+    // The token in the webhook's path is a secret: no output may show it.
+    let secret = "s3cr3t-token";
+    let config = format!(
+        "[agent]\nname = \"ci\"\nstate_dir = \"state\"\ngroup_wait = \"0s\"\n[defaults]\nnotify = [\"hook\"]\nretry = {{ attempts = 1 }}\n[notifiers.hook]\ntype = \"webhook\"\nurl = \"{}\"\n[jobs.api]\nevery = \"1h\"\n[jobs.api.check]\ntype = \"http\"\nurl = \"{}\"\n",
+        hook.url(&format!("/hook/{secret}")),
+        target.url("/")
+    );
+    let setup = Setup::new(&config);
+    let config = setup.config();
+
+    // A 400 is a refusal: the DOWN message is given up at once.
+    let once = run(klaxon().arg("--config").arg(&config).args(["once", "api"]));
+    assert_eq!(once.status.code(), Some(1), "{}", text(&once.stderr));
+    assert_eq!(hook.requests().len(), 1);
+
+    let listed = ok_stdout(&config, &["outbox", "--json"]);
+    assert!(!listed.contains(secret), "{listed}");
+    let messages: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let messages = messages.as_array().unwrap();
+    assert_eq!(messages.len(), 1, "{listed}");
+    let m = &messages[0];
+    assert_eq!(
+        (
+            &m["job"],
+            &m["notifier"],
+            &m["event"],
+            &m["state"],
+            &m["tries"]
+        ),
+        (
+            &"api".into(),
+            &"hook".into(),
+            &"failure".into(),
+            &"given_up".into(),
+            &1.into()
+        ),
+        "{listed}"
+    );
+    assert_eq!(
+        m["last_error"], "HTTP 400 Bad Request: bad payload",
+        "{listed}"
+    );
+    assert!(m["age_seconds"].as_i64().unwrap() >= 0);
+    let id = m["id"].as_i64().unwrap().to_string();
+    let table = ok_stdout(&config, &["outbox"]);
+    assert!(
+        table.lines().any(|l| l.contains("api")
+            && l.contains("given up")
+            && l.contains("HTTP 400 Bad Request: bad payload")),
+        "{table}"
+    );
+    assert!(!table.contains(secret), "{table}");
+
+    // Sent again once the receiver takes it: the agent delivers it when it starts.
+    accepting.store(true, Ordering::SeqCst);
+    let retried = ok_stdout(&config, &["outbox", "retry", &id]);
+    assert!(
+        retried.contains(&format!(
+            "message {id} of job `api` to `hook` (failure) will be sent again"
+        )),
+        "{retried}"
+    );
+    let agent = setup.agent("agent");
+    let got = hook.wait_for(2, Duration::from_secs(20)).await;
+    assert_eq!(got[1].json()["event"], "failure");
+    assert_eq!(agent.stop(), 0);
+    assert_eq!(ok_stdout(&config, &["outbox", "--json"]).trim(), "[]");
+
+    // A second refusal (the recovery), dropped: status stops counting it.
+    accepting.store(false, Ordering::SeqCst);
+    healthy.store(true, Ordering::SeqCst);
+    let recovered = run(klaxon().arg("--config").arg(&config).args(["once", "api"]));
+    assert_eq!(
+        recovered.status.code(),
+        Some(0),
+        "{}",
+        text(&recovered.stderr)
+    );
+    let status: serde_json::Value =
+        serde_json::from_str(&ok_stdout(&config, &["status", "--json"])).unwrap();
+    assert_eq!(status[0]["given_up"], 1);
+    let dropped = ok_stdout(&config, &["outbox", "drop", "--all"]);
+    assert!(dropped.contains("(recovery) dropped"), "{dropped}");
+    assert_eq!(ok_stdout(&config, &["outbox", "--json"]).trim(), "[]");
+    let status: serde_json::Value =
+        serde_json::from_str(&ok_stdout(&config, &["status", "--json"])).unwrap();
+    assert_eq!(
+        (&status[0]["given_up"], &status[0]["undelivered"]),
+        (&0.into(), &0.into())
+    );
+
+    // Both are in the job's history.
+    let history: serde_json::Value =
+        serde_json::from_str(&ok_stdout(&config, &["history", "api", "--json"])).unwrap();
+    let notes: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["severity"] == "outbox")
+        .map(|r| r["summary"].as_str().unwrap())
+        .collect();
+    assert_eq!(notes.len(), 2, "{history}");
+    assert!(
+        notes[0].contains("(recovery) dropped by hand after 1 try; it was given up: HTTP 400"),
+        "{notes:?}"
+    );
+    assert!(
+        notes[1].starts_with(&format!(
+            "message {id} to `hook` (failure) sent again by hand"
+        )),
+        "{notes:?}"
+    );
+
+    // An ID that is not in the outbox is a usage error.
+    let missing = run(klaxon()
+        .arg("--config")
+        .arg(&config)
+        .args(["outbox", "drop", &id]));
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        text(&missing.stderr).contains(&format!("no undelivered message `{id}`")),
+        "{}",
+        text(&missing.stderr)
+    );
+}

@@ -6,6 +6,7 @@ mod exec;
 mod jobs;
 mod notify;
 mod once;
+mod outbox;
 mod ping;
 mod run;
 mod service;
@@ -53,6 +54,8 @@ enum Command {
     Status(status::StatusArgs),
     /// Past runs of one job, newest first
     History(status::HistoryArgs),
+    /// Undelivered messages (pending and given up); send them again or drop them
+    Outbox(outbox::OutboxArgs),
     /// Run the agent at login as a launchd LaunchAgent (macOS)
     Launchd(service::LaunchdArgs),
     /// Run the agent at login as a systemd user service (Linux)
@@ -78,6 +81,7 @@ pub fn main() -> ExitCode {
         Command::Notify(args) => notify::run(cli.config.as_deref(), &env, args),
         Command::Status(args) => status::status(cli.config.as_deref(), &env, args),
         Command::History(args) => status::history(cli.config.as_deref(), &env, args),
+        Command::Outbox(args) => outbox::run(cli.config.as_deref(), &env, args),
         Command::Launchd(args) => service::launchd(cli.config.as_deref(), &env, args),
         Command::Systemd(args) => service::systemd(cli.config.as_deref(), &env, args),
     };
