@@ -1,6 +1,8 @@
 //! The long-running agent: one lock per state directory, the scheduler, and the outbox
 //! worker, all under one shutdown token. Shutdown is bounded: scheduling stops at once,
-//! running checks get [`GRACE`] to finish (no further retries start), then the agent
+//! running scripts' process groups get SIGTERM and, 2 s later, SIGKILL; other running
+//! checks get [`GRACE`] to finish; no further retries start. Runs cut short that way are
+//! recorded as `interrupted` and alert no one. Then the agent flushes the outbox and
 //! returns.
 
 use std::fs::File;
@@ -18,7 +20,8 @@ use crate::dispatch::{AgentDispatch, Running};
 use crate::runtime::{Mode, Runtime, SystemClock};
 use crate::scheduler::{Dispatch, Reload, Remembered};
 
-/// How long running checks may take to finish after a shutdown signal.
+/// How long running checks may take to finish after a shutdown signal (a script is
+/// stopped within [`klaxon_checks::group::KILL_GRACE`] of it).
 pub const GRACE: Duration = Duration::from_secs(10);
 
 /// How long a stopping agent tries to deliver what its last runs enqueued.
@@ -167,6 +170,8 @@ pub async fn run(
             tracker.len(),
             GRACE.as_secs()
         );
+        // Scripts were stopped within 2 s; make sure no group outlives the agent.
+        klaxon_checks::group::kill_all();
     }
     outbox.stop().await;
     if let Some(beat) = beat {

@@ -7,6 +7,9 @@
 //! Exit codes: the command's final exit code; `124` when it timed out (as timeout(1)
 //! does); `128 + N` when it was killed by signal N (or klaxon was, by SIGINT/SIGTERM);
 //! `126`/`127` when it could not be started (not executable / not found), as shells do.
+//!
+//! A run cut short by SIGINT/SIGTERM is recorded as `interrupted` and alerts no one (see
+//! [`crate::runner::record_interrupted`]); exec still exits `128 + N`.
 
 use std::fs::File;
 use std::os::unix::process::ExitStatusExt;
@@ -85,6 +88,8 @@ struct Tried {
     code: i32,
     summary: String,
     output: String,
+    /// Stopped by the interrupt before the command ended.
+    interrupted: bool,
 }
 
 /// The signal that interrupted klaxon, if one did (for the exit code).
@@ -99,6 +104,15 @@ impl Interrupt {
     pub fn fire(&self, signal: i32) {
         self.signal.store(signal, Ordering::Release);
         self.stop.cancel();
+    }
+
+    /// What exec exits with when interrupted: `128 + N` (N is SIGTERM's when no signal
+    /// was recorded).
+    pub fn exit_code(&self) -> i32 {
+        match self.signal.load(Ordering::Acquire) {
+            0 => 128 + 15,
+            signal => 128 + signal,
+        }
     }
 }
 
@@ -131,6 +145,22 @@ pub async fn run(
     .await;
     let tried = result.unwrap_or_else(|t| t);
     let elapsed = clock.elapsed();
+    let tries = Tries {
+        made: attempts,
+        allowed: plan.retry.attempts(),
+    };
+    let times = Times {
+        started_at,
+        elapsed,
+        fire_at: None,
+    };
+    if crate::runner::cut_short(&interrupt.stop, tried.code == 0, tried.interrupted, tries) {
+        // No end ping: `/start` without an end is what a cut-short run is.
+        drop(pings);
+        let last = (!tried.interrupted).then_some(tried.summary.as_str());
+        let finished = crate::runner::record_interrupted(rt, name, last, tries, times).await?;
+        return Ok((finished, interrupt.exit_code()));
+    }
     if let Some(pings) = pings {
         let body =
             (tried.code != 0).then(|| heartbeat::failure_body(&tried.summary, Some(&tried.output)));
@@ -142,7 +172,7 @@ pub async fn run(
         Severity::Critical
     };
     let outcome = Outcome::new(severity, tried.summary.clone(), elapsed).with_output(tried.output);
-    let finished_at = started_at + chrono::Duration::from_std(elapsed).unwrap_or_default();
+    let finished_at = times.finished_at();
     if plan.passive && severity.is_ok() {
         rt.store.record_ping(name, finished_at)?;
     }
@@ -150,22 +180,8 @@ pub async fn run(
         .trigger
         .as_ref()
         .and_then(|t| t.next_after(rt.clock.now()));
-    let finished = crate::runner::record(
-        rt,
-        &plan.subject,
-        outcome,
-        Tries {
-            made: attempts,
-            allowed: plan.retry.attempts(),
-        },
-        Times {
-            started_at,
-            elapsed,
-            fire_at: None,
-        },
-        next_run,
-    )
-    .await?;
+    let finished =
+        crate::runner::record(rt, &plan.subject, outcome, tries, times, next_run).await?;
     Ok((finished, tried.code))
 }
 
@@ -186,6 +202,7 @@ async fn try_once(plan: &ExecPlan, interrupt: &Interrupt) -> Tried {
                 code,
                 summary,
                 output: String::new(),
+                interrupted: false,
             };
         }
     };
@@ -196,15 +213,13 @@ async fn try_once(plan: &ExecPlan, interrupt: &Interrupt) -> Tried {
             (None, None) => 1,
         },
         Ending::TimedOut => 124,
-        Ending::Interrupted => match interrupt.signal.load(Ordering::Acquire) {
-            0 => 128 + 15,
-            signal => 128 + signal,
-        },
+        Ending::Interrupted => interrupt.exit_code(),
         Ending::Lost(_) => 1,
     };
     Tried {
         code,
         summary: ran.ending.describe(program, plan.timeout),
         output: ran.output(),
+        interrupted: matches!(ran.ending, Ending::Interrupted),
     }
 }

@@ -1,6 +1,10 @@
 //! One run of one job: the check with its retries, then the alert state machine, then
 //! the run, the new state and the messages it makes due written in one transaction.
 //! A failed check is a result; only the store failing is an error.
+//!
+//! A run cut short because klaxon is stopping (its script stopped, or a retry it still
+//! had to make not started) is not a result: it is recorded as `interrupted`, moves no
+//! alert state and sends nothing (see [`record_interrupted`]).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -24,6 +28,23 @@ pub struct Finished {
     pub record: RunRecord,
     pub severity: Severity,
     pub messages: Vec<OutboxItem>,
+}
+
+/// What history says of a run cut short by a shutdown: its severity and why.
+pub const INTERRUPTED: &str = "interrupted";
+
+impl Finished {
+    /// Whether the run was cut short by a shutdown (and recorded as such).
+    pub fn interrupted(&self) -> bool {
+        self.record.skipped.as_deref() == Some(INTERRUPTED)
+    }
+}
+
+/// Whether a run that ended this way was cut short by `stop`: its last try was stopped,
+/// or it failed with tries left that `stop` kept from starting. An ok run, or a failure
+/// on its last allowed try, is a result even when it ends after `stop`.
+pub fn cut_short(stop: &CancellationToken, ok: bool, last_interrupted: bool, tries: Tries) -> bool {
+    last_interrupted || (!ok && stop.is_cancelled() && tries.made < tries.allowed)
 }
 
 /// Runs `job` now: tries the check up to `retry.attempts()` times (fewer when `stop`
@@ -58,7 +79,7 @@ pub async fn run_job(
         || {
             let check = check.clone();
             async move {
-                let outcome = check.run(timeout).await;
+                let outcome = check.run_until(timeout, stop.cancelled()).await;
                 if outcome.severity.is_ok() {
                     Ok(outcome)
                 } else {
@@ -72,10 +93,6 @@ pub async fn run_job(
     .await;
     let outcome = result.unwrap_or_else(|o| o);
     let elapsed = clock.elapsed();
-    if let Some(pings) = pings {
-        let (signal, body) = end_ping(&outcome);
-        pings.finish(signal, body);
-    }
     let tries = Tries {
         made: attempts,
         allowed: retry.attempts(),
@@ -85,7 +102,58 @@ pub async fn run_job(
         elapsed,
         fire_at,
     };
+    let ok = outcome.severity.is_ok();
+    if cut_short(stop, ok, outcome.interrupted, tries) {
+        // No end ping either: `/start` without an end is what a cut-short run is.
+        drop(pings);
+        let last = (!outcome.interrupted).then_some(outcome.summary.as_str());
+        return record_interrupted(rt, &job.name, last, tries, times).await;
+    }
+    if let Some(pings) = pings {
+        let (signal, body) = end_ping(&outcome);
+        pings.finish(signal, body);
+    }
     record(rt, &Subject::from(job), outcome, tries, times, next_run).await
+}
+
+/// Records a run cut short by a shutdown in history as `interrupted`, with what its
+/// last try said if that try finished (`last`), without touching the job's alert state
+/// or sending anything.
+pub async fn record_interrupted(
+    rt: &Arc<Runtime>,
+    job: &str,
+    last: Option<&str>,
+    tries: Tries,
+    times: Times,
+) -> anyhow::Result<Finished> {
+    let Tries { made, allowed } = tries;
+    let summary = match last {
+        Some(last) => format!("interrupted by shutdown after try {made} of {allowed}: {last}"),
+        None => format!("interrupted by shutdown during try {made} of {allowed}"),
+    };
+    tracing::info!(job = %job, attempts = made, "{summary}; no alert state changed");
+    let record = RunRecord {
+        job: job.to_owned(),
+        started_at: times.started_at,
+        finished_at: times.finished_at(),
+        severity: INTERRUPTED.into(),
+        attempts: made,
+        elapsed: times.elapsed,
+        summary,
+        output: None,
+        skipped: Some(INTERRUPTED.into()),
+        metrics: Vec::new(),
+        fire_at: times.fire_at,
+    };
+    let store = rt.store.clone();
+    let written = record.clone();
+    tokio::task::spawn_blocking(move || store.record_skip(&written)).await??;
+    Ok(Finished {
+        record,
+        // An interrupted run says nothing about the target.
+        severity: Severity::Unknown,
+        messages: Vec::new(),
+    })
 }
 
 /// The ping that ends a run: success on ok, else `/fail` with the summary and output.
@@ -104,6 +172,13 @@ pub struct Times {
     pub started_at: DateTime<Utc>,
     pub elapsed: Duration,
     pub fire_at: Option<DateTime<Utc>>,
+}
+
+impl Times {
+    /// When the run ended: its start plus its elapsed time.
+    pub fn finished_at(&self) -> DateTime<Utc> {
+        self.started_at + chrono::Duration::from_std(self.elapsed).unwrap_or_default()
+    }
 }
 
 /// Tries made out of tries allowed, for history and messages.
@@ -199,12 +274,12 @@ pub async fn record(
     times: Times,
     next_run: Option<DateTime<Utc>>,
 ) -> anyhow::Result<Finished> {
+    let finished_at = times.finished_at();
     let Times {
         started_at,
         elapsed,
         fire_at,
     } = times;
-    let finished_at = started_at + chrono::Duration::from_std(elapsed).unwrap_or_default();
     log_result(job, &outcome, tries.made, tries.allowed, elapsed);
     let attempts = tries.made;
 
@@ -385,5 +460,33 @@ pub fn to_notifier_severity(s: Severity) -> klaxon_notifiers::Severity {
         Severity::Warning => klaxon_notifiers::Severity::Warning,
         Severity::Critical => klaxon_notifiers::Severity::Critical,
         Severity::Unknown => klaxon_notifiers::Severity::Unknown,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_is_cut_short_only_when_the_stop_kept_it_from_a_result() {
+        let stopped = CancellationToken::new();
+        stopped.cancel();
+        let running = CancellationToken::new();
+        let tries = |made, allowed| Tries { made, allowed };
+        // (stop, ok, last try stopped, tries) -> cut short
+        let table = [
+            (&stopped, false, false, tries(1, 3), true), // failed, retries left unmade
+            (&stopped, false, false, tries(3, 3), false), // failed on its last try: a result
+            (&stopped, true, false, tries(1, 3), false), // ok: a result
+            (&stopped, false, true, tries(1, 1), true),  // its script was stopped
+            (&running, false, false, tries(3, 3), false), // no stop: a plain failure
+        ];
+        for (stop, ok, last, tries, want) in table {
+            assert_eq!(
+                cut_short(stop, ok, last, tries),
+                want,
+                "ok {ok}, last stopped {last}, {tries:?}"
+            );
+        }
     }
 }

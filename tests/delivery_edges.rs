@@ -116,3 +116,98 @@ shell = "exit 2"
         "the failure and at least one re-post are printed: {stdout}"
     );
 }
+
+/// `attempts = 3`: the first try fails, SIGTERM comes before the second. The run was cut
+/// short, not judged: history says `interrupted`, no alert opens, nothing is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_between_tries_sends_nothing_and_records_interrupted() {
+    let hook = Server::start(|_| Response::ok("ok")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let tried = dir.path().join("tried");
+    let config = format!(
+        r#"[agent]
+name = "ci"
+state_dir = "{state}"
+
+[notifiers.hook]
+type = "webhook"
+url = "{url}"
+
+[jobs.db]
+every = "1h"
+notify = ["hook"]
+retry = {{ attempts = 3, initial = "5s", max = "5s", jitter = 0.0 }}
+[jobs.db.check]
+type = "script"
+shell = "echo try >> '{tried}'; exit 2"
+"#,
+        state = dir.path().join("state").display(),
+        url = hook.url("/hook"),
+        tried = tried.display(),
+    );
+    let path = dir.path().join("klaxon.toml");
+    std::fs::write(&path, config).unwrap();
+    let log = dir.path().join("agent.log");
+    let mut agent = tokio::process::Command::from({
+        let mut cmd = klaxon();
+        cmd.arg("--config").arg(&path).arg("run");
+        cmd
+    })
+    .stdout(std::process::Stdio::null())
+    .stderr(std::fs::File::create(&log).unwrap())
+    .kill_on_drop(true)
+    .spawn()
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !tried.exists() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first try never ran:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Well inside the 5 s delay before the second try.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pid = nix::unistd::Pid::from_raw(agent.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(15), agent.wait())
+        .await
+        .expect("the agent did not stop within 15 s of SIGTERM")
+        .unwrap();
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert_eq!(std::fs::read_to_string(&tried).unwrap(), "try\n", "{log}");
+    assert!(
+        hook.requests().is_empty(),
+        "a message was sent for a run the shutdown cut short: {:?}\n{log}",
+        hook.requests().iter().map(|r| r.text()).collect::<Vec<_>>()
+    );
+
+    let mut cmd = klaxon();
+    cmd.arg("--config")
+        .arg(&path)
+        .args(["history", "db", "--json"]);
+    let out = output(cmd).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let runs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    assert_eq!(runs[0]["skipped"], "interrupted", "{runs:#?}");
+    assert_eq!(runs[0]["severity"], "interrupted", "{runs:#?}");
+    assert_eq!(runs[0]["attempts"], 1, "{runs:#?}");
+    assert_eq!(
+        runs[0]["summary"], "interrupted by shutdown after try 1 of 3: exit 2",
+        "{runs:#?}"
+    );
+
+    let mut cmd = klaxon();
+    cmd.arg("--config").arg(&path).args(["status", "--json"]);
+    let out = output(cmd).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows[0]["job"], "db");
+    assert_eq!(rows[0]["alert_open"], false, "{rows:#?}");
+    assert_eq!(rows[0]["consecutive_failures"], 0, "{rows:#?}");
+    assert_eq!(rows[0]["severity"], "pending", "{rows:#?}");
+}

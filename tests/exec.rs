@@ -10,7 +10,7 @@ use std::time::Duration;
 use klaxon_testkit::{Request, Response, Server};
 
 mod common;
-use common::{output, text};
+use common::{live_members, output, text};
 
 fn klaxon(config: &Path) -> Command {
     let mut cmd = common::klaxon();
@@ -283,24 +283,6 @@ async fn a_killed_holder_does_not_block_the_next_exec() {
     assert_eq!(text(&out.stdout), "ran\n");
 }
 
-/// Processes whose process group is `group` and that are not zombies.
-fn live_members(group: u32) -> usize {
-    let mut live = 0;
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        if fields.get(2) == Some(&group.to_string().as_str()) && fields[0] != "Z" {
-            live += 1;
-        }
-    }
-    live
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timeout_exits_124_and_kills_the_whole_group() {
     let hook = Server::start(|_| Response::status(200)).await;
@@ -450,4 +432,122 @@ async fn without_a_config_or_with_a_broken_one_the_command_still_runs() {
     let stderr = text(&out.stderr);
     assert!(stderr.contains("broken.toml:2:"), "{stderr}");
     assert!(stderr.contains("running `bare` anyway"), "{stderr}");
+}
+
+/// Starts `klaxon exec --job other ARGS… -- sh -c LINE` without waiting for it.
+fn spawn_exec(config: &Path, args: &[&str], line: &str) -> tokio::process::Child {
+    let mut cmd = klaxon(config);
+    cmd.args(["exec", "--job", "other"])
+        .args(args)
+        .args(["--", "sh", "-c", line]);
+    tokio::process::Command::from(cmd)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+async fn wait_for_file(file: &Path) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(s) = std::fs::read_to_string(file)
+            && s.ends_with('\n')
+        {
+            return s;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "`{}` was never written",
+            file.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn signal(child: &tokio::process::Child, signal: nix::sys::signal::Signal) {
+    let pid = nix::unistd::Pid::from_raw(child.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, signal).unwrap();
+}
+
+/// SIGTERM in the delay after a failed first try: exec exits 143 at once, the run is
+/// `interrupted` in history, no one is alerted, and the heartbeat hears only `/start`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_between_tries_exits_143_and_alerts_no_one() {
+    let hook = Server::start(|_| Response::status(200)).await;
+    let hc = Server::start(|_| Response::status(200)).await;
+    let (dir, config) = setup(&hook.url("/hook"));
+    let tried = dir.path().join("tried");
+    let url = hc.url("/ping/0c4b");
+    let child = spawn_exec(
+        &config,
+        &["--retries", "2", "--heartbeat", &url],
+        &format!("echo try >> '{}'; exit 1", tried.display()),
+    );
+    wait_for_file(&tried).await;
+    // Inside the 2 s delay before the second try.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    signal(&child, nix::sys::signal::Signal::SIGTERM);
+    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("exec did not stop within 10 s of SIGTERM")
+        .unwrap();
+    assert_eq!(out.status.code(), Some(143), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read_to_string(&tried).unwrap(), "try\n");
+    assert!(hook.requests().is_empty(), "{:?}", hook.requests());
+    let pings: Vec<String> = hc.requests().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(pings.len(), 1, "{pings:?}");
+    assert!(pings[0].starts_with("/ping/0c4b/start?rid="), "{pings:?}");
+    let runs = history(&config, "other");
+    assert_eq!(runs[0]["skipped"], "interrupted", "{runs:#}");
+    assert_eq!(
+        runs[0]["summary"], "interrupted by shutdown after try 1 of 3: exit 1",
+        "{runs:#}"
+    );
+}
+
+/// SIGTERM then at once SIGINT to an exec whose command ignores TERM: exec does not wait
+/// out the 2 s grace; it SIGKILLs the group and exits `128 + N`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_kills_the_group_and_exits_at_once() {
+    let hook = Server::start(|_| Response::status(200)).await;
+    let (dir, config) = setup(&hook.url("/hook"));
+    let group_file = dir.path().join("group");
+    let child = spawn_exec(
+        &config,
+        &[],
+        &format!(
+            "trap '' TERM; sleep 60 & echo $$ > '{}'; wait",
+            group_file.display()
+        ),
+    );
+    let group: u32 = wait_for_file(&group_file).await.trim().parse().unwrap();
+    let asked = std::time::Instant::now();
+    signal(&child, nix::sys::signal::Signal::SIGTERM);
+    signal(&child, nix::sys::signal::Signal::SIGINT);
+    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("exec did not stop within 10 s")
+        .unwrap();
+    let took = asked.elapsed();
+    // 128 + whichever signal klaxon saw second (both were sent at once).
+    assert!(
+        matches!(out.status.code(), Some(130 | 143)),
+        "{:?}: {}",
+        out.status,
+        text(&out.stderr)
+    );
+    assert!(
+        took < Duration::from_millis(1500),
+        "took {took:?}: the second signal waited for the group's grace"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while live_members(group) > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the command's group outlived exec"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(hook.requests().is_empty(), "{:?}", hook.requests());
 }

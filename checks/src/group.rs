@@ -4,6 +4,10 @@
 //! and stderr as it comes. On timeout or interruption the whole group gets SIGTERM, then
 //! SIGKILL after [`KILL_GRACE`]; a run that is dropped half way kills the group; the
 //! child is always reaped.
+//!
+//! Every group still running is known process-wide, so that a process that must exit
+//! at once (a second Ctrl-C) can SIGKILL them all first with [`kill_all`] and leave
+//! nothing behind.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -85,15 +89,77 @@ fn group_exists(group: Pid) -> bool {
     killpg(group, None).is_ok()
 }
 
-/// Kills the group if a run is dropped half way (its task cancelled), so nothing the
-/// program started outlives it.
-struct GroupGuard(Option<Pid>);
+/// The groups started by [`run`] and not finished yet, for [`kill_all`].
+static LIVE: Mutex<Live> = Mutex::new(Live {
+    groups: Vec::new(),
+    closed: false,
+});
+
+struct Live {
+    groups: Vec<Pid>,
+    /// Set by [`kill_all`]: nothing new may start.
+    closed: bool,
+}
+
+fn live() -> std::sync::MutexGuard<'static, Live> {
+    LIVE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// SIGKILLs the process group of every program [`run`] started that has not finished,
+/// and refuses to start any more: for a process about to exit without waiting (a
+/// second Ctrl-C), so that none of its groups outlive it.
+pub fn kill_all() {
+    let mut live = live();
+    live.closed = true;
+    for &group in &live.groups {
+        let _ = killpg(group, Signal::SIGKILL);
+    }
+}
+
+/// Starts `command` and registers its group, unless [`kill_all`] ran. The registry stays
+/// locked across the spawn, so a [`kill_all`] on another thread either comes first (and
+/// nothing starts) or sees the new group.
+fn spawn_registered(
+    command: &mut tokio::process::Command,
+) -> std::io::Result<(tokio::process::Child, GroupGuard)> {
+    let mut live = live();
+    if live.closed {
+        return Err(std::io::Error::other("klaxon is exiting"));
+    }
+    let child = command.spawn()?;
+    // `process_group(0)` made the child the leader of a group with its own id.
+    let Some(group) = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .map(Pid::from_raw)
+    else {
+        // Only when the child was already reaped, which nothing here has done.
+        return Err(std::io::Error::other("lost the process id"));
+    };
+    live.groups.push(group);
+    Ok((
+        child,
+        GroupGuard {
+            group,
+            stopped: false,
+        },
+    ))
+}
+
+/// Forgets the group when its run ends, and kills it if the run is dropped half way
+/// (its task cancelled), so nothing the program started outlives it.
+struct GroupGuard {
+    group: Pid,
+    /// The run stopped the group or saw it close its output: no kill on drop.
+    stopped: bool,
+}
 
 impl Drop for GroupGuard {
     fn drop(&mut self) {
-        if let Some(group) = self.0 {
-            let _ = killpg(group, Signal::SIGKILL);
+        if !self.stopped {
+            let _ = killpg(self.group, Signal::SIGKILL);
         }
+        live().groups.retain(|&g| g != self.group);
     }
 }
 
@@ -244,17 +310,8 @@ pub async fn run(
         // If the run is cancelled, tokio kills and reaps the child; the guard kills
         // the rest of its group.
         .kill_on_drop(true);
-    let mut child = command.spawn()?;
-    // `process_group(0)` made the child the leader of a group with its own id.
-    let Some(group) = child
-        .id()
-        .and_then(|id| i32::try_from(id).ok())
-        .map(Pid::from_raw)
-    else {
-        // Only when the child was already reaped, which nothing here has done.
-        return Err(std::io::Error::other("lost the process id"));
-    };
-    let mut guard = GroupGuard(Some(group));
+    let (mut child, mut guard) = spawn_registered(&mut command)?;
+    let group = guard.group;
 
     let stdout = Arc::new(Mutex::new(Capture::default()));
     let stderr = Arc::new(Mutex::new(Capture::default()));
@@ -305,7 +362,8 @@ pub async fn run(
     if !drained(&mut readers, Instant::now() + Duration::from_millis(500)).await {
         readers.abort_all();
     }
-    guard.0 = None;
+    guard.stopped = true;
+    drop(guard);
     Ok(Ran {
         ending,
         stdout: take(&stdout),

@@ -92,6 +92,9 @@ pub struct Outcome {
     /// `latency_ms`, a script's perfdata. Empty when nothing was measured (a timeout, a
     /// refused connection).
     pub metrics: Vec<Metric>,
+    /// The try was stopped before it finished because klaxon is stopping: its result
+    /// says nothing about the target.
+    pub interrupted: bool,
 }
 
 impl Outcome {
@@ -103,7 +106,14 @@ impl Outcome {
             output: None,
             duration,
             metrics: Vec::new(),
+            interrupted: false,
         }
+    }
+
+    /// Marks the try as stopped before it finished (see [`Outcome::interrupted`]).
+    pub fn mark_interrupted(mut self) -> Self {
+        self.interrupted = true;
+        self
     }
 
     /// Sets the output; empty text leaves it `None`.
@@ -289,9 +299,21 @@ impl Check {
     /// Runs one try. `timeout` bounds the whole try; when it fires the result is
     /// critical, "timed out after …", and everything the try started is stopped.
     pub async fn run(&self, timeout: Duration) -> Outcome {
+        self.run_until(timeout, std::future::pending()).await
+    }
+
+    /// [`Check::run`], stopped early when `interrupt` completes (klaxon is stopping): a
+    /// script's group gets SIGTERM, then SIGKILL after [`script::KILL_GRACE`], and the
+    /// outcome is [`Outcome::interrupted`]. Other kinds are bounded by `timeout` and run
+    /// to their end.
+    pub async fn run_until(
+        &self,
+        timeout: Duration,
+        interrupt: impl std::future::Future<Output = ()>,
+    ) -> Outcome {
         match self {
             Check::Http(c) => c.run(timeout).await,
-            Check::Script(c) => c.run(timeout).await,
+            Check::Script(c) => c.run_until(timeout, interrupt).await,
             Check::Tcp(c) => c.run(timeout).await,
             Check::Process(c) => c.run(timeout).await,
             Check::Disk(c) => c.run(timeout).await,

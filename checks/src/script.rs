@@ -242,8 +242,19 @@ impl ScriptCheck {
     /// `timeout` bounds the script; a timed-out group is given [`KILL_GRACE`] after
     /// SIGTERM, so the call can return up to that much later.
     pub async fn run(&self, timeout: Duration) -> Outcome {
+        self.run_until(timeout, std::future::pending()).await
+    }
+
+    /// [`ScriptCheck::run`], stopped when `interrupt` completes: the group gets SIGTERM,
+    /// then SIGKILL after [`KILL_GRACE`], and the outcome is [`Outcome::interrupted`]
+    /// whatever the script exited with.
+    pub async fn run_until(
+        &self,
+        timeout: Duration,
+        interrupt: impl std::future::Future<Output = ()>,
+    ) -> Outcome {
         let start = Instant::now();
-        let ran = match group::run(self.command(), timeout, false, std::future::pending()).await {
+        let ran = match group::run(self.command(), timeout, false, interrupt).await {
             Ok(ran) => ran,
             Err(e) => {
                 let place = match &self.spec.cwd {
@@ -270,6 +281,13 @@ impl ScriptCheck {
                     .with_output(output)
                     .with_metrics(ran.stdout.metrics())
             }
+            Ending::Interrupted => Outcome::new(
+                Severity::Critical,
+                Ending::Interrupted.describe(self.spec.program_name(), timeout),
+                elapsed,
+            )
+            .with_output(output)
+            .mark_interrupted(),
             ending => Outcome::new(
                 Severity::Critical,
                 ending.describe(self.spec.program_name(), timeout),

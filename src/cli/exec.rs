@@ -117,7 +117,8 @@ pub fn run(config: Option<&Path>, env: &dyn Env, args: ExecArgs) -> anyhow::Resu
             }
         };
         let interrupt = Arc::new(Interrupt::default());
-        watch_signals(interrupt.clone())?;
+        // SIGINT and SIGTERM stop the command's group and end the run (exit 128 + N).
+        super::watch_interrupts(interrupt.clone())?;
         let (finished, code) = crate::exec::run(&rt, &plan, &interrupt).await?;
         let (left, _) = tokio::join!(
             crate::outbox::deliver_within(&rt, finished.messages, DELIVERY_WAIT),
@@ -225,19 +226,4 @@ fn init_logging(settings: &LogSettings, env: &dyn Env) {
     } else {
         super::init_logging(settings);
     }
-}
-
-/// SIGINT and SIGTERM stop the command's group and end the run (exit 128 + signal).
-fn watch_signals(interrupt: Arc<Interrupt>) -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut term = signal(SignalKind::terminate())?;
-    tokio::spawn(async move {
-        let number = tokio::select! {
-            _ = int.recv() => 2,
-            _ = term.recv() => 15,
-        };
-        interrupt.fire(number);
-    });
-    Ok(())
 }

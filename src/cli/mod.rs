@@ -157,3 +157,34 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()?)
 }
+
+/// For `once` and `exec`: the first SIGINT or SIGTERM fires `interrupt` (the run stops:
+/// a script's group gets SIGTERM, then SIGKILL 2 s later); a second one SIGKILLs every
+/// running group and exits at once with `128 + N`.
+fn watch_interrupts(interrupt: std::sync::Arc<crate::exec::Interrupt>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::spawn(async move {
+        let mut seen = false;
+        loop {
+            let number = tokio::select! {
+                _ = int.recv() => 2,
+                _ = term.recv() => 15,
+            };
+            if seen {
+                exit_now(128 + number);
+            }
+            seen = true;
+            interrupt.fire(number);
+        }
+    });
+    Ok(())
+}
+
+/// Exits at once with `code` (a second signal), SIGKILLing every script or command
+/// group still running first, so that none outlives klaxon.
+fn exit_now(code: i32) -> ! {
+    klaxon_checks::group::kill_all();
+    std::process::exit(code)
+}

@@ -1,18 +1,19 @@
 //! `klaxon once JOB`: run one job now with its retries and alerts, wait up to 30 s for
-//! its messages, and exit 1 unless it was ok.
+//! its messages, and exit 1 unless it was ok. SIGINT or SIGTERM cuts the run short (a
+//! script is stopped: SIGTERM, SIGKILL 2 s later): it is recorded as `interrupted`,
+//! alerts no one, and once exits `128 + N`; a second signal exits at once.
 
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Args;
-use tokio_util::sync::CancellationToken;
-
 use super::UsageError;
 use crate::config::Env;
+use crate::exec::Interrupt;
 use crate::retry::RetryPolicy;
 use crate::runtime::{Mode, Runtime, SystemClock};
+use clap::Args;
 
 /// How long `once` waits for its messages before leaving them to the agent.
 const DELIVERY_WAIT: Duration = Duration::from_secs(30);
@@ -53,8 +54,11 @@ pub fn run(config: Option<&Path>, env: &dyn Env, args: OnceArgs) -> anyhow::Resu
     };
     super::runtime()?.block_on(async move {
         let rt = Arc::new(Runtime::build(config, mode, Arc::new(SystemClock))?);
+        let interrupt = Arc::new(Interrupt::default());
+        super::watch_interrupts(interrupt.clone())?;
         let finished =
-            crate::runner::run_job(&rt, &job, &retry, None, &CancellationToken::new()).await?;
+            crate::runner::run_job(&rt, &job, &retry, None, &interrupt.stop).await?;
+        let interrupted = finished.interrupted();
         let r = &finished.record;
         println!(
             "{}: {}: {} ({} of {} attempts, {})",
@@ -78,7 +82,9 @@ pub fn run(config: Option<&Path>, env: &dyn Env, args: OnceArgs) -> anyhow::Resu
             );
         }
         crate::store::prune_for(&rt.store, rt.config.history, vec![job.name.clone()]);
-        Ok(if finished.severity.is_ok() {
+        Ok(if interrupted {
+            ExitCode::from(u8::try_from(interrupt.exit_code()).unwrap_or(1))
+        } else if finished.severity.is_ok() {
             ExitCode::SUCCESS
         } else {
             ExitCode::from(1)

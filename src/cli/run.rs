@@ -1,5 +1,6 @@
 //! `klaxon run`: the agent in the foreground. The first SIGINT or SIGTERM stops it
-//! gracefully (exit 0); a second one exits at once. SIGHUP, or a change to the config
+//! gracefully (exit 0); a second one SIGKILLs every running script's process group and
+//! exits at once (130). SIGHUP, or a change to the config
 //! file with `--watch`, reloads the config; a config that does not validate is
 //! reported and the running one stays.
 
@@ -101,8 +102,8 @@ async fn watch_signals(shutdown: CancellationToken, reload: mpsc::Sender<()>) {
             tracing::info!("{name}: shutting down (send it again to exit at once)");
             shutdown.cancel();
         } else {
-            tracing::warn!("{name} again: exiting now");
-            std::process::exit(130);
+            tracing::warn!("{name} again: killing running scripts and exiting now");
+            super::exit_now(130);
         }
     }
 }
@@ -112,5 +113,5 @@ async fn watch_signals(shutdown: CancellationToken, _reload: mpsc::Sender<()>) {
     let _ = tokio::signal::ctrl_c().await;
     shutdown.cancel();
     let _ = tokio::signal::ctrl_c().await;
-    std::process::exit(130);
+    super::exit_now(130);
 }

@@ -23,3 +23,23 @@ pub async fn output(cmd: Command) -> Output {
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
+
+/// Processes whose process group is `group` and that are not zombies (a zombie is
+/// dead, waiting for whoever adopted it to reap it).
+pub fn live_members(group: u32) -> usize {
+    let mut live = 0;
+    for entry in std::fs::read_dir("/proc").expect("read /proc").flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid pgrp …; comm may hold spaces, so split after `)`.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.get(2) == Some(&group.to_string().as_str()) && fields[0] != "Z" {
+            live += 1;
+        }
+    }
+    live
+}
