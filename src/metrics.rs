@@ -55,6 +55,12 @@ struct DeliveryLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReplicaLabels {
+    notifier: String,
+    replica: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutboxLabels {
     state: &'static str,
 }
@@ -95,6 +101,7 @@ pub struct Metrics {
     job_up: Family<JobLabels, Gauge>,
     lateness: Histogram,
     deliveries: Family<DeliveryLabels, Counter>,
+    replica_failures: Family<ReplicaLabels, Counter>,
     outbox: Family<OutboxLabels, Gauge>,
     /// One scrape at a time: each refills the gauges read from the store.
     scrape: Mutex<()>,
@@ -148,6 +155,12 @@ impl Metrics {
             "Delivery tries of outbox messages, by notifier and result (delivered, retry, rejected, gave_up)",
             deliveries.clone(),
         );
+        let replica_failures = Family::<ReplicaLabels, Counter>::default();
+        registry.register(
+            "klaxon_alertmanager_replica_failures",
+            "Posts to one Alertmanager replica (host:port) that it did not take, whether or not another replica took the message",
+            replica_failures.clone(),
+        );
         let outbox = Family::<OutboxLabels, Gauge>::default();
         registry.register(
             "klaxon_outbox_messages",
@@ -172,6 +185,7 @@ impl Metrics {
             job_up,
             lateness,
             deliveries,
+            replica_failures,
             outbox,
             scrape: Mutex::new(()),
         }
@@ -201,6 +215,17 @@ impl Metrics {
             .get_or_create(&DeliveryLabels {
                 notifier: notifier.to_owned(),
                 result: result.as_str(),
+            })
+            .inc();
+    }
+
+    /// A post of a message through Alertmanager notifier `notifier` was not taken by its
+    /// replica `replica` (`host:port`).
+    pub fn replica_failure(&self, notifier: &str, replica: &str) {
+        self.replica_failures
+            .get_or_create(&ReplicaLabels {
+                notifier: notifier.to_owned(),
+                replica: replica.to_owned(),
             })
             .inc();
     }
@@ -269,6 +294,7 @@ mod tests {
         metrics.delivery("slack", DeliveryResult::Delivered);
         metrics.delivery("slack", DeliveryResult::Retry);
         metrics.delivery("slack", DeliveryResult::Retry);
+        metrics.replica_failure("am", "10.0.0.7:9093");
 
         let text = metrics.render(&config, &store).unwrap();
         let runs = "klaxon_runs_total{job=\"api\",severity=\"critical\"} ";
@@ -292,6 +318,8 @@ mod tests {
         );
         let retries = "klaxon_deliveries_total{notifier=\"slack\",result=\"retry\"} ";
         assert_eq!(sample(&text, retries), Some(2.0), "{text}");
+        let replica = "klaxon_alertmanager_replica_failures_total{notifier=\"am\",replica=\"10.0.0.7:9093\"} ";
+        assert_eq!(sample(&text, replica), Some(1.0), "{text}");
         assert_eq!(
             sample(&text, "klaxon_outbox_messages{state=\"pending\"} "),
             Some(0.0)

@@ -83,9 +83,33 @@ async fn try_once(rt: &Runtime, item: &OutboxItem) -> (Delivery, Option<Mark>) {
         );
     }
     pace(rt, &item.notifier).await;
-    let result = notifier.send(&item.alert).await;
+    let result = send(rt, &item.notifier, notifier, &item.alert).await;
     let (delivery, mark) = settle(rt, item, result, true);
     (delivery, Some(mark))
+}
+
+/// Sends one message through `notifier` (named `name`). Each Alertmanager replica that
+/// did not take it is logged (by `host:port` only) and counted, even when another
+/// replica took it and it counts as delivered.
+async fn send(
+    rt: &Runtime,
+    name: &str,
+    notifier: &klaxon_notifiers::Notifier,
+    alert: &klaxon_notifiers::Alert,
+) -> Result<(), DeliveryError> {
+    let posted = notifier.send_to_replicas(alert).await;
+    for failed in &posted.failed {
+        tracing::warn!(
+            job = %alert.job,
+            notifier = %name,
+            replica = %failed.replica,
+            event = alert.event.as_str(),
+            "alertmanager replica did not take the message: {}",
+            failed.error
+        );
+        rt.metrics.replica_failure(name, &failed.replica);
+    }
+    posted.result
 }
 
 /// Delivers several due messages of one notifier as one digest (channels a person
@@ -797,7 +821,7 @@ pub async fn resend_firing(rt: Arc<Runtime>, stop: CancellationToken) {
                     );
                     continue;
                 }
-                if let Err(e) = notifier.send(&alert).await {
+                if let Err(e) = send(rt.as_ref(), name, notifier, &alert).await {
                     tracing::warn!(job = %job.name, notifier = %name, "re-posting a firing alert failed: {e}");
                 }
             }

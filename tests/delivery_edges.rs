@@ -211,3 +211,87 @@ shell = "echo try >> '{tried}'; exit 2"
     assert_eq!(rows[0]["consecutive_failures"], 0, "{rows:#?}");
     assert_eq!(rows[0]["severity"], "pending", "{rows:#?}");
 }
+
+/// An address nothing listens on: bound, then let go.
+fn dead_addr() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+/// `urls = [up, down]` with `down` a closed port: the replica that is up took the alert,
+/// so it is delivered (once, never retried) and nothing waits in the outbox; the one
+/// that is down is logged by its `host:port` only. `notify test` says the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_alertmanager_replica_taking_the_alert_delivers_it() {
+    let up = Server::start(|_| Response::ok("")).await;
+    let down = dead_addr();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        r#"[agent]
+name = "ci"
+state_dir = "{state}"
+
+[notifiers.am]
+type = "alertmanager"
+urls = ["{up}", "http://{down}/secret-prefix-7f3a/"]
+
+[jobs.db]
+every = "1h"
+notify = ["am"]
+retry = {{ attempts = 1 }}
+[jobs.db.check]
+type = "script"
+shell = "exit 2"
+"#,
+        state = dir.path().join("state").display(),
+        up = up.url(""),
+    );
+    let path = dir.path().join("klaxon.toml");
+    std::fs::write(&path, config).unwrap();
+
+    let mut cmd = klaxon();
+    cmd.arg("--config").arg(&path).args(["once", "db"]);
+    let out = output(cmd).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "the job failed: {stderr}");
+    assert!(!stderr.contains("not delivered yet"), "{stderr}");
+    let requests = up.requests();
+    assert_eq!(requests.len(), 1, "posted once, never retried");
+    assert_eq!(requests[0].path, "/api/v2/alerts");
+    assert_eq!(requests[0].json()[0]["labels"]["job"], "db");
+    let warning = stderr
+        .lines()
+        .find(|l| l.contains("alertmanager replica did not take the message"))
+        .unwrap_or_else(|| panic!("no replica warning in:\n{stderr}"));
+    assert!(warning.contains("WARN"), "{warning}");
+    assert!(warning.contains(&format!("replica={down}")), "{warning}");
+    assert!(!stderr.contains("secret-prefix"), "{stderr}");
+
+    let mut cmd = klaxon();
+    cmd.arg("--config").arg(&path).args(["status", "--json"]);
+    let out = output(cmd).await;
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows[0]["job"], "db");
+    assert_eq!(rows[0]["undelivered"], 0, "{rows}");
+    assert_eq!(rows[0]["given_up"], 0, "{rows}");
+
+    let mut cmd = klaxon();
+    cmd.arg("--config")
+        .arg(&path)
+        .args(["notify", "test", "am"]);
+    let out = output(cmd).await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.starts_with("am (alertmanager): delivered\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "  replica `{down}` did not take it: cannot connect"
+        )),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("secret-prefix"), "{stdout}");
+    assert_eq!(up.requests().len(), 2);
+}

@@ -529,3 +529,60 @@ fn validate_warns_about_a_listener_open_to_other_machines() {
         "{empty}"
     );
 }
+
+/// `urls = [up, down]`: the agent counts the message delivered (the replica that is up
+/// took it) and counts the replica that is down in
+/// `klaxon_alertmanager_replica_failures_total`, by `host:port`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_each_alertmanager_replica_that_failed() {
+    let up = Server::start(|_| Response::ok("")).await;
+    let down = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let config = format!(
+        "{}[notifiers.am]\ntype = \"alertmanager\"\nurls = [\"{}\", \"http://{down}/secret-prefix-7f3a/\"]\n{}",
+        agent_section(""),
+        up.url(""),
+        failing_job("bad", "\"am\""),
+    );
+    let agent = Agent::start(&config).await;
+    let down = down.to_string();
+    let failed = |m: &Metrics| {
+        m.value(
+            "klaxon_alertmanager_replica_failures_total",
+            &[("notifier", "am"), ("replica", &down)],
+        )
+    };
+    let metrics = agent
+        .metrics_until("the replica that is down was counted", |m| {
+            failed(m).is_some()
+        })
+        .await;
+    assert_eq!(failed(&metrics), Some(1.0), "{}", metrics.text);
+    assert_eq!(
+        metrics.value(
+            "klaxon_deliveries_total",
+            &[("notifier", "am"), ("result", "delivered")]
+        ),
+        Some(1.0),
+        "{}",
+        metrics.text
+    );
+    assert!(
+        !metrics.has(
+            "klaxon_deliveries_total",
+            &[("notifier", "am"), ("result", "retry")]
+        ),
+        "{}",
+        metrics.text
+    );
+    assert_eq!(
+        metrics.value("klaxon_outbox_messages", &[("state", "pending")]),
+        Some(0.0)
+    );
+    assert_eq!(up.requests().len(), 1);
+    let (code, log) = agent.stop();
+    assert_eq!(code, 0);
+    assert!(!log.contains("secret-prefix"), "{log}");
+}

@@ -153,6 +153,31 @@ fn monitoring_plugins_run_as_script_checks() {
     }
 }
 
+/// Debian's Alertmanager binary; a loud failure when it is missing.
+fn alertmanager_binary() -> &'static str {
+    let binary = "/usr/bin/prometheus-alertmanager";
+    assert!(
+        Path::new(binary).exists(),
+        "`{binary}` is missing: install Debian's prometheus-alertmanager \
+         (`apt-get install prometheus-alertmanager`; .ci/run does this)"
+    );
+    binary
+}
+
+/// An Alertmanager config in `dir` that notifies nobody and resolves an alert not
+/// posted again within `resolve_timeout`.
+fn alertmanager_config(dir: &Path, resolve_timeout: &str) -> std::path::PathBuf {
+    let path = dir.join("alertmanager.yml");
+    std::fs::write(
+        &path,
+        format!(
+            "global:\n  resolve_timeout: {resolve_timeout}\nroute:\n  receiver: nobody\n  group_wait: 1s\nreceivers:\n  - name: nobody\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
 /// Debian's Alertmanager, started on loopback: a failing job's alert is readable at
 /// `GET /api/v2/alerts` with klaxon's labels, stays firing past Alertmanager's
 /// `resolve_timeout` because klaxon re-posts it, and is resolved by the recovery.
@@ -164,19 +189,9 @@ async fn alertmanager_keeps_a_firing_alert_until_the_recovery() {
 
     use klaxon_testkit::{Response, Server};
 
-    let binary = "/usr/bin/prometheus-alertmanager";
-    assert!(
-        Path::new(binary).exists(),
-        "`{binary}` is missing: install Debian's prometheus-alertmanager \
-         (`apt-get install prometheus-alertmanager`; .ci/run does this)"
-    );
+    let binary = alertmanager_binary();
     let dir = tempfile::tempdir().unwrap();
-    let am_config = dir.path().join("alertmanager.yml");
-    std::fs::write(
-        &am_config,
-        "global:\n  resolve_timeout: 5s\nroute:\n  receiver: nobody\n  group_wait: 1s\nreceivers:\n  - name: nobody\n",
-    )
-    .unwrap();
+    let am_config = alertmanager_config(dir.path(), "5s");
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
@@ -310,4 +325,261 @@ async fn alertmanager_keeps_a_firing_alert_until_the_recovery() {
     }
     drop(agent);
     drop(am);
+}
+
+/// A child process killed (and reaped) when dropped, however the test ends.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A free loopback port (bound, then let go).
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// A two-replica Alertmanager cluster gossiping on loopback and two agents posting to
+/// both (`urls = [am1, am2]`). `am1` is killed after the first alerts arrived and
+/// before the others fire: every alert of both agents shows exactly once in `am2`'s
+/// API, and each agent's outbox is empty (delivered because one replica took it, not
+/// retried for a day because the other is gone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_two_replica_alertmanager_cluster_loses_no_alert_when_one_replica_dies() {
+    use std::time::Duration;
+
+    let binary = alertmanager_binary();
+    let dir = tempfile::tempdir().unwrap();
+    let am_config = alertmanager_config(dir.path(), "10m");
+    let web = [free_port(), free_port()];
+    let gossip = [free_port(), free_port()];
+    let start = |i: usize| {
+        let peer = gossip[1 - i];
+        Reaped(
+            Command::new(binary)
+                .arg(format!("--config.file={}", am_config.display()))
+                .arg(format!(
+                    "--storage.path={}",
+                    dir.path().join(format!("am{i}")).display()
+                ))
+                .arg(format!("--web.listen-address=127.0.0.1:{}", web[i]))
+                .arg(format!("--cluster.listen-address=127.0.0.1:{}", gossip[i]))
+                .arg(format!(
+                    "--cluster.advertise-address=127.0.0.1:{}",
+                    gossip[i]
+                ))
+                .arg(format!("--cluster.peer=127.0.0.1:{peer}"))
+                .arg("--cluster.settle-timeout=2s")
+                .arg("--cluster.pushpull-interval=1s")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::fs::File::create(dir.path().join(format!("am{i}.log"))).unwrap())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let mut replicas = vec![Some(start(0)), Some(start(1))];
+    let urls: Vec<String> = web
+        .iter()
+        .map(|p| format!("http://127.0.0.1:{p}"))
+        .collect();
+    let am_log = |i: usize| {
+        std::fs::read_to_string(dir.path().join(format!("am{i}.log"))).unwrap_or_default()
+    };
+    let client = reqwest::Client::new();
+
+    // Both up and each seeing two peers in the cluster.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    for (i, url) in urls.iter().enumerate() {
+        loop {
+            let peers = match client.get(format!("{url}/api/v2/status")).send().await {
+                Ok(r) if r.status().is_success() => {
+                    let body = r.bytes().await.unwrap();
+                    let status: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                    status["cluster"]["peers"].as_array().map_or(0, Vec::len)
+                }
+                _ => 0,
+            };
+            if peers == 2 {
+                break;
+            }
+            if let Some(Some(am)) = replicas.get_mut(i) {
+                assert!(
+                    am.0.try_wait().unwrap().is_none(),
+                    "am{i} exited:\n{}",
+                    am_log(i)
+                );
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "am{i} never saw both peers:\n{}",
+                am_log(i)
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    // Jobs `early-*` fail from the start, `late-*` once their file says so (after the
+    // kill). Each agent's alerts carry its own `agent` label.
+    let jobs = ["early-a", "early-b", "late-a", "late-b"];
+    let agents = ["east", "west"];
+    let mut running = Vec::new();
+    for agent in agents {
+        let home = dir.path().join(agent);
+        std::fs::create_dir_all(&home).unwrap();
+        let mut config = format!(
+            "[agent]\nname = \"{agent}\"\nstate_dir = \"state\"\n[notifiers.am]\ntype = \"alertmanager\"\nurls = [\"{}\", \"{}\"]\n",
+            urls[0], urls[1]
+        );
+        for job in jobs {
+            let code = home.join(format!("{job}.code"));
+            std::fs::write(&code, if job.starts_with("early") { "2" } else { "0" }).unwrap();
+            config.push_str(&format!(
+                "[jobs.{job}]\nevery = \"1s\"\nnotify = [\"am\"]\nretry = {{ attempts = 1 }}\n[jobs.{job}.check]\ntype = \"script\"\nshell = \"exit $(cat {})\"\n",
+                code.display()
+            ));
+        }
+        std::fs::write(home.join("klaxon.toml"), config).unwrap();
+        running.push(Reaped(
+            Command::new(env!("CARGO_BIN_EXE_klaxon"))
+                .arg("--config")
+                .arg(home.join("klaxon.toml"))
+                .arg("run")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::fs::File::create(home.join("agent.log")).unwrap())
+                .spawn()
+                .unwrap(),
+        ));
+    }
+    let agent_logs = || {
+        agents
+            .iter()
+            .map(|a| {
+                let log = std::fs::read_to_string(dir.path().join(a).join("agent.log"));
+                format!("--- {a}\n{}", log.unwrap_or_default())
+            })
+            .collect::<String>()
+    };
+
+    // (agent, job) of every active klaxon alert in one replica, once per alert.
+    let active = |url: String| {
+        let client = client.clone();
+        async move {
+            let Ok(response) = client.get(format!("{url}/api/v2/alerts")).send().await else {
+                return Vec::new();
+            };
+            let body = response.bytes().await.unwrap_or_default();
+            let all: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let mut seen: Vec<(String, String)> = all
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|a| {
+                    a["labels"]["alertname"] == "KlaxonJobFailed"
+                        && a["status"]["state"] == "active"
+                })
+                .map(|a| {
+                    (
+                        a["labels"]["agent"].as_str().unwrap_or("?").to_owned(),
+                        a["labels"]["job"].as_str().unwrap_or("?").to_owned(),
+                    )
+                })
+                .collect();
+            seen.sort();
+            seen
+        }
+    };
+    let expected = |prefix: &str| {
+        let mut all: Vec<(String, String)> = agents
+            .iter()
+            .flat_map(|a| {
+                jobs.iter()
+                    .filter(|j| j.starts_with(prefix))
+                    .map(|j| (a.to_string(), j.to_string()))
+            })
+            .collect();
+        all.sort();
+        all
+    };
+    let wait_for = |url: String, want: Vec<(String, String)>, what: &'static str| {
+        let active = &active;
+        let agent_logs = &agent_logs;
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                let seen = active(url.clone()).await;
+                if seen == want {
+                    return;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{what}: expected {want:?}, {url} has {seen:?}\n{}",
+                    agent_logs()
+                );
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+    };
+
+    // The early alerts reached both replicas; then am1 dies.
+    for url in &urls {
+        wait_for(url.clone(), expected("early"), "the early alerts").await;
+    }
+    drop(replicas[0].take());
+
+    for agent in agents {
+        for job in jobs.iter().filter(|j| j.starts_with("late")) {
+            std::fs::write(dir.path().join(agent).join(format!("{job}.code")), "2").unwrap();
+        }
+    }
+    wait_for(urls[1].clone(), expected(""), "every alert in the survivor").await;
+
+    // Delivered (one replica took each), so nothing waits in either outbox; the dead
+    // replica was logged by host:port.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    for agent in agents {
+        let home = dir.path().join(agent);
+        loop {
+            let out = Command::new(env!("CARGO_BIN_EXE_klaxon"))
+                .arg("--config")
+                .arg(home.join("klaxon.toml"))
+                .args(["status", "--json"])
+                .output()
+                .unwrap();
+            let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let waiting: u64 = rows
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    r["undelivered"].as_u64().unwrap_or(0) + r["given_up"].as_u64().unwrap_or(0)
+                })
+                .sum();
+            if waiting == 0 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{agent} still has {waiting} undelivered message(s): {rows}\n{}",
+                agent_logs()
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let log = std::fs::read_to_string(home.join("agent.log")).unwrap();
+        let replica = format!("replica=127.0.0.1:{}", web[0]);
+        assert!(
+            log.lines().any(
+                |l| l.contains("alertmanager replica did not take the message")
+                    && l.contains(&replica)
+            ),
+            "{agent} did not log the dead replica:\n{log}"
+        );
+    }
+    // Still exactly once each, nothing lost.
+    assert_eq!(active(urls[1].clone()).await, expected(""));
+    drop(running);
+    drop(replicas);
 }

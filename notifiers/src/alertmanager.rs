@@ -1,5 +1,6 @@
 //! The `alertmanager` channel: POSTs each alert to `/api/v2/alerts` of every configured
-//! Prometheus Alertmanager (a cluster deduplicates). Owns its config (`urls`,
+//! Prometheus Alertmanager (a cluster deduplicates, and gossips what one replica took to
+//! the others, so one replica taking it is a delivery). Owns its config (`urls`,
 //! `ca_file`), the pure [`render`] of an alert into Alertmanager's `postableAlerts`, and
 //! [`Alertmanager::send`].
 //!
@@ -151,10 +152,16 @@ fn rfc3339(at: &DateTime<FixedOffset>) -> String {
 /// `scheme://host:port` of a URL: enough to tell which Alertmanager failed, never a
 /// path, query or user info that may hold a credential.
 fn origin(url: &Url) -> String {
+    format!("{}://{}", url.scheme(), host_port(url))
+}
+
+/// `host:port` of a URL: how a replica is named in logs and metrics, never with a path,
+/// query or user info that may hold a credential.
+fn host_port(url: &Url) -> String {
     let host = url.host_str().unwrap_or("");
     match url.port_or_known_default() {
-        Some(port) => format!("{}://{host}:{port}", url.scheme()),
-        None => format!("{}://{host}", url.scheme()),
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
     }
 }
 
@@ -200,43 +207,74 @@ impl Alertmanager {
         self
     }
 
-    /// POSTs [`render`]'s JSON to `/api/v2/alerts` of every URL at once. Delivered when
-    /// every one took it (2xx). Otherwise each failure is named by its position and
+    /// POSTs [`render`]'s JSON to `/api/v2/alerts` of every URL at once; see
+    /// [`Alertmanager::post`] for when that counts as delivered.
+    pub async fn send(&self, alert: &Alert) -> Result<(), DeliveryError> {
+        self.post(alert).await.result
+    }
+
+    /// POSTs [`render`]'s JSON to `/api/v2/alerts` of every URL at once, as Prometheus
+    /// does: delivered when at least one replica took it (2xx), since the replicas of a
+    /// cluster gossip alerts to each other. Every replica that did not is in
+    /// [`Posted::failed`], whether or not another took it.
+    ///
+    /// When none took it, each failure is named by its position and
     /// `scheme://host:port` (``alertmanager 2 of 2 (`http://10.0.0.7:9093`): HTTP 500 …``)
     /// and the whole is [`DeliveryError::Retry`] when any failure is worth a retry
     /// (honouring the longest `Retry-After`), [`DeliveryError::Reject`] when every
-    /// failure was a refusal. Resending to those that took it is harmless: Alertmanager
-    /// merges an alert it already has.
-    pub async fn send(&self, alert: &Alert) -> Result<(), DeliveryError> {
+    /// replica refused it.
+    pub async fn post(&self, alert: &Alert) -> Posted {
         let body = render(alert).to_string().into_bytes();
-        let mut posts = tokio::task::JoinSet::new();
-        for (index, base) in self.spec.urls.iter().enumerate() {
-            let (client, body, timeout) = (self.client.clone(), body.clone(), self.timeout);
-            let url = endpoint(base);
-            posts.spawn(async move {
-                let result = crate::http::post_json(&client, url.clone(), body, timeout).await;
-                (index, result)
-            });
-        }
+        // Spawned at once, awaited in order: the posts run side by side, and a task
+        // that panicked is still known by its replica.
+        let posts: Vec<_> = self
+            .spec
+            .urls
+            .iter()
+            .map(|base| {
+                let (client, body, timeout) = (self.client.clone(), body.clone(), self.timeout);
+                let url = endpoint(base);
+                tokio::spawn(
+                    async move { crate::http::post_json(&client, url, body, timeout).await },
+                )
+            })
+            .collect();
+        let mut accepted = 0;
         let mut failures = Vec::new();
-        while let Some(joined) = posts.join_next().await {
-            match joined {
-                Ok((_, Ok(()))) => {}
-                Ok((index, Err(error))) => failures.push((index, error)),
+        for (index, post) in posts.into_iter().enumerate() {
+            let error = match post.await {
+                Ok(Ok(())) => {
+                    accepted += 1;
+                    continue;
+                }
+                Ok(Err(error)) => error,
                 // Only a panic in the HTTP stack: treat it like a lost connection.
-                Err(e) => failures.push((
-                    usize::MAX,
-                    DeliveryError::Retry {
-                        reason: format!("delivery task failed: {e}"),
-                        after: None,
-                    },
-                )),
-            }
+                Err(e) => DeliveryError::Retry {
+                    reason: format!("delivery task failed: {e}"),
+                    after: None,
+                },
+            };
+            failures.push((index, error));
         }
-        if failures.is_empty() {
-            return Ok(());
+        let result = if accepted > 0 {
+            Ok(())
+        } else {
+            Err(self.none_took_it(&failures))
+        };
+        Posted {
+            result,
+            failed: failures
+                .into_iter()
+                .map(|(index, error)| ReplicaFailure {
+                    replica: self.spec.urls.get(index).map(host_port).unwrap_or_default(),
+                    error,
+                })
+                .collect(),
         }
-        failures.sort_by_key(|(index, _)| *index);
+    }
+
+    /// The error of a delivery that no replica took, from each replica's failure.
+    fn none_took_it(&self, failures: &[(usize, DeliveryError)]) -> DeliveryError {
         let total = self.spec.urls.len();
         let retry = failures
             .iter()
@@ -251,21 +289,39 @@ impl Alertmanager {
         let reason = failures
             .iter()
             .map(|(index, error)| match self.spec.urls.get(*index) {
-                Some(url) => format!(
+                Some(base) => format!(
                     "alertmanager {} of {total} (`{}`): {error}",
                     index + 1,
-                    origin(url)
+                    origin(base)
                 ),
                 None => error.to_string(),
             })
             .collect::<Vec<_>>()
             .join("; ");
-        Err(if retry {
+        if retry {
             DeliveryError::Retry { reason, after }
         } else {
             DeliveryError::Reject { reason }
-        })
+        }
     }
+}
+
+/// How one [`Alertmanager::post`] went.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Posted {
+    /// Delivered when at least one replica took the alert.
+    pub result: Result<(), DeliveryError>,
+    /// Every replica that did not take it, in the order of `urls`.
+    pub failed: Vec<ReplicaFailure>,
+}
+
+/// One replica that did not take an alert.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplicaFailure {
+    /// The replica's `host:port` (never a path, query or user info).
+    pub replica: String,
+    /// Why it did not take it.
+    pub error: DeliveryError,
 }
 
 #[cfg(test)]
@@ -555,7 +611,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn one_failing_alertmanager_means_a_retry() {
+    async fn one_replica_taking_it_is_a_delivery_and_the_others_are_named() {
         let good = Server::start(|_| Response::ok("")).await;
         let bad = Server::start(|_| {
             Response::status(500)
@@ -563,30 +619,71 @@ mod tests {
                 .body("cluster not ready")
         })
         .await;
+        let dead = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap()
+        };
         let bad_url = bad.url("/").replace("127.0.0.1", "user:SECRET@127.0.0.1") + "?t=SECRET";
-        let error = alertmanager(&[good.url(""), bad_url])
-            .send(&fixtures::failure())
-            .await
-            .unwrap_err();
+        let posted = alertmanager(&[
+            good.url(""),
+            bad_url,
+            format!("http://{dead}/SECRET-prefix/"),
+        ])
+        .post(&fixtures::failure())
+        .await;
+        assert_eq!(posted.result, Ok(()));
+        let failed: Vec<(&str, bool)> = posted
+            .failed
+            .iter()
+            .map(|f| {
+                (
+                    f.replica.as_str(),
+                    matches!(f.error, DeliveryError::Retry { .. }),
+                )
+            })
+            .collect();
+        let (bad_addr, dead_addr) = (bad.addr().to_string(), dead.to_string());
         assert_eq!(
-            error,
+            failed,
+            [(bad_addr.as_str(), true), (dead_addr.as_str(), true)]
+        );
+        assert_eq!(
+            posted.failed[0].error,
             DeliveryError::Retry {
-                reason: format!(
-                    "alertmanager 2 of 2 (`http://{}`): \
-                     HTTP 500 Internal Server Error: cluster not ready",
-                    bad.addr()
-                ),
+                reason: "HTTP 500 Internal Server Error: cluster not ready".into(),
                 after: Some(Duration::from_secs(4)),
             }
         );
-        assert!(!format!("{error:?}").contains("SECRET"));
-        // Both were tried; the one that took it will get it again, which it merges.
+        assert!(!format!("{posted:?}").contains("SECRET"), "{posted:?}");
+        // Every replica was tried once, the password sent to the one that has it.
         assert_eq!(good.requests().len(), 1);
         assert_eq!(bad.requests().len(), 1);
         assert_eq!(
             bad.requests()[0].header("authorization"),
             Some("Basic dXNlcjpTRUNSRVQ=")
         );
+    }
+
+    #[tokio::test]
+    async fn no_replica_taking_it_means_a_retry_after_the_longest_wait() {
+        let soon = Server::start(|_| Response::status(503).header("Retry-After", "2")).await;
+        let later = Server::start(|_| Response::status(429).header("Retry-After", "7")).await;
+        let am = alertmanager(&[soon.url(""), later.url("")]);
+        let posted = am.post(&fixtures::failure()).await;
+        assert_eq!(
+            posted.result,
+            Err(DeliveryError::Retry {
+                reason: format!(
+                    "alertmanager 1 of 2 (`http://{}`): HTTP 503 Service Unavailable; \
+                     alertmanager 2 of 2 (`http://{}`): HTTP 429 Too Many Requests",
+                    soon.addr(),
+                    later.addr()
+                ),
+                after: Some(Duration::from_secs(7)),
+            })
+        );
+        assert_eq!(posted.failed.len(), 2);
+        assert_eq!(am.send(&fixtures::failure()).await, posted.result);
     }
 
     #[tokio::test]

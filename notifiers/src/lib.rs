@@ -302,6 +302,19 @@ impl Notifier {
         }
     }
 
+    /// [`Notifier::send`], also naming every replica of an Alertmanager cluster that
+    /// did not take the message, even when another did and it counts as delivered (see
+    /// [`alertmanager::Alertmanager::post`]). The other channels have no replicas.
+    pub async fn send_to_replicas(&self, alert: &Alert) -> alertmanager::Posted {
+        match self {
+            Notifier::Alertmanager(n) => n.post(alert).await,
+            _ => alertmanager::Posted {
+                result: self.send(alert).await,
+                failed: Vec::new(),
+            },
+        }
+    }
+
     /// Delivers one message. Never retries by itself; never logs a secret.
     pub async fn send(&self, alert: &Alert) -> Result<(), DeliveryError> {
         match self {

@@ -44,17 +44,27 @@ pub fn run(config: Option<&Path>, env: &dyn Env, args: NotifyArgs) -> anyhow::Re
     let notifier = Notifier::build(&entry.spec, &client)
         .map_err(|e| anyhow::Error::new(e).context(format!("notifier `{name}`")))?;
     let alert = test_alert(&config.agent.name, &name, config.agent.timezone);
-    let result = super::runtime()?.block_on(notifier.send(&alert));
-    match result {
+    let posted = super::runtime()?.block_on(notifier.send_to_replicas(&alert));
+    let code = match &posted.result {
         Ok(()) => {
             println!("{name} ({}): delivered", entry.spec.kind());
-            Ok(ExitCode::SUCCESS)
+            ExitCode::SUCCESS
         }
         Err(e) => {
             println!("{name} ({}): not delivered: {e}", entry.spec.kind());
-            Ok(ExitCode::from(1))
+            ExitCode::from(1)
+        }
+    };
+    // Delivered when one Alertmanager replica took it; say which did not.
+    if posted.result.is_ok() {
+        for failed in &posted.failed {
+            println!(
+                "  replica `{}` did not take it: {}",
+                failed.replica, failed.error
+            );
         }
     }
+    Ok(code)
 }
 
 fn test_alert(agent: &str, notifier: &str, tz: chrono_tz::Tz) -> Alert {
