@@ -385,9 +385,10 @@ fn a_second_signal_exits_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let started = dir.path().join("started");
     let setup = Setup::new(&format!(
-        "[agent]\nstate_dir = \"state\"\n[jobs.stuck]\nevery = \"1m\"\ntimeout = \"1m\"\n[jobs.stuck.check]\ntype = \"script\"\nshell = \"echo started > '{}'; sleep 60\"\n",
+        "[agent]\nstate_dir = \"state\"\n[jobs.stuck]\nevery = \"1m\"\ntimeout = \"1m\"\n[jobs.stuck.check]\ntype = \"script\"\nshell = \"trap '' TERM; echo started > '{}'; sleep 60\"\n",
         started.display()
     ));
+    // The script ignores SIGTERM, so the first signal alone would wait for its SIGKILL.
     let agent = setup.agent("agent");
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while !started.exists() {
