@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use crate::alert::JobState;
 
@@ -233,6 +233,18 @@ pub struct Due {
     pub blocked: std::collections::HashSet<(String, String)>,
 }
 
+/// How long a statement waits for another connection's write lock (another klaxon
+/// process, or the checkpointer) before it fails with "database is locked".
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A transaction that writes: `BEGIN IMMEDIATE` takes the write lock at once, waiting
+/// up to [`BUSY_TIMEOUT`] for it. A deferred transaction that reads first would fail
+/// at its first write, without waiting, when another process wrote in between
+/// (SQLITE_BUSY on upgrade in WAL mode).
+fn write_tx(conn: &mut Connection) -> Result<Transaction<'_>, rusqlite::Error> {
+    conn.transaction_with_behavior(TransactionBehavior::Immediate)
+}
+
 /// Group commits between two WAL checkpoints. SQLite's own checkpoint (every 1,000
 /// pages) would run in the committing thread, `fsync` included, and stall the writes
 /// queued behind it; klaxon checkpoints from a second connection instead, which lets
@@ -296,6 +308,9 @@ impl Store {
             path: path.clone(),
             source,
         };
+        // Set first: another process (the agent, a `ping`) may hold the write lock
+        // while this one switches to WAL or brings the schema forward.
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
         // WAL lets `klaxon status` read while the agent writes; NORMAL sync is durable
         // across process crashes (an OS crash may lose the last commit, not corrupt).
         conn.pragma_update(None, "journal_mode", "WAL")
@@ -306,11 +321,11 @@ impl Store {
         // connection to close checkpoints too (SQLite does that itself).
         conn.pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(open_err)?;
-        conn.busy_timeout(Duration::from_secs(5))
-            .map_err(open_err)?;
-        let version: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(open_err)?;
+        let user_version = |conn: &Connection| -> Result<i64, StoreError> {
+            conn.pragma_query_value(None, "user_version", |r| r.get(0))
+                .map_err(open_err)
+        };
+        let version = user_version(&conn)?;
         if version > SCHEMA_VERSION {
             return Err(StoreError::TooNew {
                 path,
@@ -318,13 +333,24 @@ impl Store {
             });
         }
         let mut conn = conn;
-        let tx = conn.transaction().map_err(open_err)?;
-        for migration in &MIGRATIONS[version.max(0) as usize..] {
-            tx.execute_batch(migration).map_err(open_err)?;
+        if version < SCHEMA_VERSION {
+            // Read again under the write lock: two processes opening an old database
+            // at once bring it forward once.
+            let tx = write_tx(&mut conn).map_err(open_err)?;
+            let version = user_version(&tx)?;
+            if version > SCHEMA_VERSION {
+                return Err(StoreError::TooNew {
+                    path,
+                    found: version,
+                });
+            }
+            for migration in &MIGRATIONS[version.max(0) as usize..] {
+                tx.execute_batch(migration).map_err(open_err)?;
+            }
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+                .map_err(open_err)?;
+            tx.commit().map_err(open_err)?;
         }
-        tx.pragma_update(None, "user_version", SCHEMA_VERSION)
-            .map_err(open_err)?;
-        tx.commit().map_err(open_err)?;
         // Every statement klaxon runs, parsed once.
         conn.set_prepared_statement_cache_capacity(32);
         Ok(Self {
@@ -485,7 +511,7 @@ impl Store {
         if guard.is_none() {
             match Connection::open(&self.path) {
                 Ok(conn) => {
-                    let _ = conn.busy_timeout(Duration::from_secs(5));
+                    let _ = conn.busy_timeout(BUSY_TIMEOUT);
                     *guard = Some(conn);
                 }
                 Err(e) => {
@@ -509,7 +535,7 @@ impl Store {
     /// page a savepoint changes into its sub-journal, and a storm's runs change many.
     fn commit_writes(&self, writes: Vec<Write<'_>>) -> Vec<Result<Written, StoreError>> {
         let mut conn = self.conn();
-        let together = conn.transaction().and_then(|tx| {
+        let together = write_tx(&mut conn).and_then(|tx| {
             let written = writes
                 .iter()
                 .map(|write| write_one(&tx, write))
@@ -552,7 +578,7 @@ impl Store {
         conn: &mut Connection,
         writes: &[Write<'_>],
     ) -> Result<Vec<Result<Written, StoreError>>, rusqlite::Error> {
-        let mut tx = conn.transaction()?;
+        let mut tx = write_tx(conn)?;
         let mut results = Vec::with_capacity(writes.len());
         for write in writes {
             let result = tx.savepoint().map_err(StoreError::from).and_then(|sp| {
@@ -648,7 +674,7 @@ impl Store {
             return Ok(());
         }
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_tx(&mut conn)?;
         write_marks(&tx, marks)?;
         tx.commit()?;
         drop(conn);
@@ -665,7 +691,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Option<OutboxItem>, StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_tx(&mut conn)?;
         let marked = tx.execute(
             "UPDATE outbox SET fallback_sent = 1 WHERE id = ?1 AND fallback_sent = 0",
             params![item.id],
