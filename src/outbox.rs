@@ -442,8 +442,8 @@ impl Flights {
     /// Takes the messages committed since the last look ([`Store::take_fresh`])
     /// without reading the whole outbox, except a job's message that must wait for an
     /// older one (left for the read that comes with that one's retry or landing). They
-    /// are claimed first, with only their jobs' rows read: another process may be
-    /// sending an older message of the same job and notifier.
+    /// are claimed first, in one transaction that looks at their jobs alone: another
+    /// process may be sending an older message of the same job and notifier.
     fn take_fresh(&mut self, rt: &Runtime, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let keys: HashSet<(String, String)> = rt
             .store
@@ -675,7 +675,8 @@ async fn send_work(rt: Arc<Runtime>, name: String, work: Work, mut slot: Slot) -
 
 /// The agent's delivery loop: sends every due message, oldest first, and takes new
 /// ones as they are committed, while earlier ones are still being sent; with nothing
-/// under way it sleeps until the next retry is due or new messages arrive. At `stop`
+/// under way it sleeps until the next retry is due or new messages arrive, looking every
+/// [`POLL`] for messages other processes wrote. At `stop`
 /// it starts nothing more, lets what is being sent land (so the outcomes are
 /// committed and a flush after it does not send them again) and returns.
 ///
