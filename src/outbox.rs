@@ -842,6 +842,9 @@ pub async fn resend_firing(rt: Arc<Runtime>, stop: CancellationToken) {
 /// else has it claimed, or waits while another process sends it). Whoever sends one of
 /// `items`, it is sent once at a time: each try is claimed in the outbox first.
 pub async fn deliver_within(rt: &Runtime, items: Vec<OutboxItem>, within: Duration) -> usize {
+    if items.is_empty() {
+        return 0;
+    }
     let deadline = rt.clock.now() + chrono::Duration::from_std(within).unwrap_or_default();
     let keys: HashSet<(String, String)> = items
         .iter()
