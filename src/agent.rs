@@ -190,6 +190,11 @@ pub async fn run(
     };
     // Heartbeat pings of the last runs go out beside the outbox, within the same bound.
     tokio::join!(flush, rt.pinger.wait(FLUSH));
+    // Messages read but not started (waiting for a slot or a group window) are let go
+    // for the next process that delivers.
+    if let Err(e) = rt.store.release_claims() {
+        tracing::error!(%e, "cannot update the outbox");
+    }
     tracing::info!("klaxon stopped");
     Ok(())
 }

@@ -46,6 +46,11 @@ const IN_FLIGHT: usize = 8;
 /// process handed over) when its last read is older than this.
 const READ_AFTER: Duration = Duration::from_secs(30);
 
+/// How often the delivery loop checks whether another process (`once`, `ping`,
+/// `exec`) wrote the store; if one did, it reads the outbox, and so wakes for the retry
+/// of a message that process left. One `PRAGMA data_version`, no disk read.
+const POLL: Duration = Duration::from_secs(1);
+
 /// How one delivery try went.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Delivery {
@@ -453,19 +458,37 @@ impl Flights {
             }
         };
         self.held = due.blocked;
+        self.behind.extend(due.behind);
         self.take(rt, now, due.items)
     }
 
     /// Takes the messages committed since the last look ([`Store::take_fresh`])
-    /// without reading the outbox, except a job's message that must wait for an older
-    /// one (left for the read that comes with that one's retry or landing).
+    /// without reading the whole outbox, except a job's message that must wait for an
+    /// older one (left for the read that comes with that one's retry or landing). They
+    /// are claimed first, in one transaction that looks at their jobs alone: another
+    /// process may be sending an older message of the same job and notifier.
     fn take_fresh(&mut self, rt: &Runtime, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let mut fresh = rt.store.take_fresh();
-        fresh.retain(|item| {
-            let key = (item.notifier.clone(), item.alert.job.clone());
-            !self.taken.contains(&item.id) && !self.held.contains(&key)
-        });
-        self.take(rt, now, fresh)
+        let keys: HashSet<(String, String)> = rt
+            .store
+            .take_fresh()
+            .into_iter()
+            .filter(|item| !self.taken.contains(&item.id))
+            .map(|item| (item.notifier, item.alert.job))
+            .filter(|key| !self.held.contains(key))
+            .collect();
+        if keys.is_empty() {
+            return None;
+        }
+        let due = match rt.store.claim_keys(now, &self.taken, &keys) {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::error!(%e, "cannot read the outbox");
+                return None;
+            }
+        };
+        self.held.extend(due.blocked);
+        self.behind.extend(due.behind);
+        self.take(rt, now, due.items)
     }
 
     fn take(
@@ -675,7 +698,8 @@ async fn send_work(rt: Arc<Runtime>, name: String, work: Work, mut slot: Slot) -
 
 /// The agent's delivery loop: sends every due message, oldest first, and takes new
 /// ones as they are committed, while earlier ones are still being sent; with nothing
-/// under way it sleeps until the next retry is due or new messages arrive. At `stop`
+/// under way it sleeps until the next retry is due or new messages arrive, looking every
+/// [`POLL`] for messages other processes wrote. At `stop`
 /// it starts nothing more, lets what is being sent land (so the outcomes are
 /// committed and a flush after it does not send them again) and returns.
 ///
@@ -708,13 +732,10 @@ pub async fn worker_reading_after(rt: Arc<Runtime>, stop: CancellationToken, rea
             wake = earliest(window, rt.store.next_retry(now).ok().flatten());
         }
         flights.start(&rt);
-        // With nothing pending the worker sleeps until a run enqueues something: an
-        // idle agent has no timer here.
-        let wait = wake.map(|at| {
-            (at - rt.clock.now())
-                .to_std()
-                .unwrap_or_default()
-                .min(Duration::from_secs(30))
+        // Until the next retry or group window, looking every `POLL` for what other
+        // processes wrote.
+        let wait = wake.map_or(POLL, |at| {
+            (at - rt.clock.now()).to_std().unwrap_or_default().min(POLL)
         });
         tokio::select! {
             () = stop.cancelled() => {}
@@ -725,8 +746,9 @@ pub async fn worker_reading_after(rt: Arc<Runtime>, stop: CancellationToken, rea
             () = rt.store.ready() => {
                 // New messages of this process are handed over without a read. One
                 // written by another process (`once`, `ping`) is picked up at the
-                // next read: a retry or a group window coming due, a new message when
-                // the last read is older than `READ_AFTER`, or the next start.
+                // next read: within `POLL` of that process's commit, a retry or a
+                // group window coming due, a new message when the last read is older
+                // than `READ_AFTER`, or the next start.
                 if last_read.elapsed() >= read_after {
                     read = true;
                 } else {
@@ -734,7 +756,12 @@ pub async fn worker_reading_after(rt: Arc<Runtime>, stop: CancellationToken, rea
                     wake = earliest(wake, window);
                 }
             }
-            () = sleep_or_forever(wait) => read = true,
+            () = tokio::time::sleep(wait) => {
+                let now = rt.clock.now();
+                read = wake.is_some_and(|at| at <= now)
+                    || (wake.is_some() && last_read.elapsed() >= Duration::from_secs(30))
+                    || rt.store.written_elsewhere();
+            }
         }
     }
 }
@@ -829,46 +856,73 @@ pub async fn resend_firing(rt: Arc<Runtime>, stop: CancellationToken) {
     }
 }
 
-async fn sleep_or_forever(wait: Option<Duration>) {
-    match wait {
-        Some(wait) => tokio::time::sleep(wait).await,
-        None => std::future::pending().await,
-    }
-}
-
 /// Delivers `items` (and retries them) until each is delivered or given up, or until
-/// `within` has passed; what is left stays in the outbox for the agent.
+/// `within` has passed; what is left stays in the outbox for the agent. Returns how
+/// many of `items` are left.
+///
+/// In order per job and notifier across processes: an older undelivered message of the
+/// same job and notifier goes first (this process sends it when it is due and nobody
+/// else has it claimed, or waits while another process sends it). Whoever sends one of
+/// `items`, it is sent once at a time: each try is claimed in the outbox first.
 pub async fn deliver_within(rt: &Runtime, items: Vec<OutboxItem>, within: Duration) -> usize {
-    let deadline = tokio::time::Instant::now() + within;
-    let mut left = items;
+    if items.is_empty() {
+        return 0;
+    }
+    let deadline = rt.clock.now() + chrono::Duration::from_std(within).unwrap_or_default();
+    let keys: HashSet<(String, String)> = items
+        .iter()
+        .map(|i| (i.notifier.clone(), i.alert.job.clone()))
+        .collect();
+    let mut left: HashSet<i64> = items.iter().map(|i| i.id).collect();
     while !left.is_empty() {
-        let mut next_round = Vec::new();
-        let mut soonest = Duration::MAX;
-        // In order per job and notifier, as in the store: after a failure, the later
-        // messages of that job wait for the next round.
-        let mut failed = std::collections::HashSet::new();
-        for mut item in left {
+        let now = rt.clock.now();
+        let due = match rt.store.claim_keys(now, &HashSet::new(), &keys) {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::error!(%e, "cannot read the outbox");
+                break;
+            }
+        };
+        // After a failure, the later messages of that job wait for the next round.
+        let mut failed = HashSet::new();
+        for item in due.items {
             let key = (item.notifier.clone(), item.alert.job.clone());
             if failed.contains(&key) {
-                next_round.push(item);
                 continue;
             }
-            match deliver(rt, &item).await {
-                Delivery::Delivered | Delivery::GaveUp => {}
-                Delivery::Deferred(wait) => {
-                    item.attempts += 1;
-                    soonest = soonest.min(wait);
-                    failed.insert(key);
-                    next_round.push(item);
-                }
+            if let Delivery::Deferred(_) = deliver(rt, &item).await {
+                failed.insert(key);
             }
         }
-        left = next_round;
-        if left.is_empty() || tokio::time::Instant::now() + soonest > deadline {
+        // Another process may have sent some of them meanwhile.
+        left = match rt.store.undelivered_of(&left) {
+            Ok(left) => left,
+            Err(e) => {
+                tracing::error!(%e, "cannot read the outbox");
+                break;
+            }
+        };
+        if left.is_empty() {
             break;
         }
-        tokio::time::sleep(soonest).await;
+        let now = rt.clock.now();
+        let heads = rt.store.heads(now, &keys).unwrap_or_default();
+        let Some(next) = heads.iter().map(|(at, _)| *at).min() else {
+            break;
+        };
+        // A claim of another process is usually let go long before it lapses: look
+        // again every `POLL`.
+        let foreign = heads.iter().any(|(_, foreign)| *foreign);
+        let mut wait = (next - now).to_std().unwrap_or_default();
+        if foreign {
+            wait = wait.min(POLL);
+        }
+        if now + chrono::Duration::from_std(wait).unwrap_or_default() > deadline {
+            break;
+        }
+        tokio::time::sleep(wait).await;
     }
+    record(rt.store.release_claims());
     left.len()
 }
 

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use crate::alert::JobState;
 
@@ -78,12 +78,17 @@ CREATE INDEX runs_by_fire ON runs (job, fire_at);
     "
 ALTER TABLE outbox ADD COLUMN fallback_sent INTEGER NOT NULL DEFAULT 0;
 ",
-    // 5: what `status` and re-posting read, found without a scan however long the
+    // 5: who is sending a message (one process at a time), until when
+    "
+ALTER TABLE outbox ADD COLUMN claimed_by TEXT;      -- the store (process) sending it
+ALTER TABLE outbox ADD COLUMN claim_until INTEGER;  -- unix ms; the claim lapses then
+",
+    // 6: what `status` and re-posting read, found without a scan however long the
     // history: an alert's messages by its id
     "
 CREATE INDEX outbox_by_alert ON outbox (alert_id, id);
 ",
-    // 6: the agent's own small facts (the health probe's write)
+    // 7: the agent's own small facts (the health probe's write)
     "
 CREATE TABLE agent (
     key   TEXT PRIMARY KEY,
@@ -91,6 +96,12 @@ CREATE TABLE agent (
 );
 ",
 ];
+
+/// How long a claim on an outbox message lasts: a process that reads a message to send
+/// it claims it, and no other process sends it until the claim is released (the try is
+/// recorded) or lapses (its owner died). Far longer than a delivery try takes (the
+/// built-in notifiers time out after 10 to 30 s), so a live owner keeps its claim.
+pub const CLAIM_LEASE: Duration = Duration::from_secs(5 * 60);
 
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -245,6 +256,11 @@ pub struct Store {
     ready: Arc<tokio::sync::Notify>,
     /// Why the last commit of runs failed, until a commit succeeds (for `/healthz`).
     write_error: Arc<Mutex<Option<String>>>,
+    /// Who this store is in the outbox's claims: unique per process and open.
+    owner: Arc<str>,
+    /// `PRAGMA data_version` when last asked: it changes when another connection
+    /// (another process) commits.
+    data_version: Arc<std::sync::atomic::AtomicI64>,
 }
 
 /// What [`Store::due_except`] found.
@@ -252,9 +268,26 @@ pub struct Store {
 pub struct Due {
     /// Due and not taken, oldest first.
     pub items: Vec<OutboxItem>,
-    /// (notifier, job) with an undelivered message that is not due yet: a newer message
-    /// of these must wait for it.
+    /// (notifier, job) with an undelivered message that is not due yet, or that another
+    /// process is sending: a newer message of these must wait for it.
     pub blocked: std::collections::HashSet<(String, String)>,
+    /// (notifier, job) with a newer message behind one in `taken`.
+    pub behind: std::collections::HashSet<(String, String)>,
+}
+
+/// Which (notifier, job) a claim is for: all, or these.
+type Keys<'a> = Option<&'a std::collections::HashSet<(String, String)>>;
+
+/// How long a statement waits for another connection's write lock (another klaxon
+/// process, or the checkpointer) before it fails with "database is locked".
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A transaction that writes: `BEGIN IMMEDIATE` takes the write lock at once, waiting
+/// up to [`BUSY_TIMEOUT`] for it. A deferred transaction that reads first would fail
+/// at its first write, without waiting, when another process wrote in between
+/// (SQLITE_BUSY on upgrade in WAL mode).
+fn write_tx(conn: &mut Connection) -> Result<Transaction<'_>, rusqlite::Error> {
+    conn.transaction_with_behavior(TransactionBehavior::Immediate)
 }
 
 /// Group commits between two WAL checkpoints. SQLite's own checkpoint (every 1,000
@@ -320,6 +353,9 @@ impl Store {
             path: path.clone(),
             source,
         };
+        // Set first: another process (the agent, a `ping`) may hold the write lock
+        // while this one switches to WAL or brings the schema forward.
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
         // WAL lets `klaxon status` read while the agent writes; NORMAL sync is durable
         // across process crashes (an OS crash may lose the last commit, not corrupt).
         conn.pragma_update(None, "journal_mode", "WAL")
@@ -330,11 +366,11 @@ impl Store {
         // connection to close checkpoints too (SQLite does that itself).
         conn.pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(open_err)?;
-        conn.busy_timeout(Duration::from_secs(5))
-            .map_err(open_err)?;
-        let version: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(open_err)?;
+        let user_version = |conn: &Connection| -> Result<i64, StoreError> {
+            conn.pragma_query_value(None, "user_version", |r| r.get(0))
+                .map_err(open_err)
+        };
+        let version = user_version(&conn)?;
         if version > SCHEMA_VERSION {
             return Err(StoreError::TooNew {
                 path,
@@ -342,13 +378,24 @@ impl Store {
             });
         }
         let mut conn = conn;
-        let tx = conn.transaction().map_err(open_err)?;
-        for migration in &MIGRATIONS[version.max(0) as usize..] {
-            tx.execute_batch(migration).map_err(open_err)?;
+        if version < SCHEMA_VERSION {
+            // Read again under the write lock: two processes opening an old database
+            // at once bring it forward once.
+            let tx = write_tx(&mut conn).map_err(open_err)?;
+            let version = user_version(&tx)?;
+            if version > SCHEMA_VERSION {
+                return Err(StoreError::TooNew {
+                    path,
+                    found: version,
+                });
+            }
+            for migration in &MIGRATIONS[version.max(0) as usize..] {
+                tx.execute_batch(migration).map_err(open_err)?;
+            }
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+                .map_err(open_err)?;
+            tx.commit().map_err(open_err)?;
         }
-        tx.pragma_update(None, "user_version", SCHEMA_VERSION)
-            .map_err(open_err)?;
-        tx.commit().map_err(open_err)?;
         // Every statement klaxon runs, parsed once.
         conn.set_prepared_statement_cache_capacity(32);
         Ok(Self {
@@ -361,6 +408,8 @@ impl Store {
             fresh: Arc::default(),
             ready: Arc::default(),
             write_error: Arc::default(),
+            owner: format!("{}-{:08x}", std::process::id(), fastrand::u32(..)).into(),
+            data_version: Arc::default(),
         })
     }
 
@@ -512,7 +561,7 @@ impl Store {
         if guard.is_none() {
             match Connection::open(&self.path) {
                 Ok(conn) => {
-                    let _ = conn.busy_timeout(Duration::from_secs(5));
+                    let _ = conn.busy_timeout(BUSY_TIMEOUT);
                     *guard = Some(conn);
                 }
                 Err(e) => {
@@ -536,7 +585,7 @@ impl Store {
     /// page a savepoint changes into its sub-journal, and a storm's runs change many.
     fn commit_writes(&self, writes: Vec<Write<'_>>) -> Vec<Result<Written, StoreError>> {
         let mut conn = self.conn();
-        let together = conn.transaction().and_then(|tx| {
+        let together = write_tx(&mut conn).and_then(|tx| {
             let written = writes
                 .iter()
                 .map(|write| write_one(&tx, write))
@@ -587,7 +636,7 @@ impl Store {
         conn: &mut Connection,
         writes: &[Write<'_>],
     ) -> Result<Vec<Result<Written, StoreError>>, rusqlite::Error> {
-        let mut tx = conn.transaction()?;
+        let mut tx = write_tx(conn)?;
         let mut results = Vec::with_capacity(writes.len());
         for write in writes {
             let result = tx.savepoint().map_err(StoreError::from).and_then(|sp| {
@@ -687,7 +736,7 @@ impl Store {
             return Ok(());
         }
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_tx(&mut conn)?;
         write_marks(&tx, marks)?;
         tx.commit()?;
         drop(conn);
@@ -704,7 +753,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Option<OutboxItem>, StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_tx(&mut conn)?;
         let marked = tx.execute(
             "UPDATE outbox SET fallback_sent = 1 WHERE id = ?1 AND fallback_sent = 0",
             params![item.id],
@@ -756,34 +805,141 @@ impl Store {
     /// [`Store::due`] less the messages in `taken` (the delivery loop has them), and
     /// which jobs have a message waiting for a later retry. What was handed over is
     /// part of this answer: it is cleared, in the same lock as the read.
+    ///
+    /// What is returned is claimed for this store (see [`CLAIM_LEASE`]) in the same
+    /// transaction that read it: a message another process claimed is not due here,
+    /// nor are the newer ones of its job and notifier.
     pub fn due_except(
         &self,
         now: DateTime<Utc>,
         taken: &std::collections::HashSet<i64>,
     ) -> Result<Due, StoreError> {
-        let conn = self.conn();
-        if let Some(fresh) = lock(&self.fresh).as_mut() {
+        self.claim(now, taken, None)
+    }
+
+    /// [`Store::due_except`] for only these (notifier, job): each one's oldest
+    /// undelivered messages, when due and not claimed by another process.
+    pub fn claim_keys(
+        &self,
+        now: DateTime<Utc>,
+        taken: &std::collections::HashSet<i64>,
+        keys: &std::collections::HashSet<(String, String)>,
+    ) -> Result<Due, StoreError> {
+        self.claim(now, taken, Some(keys))
+    }
+
+    fn claim(
+        &self,
+        now: DateTime<Utc>,
+        taken: &std::collections::HashSet<i64>,
+        keys: Keys<'_>,
+    ) -> Result<Due, StoreError> {
+        let mut conn = self.conn();
+        let tx = write_tx(&mut conn)?;
+        if keys.is_none()
+            && let Some(fresh) = lock(&self.fresh).as_mut()
+        {
             fresh.clear();
         }
         let mut due = Due::default();
+        let mut stopped = std::collections::HashSet::new();
+        let mut after_taken = std::collections::HashSet::new();
+        let until = ms(now) + CLAIM_LEASE.as_millis() as i64;
         // Only the messages that go out now are decoded.
-        for row in pending_rows(&conn)? {
-            if !due.blocked.is_empty()
-                && due
-                    .blocked
-                    .contains(&(row.notifier.clone(), row.job.clone()))
-            {
+        for row in pending_rows(&tx)? {
+            let key = (row.notifier.clone(), row.job.clone());
+            if keys.is_some_and(|keys| !keys.contains(&key)) {
                 continue;
             }
-            if from_ms(row.next_attempt_at) > now {
-                due.blocked.insert((row.notifier, row.job));
+            if stopped.contains(&key) {
+                if after_taken.contains(&key) {
+                    due.behind.insert(key);
+                }
                 continue;
             }
-            if !taken.contains(&row.id) {
-                due.items.push(row.decode()?);
+            if taken.contains(&row.id) {
+                after_taken.insert(key.clone());
+                stopped.insert(key);
+                continue;
             }
+            if from_ms(row.next_attempt_at) > now || self.claimed_elsewhere(&row, now) {
+                stopped.insert(key.clone());
+                due.blocked.insert(key);
+                continue;
+            }
+            tx.prepare_cached("UPDATE outbox SET claimed_by = ?2, claim_until = ?3 WHERE id = ?1")?
+                .execute(params![row.id, &*self.owner, until])?;
+            due.items.push(row.decode()?);
         }
+        tx.commit()?;
         Ok(due)
+    }
+
+    fn claimed_elsewhere(&self, row: &PendingRow, now: DateTime<Utc>) -> bool {
+        row.claimed_by.as_deref().is_some_and(|o| o != &*self.owner)
+            && row.claim_until.is_some_and(|until| until > ms(now))
+    }
+
+    /// Gives up this store's claims on messages it has not settled (a process that
+    /// stops delivering), so another process need not wait for them to lapse.
+    pub fn release_claims(&self) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE outbox SET claimed_by = NULL, claim_until = NULL
+             WHERE claimed_by = ?1 AND delivered_at IS NULL AND gave_up_at IS NULL",
+            params![&*self.owner],
+        )?;
+        Ok(())
+    }
+
+    /// Of `ids`, the messages not delivered nor given up yet (by any process).
+    pub fn undelivered_of(
+        &self,
+        ids: &std::collections::HashSet<i64>,
+    ) -> Result<std::collections::HashSet<i64>, StoreError> {
+        Ok(self
+            .pending_rows()?
+            .into_iter()
+            .map(|r| r.id)
+            .filter(|id| ids.contains(id))
+            .collect())
+    }
+
+    /// For each of `keys` with an undelivered message: when its oldest one may be
+    /// tried (its next attempt, or when another process's claim on it lapses), and
+    /// whether another process has it claimed.
+    pub fn heads(
+        &self,
+        now: DateTime<Utc>,
+        keys: &std::collections::HashSet<(String, String)>,
+    ) -> Result<Vec<(DateTime<Utc>, bool)>, StoreError> {
+        let mut seen = std::collections::HashSet::new();
+        let mut heads = Vec::new();
+        for row in self.pending_rows()? {
+            let key = (row.notifier.clone(), row.job.clone());
+            if !keys.contains(&key) || !seen.insert(key) {
+                continue;
+            }
+            let foreign = self.claimed_elsewhere(&row, now);
+            let mut at = row.next_attempt_at;
+            if foreign {
+                at = at.max(row.claim_until.unwrap_or(at));
+            }
+            heads.push((from_ms(at), foreign));
+        }
+        Ok(heads)
+    }
+
+    /// Whether another connection (another klaxon process) committed since the last
+    /// call: its messages are in the outbox only, not handed over.
+    pub fn written_elsewhere(&self) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        let version: Result<i64, _> = self
+            .conn()
+            .pragma_query_value(None, "data_version", |r| r.get(0));
+        match version {
+            Ok(v) => self.data_version.swap(v, SeqCst) != v,
+            Err(_) => true,
+        }
     }
 
     /// From now on, every message this store commits is also kept for
@@ -833,19 +989,24 @@ impl Store {
 
     /// When the earliest message that was not due at `now` comes due: the first
     /// undelivered message of each job and notifier whose next attempt is after `now`
-    /// (the ones behind it wait for it anyway). `now` is when the caller last asked
-    /// [`Store::due`], so a message that came due since is not missed.
+    /// (the ones behind it wait for it anyway), whichever process wrote it; one that
+    /// another process has claimed, when that claim lapses. `now` is when the caller
+    /// last asked [`Store::due`], so a message that came due since is not missed.
     pub fn next_retry(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, StoreError> {
         let at: Option<i64> = self
             .conn()
             .prepare_cached(
-                "SELECT min(o.next_attempt_at) FROM outbox o
-                 JOIN (SELECT min(id) AS id FROM outbox
-                       WHERE delivered_at IS NULL AND gave_up_at IS NULL
-                       GROUP BY notifier, job) head ON o.id = head.id
-                 WHERE o.next_attempt_at > ?1",
+                "SELECT min(at) FROM (
+                   SELECT CASE WHEN o.claimed_by IS NOT NULL AND o.claimed_by != ?2
+                                    AND o.claim_until > o.next_attempt_at
+                               THEN o.claim_until ELSE o.next_attempt_at END AS at
+                   FROM outbox o
+                   JOIN (SELECT min(id) AS id FROM outbox
+                         WHERE delivered_at IS NULL AND gave_up_at IS NULL
+                         GROUP BY notifier, job) head ON o.id = head.id)
+                 WHERE at > ?1",
             )?
-            .query_row(params![ms(now)], |r| r.get(0))?;
+            .query_row(params![ms(now), &*self.owner], |r| r.get(0))?;
         Ok(at.map(from_ms))
     }
 
@@ -898,6 +1059,8 @@ struct PendingRow {
     next_attempt_at: i64,
     created_at: i64,
     fallback_sent: bool,
+    claimed_by: Option<String>,
+    claim_until: Option<i64>,
 }
 
 impl PendingRow {
@@ -916,7 +1079,8 @@ impl PendingRow {
 
 fn pending_rows(conn: &Connection) -> Result<Vec<PendingRow>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, job, notifier, payload, attempts, next_attempt_at, created_at, fallback_sent
+        "SELECT id, job, notifier, payload, attempts, next_attempt_at, created_at, fallback_sent,
+                claimed_by, claim_until
          FROM outbox WHERE delivered_at IS NULL AND gave_up_at IS NULL ORDER BY id",
     )?;
     let rows = stmt.query_map([], |r| {
@@ -929,6 +1093,8 @@ fn pending_rows(conn: &Connection) -> Result<Vec<PendingRow>, StoreError> {
             next_attempt_at: r.get(5)?,
             created_at: r.get(6)?,
             fallback_sent: r.get(7)?,
+            claimed_by: r.get(8)?,
+            claim_until: r.get(9)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -964,21 +1130,37 @@ fn write_marks(conn: &Connection, marks: &[Mark]) -> Result<(), StoreError> {
         match mark {
             Mark::Delivered { id, at } => conn
                 .prepare_cached(
-                    "UPDATE outbox SET delivered_at = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1",
+                    "UPDATE outbox SET delivered_at = ?2, attempts = attempts + 1, last_error = NULL,
+                            claimed_by = NULL, claim_until = NULL
+                     WHERE id = ?1",
                 )?
                 .execute(params![id, ms(*at)])?,
             Mark::Failed {
                 id,
                 error,
                 next_attempt_at,
-            } => conn
-                .prepare_cached(
-                    "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3 WHERE id = ?1",
+            } => {
+                // The newer messages of its job its sender claimed wait for it: they
+                // are let go with it.
+                conn.prepare_cached(
+                    "UPDATE outbox SET claimed_by = NULL, claim_until = NULL
+                     WHERE delivered_at IS NULL AND gave_up_at IS NULL
+                       AND (notifier, job, claimed_by) =
+                           (SELECT notifier, job, claimed_by FROM outbox WHERE id = ?1)",
                 )?
-                .execute(params![id, error, ms(*next_attempt_at)])?,
+                .execute(params![id])?;
+                conn.prepare_cached(
+                    "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3,
+                                claimed_by = NULL, claim_until = NULL
+                     WHERE id = ?1",
+                )?
+                .execute(params![id, error, ms(*next_attempt_at)])?
+            }
             Mark::GaveUp { id, error, at } => conn
                 .prepare_cached(
-                    "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, gave_up_at = ?3 WHERE id = ?1",
+                    "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, gave_up_at = ?3,
+                            claimed_by = NULL, claim_until = NULL
+                     WHERE id = ?1",
                 )?
                 .execute(params![id, error, ms(*at)])?,
         };
@@ -1057,6 +1239,7 @@ mod tests {
     use super::*;
     use crate::alert::{OpenAlert, SeverityName};
     use klaxon_notifiers::{Alert, CheckInfo, Event, Severity};
+    use std::collections::HashSet;
 
     pub(super) fn t(s: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_790_000_000 + s, 0).unwrap()
@@ -1406,22 +1589,25 @@ mod tests {
         assert_eq!(version, SCHEMA_VERSION);
     }
 
+    /// Records a run of `api` with one message of `event` to `slack`.
+    fn enqueue(store: &Store, at: i64, event: Event) -> OutboxItem {
+        store
+            .record_run(&run("api", at, "critical"), |_| {
+                let message = NewMessage {
+                    notifier: "slack".into(),
+                    alert: alert(event),
+                };
+                (JobState::default(), vec![message])
+            })
+            .unwrap()
+            .remove(0)
+    }
+
     #[test]
     fn a_message_is_not_due_before_an_older_one_of_its_job() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let enqueue = |at: i64, event: Event| {
-            store
-                .record_run(&run("api", at, "critical"), |_| {
-                    let message = NewMessage {
-                        notifier: "slack".into(),
-                        alert: alert(event),
-                    };
-                    (JobState::default(), vec![message])
-                })
-                .unwrap()
-                .remove(0)
-        };
+        let enqueue = |at: i64, event: Event| enqueue(&store, at, event);
         let failure = enqueue(0, Event::Failure);
         let recovery = enqueue(10, Event::Recovery);
         // The failure's retry is later than the recovery's first try.
@@ -1445,6 +1631,51 @@ mod tests {
         // is not missed (it is in the past now, and the worker goes again at once).
         assert_eq!(store.next_retry(t(99)).unwrap(), Some(t(100)));
         assert_eq!(store.next_retry(t(100)).unwrap(), None);
+    }
+
+    /// Two processes on one database: what one read to send is claimed, so the other
+    /// neither sends it nor a newer message of that job and notifier, until the claim
+    /// is released by the outcome or lapses after `CLAIM_LEASE` (its owner died).
+    #[test]
+    fn a_claimed_message_is_sent_by_one_process_until_its_claim_lapses() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Store::open(dir.path()).unwrap();
+        let b = Store::open(dir.path()).unwrap();
+        let enqueue = |at: i64, event: Event| enqueue(&a, at, event);
+        let failure = enqueue(0, Event::Failure);
+        let claimed: Vec<i64> = a.due(t(1)).unwrap().iter().map(|i| i.id).collect();
+        assert_eq!(claimed, [failure.id]);
+        let recovery = enqueue(2, Event::Recovery);
+        let other = b.due_except(t(3), &HashSet::new()).unwrap();
+        assert!(other.items.is_empty(), "{:?}", other.items);
+        let key = ("slack".to_owned(), "api".to_owned());
+        assert!(other.blocked.contains(&key));
+        let lapses = t(1) + chrono::Duration::from_std(CLAIM_LEASE).unwrap();
+        assert_eq!(b.next_retry(t(3)).unwrap(), Some(lapses));
+        // Its owner is still on it: the claim is renewed by its next read.
+        let mine: Vec<i64> = a.due(t(3)).unwrap().iter().map(|i| i.id).collect();
+        assert_eq!(mine, [failure.id, recovery.id]);
+        // A failed try lets go of the message and of the newer one behind it.
+        a.mark(&[Mark::Failed {
+            id: failure.id,
+            error: "HTTP 503".into(),
+            next_attempt_at: t(10),
+        }])
+        .unwrap();
+        assert!(b.due(t(9)).unwrap().is_empty());
+        let taken: Vec<i64> = b.due(t(10)).unwrap().iter().map(|i| i.id).collect();
+        assert_eq!(taken, [failure.id, recovery.id]);
+        // b dies without an outcome: a gets them back once the claim lapses.
+        let lapses = t(10) + chrono::Duration::from_std(CLAIM_LEASE).unwrap();
+        assert!(
+            a.due(lapses - chrono::Duration::seconds(1))
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(a.due(lapses).unwrap().len(), 2);
+        // Let go on purpose, they are b's to take at once.
+        a.release_claims().unwrap();
+        assert_eq!(b.due(lapses).unwrap().len(), 2);
     }
 
     #[test]

@@ -76,7 +76,7 @@ impl Store {
         change: impl Fn(&Connection, i64) -> rusqlite::Result<usize>,
     ) -> Result<Vec<HeldMessage>, StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let messages = held_in(&tx, which)?;
         for m in &messages {
             change(&tx, m.id)?;
