@@ -55,6 +55,14 @@ pub async fn run(
         Mode::DryRun => None,
     };
     let mut rt = Arc::new(Runtime::build(config, mode, Arc::new(SystemClock))?);
+    if mode == Mode::Live
+        && let Err(e) = rt.store.listen_for_others()
+    {
+        tracing::warn!(
+            "cannot open the outbox doorbell in the state directory ({e}); \
+             looking every second for messages other klaxon processes leave"
+        );
+    }
     tracing::info!(
         agent = %rt.config.agent.name,
         config = %rt.config.file.display(),

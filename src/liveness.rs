@@ -25,11 +25,12 @@ use crate::store::Store;
 /// How long without a turn of the scheduler loop makes the agent unhealthy.
 pub const STALLED_AFTER: Duration = Duration::from_secs(3 * CLOCK_CHECK.as_secs());
 
-/// How often the store is probed.
-pub const PROBE_EVERY: Duration = Duration::from_secs(5);
+/// How often the store is probed: as often as the scheduler re-reads the clock, so an
+/// idle agent wakes no more often for it (and writes one small row each time).
+pub const PROBE_EVERY: Duration = CLOCK_CHECK;
 
 /// How long a probe may take before the store (or the blocking pool) counts as stuck.
-pub const STUCK_AFTER: Duration = Duration::from_secs(30);
+pub const STUCK_AFTER: Duration = Duration::from_secs(60);
 
 /// How long a message may stay due and unsent before delivery counts as stuck.
 pub const OVERDUE_AFTER: Duration = Duration::from_secs(300);
@@ -218,7 +219,7 @@ mod tests {
         assert_eq!(
             alive.health_at(start + STUCK_AFTER + Duration::from_secs(1)),
             Health::Unwell(vec![
-                "stuck: the state store has not answered for 31s (a write or a blocking thread is stuck)".into()
+                "stuck: the state store has not answered for 1m 1s (a write or a blocking thread is stuck)".into()
             ])
         );
         alive.probe_ended(Probed {

@@ -47,8 +47,9 @@ const IN_FLIGHT: usize = 8;
 const READ_AFTER: Duration = Duration::from_secs(30);
 
 /// How often the delivery loop checks whether another process (`once`, `ping`,
-/// `exec`) wrote the store; if one did, it reads the outbox, and so wakes for the retry
-/// of a message that process left. One `PRAGMA data_version`, no disk read.
+/// `exec`) wrote the store when the agent has no doorbell (`Store::listen_for_others`
+/// failed): one `PRAGMA data_version`, no disk read. `deliver_within` also looks this
+/// often at a message another process holds.
 const POLL: Duration = Duration::from_secs(1);
 
 /// How one delivery try went.
@@ -698,8 +699,8 @@ async fn send_work(rt: Arc<Runtime>, name: String, work: Work, mut slot: Slot) -
 
 /// The agent's delivery loop: sends every due message, oldest first, and takes new
 /// ones as they are committed, while earlier ones are still being sent; with nothing
-/// under way it sleeps until the next retry is due or new messages arrive, looking every
-/// [`POLL`] for messages other processes wrote. At `stop`
+/// under way it sleeps until the next retry is due, new messages arrive, or another
+/// process rings the store's doorbell (every [`POLL`] it looks, without one). At `stop`
 /// it starts nothing more, lets what is being sent land (so the outcomes are
 /// committed and a flush after it does not send them again) and returns.
 ///
@@ -732,11 +733,17 @@ pub async fn worker_reading_after(rt: Arc<Runtime>, stop: CancellationToken, rea
             wake = earliest(window, rt.store.next_retry(now).ok().flatten());
         }
         flights.start(&rt);
-        // Until the next retry or group window, looking every `POLL` for what other
-        // processes wrote.
-        let wait = wake.map_or(POLL, |at| {
-            (at - rt.clock.now()).to_std().unwrap_or_default().min(POLL)
-        });
+        // Until the next retry or group window. Other processes' writes ring the
+        // doorbell; without one, look every `POLL`. With nothing pending and a
+        // doorbell, an idle agent has no timer here.
+        let poll = (!rt.store.listens()).then_some(POLL);
+        let wait = match (wake, poll) {
+            (Some(at), poll) => {
+                let until = (at - rt.clock.now()).to_std().unwrap_or_default();
+                Some(poll.map_or(until, |p| until.min(p)))
+            }
+            (None, poll) => poll,
+        };
         tokio::select! {
             () = stop.cancelled() => {}
             Some(landed) = flights.next() => {
@@ -745,10 +752,9 @@ pub async fn worker_reading_after(rt: Arc<Runtime>, stop: CancellationToken, rea
             }
             () = rt.store.ready() => {
                 // New messages of this process are handed over without a read. One
-                // written by another process (`once`, `ping`) is picked up at the
-                // next read: within `POLL` of that process's commit, a retry or a
-                // group window coming due, a new message when the last read is older
-                // than `READ_AFTER`, or the next start.
+                // written by another process (`once`, `ping`) is read when that
+                // process rings the doorbell (or within `POLL` without one), at a
+                // retry or group window coming due, or at the next start.
                 if last_read.elapsed() >= read_after {
                     read = true;
                 } else {
@@ -756,13 +762,21 @@ pub async fn worker_reading_after(rt: Arc<Runtime>, stop: CancellationToken, rea
                     wake = earliest(wake, window);
                 }
             }
-            () = tokio::time::sleep(wait) => {
+            () = rt.store.rung() => read = true,
+            () = sleep_or_forever(wait) => {
                 let now = rt.clock.now();
                 read = wake.is_some_and(|at| at <= now)
                     || (wake.is_some() && last_read.elapsed() >= Duration::from_secs(30))
-                    || rt.store.written_elsewhere();
+                    || (poll.is_some() && rt.store.written_elsewhere());
             }
         }
+    }
+}
+
+async fn sleep_or_forever(wait: Option<Duration>) {
+    match wait {
+        Some(wait) => tokio::time::sleep(wait).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -261,7 +261,15 @@ pub struct Store {
     /// `PRAGMA data_version` when last asked: it changes when another connection
     /// (another process) commits.
     data_version: Arc<std::sync::atomic::AtomicI64>,
+    /// The agent's doorbell for other processes' writes ([`Store::listen_for_others`]),
+    /// once it listens.
+    bell: Arc<std::sync::OnceLock<tokio::net::UnixDatagram>>,
 }
+
+/// The doorbell's file in the state directory: a Unix datagram socket the agent binds.
+/// Another process (`once`, `ping`, `exec`) that commits sends it one byte, so the
+/// agent reads the outbox at once instead of polling for such writes.
+const BELL: &str = "outbox.bell";
 
 /// What [`Store::due_except`] found.
 #[derive(Debug, Default)]
@@ -410,6 +418,7 @@ impl Store {
             write_error: Arc::default(),
             owner: format!("{}-{:08x}", std::process::id(), fastrand::u32(..)).into(),
             data_version: Arc::default(),
+            bell: Arc::default(),
         })
     }
 
@@ -537,6 +546,7 @@ impl Store {
     fn committed(&self) {
         use std::sync::atomic::Ordering::SeqCst;
         lock(&self.write_error).take();
+        self.ring();
         if self.commits.fetch_add(1, SeqCst) + 1 >= CHECKPOINT_EVERY {
             self.commits.store(0, SeqCst);
             let store = self.clone();
@@ -927,6 +937,60 @@ impl Store {
             heads.push((from_ms(at), foreign));
         }
         Ok(heads)
+    }
+
+    /// Binds the doorbell in the state directory (the agent, holding the agent lock,
+    /// so a file left there is a dead agent's and is replaced). Must run on a tokio
+    /// runtime. Without it the delivery loop polls [`Store::written_elsewhere`].
+    pub fn listen_for_others(&self) -> std::io::Result<()> {
+        let Some(path) = self.bell_path() else {
+            return Ok(());
+        };
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let socket = tokio::net::UnixDatagram::bind(&path)?;
+        let _ = self.bell.set(socket);
+        Ok(())
+    }
+
+    /// Whether this store listens for other processes' writes.
+    pub fn listens(&self) -> bool {
+        self.bell.get().is_some()
+    }
+
+    /// Resolves when another process has rung the doorbell since the last time (never,
+    /// when this store does not listen).
+    pub async fn rung(&self) {
+        let Some(bell) = self.bell.get() else {
+            return std::future::pending().await;
+        };
+        let mut buf = [0u8; 8];
+        let _ = bell.recv(&mut buf).await;
+        // Several rings while the loop was busy need one read.
+        while bell.try_recv(&mut buf).is_ok() {}
+    }
+
+    /// Tells a listening agent that this process committed (nothing when this store is
+    /// the listener, or when no agent listens).
+    fn ring(&self) {
+        if self.listens() {
+            return;
+        }
+        let Some(path) = self.bell_path() else {
+            return;
+        };
+        if let Ok(socket) = std::os::unix::net::UnixDatagram::unbound() {
+            let _ = socket.set_nonblocking(true);
+            let _ = socket.send_to(b"w", path);
+        }
+    }
+
+    fn bell_path(&self) -> Option<PathBuf> {
+        let dir = self.path.parent().filter(|d| !d.as_os_str().is_empty())?;
+        (self.path.as_os_str() != ":memory:").then(|| dir.join(BELL))
     }
 
     /// Whether another connection (another klaxon process) committed since the last

@@ -69,7 +69,8 @@ async fn wait_health(
     want: impl Fn(u16, &str) -> bool,
     what: &str,
 ) -> String {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    // The probe runs every 30 s: two of its turns and some.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     loop {
         let (status, body) = healthz(client, base).await;
         if want(status, &body) {
