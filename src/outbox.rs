@@ -1,12 +1,9 @@
 //! Delivering what the outbox holds. Messages are already durable when they get here;
-//! this sends each through its notifier, marks it delivered on success, and on failure
-//! schedules another try (the receiver's `Retry-After` when it gave one, else backoff)
-//! or, when the receiver refused it for good, keeps it marked as given up.
-//!
-//! A message that keeps failing for the notifier's `fallback_after`, or is refused for
-//! good, is copied once to the notifier's `fallback`. After [`GIVE_UP_AFTER`] of
-//! failing it is given up, with an error in the log. Slack gets at most one message a
-//! second per notifier, as its webhooks allow.
+//! this sends each through its notifier and records how it went. What a try's outcome
+//! means (delivered, retry after `Retry-After` or backoff, give up, copy to the
+//! `fallback`) is decided by the pure [`policy`], table-tested on its own; this module
+//! carries the decision out: marks, metrics, logs, the fallback copy. Slack gets at most
+//! one message a second per notifier, as its webhooks allow.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -21,8 +18,9 @@ use crate::metrics::DeliveryResult;
 use crate::runtime::{Mode, Runtime};
 use crate::store::{Mark, OutboxItem};
 
-/// How long a message is retried before it is given up.
-pub const GIVE_UP_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
+mod policy;
+pub use policy::GIVE_UP_AFTER;
+use policy::{Decision, Facts, Tried, Why};
 
 /// The least time between two messages to one notifier of this kind.
 fn min_interval(spec: &klaxon_notifiers::NotifierSpec) -> Option<Duration> {
@@ -30,12 +28,6 @@ fn min_interval(spec: &klaxon_notifiers::NotifierSpec) -> Option<Duration> {
         klaxon_notifiers::NotifierSpec::Slack(_) => Some(Duration::from_secs(1)),
         _ => None,
     }
-}
-
-/// Backoff between delivery tries of one message: 5 s doubling to 10 min.
-fn backoff(attempts: u32) -> Duration {
-    let secs = 5u64.saturating_mul(1u64 << attempts.min(16));
-    Duration::from_secs(secs.min(600))
 }
 
 /// Messages of one notifier sent at the same time (to different jobs' alerts), so a
@@ -204,9 +196,26 @@ fn settle(
     log: bool,
 ) -> (Delivery, Mark) {
     let alert = &item.alert;
-    let now = || rt.clock.now();
-    match result {
-        Ok(()) => {
+    let now = rt.clock.now();
+    let tried = match &result {
+        Ok(()) => Tried::Taken,
+        Err(DeliveryError::Retry { after, .. }) => Tried::Failed { after: *after },
+        Err(DeliveryError::Reject { .. }) => Tried::Refused,
+    };
+    let facts = Facts {
+        age: (now - item.created_at).to_std().unwrap_or_default(),
+        attempts: item.attempts,
+        fallback_after: rt
+            .config
+            .notifier(&item.notifier)
+            .map_or(Duration::MAX, |n| n.fallback_after),
+    };
+    let reason = match result {
+        Ok(()) => String::new(),
+        Err(DeliveryError::Retry { reason, .. } | DeliveryError::Reject { reason }) => reason,
+    };
+    match policy::decide(tried, facts) {
+        Decision::Delivered => {
             if log {
                 tracing::info!(
                     job = %alert.job,
@@ -217,47 +226,19 @@ fn settle(
             }
             rt.metrics
                 .delivery(&item.notifier, DeliveryResult::Delivered);
-            (Delivery::Delivered, Mark::delivered(item.id, now()))
+            (Delivery::Delivered, Mark::delivered(item.id, now))
         }
-        Err(DeliveryError::Retry { reason, after }) => {
-            let age = (now() - item.created_at).to_std().unwrap_or_default();
-            if age >= GIVE_UP_AFTER {
-                tracing::error!(
-                    job = %alert.job,
-                    notifier = %item.notifier,
-                    event = alert.event.as_str(),
-                    "giving up on a message after {} of failed deliveries: {reason}",
-                    humantime::format_duration(GIVE_UP_AFTER)
-                );
-                return give_up(rt, item, reason, DeliveryResult::GaveUp);
-            }
-            let fallback_after = rt
-                .config
-                .notifier(&item.notifier)
-                .map_or(Duration::MAX, |n| n.fallback_after);
-            if age >= fallback_after {
-                fallback(rt, item);
-            }
-            let wait = after.unwrap_or_else(|| backoff(item.attempts));
-            if log {
-                tracing::error!(
-                    job = %alert.job,
-                    notifier = %item.notifier,
-                    event = alert.event.as_str(),
-                    retry_in = %humantime::format_duration(wait),
-                    "delivery failed: {reason}"
-                );
-            }
-            let next = now() + chrono::Duration::from_std(wait).unwrap_or_default();
-            rt.metrics.delivery(&item.notifier, DeliveryResult::Retry);
-            let mark = Mark::Failed {
-                id: item.id,
-                error: reason,
-                next_attempt_at: next,
-            };
-            (Delivery::Deferred(wait), mark)
+        Decision::GiveUp(Why::TooOld) => {
+            tracing::error!(
+                job = %alert.job,
+                notifier = %item.notifier,
+                event = alert.event.as_str(),
+                "giving up on a message after {} of failed deliveries: {reason}",
+                humantime::format_duration(GIVE_UP_AFTER)
+            );
+            give_up(rt, item, reason, DeliveryResult::GaveUp)
         }
-        Err(DeliveryError::Reject { reason }) => {
+        Decision::GiveUp(Why::Refused) => {
             if log {
                 tracing::error!(
                     job = %alert.job,
@@ -267,6 +248,31 @@ fn settle(
                 );
             }
             give_up(rt, item, reason, DeliveryResult::Rejected)
+        }
+        Decision::Retry {
+            wait,
+            fallback: copy,
+        } => {
+            if copy {
+                fallback(rt, item);
+            }
+            if log {
+                tracing::error!(
+                    job = %alert.job,
+                    notifier = %item.notifier,
+                    event = alert.event.as_str(),
+                    retry_in = %humantime::format_duration(wait),
+                    "delivery failed: {reason}"
+                );
+            }
+            let next = now + chrono::Duration::from_std(wait).unwrap_or_default();
+            rt.metrics.delivery(&item.notifier, DeliveryResult::Retry);
+            let mark = Mark::Failed {
+                id: item.id,
+                error: reason,
+                next_attempt_at: next,
+            };
+            (Delivery::Deferred(wait), mark)
         }
     }
 }
@@ -938,16 +944,4 @@ pub async fn deliver_within(rt: &Runtime, items: Vec<OutboxItem>, within: Durati
     }
     record(rt.store.release_claims());
     left.len()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_and_caps() {
-        let got: Vec<u64> = (0..10).map(|a| backoff(a).as_secs()).collect();
-        assert_eq!(got, [5, 10, 20, 40, 80, 160, 320, 600, 600, 600]);
-        assert_eq!(backoff(u32::MAX), Duration::from_secs(600));
-    }
 }
