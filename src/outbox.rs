@@ -22,14 +22,6 @@ mod policy;
 pub use policy::GIVE_UP_AFTER;
 use policy::{Decision, Facts, Tried, Why};
 
-/// The least time between two messages to one notifier of this kind.
-fn min_interval(spec: &klaxon_notifiers::NotifierSpec) -> Option<Duration> {
-    match spec {
-        klaxon_notifiers::NotifierSpec::Slack(_) => Some(Duration::from_secs(1)),
-        _ => None,
-    }
-}
-
 /// Messages of one notifier sent at the same time (to different jobs' alerts), so a
 /// storm of a hundred alerts to a webhook is not a hundred round trips in a row.
 const IN_FLIGHT: usize = 8;
@@ -173,7 +165,7 @@ fn print_dry_run(rt: &Runtime, name: &str, text: &str) {
 
 /// Waits until a rate-limited notifier may send again.
 async fn pace(rt: &Runtime, name: &str) {
-    let Some(gap) = rt.config.notifier(name).and_then(|n| min_interval(&n.spec)) else {
+    let Some(gap) = rt.config.notifier(name).and_then(|n| n.spec.min_interval()) else {
         return;
     };
     let wait = {
@@ -643,7 +635,7 @@ fn slots(rt: &Runtime, name: &str) -> usize {
     let paced = rt
         .config
         .notifier(name)
-        .is_some_and(|n| min_interval(&n.spec).is_some());
+        .is_some_and(|n| n.spec.min_interval().is_some());
     let merges = rt.notifiers.get(name).is_some_and(|n| n.merges());
     if paced || merges { 1 } else { IN_FLIGHT }
 }
@@ -825,12 +817,7 @@ pub async fn resend_firing(rt: Arc<Runtime>, stop: CancellationToken) {
         .config
         .notifiers
         .iter()
-        .filter_map(|n| match &n.spec {
-            klaxon_notifiers::NotifierSpec::Alertmanager(s) => {
-                Some((n.name.as_str(), s.resend_every))
-            }
-            _ => None,
-        })
+        .filter_map(|n| Some((n.name.as_str(), n.spec.resend_every()?)))
         .collect();
     let Some(every) = targets.iter().map(|(_, d)| *d).min() else {
         return;

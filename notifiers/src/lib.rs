@@ -206,6 +206,24 @@ impl NotifierSpec {
             NotifierSpec::Log(_) => "log",
         }
     }
+
+    /// The least time between two messages to this notifier, for channels whose
+    /// receiver limits the rate: Slack's incoming webhooks take one message a second.
+    pub fn min_interval(&self) -> Option<std::time::Duration> {
+        match self {
+            NotifierSpec::Slack(_) => Some(std::time::Duration::from_secs(1)),
+            _ => None,
+        }
+    }
+
+    /// How often a firing alert is posted again, for receivers that forget an alert
+    /// that is not repeated: Alertmanager resolves it after its `resolve_timeout`.
+    pub fn resend_every(&self) -> Option<std::time::Duration> {
+        match self {
+            NotifierSpec::Alertmanager(s) => Some(s.resend_every),
+            _ => None,
+        }
+    }
 }
 
 /// Why a notifier could not be built from a valid spec.
