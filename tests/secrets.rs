@@ -487,7 +487,8 @@ fn collect(world: &World, outputs: &mut Vec<Output>) {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 stack.push(path);
-            } else if !world.inputs.contains(&path) && !path.is_symlink() {
+            } else if !world.inputs.contains(&path) && path.is_file() && !path.is_symlink() {
+                // (Sockets, such as the agent's `outbox.bell`, hold no bytes to read.)
                 outputs.push(Output {
                     what: format!("file {}", path.display()),
                     bytes: std::fs::read(&path).unwrap(),
