@@ -103,6 +103,16 @@ impl Liveness {
         *self.found.lock().unwrap_or_else(|p| p.into_inner()) = found;
     }
 
+    /// Why the state cannot be written, as the last probe found (a probe's write or a
+    /// run's commit failed), if it cannot.
+    pub fn store_error(&self) -> Option<String> {
+        self.found
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .error
+            .clone()
+    }
+
     pub fn health(&self) -> Health {
         self.health_at(Instant::now())
     }
