@@ -1556,6 +1556,25 @@ port = 1
     }
 
     #[test]
+    fn agent_notify_defaults_to_the_notifiers_jobs_use_and_takes_a_list() {
+        let notifiers = "[notifiers.a]\ntype = \"log\"\n[notifiers.b]\ntype = \"log\"\n\
+                         [notifiers.c]\ntype = \"log\"\n";
+        let jobs = "[jobs.x]\nevery = \"1m\"\nnotify = [\"c\"]\n[jobs.x.check]\ntype = \"tcp\"\nhost = \"h\"\nport = 1\n\
+                    [jobs.y]\nevery = \"1m\"\nnotify = [\"a\", \"c\"]\n[jobs.y.check]\ntype = \"tcp\"\nhost = \"h\"\nport = 1\n";
+        use crate::config::tests_support::load_text;
+        let config = load_text(&format!("{notifiers}{jobs}")).unwrap();
+        // In file order; `b` no job uses.
+        assert_eq!(config.agent.notify, ["a", "c"]);
+        let config = load_text(&format!(
+            "[agent]\nnotify = [\"b\", \"b\"]\n{notifiers}{jobs}"
+        ))
+        .unwrap();
+        assert_eq!(config.agent.notify, ["b"]);
+        let config = load_text(&format!("[agent]\nnotify = []\n{notifiers}{jobs}")).unwrap();
+        assert!(config.agent.notify.is_empty(), "an empty list tells no one");
+    }
+
+    #[test]
     fn env_file_supplies_variables_and_the_environment_wins() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(".env"), "NAME=from-file\nHOST=127.0.0.1\n").unwrap();
