@@ -425,3 +425,106 @@ fn agent_alert(rt: &Runtime, outage: &Outage, at: DateTime<Utc>) -> Alert {
         id: outage.id.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn run(job: &str, at: i64, severity: &str) -> RunRecord {
+        let t = DateTime::from_timestamp(1_790_000_000 + at, 0).unwrap();
+        RunRecord {
+            job: job.into(),
+            started_at: t,
+            finished_at: t,
+            severity: severity.into(),
+            attempts: 1,
+            elapsed: Duration::ZERO,
+            summary: format!("run {at}"),
+            output: None,
+            skipped: None,
+            metrics: Vec::new(),
+            fire_at: Some(t),
+        }
+    }
+
+    /// Counts failures like the alert state does, and reads another job's state.
+    fn count(
+        before: &JobState,
+        other: &dyn Fn(&str) -> Result<JobState, StoreError>,
+    ) -> (JobState, u32) {
+        let mut after = before.clone();
+        after.consecutive_failures += 1;
+        (after, other("db").unwrap().consecutive_failures)
+    }
+
+    #[tokio::test]
+    async fn kept_runs_go_on_from_each_other_and_are_written_in_order_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let unwritten = Unwritten::default();
+        let stored = HashMap::from([(
+            "api".to_owned(),
+            JobState {
+                consecutive_failures: 5,
+                ..JobState::default()
+            },
+        )]);
+        let seen = Mutex::new(Vec::new());
+        let step = |before: &JobState, other: &dyn Fn(&str) -> Result<JobState, StoreError>| {
+            let (after, db) = count(before, other);
+            seen.lock().unwrap().push((after.consecutive_failures, db));
+            Ok((after, Vec::new()))
+        };
+        unwritten
+            .keep(run("db", 0, "critical"), &stored, &step)
+            .unwrap();
+        for i in 1..=3 {
+            unwritten
+                .keep(run("api", i, "critical"), &stored, &step)
+                .unwrap();
+        }
+        // `api` starts from the store's 5, then from what memory kept; `db`'s kept
+        // state is what `api` reads.
+        assert_eq!(*seen.lock().unwrap(), [(1, 0), (6, 1), (7, 1), (8, 1)]);
+        assert!(unwritten.holds(["api"].into_iter()));
+        assert!(!unwritten.holds(["web"].into_iter()));
+        assert_eq!(unwritten.len(), 4);
+
+        assert_eq!(unwritten.flush(&store).await.unwrap(), 4);
+        assert!(unwritten.is_empty());
+        let summaries: Vec<_> = store
+            .history("api", 10)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.summary)
+            .collect();
+        assert_eq!(summaries, ["run 3", "run 2", "run 1"]);
+        assert_eq!(store.job_state("api").unwrap().consecutive_failures, 8);
+        // Written once: nothing is left to write again.
+        assert_eq!(unwritten.flush(&store).await.unwrap(), 0);
+        assert_eq!(store.history("api", 10).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn at_most_keep_per_job_runs_are_kept_the_oldest_dropped() {
+        let unwritten = Unwritten::default();
+        let step = |before: &JobState, other: &dyn Fn(&str) -> Result<JobState, StoreError>| {
+            Ok((count(before, other).0, Vec::new()))
+        };
+        for i in 0..=KEEP_PER_JOB as i64 {
+            unwritten
+                .keep(run("api", i, "critical"), &HashMap::new(), &step)
+                .unwrap();
+        }
+        assert_eq!(unwritten.len(), KEEP_PER_JOB);
+        let inner = lock(&unwritten.inner);
+        let kept = &inner.runs["api"];
+        assert_eq!(kept.front().unwrap().run.summary, "run 1");
+        // The newest still carries every run's count.
+        assert_eq!(
+            kept.back().unwrap().after.consecutive_failures,
+            KEEP_PER_JOB as u32 + 1
+        );
+    }
+}
