@@ -352,10 +352,14 @@ pub async fn record(
     let messages = match (recorded, &rt.unwritten) {
         (Ok(messages), _) => messages,
         (Err(e), Some(unwritten)) => {
-            tracing::warn!(
-                job = %job.name,
-                "the run cannot be written ({e}): it is kept in memory and its messages are sent from there"
-            );
+            if kept.is_some() {
+                tracing::debug!(job = %job.name, "earlier runs are kept in memory: so is this one");
+            } else {
+                tracing::warn!(
+                    job = %job.name,
+                    "the run cannot be written ({e}): it is kept in memory and its messages are sent from there"
+                );
+            }
             let store = rt.store.clone();
             let names: Vec<String> = jobs().map(str::to_owned).collect();
             // What the store holds of these jobs (reads work on a full disk).

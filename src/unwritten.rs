@@ -17,11 +17,12 @@
 //!   still being retried.
 //!
 //! The person is told by [`watch`]: when `/healthz` says the state cannot be written (a
-//! run's commit or the health probe's write failed), each of `agent.notify` gets one
+//! run's commit or the health probe's write failed; read after each probe), each of
+//! `agent.notify` gets one
 //! failure "klaxon on AGENT cannot write its state: REASON" (job `klaxon`, check type
 //! `agent`, target the state directory), retried in memory until delivered or the
-//! outage ends; once writes have worked for [`RECOVERED_AFTER`], those that got it get
-//! a recovery.
+//! outage ends; once a probe found writes working and no commit failed for
+//! [`RECOVERED_AFTER`] after it, those that got it get a recovery.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -57,6 +58,8 @@ pub struct Unwritten {
     inner: Mutex<Inner>,
     /// One flush at a time.
     flushing: tokio::sync::Mutex<()>,
+    /// Rung when a run is kept: the flusher sleeps until then.
+    kept: tokio::sync::Notify,
 }
 
 #[derive(Debug, Default)]
@@ -139,6 +142,7 @@ impl Unwritten {
             );
         }
         queue.push_back(Kept { seq, run, after });
+        self.kept.notify_one();
         Ok(messages)
     }
 
@@ -270,9 +274,16 @@ async fn deliver(rt: &Runtime, name: &str, alert: &Alert, stop: &CancellationTok
     }
 }
 
-/// Offers the kept runs to the store every [`FLUSH_EVERY`] until `stop`.
+/// Offers the kept runs to the store every [`FLUSH_EVERY`] while there are some, until
+/// `stop`. With none it sleeps until a run is kept.
 pub async fn keep_flushing(unwritten: Arc<Unwritten>, store: Store, stop: CancellationToken) {
     loop {
+        if unwritten.is_empty() {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = unwritten.kept.notified() => {}
+            }
+        }
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(FLUSH_EVERY) => {}
@@ -310,8 +321,8 @@ struct Outage {
 }
 
 /// Tells `agent.notify` when the state cannot be written and when it can again (see
-/// the module doc), reading `/healthz`'s view each second and the newest runtime of
-/// `runtimes` for the notifiers.
+/// the module doc), reading `/healthz`'s view after each probe (and each second while
+/// an outage may be ending) and the newest runtime of `runtimes` for the notifiers.
 pub async fn watch(
     runtimes: tokio::sync::watch::Receiver<Arc<Runtime>>,
     alive: Arc<Liveness>,
@@ -319,12 +330,16 @@ pub async fn watch(
 ) {
     let mut outage: Option<Outage> = None;
     loop {
+        let ending = outage.as_ref().is_some_and(|o| o.clear_since.is_some());
         tokio::select! {
             () = stop.cancelled() => return,
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = alive.probed() => {}
+            () = tokio::time::sleep(Duration::from_secs(1)), if ending => {}
         }
         let rt = runtimes.borrow().clone();
-        match (alive.store_error(), outage.as_mut()) {
+        // As `/healthz` last found it, or a commit that failed since.
+        let error = alive.store_error().or_else(|| rt.store.write_error());
+        match (error, outage.as_mut()) {
             (Some(reason), None) => outage = Some(begin(&rt, &reason, &stop)),
             (Some(_), Some(o)) => o.clear_since = None,
             (None, Some(o)) => {
