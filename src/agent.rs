@@ -54,7 +54,9 @@ pub async fn run(
         Mode::Live => Some(lock(&config.agent.state_dir)?),
         Mode::DryRun => None,
     };
-    let mut rt = Arc::new(Runtime::build(config, mode, Arc::new(SystemClock))?);
+    let mut built = Runtime::build(config, mode, Arc::new(SystemClock))?;
+    built.unwritten = Some(Arc::default());
+    let mut rt = Arc::new(built);
     if mode == Mode::Live
         && let Err(e) = rt.store.listen_for_others()
     {
@@ -79,6 +81,20 @@ pub async fn run(
         rt.store.clone(),
         alive.clone(),
         rt.clock.clone(),
+        shutdown.child_token(),
+    ));
+    // While the store cannot be written: runs kept in memory are written when it can
+    // again, and `agent.notify` is told (with the notifiers of the newest config).
+    let unwritten = rt.unwritten.clone().unwrap_or_default();
+    let flusher = tokio::spawn(crate::unwritten::keep_flushing(
+        unwritten.clone(),
+        rt.store.clone(),
+        shutdown.child_token(),
+    ));
+    let (runtimes, watched) = tokio::sync::watch::channel(rt.clone());
+    let watcher = tokio::spawn(crate::unwritten::watch(
+        watched,
+        alive.clone(),
         shutdown.child_token(),
     ));
     let tracker = TaskTracker::new();
@@ -154,6 +170,7 @@ pub async fn run(
                         pruner.stop().await;
                         pruner = Pruner::start(&new);
                         listener.reload(&new);
+                        runtimes.send_replace(new.clone());
                         tracing::info!(
                             jobs = new.config.jobs.len(),
                             notifiers = new.config.notifiers.len(),
@@ -182,6 +199,14 @@ pub async fn run(
         klaxon_checks::group::kill_all();
     }
     outbox.stop().await;
+    let _ = (flusher.await, watcher.await);
+    crate::unwritten::flush_once(&unwritten, &rt.store).await;
+    if !unwritten.is_empty() {
+        tracing::warn!(
+            "{} run(s) could not be written to the state store and are lost (their messages were sent from memory)",
+            unwritten.len()
+        );
+    }
     if let Some(beat) = beat {
         let _ = beat.await;
     }
@@ -228,6 +253,8 @@ fn reloaded(current: &Arc<Runtime>, loader: &Loader, mode: Mode) -> anyhow::Resu
     new.metrics = current.metrics.clone(); // counters survive reloads
     // Pings of runs from before the reload are still waited for at shutdown.
     new.pinger = current.pinger.clone();
+    // Runs kept while the store cannot be written are written by the same agent.
+    new.unwritten = current.unwritten.clone();
     Ok(Arc::new(new))
 }
 

@@ -26,3 +26,4 @@ pub mod scheduler;
 pub mod service;
 pub mod status;
 pub mod store;
+pub mod unwritten;

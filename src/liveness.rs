@@ -45,6 +45,8 @@ pub struct Liveness {
     probing: AtomicU64,
     /// What the last probe that came back found.
     found: Mutex<Probed>,
+    /// Rung when a probe comes back (for [`Liveness::probed`]).
+    probed: tokio::sync::Notify,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -77,7 +79,13 @@ impl Liveness {
             last: AtomicU64::new(0),
             probing: AtomicU64::new(0),
             found: Mutex::default(),
+            probed: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Waits until a probe comes back (one that came back since the last call counts).
+    pub async fn probed(&self) {
+        self.probed.notified().await;
     }
 
     /// Called by the scheduler loop on each turn.
@@ -101,6 +109,17 @@ impl Liveness {
     fn probe_ended(&self, found: Probed) {
         self.probing.store(0, Ordering::Relaxed);
         *self.found.lock().unwrap_or_else(|p| p.into_inner()) = found;
+        self.probed.notify_one();
+    }
+
+    /// Why the state cannot be written, as the last probe found (a probe's write or a
+    /// run's commit failed), if it cannot.
+    pub fn store_error(&self) -> Option<String> {
+        self.found
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .error
+            .clone()
     }
 
     pub fn health(&self) -> Health {

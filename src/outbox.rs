@@ -20,6 +20,7 @@ use crate::store::{Mark, OutboxItem};
 
 mod policy;
 pub use policy::GIVE_UP_AFTER;
+pub(crate) use policy::backoff;
 use policy::{Decision, Facts, Tried, Why};
 
 /// Messages of one notifier sent at the same time (to different jobs' alerts), so a
@@ -76,6 +77,30 @@ async fn try_once(rt: &Runtime, item: &OutboxItem) -> (Delivery, Option<Mark>) {
     let result = send(rt, &item.notifier, notifier, &item.alert).await;
     let (delivery, mark) = settle(rt, item, result, true);
     (delivery, Some(mark))
+}
+
+/// Sends one message through the notifier `name` now, paced like the outbox's, without
+/// the outbox (for what is sent while the store cannot be written). The outcome is
+/// counted in the delivery metrics; the caller retries.
+pub(crate) async fn send_now(
+    rt: &Runtime,
+    name: &str,
+    alert: &klaxon_notifiers::Alert,
+) -> Result<(), DeliveryError> {
+    let Some(notifier) = rt.notifiers.get(name) else {
+        return Err(DeliveryError::Reject {
+            reason: "notifier no longer configured".into(),
+        });
+    };
+    pace(rt, name).await;
+    let result = send(rt, name, notifier, alert).await;
+    let counted = match &result {
+        Ok(()) => DeliveryResult::Delivered,
+        Err(DeliveryError::Retry { .. }) => DeliveryResult::Retry,
+        Err(DeliveryError::Reject { .. }) => DeliveryResult::Rejected,
+    };
+    rt.metrics.delivery(name, counted);
+    result
 }
 
 /// Sends one message through `notifier` (named `name`). Each Alertmanager replica that

@@ -300,40 +300,82 @@ pub async fn record(
     let job2 = job.clone();
     let max_attempts = tries.allowed;
     let severity = outcome.severity;
-    let apply: crate::store::Apply<'static> = Box::new(move |before, state_of| {
-        // A dependency that is failing holds this job's alerts.
-        let mut held = false;
-        for dep in &job2.depends_on {
-            if state_of(dep)?.is_failing() {
-                held = true;
-                break;
+    let decide = Arc::new(
+        move |before: &JobState,
+              state_of: &dyn Fn(&str) -> Result<JobState, crate::store::StoreError>| {
+            // A dependency that is failing holds this job's alerts.
+            let mut held = false;
+            for dep in &job2.depends_on {
+                if state_of(dep)?.is_failing() {
+                    held = true;
+                    break;
+                }
             }
+            if held && !outcome.severity.is_ok() {
+                tracing::info!(job = %job2.name, "a dependency is failing: alerts of this job are held");
+            }
+            let facts = RunFacts {
+                severity: outcome.severity,
+                started_at,
+                finished_at,
+            };
+            let (mut after, events) = alert::step(&job2.name, before, &facts, &job2.alert, held);
+            let messages = messages_for(
+                &rt2,
+                &job2,
+                &events,
+                before,
+                &mut after,
+                &outcome,
+                attempts,
+                elapsed,
+                started_at,
+                max_attempts,
+                next_run,
+            );
+            Ok((after, messages))
+        },
+    );
+    let stored = decide.clone();
+    let apply: crate::store::Apply<'static> =
+        Box::new(move |before, state_of| stored(before, state_of));
+    let jobs =
+        || std::iter::once(job.name.as_str()).chain(job.depends_on.iter().map(String::as_str));
+    // A job with runs kept in memory (or a dependency with some) goes on from them.
+    let kept = rt.unwritten.as_ref().filter(|u| u.holds(jobs()));
+    let recorded = match kept {
+        Some(_) => Err(crate::store::StoreError::Commit(
+            "earlier runs are not written yet".into(),
+        )),
+        None => rt.store.record(record.clone(), apply).await,
+    };
+    let messages = match (recorded, &rt.unwritten) {
+        (Ok(messages), _) => messages,
+        (Err(e), Some(unwritten)) => {
+            if kept.is_some() {
+                tracing::debug!(job = %job.name, "earlier runs are kept in memory: so is this one");
+            } else {
+                tracing::warn!(
+                    job = %job.name,
+                    "the run cannot be written ({e}): it is kept in memory and its messages are sent from there"
+                );
+            }
+            let store = rt.store.clone();
+            let names: Vec<String> = jobs().map(str::to_owned).collect();
+            // What the store holds of these jobs (reads work on a full disk).
+            let stored = tokio::task::spawn_blocking(move || {
+                names
+                    .into_iter()
+                    .filter_map(|n| store.job_state(&n).ok().map(|s| (n, s)))
+                    .collect::<std::collections::HashMap<_, _>>()
+            })
+            .await?;
+            let due = unwritten.keep(record.clone(), &stored, &*decide)?;
+            unwritten.send(rt, due);
+            Vec::new()
         }
-        if held && !outcome.severity.is_ok() {
-            tracing::info!(job = %job2.name, "a dependency is failing: alerts of this job are held");
-        }
-        let facts = RunFacts {
-            severity: outcome.severity,
-            started_at,
-            finished_at,
-        };
-        let (mut after, events) = alert::step(&job2.name, before, &facts, &job2.alert, held);
-        let messages = messages_for(
-            &rt2,
-            &job2,
-            &events,
-            before,
-            &mut after,
-            &outcome,
-            attempts,
-            elapsed,
-            started_at,
-            max_attempts,
-            next_run,
-        );
-        Ok((after, messages))
-    });
-    let messages = rt.store.record(record.clone(), apply).await?;
+        (Err(e), None) => return Err(e.into()),
+    };
     rt.metrics.run(&job.name, severity, elapsed);
     Ok(Finished {
         record,

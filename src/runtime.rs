@@ -67,6 +67,9 @@ pub struct Runtime {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Heartbeat pings (on the shared HTTP client); kept across reloads.
     pub pinger: Pinger,
+    /// Where runs go while the store cannot be written (the agent only; `None` for
+    /// `once`, `exec` and `ping`, which fail instead); kept across reloads.
+    pub unwritten: Option<Arc<crate::unwritten::Unwritten>>,
 }
 
 impl fmt::Debug for Runtime {
@@ -126,6 +129,7 @@ impl Runtime {
             last_sent: Default::default(),
             metrics: Default::default(),
             pinger,
+            unwritten: None,
         })
     }
 }

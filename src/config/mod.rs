@@ -103,6 +103,7 @@ impl Config {
                 heartbeat: None,
                 wake_delay: Duration::from_secs(15),
                 group_wait: Duration::from_secs(5),
+                notify: Vec::new(),
             }),
             log,
             history,
@@ -133,6 +134,9 @@ pub struct AgentSettings {
     pub heartbeat: Option<AgentHeartbeat>,
     pub wake_delay: Duration,
     pub group_wait: Duration,
+    /// `agent.notify`: who hears that the agent cannot write its state (default: every
+    /// notifier a job notifies, in file order).
+    pub notify: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -368,7 +372,8 @@ impl<'a> Loader<'a> {
             }
         }
 
-        let agent: RawAgent = self.section(&mut sections, "agent").unwrap_or_default();
+        let mut agent: RawAgent = self.section(&mut sections, "agent").unwrap_or_default();
+        let agent_notify = agent.notify.take();
         let log: RawLog = self.section(&mut sections, "log").unwrap_or_default();
         let defaults: RawDefaults = self.section(&mut sections, "defaults").unwrap_or_default();
         let agent = self.agent(agent);
@@ -377,6 +382,11 @@ impl<'a> Loader<'a> {
         let history = self.history(history);
         let (notifiers, declared) = self.notifiers(sections.remove("notifiers"));
         let jobs = self.jobs(sections.remove("jobs"), &defaults, &agent, &declared);
+        let agent_notify = self.agent_notify(agent_notify.as_deref(), &declared, &jobs);
+        let agent = agent.map(|agent| AgentSettings {
+            notify: agent_notify,
+            ..agent
+        });
 
         if self.diagnostics.is_empty() && jobs.is_empty() {
             self.diagnostics.push(Diagnostic::whole_file(
@@ -685,7 +695,37 @@ impl<'a> Loader<'a> {
             heartbeat,
             wake_delay: wake_delay?,
             group_wait: group_wait?,
+            notify: Vec::new(),
         })
+    }
+
+    /// `agent.notify`: each name must be a declared notifier. Unset, it is every
+    /// notifier that some job notifies, in the order they are declared.
+    fn agent_notify(
+        &mut self,
+        raw: Option<&[Text]>,
+        declared: &[String],
+        jobs: &[Job],
+    ) -> Vec<String> {
+        let Some(raw) = raw else {
+            return declared
+                .iter()
+                .filter(|n| jobs.iter().any(|j| j.notify.contains(n)))
+                .cloned()
+                .collect();
+        };
+        let mut names: Vec<String> = Vec::new();
+        for n in raw {
+            if !declared.contains(n.get_ref()) {
+                self.diagnostics.push(Diagnostic::at(
+                    n.span(),
+                    unknown("notifier", n.get_ref(), Some("`agent.notify`"), declared),
+                ));
+            } else if !names.contains(n.get_ref()) {
+                names.push(n.get_ref().clone());
+            }
+        }
+        names
     }
 
     /// A URL that may hold a secret (a ping URL with a UUID, a token): checked without
@@ -1513,6 +1553,25 @@ port = 1
             config.warnings,
             ["job `a` notifies nobody: set `notify` on it or in `[defaults]`"]
         );
+    }
+
+    #[test]
+    fn agent_notify_defaults_to_the_notifiers_jobs_use_and_takes_a_list() {
+        let notifiers = "[notifiers.a]\ntype = \"log\"\n[notifiers.b]\ntype = \"log\"\n\
+                         [notifiers.c]\ntype = \"log\"\n";
+        let jobs = "[jobs.x]\nevery = \"1m\"\nnotify = [\"c\"]\n[jobs.x.check]\ntype = \"tcp\"\nhost = \"h\"\nport = 1\n\
+                    [jobs.y]\nevery = \"1m\"\nnotify = [\"a\", \"c\"]\n[jobs.y.check]\ntype = \"tcp\"\nhost = \"h\"\nport = 1\n";
+        use crate::config::tests_support::load_text;
+        let config = load_text(&format!("{notifiers}{jobs}")).unwrap();
+        // In file order; `b` no job uses.
+        assert_eq!(config.agent.notify, ["a", "c"]);
+        let config = load_text(&format!(
+            "[agent]\nnotify = [\"b\", \"b\"]\n{notifiers}{jobs}"
+        ))
+        .unwrap();
+        assert_eq!(config.agent.notify, ["b"]);
+        let config = load_text(&format!("[agent]\nnotify = []\n{notifiers}{jobs}")).unwrap();
+        assert!(config.agent.notify.is_empty(), "an empty list tells no one");
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub struct RawAgent {
     pub heartbeat: Option<RawAgentHeartbeat>,
     pub wake_delay: Option<Text>,
     pub group_wait: Option<Text>,
+    /// Validated with the notifiers (see `Loader::agent_notify`).
+    pub notify: Option<Vec<Text>>,
 }
 
 #[derive(Debug, Deserialize)]
