@@ -46,7 +46,11 @@ def g(d, *ks):
 
 
 kl = load("klaxon_r*.json")
-kp = load("klaxon-pyrecv_r*.json")
+ks = load("klaxon-shared_r*.json")
+try:
+    receiver = open(os.path.join(out, "receiver.txt")).read().strip()
+except OSError:
+    receiver = "the shared receiver"
 rows = []  # (name, single p50, single p99, storm p50, storm p99, storm max, n single, n storm)
 
 
@@ -61,13 +65,12 @@ def krow(name, rs):
                      g(rs[0], "single", "failure", "count"), g(rs[0], "storm", "failure", "count")))
 
 
-krow("klaxon, in-process receiver (full body read)", kl)
-krow("klaxon, webhook_receiver.py (handler entry)", kp)
+krow("klaxon (durable commit included)", ks)
 for v, label in (("requests", "Python requests (new conn.)"), ("aiohttp", "Python aiohttp (session)")):
     s = load(f"py-{v}_single_r*.json")
     b = load(f"py-{v}_burst_r*.json")
     if s or b:
-        rows.append((label + ", webhook_receiver.py",
+        rows.append((label,
                      med([g(r, "alert", "latency_known", "p50_ms") for r in s]),
                      med([g(r, "alert", "latency_known", "p99_ms") for r in s]),
                      med([g(r, "alert", "latency_known", "p50_ms") for r in b]),
@@ -76,23 +79,41 @@ for v, label in (("requests", "Python requests (new conn.)"), ("aiohttp", "Pytho
                      g(s[0], "alert", "latency_known", "count") if s else None,
                      g(b[0], "alert", "latency_known", "count") if b else None))
 
+print(f"Headline, like for like: every implementation posts to one receiver, {receiver}, "
+      "in a process of its own; arrival is its stamp on handler entry.")
+print()
 print("| implementation | one alert p50 (ms) | one alert p99 | storm of 100 p50 | storm p99 | storm max | samples (one / storm) |")
 print("|---|---|---|---|---|---|---|")
 for r in rows:
     print(f"| {r[0]} | {fmt(r[1])} | {fmt(r[2])} | {fmt(r[3])} | {fmt(r[4])} | {fmt(r[5])} | {r[6]} / {r[7]} |")
-print()
-print("Targets: one alert p50 ≤ 0.5 ms, storm p99 ≤ 5 ms.")
-if rows:
-    base = rows[0]
+aio = next((r for r in rows if r[0].startswith("Python aiohttp")), None)
+if rows and rows[0][0].startswith("klaxon") and aio:
+    k = rows[0]
+
+    def ratio(i):
+        return k[i][0] / aio[i][0] if k[i][0] and aio[i][0] else None
+
+    one, storm = ratio(1), ratio(4)
     print()
-    print("Ratios, peer ÷ klaxon (in-process receiver row; > 1: klaxon faster):")
+    print("klaxon ÷ aiohttp, same run (< 1: klaxon faster). Targets: one alert p50 ≤ 0.8×, storm p99 ≤ 0.25×.")
     print()
-    print("| peer | one alert p50 | storm p99 |")
-    print("|---|---|---|")
-    for r in rows[1:]:
-        def ratio(i):
-            return f"{r[i][0] / base[i][0]:.2f}×" if r[i][0] and base[i][0] else "n/a"
-        print(f"| {r[0]} | {ratio(1)} | {ratio(4)} |")
+    print("| measure | klaxon ÷ aiohttp | target | met |")
+    print("|---|---|---|---|")
+    for label, v, t in (("one alert p50", one, 0.8), ("storm of 100 p99", storm, 0.25)):
+        print(f"| {label} | {v:.2f}× | ≤ {t}× | {'yes' if v is not None and v <= t else 'no'} |"
+              if v is not None else f"| {label} | n/a | ≤ {t}× | n/a |")
+if kl:
+    rows_in = []
+    rows, saved = [], rows
+    krow("klaxon, in-process receiver (not like for like: no second process)", kl)
+    rows_in, rows = rows, saved
+    r = rows_in[0]
+    print()
+    print("For the breakdown only (the receiver inside klaxon's own process):")
+    print()
+    print("| implementation | one alert p50 (ms) | one alert p99 | storm of 100 p50 | storm p99 | storm max | samples (one / storm) |")
+    print("|---|---|---|---|---|---|---|")
+    print(f"| {r[0]} | {fmt(r[1])} | {fmt(r[2])} | {fmt(r[3])} | {fmt(r[4])} | {fmt(r[5])} | {r[6]} / {r[7]} |")
 if kl:
     print()
     print("klaxon breakdown (medians over reps, ms):")
