@@ -103,9 +103,17 @@ impl Dispatch for AgentDispatch {
             fire_at: Some(nominal),
         };
         let rt = self.rt.clone();
-        self.tracker.spawn_blocking(move || {
-            if let Err(e) = rt.store.record_skip(&record) {
-                tracing::error!(job = %record.job, %e, "cannot record a skipped fire");
+        let recorded = crate::store::THREADS.run(move || {
+            let written = rt.store.record_skip(&record);
+            (record.job, written)
+        });
+        self.tracker.spawn(async move {
+            match recorded.await {
+                Ok((_, Ok(()))) => {}
+                Ok((job, Err(e))) => {
+                    tracing::error!(job = %job, %e, "cannot record a skipped fire");
+                }
+                Err(e) => tracing::error!(%e, "cannot record a skipped fire"),
             }
         });
     }

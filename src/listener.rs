@@ -330,8 +330,9 @@ async fn handle(req: Request<Incoming>, state: &State, peer: SocketAddr) -> Resp
             Health::Unwell(reasons) => text(StatusCode::SERVICE_UNAVAILABLE, reasons.join("; ")),
         },
         Route::Metrics => {
-            let rendered =
-                tokio::task::spawn_blocking(move || rt.metrics.render(&rt.config, &rt.store)).await;
+            let rendered = crate::store::THREADS
+                .run(move || rt.metrics.render(&rt.config, &rt.store))
+                .await;
             match rendered {
                 Ok(Ok(body)) => reply(StatusCode::OK, crate::metrics::CONTENT_TYPE, body),
                 Ok(Err(e)) => failed("metrics", &e),
@@ -339,10 +340,9 @@ async fn handle(req: Request<Incoming>, state: &State, peer: SocketAddr) -> Resp
             }
         }
         Route::Status => {
-            let rows = tokio::task::spawn_blocking(move || {
-                crate::status::rows(&rt.config, &rt.store, rt.clock.now())
-            })
-            .await;
+            let rows = crate::store::THREADS
+                .run(move || crate::status::rows(&rt.config, &rt.store, rt.clock.now()))
+                .await;
             let json = match rows {
                 Ok(Ok(rows)) => serde_json::to_string_pretty(&rows),
                 Ok(Err(e)) => return failed("status", &e),

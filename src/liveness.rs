@@ -6,9 +6,9 @@
 //!   every [`CLOCK_CHECK`] to re-read the wall clock, so a stamp older than
 //!   [`STALLED_AFTER`] (three of those) means the loop is stuck (a dispatch that blocks, a
 //!   dead task).
-//! - [`probe`] writes to the store every [`PROBE_EVERY`] on the blocking pool and reads
+//! - [`probe`] writes to the store every [`PROBE_EVERY`] on the store's threads and reads
 //!   the oldest message that is due. A probe not back after [`STUCK_AFTER`] means the
-//!   store or the blocking pool is stuck; a probe that failed, or a run's commit that
+//!   store or its threads are stuck; a probe that failed, or a run's commit that
 //!   failed since the last good commit, means the state cannot be written; a message due
 //!   for more than [`OVERDUE_AFTER`] means delivery is stuck.
 //!
@@ -29,7 +29,7 @@ pub const STALLED_AFTER: Duration = Duration::from_secs(3 * CLOCK_CHECK.as_secs(
 /// idle agent wakes no more often for it (and writes one small row each time).
 pub const PROBE_EVERY: Duration = CLOCK_CHECK;
 
-/// How long a probe may take before the store (or the blocking pool) counts as stuck.
+/// How long a probe may take before the store (or its threads) counts as stuck.
 pub const STUCK_AFTER: Duration = Duration::from_secs(60);
 
 /// How long a message may stay due and unsent before delivery counts as stuck.
@@ -142,7 +142,7 @@ impl Liveness {
             let waited = now.saturating_duration_since(since);
             if waited > STUCK_AFTER {
                 reasons.push(format!(
-                    "stuck: the state store has not answered for {} (a write or a blocking thread is stuck)",
+                    "stuck: the state store has not answered for {} (a write or the store's threads are stuck)",
                     whole_seconds(waited)
                 ));
             }
@@ -169,7 +169,7 @@ fn whole_seconds(d: Duration) -> humantime::FormattedDuration {
     humantime::format_duration(Duration::from_secs(d.as_secs()))
 }
 
-/// Probes `store` every [`PROBE_EVERY`] until `stop`, on the blocking pool, and keeps
+/// Probes `store` every [`PROBE_EVERY`] until `stop`, on the store's threads, and keeps
 /// what it finds in `alive`. A probe still under way is waited for, never doubled.
 pub async fn probe(
     store: Store,
@@ -180,7 +180,7 @@ pub async fn probe(
     loop {
         alive.probe_started(Instant::now());
         let (store2, now) = (store.clone(), clock.now());
-        let probed = tokio::task::spawn_blocking(move || store2.probe(now));
+        let probed = crate::store::THREADS.run(move || store2.probe(now));
         let found = tokio::select! {
             () = stop.cancelled() => return,
             probed = probed => match probed {
@@ -238,7 +238,7 @@ mod tests {
         assert_eq!(
             alive.health_at(start + STUCK_AFTER + Duration::from_secs(1)),
             Health::Unwell(vec![
-                "stuck: the state store has not answered for 1m 1s (a write or a blocking thread is stuck)".into()
+                "stuck: the state store has not answered for 1m 1s (a write or the store's threads are stuck)".into()
             ])
         );
         alive.probe_ended(Probed {

@@ -147,7 +147,9 @@ pub async fn record_interrupted(
     };
     let store = rt.store.clone();
     let written = record.clone();
-    tokio::task::spawn_blocking(move || store.record_skip(&written)).await??;
+    crate::store::THREADS
+        .run(move || store.record_skip(&written))
+        .await??;
     Ok(Finished {
         record,
         // An interrupted run says nothing about the target.

@@ -298,6 +298,17 @@ fn write_tx(conn: &mut Connection) -> Result<Transaction<'_>, rusqlite::Error> {
     conn.transaction_with_behavior(TransactionBehavior::Immediate)
 }
 
+/// The store's own threads: every blocking call into the store from async code (group
+/// commits, skipped fires, `/status`, `/metrics`, the liveness probe, pruning) runs on
+/// these, never on tokio's blocking pool or the checks' one, so that no stuck check can
+/// delay a commit. Two: one connection serves them all, so a second only lets a read
+/// queue on its lock while a commit runs instead of behind it in the pool.
+pub static THREADS: klaxon_checks::blocking::Pool =
+    klaxon_checks::blocking::Pool::new("klaxon-store", STORE_THREADS);
+
+/// How many threads [`THREADS`] has at most.
+pub const STORE_THREADS: usize = 2;
+
 /// Group commits between two WAL checkpoints. SQLite's own checkpoint (every 1,000
 /// pages) would run in the committing thread, `fsync` included, and stall the writes
 /// queued behind it; klaxon checkpoints from a second connection instead, which lets
@@ -524,15 +535,16 @@ impl Store {
                 continue;
             }
             let store = self.clone();
-            let committed = tokio::task::spawn_blocking(move || {
-                let (writes, dones): (Vec<_>, Vec<_>) =
-                    batch.into_iter().map(|p| (p.write, p.done)).unzip();
-                let results = store.commit_writes(writes);
-                for (done, result) in dones.into_iter().zip(results) {
-                    let _ = done.send(result);
-                }
-            })
-            .await;
+            let committed = THREADS
+                .run(move || {
+                    let (writes, dones): (Vec<_>, Vec<_>) =
+                        batch.into_iter().map(|p| (p.write, p.done)).unzip();
+                    let results = store.commit_writes(writes);
+                    for (done, result) in dones.into_iter().zip(results) {
+                        let _ = done.send(result);
+                    }
+                })
+                .await;
             if let Err(e) = committed {
                 // The senders went with the task: every caller of that batch gets
                 // `Stopped`, and the queue goes on.

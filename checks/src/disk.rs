@@ -7,7 +7,8 @@
 //! critical range of the one it limits.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 use tokio::time::Instant;
@@ -147,15 +148,43 @@ impl DiskUsage {
 }
 
 /// A `disk` check ready to run.
+///
+/// Each try's `statvfs` runs on [`crate::blocking::CHECKS`]. A try whose call has not
+/// returned is remembered: no new one starts while it is stuck (see [`DiskCheck::run_until`]).
 #[derive(Debug)]
 pub struct DiskCheck {
     spec: DiskSpec,
+    last: Arc<Mutex<Option<Try>>>,
+}
+
+/// The last `statvfs` started: when, its answer once it has one, and whether a run
+/// already said it is stuck.
+#[derive(Debug)]
+struct Try {
+    since: SystemTime,
+    answer: Answer,
+    reported: bool,
+}
+
+type Answer = tokio::sync::watch::Receiver<Option<Result<DiskUsage, String>>>;
+
+/// What a run does about the last try.
+enum Next {
+    /// Waits for a new try's answer, for at most the timeout.
+    Fresh(Answer),
+    /// Says that the last try is still stuck, and since when.
+    Stuck(SystemTime),
+    /// Waits for the stuck try's answer (it was already reported), until interrupted.
+    Wait(Answer),
 }
 
 impl DiskCheck {
     /// Opens nothing: every run asks the file system afresh.
     pub fn new(spec: DiskSpec) -> Self {
-        Self { spec }
+        Self {
+            spec,
+            last: Arc::new(Mutex::new(None)),
+        }
     }
 
     /// The validated settings this check runs with.
@@ -183,26 +212,94 @@ impl DiskCheck {
 
     /// Measures once; `timeout` bounds the wait for the file system to answer.
     pub async fn run(&self, timeout: Duration) -> Outcome {
+        self.run_until(timeout, std::future::pending()).await
+    }
+
+    /// Measures once, unless the last try's `statvfs` has still not returned (a hung
+    /// network mount): then no new thread is started. The first run to find it stuck is
+    /// critical, `still stuck in statfs since TIME`; the runs after that wait for the
+    /// stuck call to return (and judge its answer) or for `interrupt`.
+    pub async fn run_until(
+        &self,
+        timeout: Duration,
+        interrupt: impl std::future::Future<Output = ()>,
+    ) -> Outcome {
         let start = Instant::now();
-        let check = DiskCheck::new(self.spec.clone());
-        // The thread cannot be stopped; on a timeout it finishes on its own and its
-        // answer is dropped.
-        let measured =
-            tokio::time::timeout(timeout, tokio::task::spawn_blocking(move || check.usage())).await;
-        let elapsed = start.elapsed();
-        match measured {
-            Err(_) => Outcome::new(
+        match self.next() {
+            Next::Fresh(mut answer) => {
+                match tokio::time::timeout(timeout, answer.wait_for(Option::is_some)).await {
+                    Err(_) => Outcome::new(
+                        Severity::Critical,
+                        format!("timed out after {}", text::duration(timeout)),
+                        start.elapsed(),
+                    ),
+                    Ok(answered) => self.answered(answered.map(|a| a.clone()), start),
+                }
+            }
+            Next::Stuck(since) => Outcome::new(
                 Severity::Critical,
-                format!("timed out after {}", text::duration(timeout)),
-                elapsed,
+                format!(
+                    "still stuck in statfs since {}",
+                    humantime::format_rfc3339_seconds(since)
+                ),
+                start.elapsed(),
             ),
-            Ok(Err(join)) => Outcome::new(
-                Severity::Unknown,
-                format!("the measuring thread failed: {join}"),
-                elapsed,
-            ),
-            Ok(Ok(Err(reason))) => Outcome::new(Severity::Critical, reason, elapsed),
-            Ok(Ok(Ok(usage))) => self.judge(usage, elapsed),
+            Next::Wait(mut answer) => {
+                tokio::select! {
+                    answered = answer.wait_for(Option::is_some) => {
+                        self.answered(answered.map(|a| a.clone()), start)
+                    }
+                    () = interrupt => Outcome::new(
+                        Severity::Unknown,
+                        "interrupted while still stuck in statfs",
+                        start.elapsed(),
+                    )
+                    .mark_interrupted(),
+                }
+            }
+        }
+    }
+
+    /// Starts a try unless the last one is stuck.
+    fn next(&self) -> Next {
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(stuck) = last.as_mut().filter(|t| t.answer.borrow().is_none()) {
+            if stuck.reported {
+                return Next::Wait(stuck.answer.clone());
+            }
+            stuck.reported = true;
+            return Next::Stuck(stuck.since);
+        }
+        let (tell, answer) = tokio::sync::watch::channel(None);
+        let check = DiskCheck::new(self.spec.clone());
+        // The thread cannot be stopped: a try that outlives its run's timeout is kept
+        // in `last` until it returns.
+        crate::blocking::CHECKS.spawn(move || {
+            let _ = tell.send(Some(check.usage()));
+        });
+        *last = Some(Try {
+            since: SystemTime::now(),
+            answer: answer.clone(),
+            reported: false,
+        });
+        Next::Fresh(answer)
+    }
+
+    fn answered(
+        &self,
+        answer: Result<Option<Result<DiskUsage, String>>, tokio::sync::watch::error::RecvError>,
+        start: Instant,
+    ) -> Outcome {
+        let elapsed = start.elapsed();
+        match answer {
+            Ok(Some(Ok(usage))) => self.judge(usage, elapsed),
+            Ok(Some(Err(reason))) => Outcome::new(Severity::Critical, reason, elapsed),
+            Ok(None) | Err(_) => {
+                Outcome::new(Severity::Unknown, "the measuring thread failed", elapsed)
+            }
         }
     }
 

@@ -621,6 +621,23 @@ fn client_builder() -> reqwest::ClientBuilder {
         // for every check, with or without `cert_warn`, is worth far more (one pool, one
         // load of the platform's roots).
         .tls_info(true)
+        .dns_resolver(std::sync::Arc::new(PoolResolver))
+}
+
+/// Looks names up with the system resolver (as reqwest's default does) on the checks'
+/// pool, not tokio's: a slow resolver holds one of [`crate::blocking::CHECKS`]' threads.
+struct PoolResolver;
+
+impl reqwest::dns::Resolve for PoolResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        let looked_up = crate::blocking::CHECKS
+            .run(move || std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), 0)));
+        Box::pin(async move {
+            let addrs = looked_up.await??;
+            Ok(Box::new(addrs) as reqwest::dns::Addrs)
+        })
+    }
 }
 
 /// An `http` check ready to run.

@@ -7,6 +7,7 @@
 //! [`Check::build`] makes clients. Running a check never fails: every problem with the
 //! target is an [`Outcome`] with a severity and a summary.
 
+pub mod blocking;
 pub mod disk;
 pub mod group;
 pub mod heartbeat;
@@ -304,7 +305,8 @@ impl Check {
 
     /// [`Check::run`], stopped early when `interrupt` completes (klaxon is stopping): a
     /// script's group gets SIGTERM, then SIGKILL after [`script::KILL_GRACE`], and the
-    /// outcome is [`Outcome::interrupted`]. Other kinds are bounded by `timeout` and run
+    /// outcome is [`Outcome::interrupted`]; so is a `disk` run waiting for a `statfs`
+    /// still stuck from an earlier run. Other kinds are bounded by `timeout` and run
     /// to their end.
     pub async fn run_until(
         &self,
@@ -316,7 +318,7 @@ impl Check {
             Check::Script(c) => c.run_until(timeout, interrupt).await,
             Check::Tcp(c) => c.run(timeout).await,
             Check::Process(c) => c.run(timeout).await,
-            Check::Disk(c) => c.run(timeout).await,
+            Check::Disk(c) => c.run_until(timeout, interrupt).await,
         }
     }
 }

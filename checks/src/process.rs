@@ -254,7 +254,8 @@ impl ProcessCheck {
         // refresh before the next one starts.
         let mut sampler = self.sampler.clone().lock_owned().await;
         let spec = self.spec.clone();
-        tokio::task::spawn_blocking(move || sample(&mut sampler, &spec))
+        crate::blocking::CHECKS
+            .run(move || sample(&mut sampler, &spec))
             .await
             .map_err(|e| {
                 (

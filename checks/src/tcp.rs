@@ -199,11 +199,15 @@ impl TcpCheck {
     }
 
     async fn connect(&self) -> Result<(), String> {
-        let addrs: Vec<SocketAddr> =
-            tokio::net::lookup_host((self.spec.host.as_str(), self.spec.port))
-                .await
-                .map_err(|e| text::dns_failure(&e.to_string()))?
-                .collect();
+        // On the checks' pool (as `tokio::net::lookup_host` would on tokio's): a slow
+        // resolver holds a thread for as long as it likes.
+        let (host, port) = (self.spec.host.clone(), self.spec.port);
+        let addrs: Vec<SocketAddr> = crate::blocking::CHECKS
+            .run(move || std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port)))
+            .await
+            .map_err(|e| format!("DNS: the lookup failed: {e}"))?
+            .map_err(|e| text::dns_failure(&e.to_string()))?
+            .collect();
         // Like `TcpStream::connect`: every address in turn, reporting the last failure.
         let mut last = String::from("DNS: no address");
         let mut stream = None;

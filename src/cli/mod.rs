@@ -147,9 +147,11 @@ fn init_logging(settings: &LogSettings) {
     crate::logging::init(settings);
 }
 
-/// A multi-threaded runtime sized for a small agent. Blocking work (state store writes,
-/// process sampling) is capped at a few threads: the store has one connection, so more
-/// threads would only queue on its lock (and a round of 100 runs grew ~80 of them).
+/// A multi-threaded runtime sized for a small agent. The state store and the checks'
+/// blocking work (`statfs`, process sampling, name lookups) have threads of their own
+/// ([`crate::store::THREADS`], [`klaxon_checks::blocking::CHECKS`]), so a stuck check
+/// cannot delay a commit; tokio's blocking pool is left the little else that blocks
+/// (file reads of logs and configs), capped at a few threads.
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

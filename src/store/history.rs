@@ -189,7 +189,7 @@ pub const EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 const PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// The agent's pruning: a pass [`FIRST_PASS`] after start and every [`EVERY`] after,
-/// capping the runs of `jobs`, until `stop`. Steps run on the blocking pool with a
+/// capping the runs of `jobs`, until `stop`. Steps run on the store's threads with a
 /// pause between them.
 pub async fn keep_pruning(
     store: Store,
@@ -211,12 +211,13 @@ pub async fn keep_pruning(
         let began = std::time::Instant::now();
         while !pass.is_done() && !stop.is_cancelled() {
             let (store, mut step, now) = (store.clone(), pass.clone(), clock.now());
-            let done = tokio::task::spawn_blocking(move || {
-                let started = std::time::Instant::now();
-                let pruned = store.prune_step(&mut step, now);
-                (step, pruned, started.elapsed())
-            })
-            .await;
+            let done = super::THREADS
+                .run(move || {
+                    let started = std::time::Instant::now();
+                    let pruned = store.prune_step(&mut step, now);
+                    (step, pruned, started.elapsed())
+                })
+                .await;
             match done {
                 Ok((step, Ok(pruned), took)) => {
                     pass = step;
