@@ -83,6 +83,10 @@ pub async fn run(
         rt.clock.clone(),
         shutdown.child_token(),
     ));
+    let pool_probe = tokio::spawn(crate::liveness::probe_pool(
+        alive.clone(),
+        shutdown.child_token(),
+    ));
     // While the store cannot be written: runs kept in memory are written when it can
     // again, and `agent.notify` is told (with the notifiers of the newest config).
     let unwritten = rt.unwritten.clone().unwrap_or_default();
@@ -186,6 +190,7 @@ pub async fn run(
     let _ = scheduler.await;
     listener.stop().await;
     let _ = probe.await;
+    let _ = pool_probe.await;
     pruner.stop().await;
 
     tracker.close();

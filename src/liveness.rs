@@ -47,6 +47,8 @@ pub struct Liveness {
     found: Mutex<Probed>,
     /// Rung when a probe comes back (for [`Liveness::probed`]).
     probed: tokio::sync::Notify,
+    /// Like `probing`, for the no-op sent through the checks' blocking pool.
+    pool_probing: AtomicU64,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -80,6 +82,7 @@ impl Liveness {
             probing: AtomicU64::new(0),
             found: Mutex::default(),
             probed: tokio::sync::Notify::new(),
+            pool_probing: AtomicU64::new(0),
         }
     }
 
@@ -147,6 +150,18 @@ impl Liveness {
                 ));
             }
         }
+        let pool = self.pool_probing.load(Ordering::Relaxed);
+        if pool > 0 {
+            let since = self.origin + Duration::from_millis(pool - 1);
+            let waited = now.saturating_duration_since(since);
+            if waited > STUCK_AFTER {
+                reasons.push(format!(
+                    "stalled: all {} threads of the checks' blocking pool have been busy for {} (checks stuck in statfs, DNS or process sampling)",
+                    klaxon_checks::blocking::CHECK_THREADS,
+                    whole_seconds(waited)
+                ));
+            }
+        }
         let found = self.found.lock().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some(error) = found.error {
             reasons.push(format!("cannot write its state: {error}"));
@@ -167,6 +182,29 @@ impl Liveness {
 
 fn whole_seconds(d: Duration) -> humantime::FormattedDuration {
     humantime::format_duration(Duration::from_secs(d.as_secs()))
+}
+
+/// Sends a no-op through the checks' blocking pool every [`PROBE_EVERY`] until `stop`:
+/// one that waits more than [`STUCK_AFTER`] for a thread means every thread of the pool
+/// is stuck, and no blocking check can run.
+pub async fn probe_pool(
+    alive: std::sync::Arc<Liveness>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        alive
+            .pool_probing
+            .store(alive.ms(Instant::now()) + 1, Ordering::Relaxed);
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = klaxon_checks::blocking::CHECKS.run(|| ()) => {}
+        }
+        alive.pool_probing.store(0, Ordering::Relaxed);
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(PROBE_EVERY) => {}
+        }
+    }
 }
 
 /// Probes `store` every [`PROBE_EVERY`] until `stop`, on the store's threads, and keeps
@@ -259,6 +297,28 @@ mod tests {
         });
         assert_eq!(
             alive.health_at(start + Duration::from_secs(1)),
+            Health::Alive
+        );
+    }
+
+    #[test]
+    fn a_checks_pool_with_no_free_thread_is_named() {
+        let alive = Liveness::new();
+        let start = alive.origin;
+        alive
+            .pool_probing
+            .store(alive.ms(start) + 1, Ordering::Relaxed);
+        assert_eq!(alive.health_at(start + STUCK_AFTER), Health::Alive);
+        assert_eq!(
+            alive.health_at(start + STUCK_AFTER + Duration::from_secs(9)),
+            Health::Unwell(vec![format!(
+                "stalled: all {} threads of the checks' blocking pool have been busy for 1m 9s (checks stuck in statfs, DNS or process sampling)",
+                klaxon_checks::blocking::CHECK_THREADS
+            )])
+        );
+        alive.pool_probing.store(0, Ordering::Relaxed);
+        assert_eq!(
+            alive.health_at(start + STUCK_AFTER + Duration::from_secs(10)),
             Health::Alive
         );
     }
