@@ -105,8 +105,20 @@ impl Liveness {
         u64::try_from(ms).unwrap_or(u64::MAX)
     }
 
+    /// How long the probe stamped in `stamp` (ms from `origin` plus one; 0: none under
+    /// way) has been out at `now`, when that is more than [`STUCK_AFTER`].
+    fn stuck(&self, stamp: &AtomicU64, now: Instant) -> Option<Duration> {
+        let at = stamp.load(Ordering::Relaxed).checked_sub(1)?;
+        let waited = now.saturating_duration_since(self.origin + Duration::from_millis(at));
+        (waited > STUCK_AFTER).then_some(waited)
+    }
+
+    fn stamp(&self, stamp: &AtomicU64, at: Instant) {
+        stamp.store(self.ms(at) + 1, Ordering::Relaxed);
+    }
+
     fn probe_started(&self, at: Instant) {
-        self.probing.store(self.ms(at) + 1, Ordering::Relaxed);
+        self.stamp(&self.probing, at);
     }
 
     fn probe_ended(&self, found: Probed) {
@@ -139,28 +151,18 @@ impl Liveness {
                 whole_seconds(age)
             ));
         }
-        let probing = self.probing.load(Ordering::Relaxed);
-        if probing > 0 {
-            let since = self.origin + Duration::from_millis(probing - 1);
-            let waited = now.saturating_duration_since(since);
-            if waited > STUCK_AFTER {
-                reasons.push(format!(
-                    "stuck: the state store has not answered for {} (a write or the store's threads are stuck)",
-                    whole_seconds(waited)
-                ));
-            }
+        if let Some(waited) = self.stuck(&self.probing, now) {
+            reasons.push(format!(
+                "stuck: the state store has not answered for {} (a write or the store's threads are stuck)",
+                whole_seconds(waited)
+            ));
         }
-        let pool = self.pool_probing.load(Ordering::Relaxed);
-        if pool > 0 {
-            let since = self.origin + Duration::from_millis(pool - 1);
-            let waited = now.saturating_duration_since(since);
-            if waited > STUCK_AFTER {
-                reasons.push(format!(
-                    "stalled: all {} threads of the checks' blocking pool have been busy for {} (checks stuck in statfs, DNS or process sampling)",
-                    klaxon_checks::blocking::CHECK_THREADS,
-                    whole_seconds(waited)
-                ));
-            }
+        if let Some(waited) = self.stuck(&self.pool_probing, now) {
+            reasons.push(format!(
+                "stalled: all {} threads of the checks' blocking pool have been busy for {} (checks stuck in statfs, DNS or process sampling)",
+                klaxon_checks::blocking::CHECK_THREADS,
+                whole_seconds(waited)
+            ));
         }
         let found = self.found.lock().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some(error) = found.error {
@@ -192,9 +194,7 @@ pub async fn probe_pool(
     stop: tokio_util::sync::CancellationToken,
 ) {
     loop {
-        alive
-            .pool_probing
-            .store(alive.ms(Instant::now()) + 1, Ordering::Relaxed);
+        alive.stamp(&alive.pool_probing, Instant::now());
         tokio::select! {
             () = stop.cancelled() => return,
             _ = klaxon_checks::blocking::CHECKS.run(|| ()) => {}
@@ -305,9 +305,7 @@ mod tests {
     fn a_checks_pool_with_no_free_thread_is_named() {
         let alive = Liveness::new();
         let start = alive.origin;
-        alive
-            .pool_probing
-            .store(alive.ms(start) + 1, Ordering::Relaxed);
+        alive.stamp(&alive.pool_probing, start);
         assert_eq!(alive.health_at(start + STUCK_AFTER), Health::Alive);
         assert_eq!(
             alive.health_at(start + STUCK_AFTER + Duration::from_secs(9)),
