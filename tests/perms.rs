@@ -12,6 +12,21 @@ fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
 }
 
+/// `klaxon once t` on `config`, started under umask 022.
+fn once_under_umask_022(config: &Path) -> std::process::Output {
+    let bin = env!("CARGO_BIN_EXE_klaxon");
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "umask 022; exec '{bin}' --config '{}' once t",
+            config.display()
+        ))
+        .env_remove("KLAXON_CONFIG")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn under_umask_022_the_state_dir_is_0700_and_its_files_0600() {
     let dir = tempfile::tempdir().unwrap();
@@ -27,17 +42,7 @@ fn under_umask_022_the_state_dir_is_0700_and_its_files_0600() {
         ),
     )
     .unwrap();
-    let bin = env!("CARGO_BIN_EXE_klaxon");
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "umask 022; exec '{bin}' --config '{}' once t",
-            config.display()
-        ))
-        .env_remove("KLAXON_CONFIG")
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
+    let out = once_under_umask_022(&config);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(mode(&state), 0o700, "the loose state dir was tightened");
     assert!(
@@ -71,17 +76,7 @@ fn under_umask_022_the_log_directory_is_0700_and_the_log_file_0600() {
         ),
     )
     .unwrap();
-    let bin = env!("CARGO_BIN_EXE_klaxon");
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "umask 022; exec '{bin}' --config '{}' once t",
-            config.display()
-        ))
-        .env_remove("KLAXON_CONFIG")
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
+    let out = once_under_umask_022(&config);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(mode(&logs), 0o700, "the log directory klaxon made");
     let dated: Vec<_> = std::fs::read_dir(&logs)
