@@ -168,6 +168,16 @@ pub struct OutboxItem {
     pub fallback_sent: bool,
 }
 
+/// A message handed over to the delivery loop ([`Store::take_fresh`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fresh {
+    pub item: OutboxItem,
+    /// Claimed for this store by the transaction that inserted it, no older message
+    /// of its job and notifier being undelivered then: it may be sent without
+    /// claiming it again.
+    pub claimed: bool,
+}
+
 /// How a delivery try of one outbox message went, to be recorded.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mark {
@@ -225,7 +235,7 @@ enum Write<'a> {
 
 /// What a [`Write`] gives back.
 enum Written {
-    Run(Vec<OutboxItem>),
+    Run(Vec<Fresh>),
     Marks,
 }
 
@@ -249,7 +259,7 @@ pub struct Store {
     checkpointer: Arc<Mutex<Option<Connection>>>,
     /// Messages committed since the delivery loop last looked, once it asked for them
     /// ([`Store::hand_over`]): it takes these without reading the outbox again.
-    fresh: Arc<Mutex<Option<Vec<OutboxItem>>>>,
+    fresh: Arc<Mutex<Option<Vec<Fresh>>>>,
     /// Rung when this process commits messages: the delivery loop waits on it. It
     /// lives with the store, not with one config's runtime, so a run that started
     /// before a reload still wakes the loop of the config after it.
@@ -463,7 +473,7 @@ impl Store {
             apply,
         };
         match self.commit_writes(vec![write]).pop() {
-            Some(Ok(Written::Run(items))) => Ok(items),
+            Some(Ok(Written::Run(items))) => Ok(items.into_iter().map(|f| f.item).collect()),
             Some(Err(e)) => Err(e),
             _ => Err(StoreError::Stopped),
         }
@@ -479,7 +489,7 @@ impl Store {
         apply: Apply<'static>,
     ) -> Result<Vec<OutboxItem>, StoreError> {
         match self.queued(Write::Run { run, apply }).await? {
-            Written::Run(items) => Ok(items),
+            Written::Run(items) => Ok(items.into_iter().map(|f| f.item).collect()),
             Written::Marks => Err(StoreError::Stopped),
         }
     }
@@ -607,10 +617,12 @@ impl Store {
     /// page a savepoint changes into its sub-journal, and a storm's runs change many.
     fn commit_writes(&self, writes: Vec<Write<'_>>) -> Vec<Result<Written, StoreError>> {
         let mut conn = self.conn();
+        let claimer = self.claimer();
         let together = write_tx(&mut conn).and_then(|tx| {
+            let mut claims = claimer.map(InsertClaims::new);
             let written = writes
                 .iter()
-                .map(|write| write_one(&tx, write))
+                .map(|write| write_one(&tx, write, claims.as_mut()))
                 .collect::<Result<Vec<_>, _>>();
             match written {
                 Ok(written) => tx.commit().map(|()| Some(written)),
@@ -620,7 +632,7 @@ impl Store {
         });
         let committed = match together {
             Ok(Some(written)) => Ok(written.into_iter().map(Ok).collect()),
-            Ok(None) => Self::commit_apart(&mut conn, &writes),
+            Ok(None) => Self::commit_apart(&mut conn, &writes, claimer),
             Err(e) => Err(e),
         };
         if let Ok(results) = &committed {
@@ -657,12 +669,14 @@ impl Store {
     fn commit_apart(
         conn: &mut Connection,
         writes: &[Write<'_>],
+        claimer: Option<&str>,
     ) -> Result<Vec<Result<Written, StoreError>>, rusqlite::Error> {
         let mut tx = write_tx(conn)?;
+        let mut claims = claimer.map(InsertClaims::new);
         let mut results = Vec::with_capacity(writes.len());
         for write in writes {
             let result = tx.savepoint().map_err(StoreError::from).and_then(|sp| {
-                let written = write_one(&sp, write)?;
+                let written = write_one(&sp, write, claims.as_mut())?;
                 sp.commit()?;
                 Ok(written)
             });
@@ -807,7 +821,10 @@ impl Store {
             // A fallback's own fallback is not followed: no chains, no loops.
             fallback_sent: true,
         };
-        self.fresh([copy.clone()]);
+        self.fresh([Fresh {
+            item: copy.clone(),
+            claimed: false,
+        }]);
         drop(conn);
         self.committed();
         Ok(Some(copy))
@@ -1021,13 +1038,24 @@ impl Store {
     /// From now on, every message this store commits is also kept for
     /// [`Store::take_fresh`] until taken or until the outbox is read: the delivery loop
     /// asks for this, a process without one does not.
+    ///
+    /// Its messages are then claimed as they are inserted, when no older message of
+    /// their job and notifier is undelivered (see [`Fresh::claimed`]): the loop that
+    /// asked sends them without a second write. A process without one never claims at
+    /// insert, so it leaves no claim that nobody is going to send.
     pub fn hand_over(&self) {
         lock(&self.fresh).get_or_insert_with(Vec::new);
     }
 
+    /// Who claims this store's new messages as they are inserted: this store, once its
+    /// delivery loop takes them ([`Store::hand_over`]).
+    fn claimer(&self) -> Option<&str> {
+        lock(&self.fresh).is_some().then_some(&*self.owner)
+    }
+
     /// The messages committed since the last call or the last read of the outbox,
     /// oldest first.
-    pub fn take_fresh(&self) -> Vec<OutboxItem> {
+    pub fn take_fresh(&self) -> Vec<Fresh> {
         lock(&self.fresh)
             .as_mut()
             .map(std::mem::take)
@@ -1038,7 +1066,7 @@ impl Store {
     /// connection still locked, so a read of the outbox sees them either as pending
     /// and clears them here, or not at all.
     /// Rings [`Store::ready`] when there are any.
-    fn fresh(&self, items: impl IntoIterator<Item = OutboxItem>) {
+    fn fresh(&self, items: impl IntoIterator<Item = Fresh>) {
         let mut items = items.into_iter().peekable();
         if items.peek().is_none() {
             return;
@@ -1191,9 +1219,13 @@ fn state_in(conn: &Connection, job: &str) -> Result<JobState, StoreError> {
     })
 }
 
-fn write_one(conn: &Connection, write: &Write<'_>) -> Result<Written, StoreError> {
+fn write_one(
+    conn: &Connection,
+    write: &Write<'_>,
+    claims: Option<&mut InsertClaims<'_>>,
+) -> Result<Written, StoreError> {
     Ok(match write {
-        Write::Run { run, apply } => Written::Run(write_run(conn, run, apply)?),
+        Write::Run { run, apply } => Written::Run(write_run(conn, run, apply, claims)?),
         Write::Marks(marks) => {
             write_marks(conn, marks)?;
             Written::Marks
@@ -1244,12 +1276,49 @@ fn write_marks(conn: &Connection, marks: &[Mark]) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// One run, its job's new state and its messages, on an open transaction.
+/// Claiming new messages as they are inserted, for the writes of one transaction.
+struct InsertClaims<'a> {
+    owner: &'a str,
+    /// (notifier, job) with an undelivered message: read from the outbox at the first
+    /// message, then kept up to date with the messages inserted. A message of this
+    /// transaction that is settled or rolled back later stays in it; that only leaves
+    /// a newer message unclaimed, to be claimed when taken.
+    busy: Option<std::collections::HashSet<(String, String)>>,
+}
+
+impl<'a> InsertClaims<'a> {
+    fn new(owner: &'a str) -> Self {
+        Self { owner, busy: None }
+    }
+
+    /// The owner, when a new message of (`notifier`, `job`) is claimed at insert: no
+    /// older one of them is undelivered. It is counted as undelivered from now on.
+    fn claim(
+        &mut self,
+        conn: &Connection,
+        notifier: &str,
+        job: &str,
+    ) -> Result<Option<&'a str>, StoreError> {
+        let busy = match &mut self.busy {
+            Some(busy) => busy,
+            None => self.busy.insert(undelivered_keys(conn)?),
+        };
+        let first = busy.insert((notifier.to_owned(), job.to_owned()));
+        Ok(first.then_some(self.owner))
+    }
+}
+
+/// One run, its job's new state and its messages, on an open transaction. With
+/// `claims`, each message that has no older undelivered one of its job and notifier
+/// (whichever process wrote it) is inserted claimed by their owner, as
+/// [`Store::claim_keys`] would claim it: in the same transaction, so no other process
+/// can slip one in before it.
 fn write_run(
     conn: &Connection,
     run: &RunRecord,
     apply: &Apply<'_>,
-) -> Result<Vec<OutboxItem>, StoreError> {
+    mut claims: Option<&mut InsertClaims<'_>>,
+) -> Result<Vec<Fresh>, StoreError> {
     let before = state_in(conn, &run.job)?;
     let (state, messages) = apply(&before, &|job| state_in(conn, job))?;
     insert_run(conn, run)?;
@@ -1259,10 +1328,16 @@ fn write_run(
     )?
     .execute(params![run.job, serde_json::to_string(&state)?])?;
     let mut items = Vec::with_capacity(messages.len());
+    let until = ms(run.finished_at) + CLAIM_LEASE.as_millis() as i64;
     for m in messages {
+        let claim = match claims.as_deref_mut() {
+            Some(claims) => claims.claim(conn, &m.notifier, &m.alert.job)?,
+            None => None,
+        };
         conn.prepare_cached(
-            "INSERT INTO outbox (alert_id, job, notifier, event, payload, created_at, next_attempt_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+            "INSERT INTO outbox (alert_id, job, notifier, event, payload, created_at, next_attempt_at,
+                                 claimed_by, claim_until)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8)",
         )?
         .execute(params![
             m.alert.id,
@@ -1271,8 +1346,10 @@ fn write_run(
             m.alert.event.as_str(),
             serde_json::to_string(&m.alert)?,
             ms(run.finished_at),
+            claim,
+            claim.map(|_| until),
         ])?;
-        items.push(OutboxItem {
+        let item = OutboxItem {
             id: conn.last_insert_rowid(),
             notifier: m.notifier,
             alert: m.alert,
@@ -1280,9 +1357,24 @@ fn write_run(
             next_attempt_at: run.finished_at,
             created_at: run.finished_at,
             fallback_sent: false,
+        };
+        items.push(Fresh {
+            item,
+            claimed: claim.is_some(),
         });
     }
     Ok(items)
+}
+
+/// (notifier, job) of the undelivered messages (not given up).
+fn undelivered_keys(
+    conn: &Connection,
+) -> Result<std::collections::HashSet<(String, String)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT DISTINCT notifier, job FROM outbox WHERE delivered_at IS NULL AND gave_up_at IS NULL",
+    )?;
+    let keys = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(keys.collect::<Result<_, _>>()?)
 }
 
 fn insert_run(conn: &Connection, run: &RunRecord) -> Result<(), StoreError> {
@@ -1444,21 +1536,7 @@ mod tests {
     async fn committed_messages_are_handed_over_once_and_a_read_takes_them_instead() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let record = |job: &'static str, at: i64| {
-            let store = store.clone();
-            async move {
-                let apply: Apply<'static> = Box::new(move |before, _| {
-                    let mut a = alert(Event::Failure);
-                    a.job = job.into();
-                    let message = NewMessage {
-                        notifier: "hook".into(),
-                        alert: a,
-                    };
-                    Ok((before.clone(), vec![message]))
-                });
-                store.record(run(job, at, "critical"), apply).await.unwrap()
-            }
-        };
+        let record = |job: &'static str, at: i64| record_one(&store, job, at, Event::Failure);
         // Nobody asked: nothing is kept.
         record("a", 1).await;
         assert!(store.take_fresh().is_empty());
@@ -1467,7 +1545,12 @@ mod tests {
         let b = record("b", 2).await;
         let c = record("c", 3).await;
         let fresh = store.take_fresh();
-        assert_eq!(fresh, [b[0].clone(), c[0].clone()]);
+        let items: Vec<_> = fresh.iter().map(|f| f.item.clone()).collect();
+        assert_eq!(items, [b[0].clone(), c[0].clone()]);
+        assert!(
+            fresh.iter().all(|f| f.claimed),
+            "nothing older of their jobs"
+        );
         assert!(store.take_fresh().is_empty(), "handed over once");
 
         // A read of the outbox answers for what was committed before it: it is not
@@ -1484,7 +1567,69 @@ mod tests {
             .enqueue_fallback(&d[0], "mail", t(5))
             .unwrap()
             .unwrap();
-        assert_eq!(store.take_fresh(), [copy]);
+        assert_eq!(
+            store.take_fresh(),
+            [Fresh {
+                item: copy,
+                claimed: false
+            }]
+        );
+    }
+
+    /// Records a run of `job` that makes one message of `event` to `hook`.
+    async fn record_one(store: &Store, job: &str, at: i64, event: Event) -> Vec<OutboxItem> {
+        let owned = job.to_owned();
+        let apply: Apply<'static> = Box::new(move |before, _| {
+            let mut a = alert(event);
+            a.job = owned.clone();
+            let message = NewMessage {
+                notifier: "hook".into(),
+                alert: a,
+            };
+            Ok((before.clone(), vec![message]))
+        });
+        store.record(run(job, at, "critical"), apply).await.unwrap()
+    }
+
+    /// The delivery loop's own messages are claimed by the transaction that inserts
+    /// them, unless an older message of their job and notifier is undelivered (from
+    /// this process or another): those are claimed when taken, after it. A store
+    /// without a delivery loop claims nothing at insert.
+    #[tokio::test]
+    async fn the_delivery_loops_messages_are_claimed_as_they_are_inserted() {
+        let dir = tempfile::tempdir().unwrap();
+        let agent = Store::open(dir.path()).unwrap();
+        let other = Store::open(dir.path()).unwrap();
+        // A one-shot process: nothing claimed until it reads to send.
+        let once = record_one(&other, "a", 1, Event::Failure).await;
+        assert_eq!(agent.due(t(2)).unwrap(), once);
+        agent.release_claims().unwrap();
+
+        agent.hand_over();
+        assert!(agent.take_fresh().is_empty());
+        let b = record_one(&agent, "b", 3, Event::Failure).await;
+        let b2 = record_one(&agent, "b", 4, Event::Recovery).await;
+        let a = record_one(&agent, "a", 5, Event::Recovery).await;
+        let fresh = agent.take_fresh();
+        let claimed: Vec<_> = fresh.iter().map(|f| (f.item.id, f.claimed)).collect();
+        assert_eq!(
+            claimed,
+            [(b[0].id, true), (b2[0].id, false), (a[0].id, false)],
+            "b's recovery and a's are behind older messages"
+        );
+        // The other process sees b's failure claimed, so neither it nor b's recovery
+        // is due there; a's messages are, in order.
+        let due = other.due_except(t(6), &HashSet::new()).unwrap();
+        let ids: Vec<_> = due.items.iter().map(|i| i.id).collect();
+        assert_eq!(ids, [once[0].id, a[0].id]);
+        assert!(due.blocked.contains(&("hook".to_owned(), "b".to_owned())));
+        // The claim lapses like one taken by a read, counted from the run's end.
+        let lapses = t(4) + chrono::Duration::from_std(CLAIM_LEASE).unwrap();
+        assert_eq!(other.next_retry(t(6)).unwrap(), Some(lapses));
+        // Given up on purpose (the agent stops), they are the other's at once.
+        agent.release_claims().unwrap();
+        let ids: Vec<_> = other.due(t(7)).unwrap().iter().map(|i| i.id).collect();
+        assert_eq!(ids, [once[0].id, b[0].id, b2[0].id, a[0].id]);
     }
 
     /// SQLite's own checkpoints are off (they would `fsync` in the committing thread);
