@@ -195,30 +195,42 @@ impl Mark {
     }
 }
 
-/// A message to put in the outbox with the run that made it due.
+pub use crate::alert::NewMessage;
+
+/// What recording a run does to its job's state and outbox.
 #[derive(Debug, Clone)]
-pub struct NewMessage {
-    pub notifier: String,
-    pub alert: klaxon_notifiers::Alert,
+pub enum Change {
+    /// The run moves its job's alert: the store applies the pure transition to the
+    /// state stored before it (and to its dependencies' states, for `depends_on`), in
+    /// the transaction that writes the run.
+    Alert(Box<crate::alert::Transition>),
+    /// The job's state after the run and its messages, decided already (a run kept in
+    /// memory while the store could not be written, whose messages went from there).
+    Decided {
+        state: JobState,
+        messages: Vec<NewMessage>,
+    },
 }
 
-/// What recording a run does to its job's state: gets the stored state and a reader of
-/// other jobs' states (for `depends_on`), both as of the same transaction, and returns
-/// the new state and the messages to enqueue. It may be called a second time, on a
-/// fresh transaction, when another write of its group commit failed.
-pub type Apply<'a> = Box<
-    dyn Fn(
-            &JobState,
-            &dyn Fn(&str) -> Result<JobState, StoreError>,
-        ) -> Result<(JobState, Vec<NewMessage>), StoreError>
-        + Send
-        + 'a,
->;
+impl Change {
+    /// The new state and the messages to enqueue, given the state before and a reader
+    /// of other jobs' states as of the same transaction.
+    pub fn apply(
+        &self,
+        before: &JobState,
+        state_of: &dyn Fn(&str) -> Result<JobState, StoreError>,
+    ) -> Result<(JobState, Vec<NewMessage>), StoreError> {
+        match self {
+            Change::Alert(transition) => transition.apply_reading(before, state_of),
+            Change::Decided { state, messages } => Ok((state.clone(), messages.clone())),
+        }
+    }
+}
 
 /// A write to the store, committed together with others (see [`Store::record`]).
-enum Write<'a> {
+enum Write {
     /// A run, with what it does to its job's state and outbox.
-    Run { run: RunRecord, apply: Apply<'a> },
+    Run(Box<(RunRecord, Change)>),
     /// How delivery tries went.
     Marks(Vec<Mark>),
 }
@@ -231,7 +243,7 @@ enum Written {
 
 /// A write waiting for the next group commit, and where its outcome goes.
 struct Pending {
-    write: Write<'static>,
+    write: Write,
     done: tokio::sync::oneshot::Sender<Result<Written, StoreError>>,
 }
 
@@ -448,20 +460,17 @@ impl Store {
         state_in(&self.conn(), job)
     }
 
-    /// Records a run in one transaction with what it causes: `apply` gets the job's
-    /// stored state and returns the new state and the messages to enqueue. Returns the
-    /// outbox items as stored. (The agent records through [`Store::record`].)
+    /// Records a run in one transaction with the state and messages `apply` decides
+    /// from the job's stored state (for tests). Returns the outbox items as stored.
+    /// (The agent records through [`Store::record`].)
     #[cfg(test)]
     pub fn record_run(
         &self,
         run: &RunRecord,
         apply: impl Fn(&JobState) -> (JobState, Vec<NewMessage>) + Send,
     ) -> Result<Vec<OutboxItem>, StoreError> {
-        let apply: Apply<'_> = Box::new(move |before, _| Ok(apply(before)));
-        let write = Write::Run {
-            run: run.clone(),
-            apply,
-        };
+        let (state, messages) = apply(&self.job_state(&run.job)?);
+        let write = Write::Run(Box::new((run.clone(), Change::Decided { state, messages })));
         match self.commit_writes(vec![write]).pop() {
             Some(Ok(Written::Run(items))) => Ok(items),
             Some(Err(e)) => Err(e),
@@ -476,9 +485,9 @@ impl Store {
     pub async fn record(
         &self,
         run: RunRecord,
-        apply: Apply<'static>,
+        change: Change,
     ) -> Result<Vec<OutboxItem>, StoreError> {
-        match self.queued(Write::Run { run, apply }).await? {
+        match self.queued(Write::Run(Box::new((run, change)))).await? {
             Written::Run(items) => Ok(items),
             Written::Marks => Err(StoreError::Stopped),
         }
@@ -499,16 +508,13 @@ impl Store {
         }
     }
 
-    async fn queued(&self, write: Write<'static>) -> Result<Written, StoreError> {
+    async fn queued(&self, write: Write) -> Result<Written, StoreError> {
         self.enqueue(write)
             .await
             .unwrap_or(Err(StoreError::Stopped))
     }
 
-    fn enqueue(
-        &self,
-        write: Write<'static>,
-    ) -> tokio::sync::oneshot::Receiver<Result<Written, StoreError>> {
+    fn enqueue(&self, write: Write) -> tokio::sync::oneshot::Receiver<Result<Written, StoreError>> {
         use std::sync::atomic::Ordering::SeqCst;
         let (done, result) = tokio::sync::oneshot::channel();
         lock(&self.queue).push(Pending { write, done });
@@ -605,7 +611,7 @@ impl Store {
     ///
     /// The first try has no savepoints because they are not free: SQLite copies each
     /// page a savepoint changes into its sub-journal, and a storm's runs change many.
-    fn commit_writes(&self, writes: Vec<Write<'_>>) -> Vec<Result<Written, StoreError>> {
+    fn commit_writes(&self, writes: Vec<Write>) -> Vec<Result<Written, StoreError>> {
         let mut conn = self.conn();
         let together = write_tx(&mut conn).and_then(|tx| {
             let written = writes
@@ -656,7 +662,7 @@ impl Store {
     /// the transaction's own (it could not begin or commit).
     fn commit_apart(
         conn: &mut Connection,
-        writes: &[Write<'_>],
+        writes: &[Write],
     ) -> Result<Vec<Result<Written, StoreError>>, rusqlite::Error> {
         let mut tx = write_tx(conn)?;
         let mut results = Vec::with_capacity(writes.len());
@@ -1191,9 +1197,9 @@ fn state_in(conn: &Connection, job: &str) -> Result<JobState, StoreError> {
     })
 }
 
-fn write_one(conn: &Connection, write: &Write<'_>) -> Result<Written, StoreError> {
+fn write_one(conn: &Connection, write: &Write) -> Result<Written, StoreError> {
     Ok(match write {
-        Write::Run { run, apply } => Written::Run(write_run(conn, run, apply)?),
+        Write::Run(write) => Written::Run(write_run(conn, &write.0, &write.1)?),
         Write::Marks(marks) => {
             write_marks(conn, marks)?;
             Written::Marks
@@ -1248,10 +1254,10 @@ fn write_marks(conn: &Connection, marks: &[Mark]) -> Result<(), StoreError> {
 fn write_run(
     conn: &Connection,
     run: &RunRecord,
-    apply: &Apply<'_>,
+    change: &Change,
 ) -> Result<Vec<OutboxItem>, StoreError> {
     let before = state_in(conn, &run.job)?;
-    let (state, messages) = apply(&before, &|job| state_in(conn, job))?;
+    let (state, messages) = change.apply(&before, &|job| state_in(conn, job))?;
     insert_run(conn, run)?;
     conn.prepare_cached(
         "INSERT INTO job_state (job, state) VALUES (?1, ?2)
@@ -1368,36 +1374,40 @@ mod tests {
     async fn runs_recorded_together_are_committed_together_and_apart() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
+        // job7's stored state cannot be read: its write fails, alone.
+        store
+            .conn()
+            .execute(
+                "INSERT INTO job_state (job, state) VALUES ('job7', 'not json')",
+                [],
+            )
+            .unwrap();
         let mut tasks = Vec::new();
         for i in 0..60 {
             let store = store.clone();
             tasks.push(tokio::spawn(async move {
                 let job = format!("job{i}");
-                let apply: Apply<'static> = Box::new(move |before, state_of| {
-                    // Another job's state is readable inside the same transaction.
-                    assert_eq!(state_of("nobody")?, JobState::default());
-                    if i == 7 {
-                        return Err(StoreError::Commit("refused by the test".into()));
-                    }
-                    let mut after = before.clone();
-                    after.consecutive_failures += 1;
-                    let mut a = alert(Event::Failure);
-                    a.job = format!("job{i}");
-                    a.id = format!("job{i}-1");
-                    let message = NewMessage {
+                let mut a = alert(Event::Failure);
+                a.job = format!("job{i}");
+                a.id = format!("job{i}-1");
+                let change = Change::Decided {
+                    state: JobState {
+                        consecutive_failures: 1,
+                        ..JobState::default()
+                    },
+                    messages: vec![NewMessage {
                         notifier: "hook".into(),
                         alert: a,
-                    };
-                    Ok((after, vec![message]))
-                });
-                (i, store.record(run(&job, i, "critical"), apply).await)
+                    }],
+                };
+                (i, store.record(run(&job, i, "critical"), change).await)
             }));
         }
         let mut ids = std::collections::HashSet::new();
         for task in tasks {
             let (i, result) = task.await.unwrap();
             if i == 7 {
-                assert!(matches!(result, Err(StoreError::Commit(_))), "{result:?}");
+                assert!(matches!(result, Err(StoreError::Corrupt(_))), "{result:?}");
                 continue;
             }
             let items = result.unwrap();
@@ -1410,7 +1420,7 @@ mod tests {
         assert_eq!(reopened.pending().unwrap().len(), 59);
         assert!(reopened.history("job7", 10).unwrap().is_empty());
         assert_eq!(reopened.history("job8", 10).unwrap().len(), 1);
-        assert_eq!(reopened.job_state("job7").unwrap(), JobState::default());
+        assert!(reopened.job_state("job7").is_err(), "left as it was");
         assert_eq!(reopened.job_state("job8").unwrap().consecutive_failures, 1);
 
         // Delivery outcomes go through the same queue.
@@ -1447,16 +1457,19 @@ mod tests {
         let record = |job: &'static str, at: i64| {
             let store = store.clone();
             async move {
-                let apply: Apply<'static> = Box::new(move |before, _| {
-                    let mut a = alert(Event::Failure);
-                    a.job = job.into();
-                    let message = NewMessage {
+                let mut a = alert(Event::Failure);
+                a.job = job.into();
+                let change = Change::Decided {
+                    state: JobState::default(),
+                    messages: vec![NewMessage {
                         notifier: "hook".into(),
                         alert: a,
-                    };
-                    Ok((before.clone(), vec![message]))
-                });
-                store.record(run(job, at, "critical"), apply).await.unwrap()
+                    }],
+                };
+                store
+                    .record(run(job, at, "critical"), change)
+                    .await
+                    .unwrap()
             }
         };
         // Nobody asked: nothing is kept.
