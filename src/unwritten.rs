@@ -33,8 +33,8 @@ use klaxon_notifiers::{Alert, CheckInfo, DeliveryError, Event, Severity};
 use tokio_util::sync::CancellationToken;
 
 use crate::alert::{JobState, Transition};
+use crate::delivery::{GIVE_UP_AFTER, backoff, send_now};
 use crate::liveness::Liveness;
-use crate::outbox::{GIVE_UP_AFTER, backoff, send_now};
 use crate::runtime::Runtime;
 use crate::store::{Change, NewMessage, RunRecord, Store, StoreError};
 
