@@ -94,7 +94,7 @@ pub(super) async fn send(
             notifier = %name,
             replica = %failed.replica,
             event = alert.event.as_str(),
-            "alertmanager replica did not take the message: {}",
+            "a replica did not take the message: {}",
             failed.error
         );
         rt.metrics.replica_failure(name, &failed.replica);
