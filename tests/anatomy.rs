@@ -93,49 +93,52 @@ fn every_type_is_registered_once() {
     unique(NotifierConfig::TYPES);
 }
 
-#[test]
-fn every_check_type_deserializes_from_its_reference_example_and_keeps_its_kind() {
-    let (checks, _) = examples();
-    for kind in CheckConfig::TYPES {
-        let found: Vec<&Example> = checks.iter().filter(|e| e.kind == *kind).collect();
+/// Every one of `types` has an example in the reference, which its crate's deserializer
+/// (`read`: the `type`, the rest of the table; the kind read back) reads as that type,
+/// and a misspelt `type` is refused naming every registered one.
+fn each_type_reads_as_itself(
+    what: &str,
+    types: &[&str],
+    examples: &[Example],
+    read: impl Fn(&str, Spanned<DeValue<'static>>) -> Result<&'static str, toml::de::Error>,
+) {
+    for kind in types {
+        let found: Vec<&Example> = examples.iter().filter(|e| e.kind == *kind).collect();
         assert!(
             !found.is_empty(),
-            "check type `{kind}` has no `[jobs.NAME.check]` in config/reference.toml"
+            "{what} type `{kind}` has no example table in config/reference.toml"
         );
         for e in found {
-            let config = CheckConfig::deserialize(kind, ValueDeserializer::from(e.body.clone()))
-                .unwrap_or_else(|err| panic!("{}: {err}", e.at));
-            assert_eq!(config.kind(), *kind, "{}", e.at);
+            let read = read(kind, e.body.clone()).unwrap_or_else(|err| panic!("{}: {err}", e.at));
+            assert_eq!(read, *kind, "{}", e.at);
         }
     }
-    // And nothing else: a misspelt `type` is refused, naming every registered one.
-    let body = Spanned::new(0..0, DeValue::Table(DeTable::new()));
-    let err = CheckConfig::deserialize("htp", ValueDeserializer::from(body)).unwrap_err();
-    for kind in CheckConfig::TYPES {
+    let empty = Spanned::new(0..0, DeValue::Table(DeTable::new()));
+    let err = read("no-such-type", empty).unwrap_err();
+    for kind in types {
         assert!(err.message().contains(kind), "{err}");
     }
 }
 
 #[test]
+fn every_check_type_deserializes_from_its_reference_example_and_keeps_its_kind() {
+    let (checks, _) = examples();
+    each_type_reads_as_itself("check", CheckConfig::TYPES, &checks, |kind, body| {
+        CheckConfig::deserialize(kind, ValueDeserializer::from(body)).map(|c| c.kind())
+    });
+}
+
+#[test]
 fn every_notifier_type_deserializes_from_its_reference_example_and_keeps_its_kind() {
     let (_, notifiers) = examples();
-    for kind in NotifierConfig::TYPES {
-        let found: Vec<&Example> = notifiers.iter().filter(|e| e.kind == *kind).collect();
-        assert!(
-            !found.is_empty(),
-            "notifier type `{kind}` has no `[notifiers.NAME]` in config/reference.toml"
-        );
-        for e in found {
-            let config = NotifierConfig::deserialize(kind, ValueDeserializer::from(e.body.clone()))
-                .unwrap_or_else(|err| panic!("{}: {err}", e.at));
-            assert_eq!(config.kind(), *kind, "{}", e.at);
-        }
-    }
-    let body = Spanned::new(0..0, DeValue::Table(DeTable::new()));
-    let err = NotifierConfig::deserialize("slak", ValueDeserializer::from(body)).unwrap_err();
-    for kind in NotifierConfig::TYPES {
-        assert!(err.message().contains(kind), "{err}");
-    }
+    each_type_reads_as_itself(
+        "notifier",
+        NotifierConfig::TYPES,
+        &notifiers,
+        |kind, body| {
+            NotifierConfig::deserialize(kind, ValueDeserializer::from(body)).map(|c| c.kind())
+        },
+    );
 }
 
 #[test]

@@ -65,9 +65,8 @@ pub trait Probe: fmt::Debug + Send + Sync {
 pub enum Passive {}
 
 impl Probe for Passive {
-    #[allow(clippy::manual_async_fn)]
-    fn run(&self, _timeout: Duration) -> impl Future<Output = Outcome> + Send {
-        async move { match *self {} }
+    async fn run(&self, _timeout: Duration) -> Outcome {
+        match *self {}
     }
 }
 
