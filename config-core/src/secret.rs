@@ -34,7 +34,7 @@ pub struct SecretKey {
 }
 
 impl SecretKey {
-    /// The value at `key` is a secret.
+    /// The value at `path` is a secret.
     pub const fn always(path: &'static [Seg]) -> Self {
         Self {
             path,
@@ -42,7 +42,7 @@ impl SecretKey {
         }
     }
 
-    /// The value at `key` is a URL, secret when it carries a password.
+    /// The value at `path` is a URL, secret when it carries a password.
     pub const fn url(path: &'static [Seg]) -> Self {
         Self {
             path,
