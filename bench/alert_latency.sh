@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Alert latency: klaxon (runner::record -> SQLite outbox commit -> outbox::worker ->
+# Alert latency: klaxon (runner::record -> SQLite outbox commit -> delivery::worker ->
 # webhook POST) vs the Python peers of ../shared/bench/peers (APScheduler + requests,
 # APScheduler + aiohttp), each rep in the same run. Prints a markdown table (medians over
 # REPS, [min–max] when they differ) with ratios; JSON results under $OUT.

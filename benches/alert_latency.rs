@@ -1,7 +1,7 @@
 //! Alert latency benchmark: a check's final failure is known → the `webhook` receiver
 //! has the POST. The durable part is included: `klaxon::runner::record` writes the run,
 //! the new alert state and the message in one SQLite transaction (WAL,
-//! `synchronous = NORMAL`) before `klaxon::outbox::worker` sends it.
+//! `synchronous = NORMAL`) before `klaxon::delivery::worker` sends it.
 //!
 //! ```text
 //! cargo bench --bench alert_latency                              # 500 singles, 20 storms of 100
@@ -26,7 +26,7 @@
 //! Set-up: a generated config (`group_wait = "0s"`, `alert.after = 1`, one `webhook`
 //! notifier, jobs with a `tcp` check that never runs), `Runtime::build(.., Mode::Live,
 //! SystemClock)`, its outbox doorbell bound (`Store::listen_for_others`), and
-//! `outbox::worker` spawned on a runtime built like the agent's (2 workers, at most 4
+//! `delivery::worker` spawned on a runtime built like the agent's (2 workers, at most 4
 //! blocking threads). The measuring code runs as a task on that
 //! runtime, as the scheduler's runs do.
 //!
@@ -600,7 +600,7 @@ fn run(o: &Opts) -> Result<Value, String> {
             .listen_for_others()
             .map_err(|e| format!("outbox doorbell: {e}"))?;
         let stop = CancellationToken::new();
-        let worker = tokio::spawn(klaxon::outbox::worker(rt.clone(), stop.clone()));
+        let worker = tokio::spawn(klaxon::delivery::worker(rt.clone(), stop.clone()));
         let measure = tokio::spawn({
             let (rt, o) = (rt.clone(), o.clone());
             async move {

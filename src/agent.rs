@@ -218,7 +218,7 @@ pub async fn run(
     let due = rt.store.due(rt.clock.now()).unwrap_or_default();
     let flush = async {
         if !due.is_empty() {
-            let left = crate::outbox::deliver_within(&rt, due, FLUSH).await;
+            let left = crate::delivery::deliver_within(&rt, due, FLUSH).await;
             if left > 0 {
                 tracing::warn!(
                     "{left} message(s) not delivered yet; they are kept for the next start"
@@ -273,8 +273,8 @@ struct Outbox {
 impl Outbox {
     fn start(rt: &Arc<Runtime>) -> Self {
         let stop = CancellationToken::new();
-        let task = tokio::spawn(crate::outbox::worker(rt.clone(), stop.clone()));
-        let resender = tokio::spawn(crate::outbox::resend_firing(rt.clone(), stop.clone()));
+        let task = tokio::spawn(crate::delivery::worker(rt.clone(), stop.clone()));
+        let resender = tokio::spawn(crate::delivery::resend_firing(rt.clone(), stop.clone()));
         Self {
             stop,
             task,

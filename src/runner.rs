@@ -11,16 +11,17 @@ use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
 use klaxon_checks::{CheckSpec, Outcome, Severity};
-use klaxon_notifiers::{Alert, CheckInfo, Event};
+use klaxon_notifiers::CheckInfo;
 use tokio_util::sync::CancellationToken;
 
-use crate::alert::{self, AlertEvent, JobState, RunFacts};
-use crate::config::{Job, MinSeverity};
+pub use crate::alert::to_notifier_severity;
+use crate::alert::{Route, Routes, Run, Transition};
+use crate::config::Job;
 use crate::heartbeat;
 use crate::retry::{RetryPolicy, run_with_retry};
 use crate::runtime::Runtime;
 use crate::scheduler::Fire;
-use crate::store::{NewMessage, OutboxItem, RunRecord};
+use crate::store::{Change, OutboxItem, RunRecord};
 
 /// What a run did: its record and the messages it put in the outbox.
 #[derive(Debug)]
@@ -238,17 +239,7 @@ pub async fn ping(rt: &Arc<Runtime>, job: &Job, at: DateTime<Utc>) -> anyhow::Re
     evaluate_heartbeat(rt, job, at, None, next_run).await
 }
 
-/// What a run is recorded against: the job's name and alerting settings, and what was
-/// run, for messages (a job's check, or the command `klaxon exec` ran).
-#[derive(Debug, Clone)]
-pub struct Subject {
-    pub name: String,
-    pub timezone: chrono_tz::Tz,
-    pub notify: Vec<String>,
-    pub depends_on: Vec<String>,
-    pub alert: crate::alert::AlertPolicy,
-    pub check: CheckInfo,
-}
+pub use crate::alert::Subject;
 
 impl From<&Job> for Subject {
     fn from(job: &Job) -> Self {
@@ -298,49 +289,20 @@ pub async fn record(
         metrics: outcome.metrics.clone(),
         fire_at,
     };
-    let rt2 = rt.clone();
-    let job2 = job.clone();
-    let max_attempts = tries.allowed;
     let severity = outcome.severity;
-    let decide = Arc::new(
-        move |before: &JobState,
-              state_of: &dyn Fn(&str) -> Result<JobState, crate::store::StoreError>| {
-            // A dependency that is failing holds this job's alerts.
-            let mut held = false;
-            for dep in &job2.depends_on {
-                if state_of(dep)?.is_failing() {
-                    held = true;
-                    break;
-                }
-            }
-            if held && !outcome.severity.is_ok() {
-                tracing::info!(job = %job2.name, "a dependency is failing: alerts of this job are held");
-            }
-            let facts = RunFacts {
-                severity: outcome.severity,
-                started_at,
-                finished_at,
-            };
-            let (mut after, events) = alert::step(&job2.name, before, &facts, &job2.alert, held);
-            let messages = messages_for(
-                &rt2,
-                &job2,
-                &events,
-                before,
-                &mut after,
-                &outcome,
-                attempts,
-                elapsed,
-                started_at,
-                max_attempts,
-                next_run,
-            );
-            Ok((after, messages))
+    let transition = Transition {
+        job: job.clone(),
+        routes: routes(rt, job),
+        run: Run {
+            outcome,
+            attempts,
+            max_attempts: tries.allowed,
+            elapsed,
+            started_at,
+            finished_at,
+            next_run,
         },
-    );
-    let stored = decide.clone();
-    let apply: crate::store::Apply<'static> =
-        Box::new(move |before, state_of| stored(before, state_of));
+    };
     let jobs =
         || std::iter::once(job.name.as_str()).chain(job.depends_on.iter().map(String::as_str));
     // A job with runs kept in memory (or a dependency with some) goes on from them.
@@ -349,7 +311,10 @@ pub async fn record(
         Some(_) => Err(crate::store::StoreError::Commit(
             "earlier runs are not written yet".into(),
         )),
-        None => rt.store.record(record.clone(), apply).await,
+        None => {
+            let change = Change::Alert(Box::new(transition.clone()));
+            rt.store.record(record.clone(), change).await
+        }
     };
     let messages = match (recorded, &rt.unwritten) {
         (Ok(messages), _) => messages,
@@ -372,7 +337,7 @@ pub async fn record(
                     .collect::<std::collections::HashMap<_, _>>()
             })
             .await?;
-            let due = unwritten.keep(record.clone(), &stored, &*decide)?;
+            let due = unwritten.keep(record.clone(), &stored, &transition);
             unwritten.send(rt, due);
             Vec::new()
         }
@@ -404,106 +369,22 @@ fn log_result(job: &Subject, outcome: &Outcome, attempts: u32, max: u32, elapsed
     }
 }
 
-/// Turns state-machine events into one message per (event, notifier that takes it), and
-/// records in `after`'s open alert which notifiers were told.
-///
-/// A failure, an update or a reminder goes to the job's notifiers whose `min_severity`
-/// the alert's severity meets; an update also goes to every notifier told about the
-/// alert before (a de-escalation from critical to warning reaches the critical-only
-/// notifier that heard the failure); a recovery goes to exactly those told. States
-/// written before klaxon recorded this fall back to `min_severity`.
-#[allow(clippy::too_many_arguments)]
-fn messages_for(
-    rt: &Runtime,
-    job: &Subject,
-    events: &[AlertEvent],
-    before: &JobState,
-    after: &mut JobState,
-    outcome: &Outcome,
-    attempts: u32,
-    elapsed: Duration,
-    started_at: DateTime<Utc>,
-    max_attempts: u32,
-    next_run: Option<DateTime<Utc>>,
-) -> Vec<NewMessage> {
-    let mut out = Vec::new();
-    for event in events {
-        // The open alert this message is about: still open, or just closed.
-        let Some(open) = after.open.as_ref().or(before.open.as_ref()) else {
-            continue;
-        };
-        let (kind, downtime_ms) = match event {
-            AlertEvent::Failure => (Event::Failure, None),
-            AlertEvent::Update => (Event::Update, None),
-            AlertEvent::Reminder => (Event::Reminder, None),
-            AlertEvent::Recovery { downtime } => {
-                (Event::Recovery, Some(downtime.as_millis() as u64))
-            }
-        };
-        let alert_severity = Severity::from(open.severity);
-        let tz = job.timezone;
-        let local = |t: DateTime<Utc>| t.with_timezone(&tz).fixed_offset();
-        let message = Alert {
-            version: 1,
-            event: kind,
-            job: job.name.clone(),
-            agent: rt.config.agent.name.clone(),
-            severity: to_notifier_severity(outcome.severity),
-            check: job.check.clone(),
-            summary: outcome.summary.clone(),
-            output: outcome.output.clone(),
-            attempts,
-            max_attempts,
-            elapsed_ms: elapsed.as_millis() as u64,
-            started_at: local(started_at),
-            failing_since: Some(local(open.failing_since)),
-            last_success: after.last_success.map(local),
-            next_run: next_run.map(local),
-            downtime_ms,
-            id: open.id.clone(),
-        };
-        let told = open.told.clone();
-        let was_told = |name: &String| told.as_ref().is_some_and(|t| t.contains(name));
-        let recipients: Vec<&String> = job
+/// Where `job`'s messages may go under `rt`'s config: its notifiers that are
+/// configured, each with its `min_severity`.
+fn routes(rt: &Runtime, job: &Subject) -> Routes {
+    Routes {
+        agent: rt.config.agent.name.clone(),
+        notifiers: job
             .notify
             .iter()
-            .filter(|name| {
-                let Some(entry) = rt.config.notifier(name) else {
-                    return false;
-                };
-                let wants = match entry.min_severity {
-                    MinSeverity::Warning => true,
-                    MinSeverity::Critical => alert_severity >= Severity::Critical,
-                };
-                match (event, &told) {
-                    (AlertEvent::Recovery { .. }, Some(_)) => was_told(name),
-                    (AlertEvent::Update, Some(_)) => wants || was_told(name),
-                    _ => wants,
-                }
+            .filter_map(|name| {
+                let entry = rt.config.notifier(name)?;
+                Some(Route {
+                    notifier: name.clone(),
+                    min_severity: entry.min_severity,
+                })
             })
-            .collect();
-        for name in recipients {
-            out.push(NewMessage {
-                notifier: name.clone(),
-                alert: message.clone(),
-            });
-            if let Some(open) = after.open.as_mut() {
-                let told = open.told.get_or_insert_with(Vec::new);
-                if !told.contains(name) {
-                    told.push(name.clone());
-                }
-            }
-        }
-    }
-    out
-}
-
-pub fn to_notifier_severity(s: Severity) -> klaxon_notifiers::Severity {
-    match s {
-        Severity::Ok => klaxon_notifiers::Severity::Ok,
-        Severity::Warning => klaxon_notifiers::Severity::Warning,
-        Severity::Critical => klaxon_notifiers::Severity::Critical,
-        Severity::Unknown => klaxon_notifiers::Severity::Unknown,
+            .collect(),
     }
 }
 

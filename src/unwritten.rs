@@ -32,11 +32,11 @@ use chrono::{DateTime, Utc};
 use klaxon_notifiers::{Alert, CheckInfo, DeliveryError, Event, Severity};
 use tokio_util::sync::CancellationToken;
 
-use crate::alert::JobState;
+use crate::alert::{JobState, Transition};
+use crate::delivery::{GIVE_UP_AFTER, backoff, send_now};
 use crate::liveness::Liveness;
-use crate::outbox::{GIVE_UP_AFTER, backoff, send_now};
 use crate::runtime::Runtime;
-use crate::store::{NewMessage, RunRecord, Store, StoreError};
+use crate::store::{Change, NewMessage, RunRecord, Store, StoreError};
 
 /// Runs kept per job while the store cannot be written.
 pub const KEEP_PER_JOB: usize = 1000;
@@ -80,13 +80,6 @@ struct Kept {
     after: JobState,
 }
 
-/// What a run does to its job's state, given the state before it and a reader of other
-/// jobs' states: the new state and the messages it makes due.
-pub type Step<'a> = &'a dyn Fn(
-    &JobState,
-    &dyn Fn(&str) -> Result<JobState, StoreError>,
-) -> Result<(JobState, Vec<NewMessage>), StoreError>;
-
 fn lock(m: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -108,15 +101,15 @@ impl Unwritten {
         self.len() == 0
     }
 
-    /// Keeps `run`: `step` gets the job's last known state (the newest kept, else
-    /// `stored`) and the same for other jobs, and its new state is kept with the run.
-    /// Returns the messages it makes due.
+    /// Keeps `run`: `transition` is applied to the job's last known state (the newest
+    /// kept, else `stored`), with its dependencies' known states, and the new state is
+    /// kept with the run. Returns the messages it makes due.
     pub fn keep(
         &self,
         run: RunRecord,
         stored: &HashMap<String, JobState>,
-        step: Step<'_>,
-    ) -> Result<Vec<NewMessage>, StoreError> {
+        transition: &Transition,
+    ) -> Vec<NewMessage> {
         let mut inner = lock(&self.inner);
         let known = |job: &str| -> JobState {
             inner
@@ -128,7 +121,8 @@ impl Unwritten {
                 .unwrap_or_default()
         };
         let before = known(&run.job);
-        let (after, messages) = step(&before, &|job| Ok(known(job)))?;
+        let Ok((after, messages)) =
+            transition.apply_reading::<std::convert::Infallible>(&before, &|job| Ok(known(job)));
         inner.next += 1;
         let seq = inner.next;
         let queue = inner.runs.entry(run.job.clone()).or_default();
@@ -143,7 +137,7 @@ impl Unwritten {
         }
         queue.push_back(Kept { seq, run, after });
         self.kept.notify_one();
-        Ok(messages)
+        messages
     }
 
     /// Writes the kept runs, each job's in order, each with the state it led to; a
@@ -162,10 +156,11 @@ impl Unwritten {
                 return Ok(written);
             }
             for kept in next {
-                let after = kept.after.clone();
-                let apply: crate::store::Apply<'static> =
-                    Box::new(move |_, _| Ok((after.clone(), Vec::new())));
-                store.record(kept.run.clone(), apply).await?;
+                let change = Change::Decided {
+                    state: kept.after.clone(),
+                    messages: Vec::new(),
+                };
+                store.record(kept.run.clone(), change).await?;
                 written += 1;
                 let mut inner = lock(&self.inner);
                 if let Some(queue) = inner.runs.get_mut(&kept.run.job) {
@@ -446,8 +441,12 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn run(job: &str, at: i64, severity: &str) -> RunRecord {
-        let t = DateTime::from_timestamp(1_790_000_000 + at, 0).unwrap();
+    fn at(i: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_790_000_000 + i, 0).unwrap()
+    }
+
+    fn run(job: &str, i: i64, severity: &str) -> RunRecord {
+        let t = at(i);
         RunRecord {
             job: job.into(),
             started_at: t,
@@ -455,7 +454,7 @@ mod tests {
             severity: severity.into(),
             attempts: 1,
             elapsed: Duration::ZERO,
-            summary: format!("run {at}"),
+            summary: format!("run {i}"),
             output: None,
             skipped: None,
             metrics: Vec::new(),
@@ -463,14 +462,13 @@ mod tests {
         }
     }
 
-    /// Counts failures like the alert state does, and reads another job's state.
-    fn count(
-        before: &JobState,
-        other: &dyn Fn(&str) -> Result<JobState, StoreError>,
-    ) -> (JobState, u32) {
-        let mut after = before.clone();
-        after.consecutive_failures += 1;
-        (after, other("db").unwrap().consecutive_failures)
+    /// A critical run of `job` at minute `i`; `api` depends on `db`.
+    fn critical(job: &str, i: i64) -> Transition {
+        let mut t = Transition::test(job, klaxon_checks::Severity::Critical, at(i));
+        if job == "api" {
+            t.job.depends_on = vec!["db".into()];
+        }
+        t
     }
 
     #[tokio::test]
@@ -485,23 +483,24 @@ mod tests {
                 ..JobState::default()
             },
         )]);
-        let seen = Mutex::new(Vec::new());
-        let step = |before: &JobState, other: &dyn Fn(&str) -> Result<JobState, StoreError>| {
-            let (after, db) = count(before, other);
-            seen.lock().unwrap().push((after.consecutive_failures, db));
-            Ok((after, Vec::new()))
-        };
-        unwritten
-            .keep(run("db", 0, "critical"), &stored, &step)
-            .unwrap();
+        // `db` fails (kept in memory); `api`, which depends on it, fails three times.
+        let db = unwritten.keep(run("db", 0, "critical"), &stored, &critical("db", 0));
+        assert_eq!(db.len(), 1, "db's own alert is sent");
         for i in 1..=3 {
-            unwritten
-                .keep(run("api", i, "critical"), &stored, &step)
-                .unwrap();
+            let messages = unwritten.keep(run("api", i, "critical"), &stored, &critical("api", i));
+            // `db`'s kept state, failing, holds `api`'s alert.
+            assert!(messages.is_empty(), "{messages:?}");
         }
-        // `api` starts from the store's 5, then from what memory kept; `db`'s kept
-        // state is what `api` reads.
-        assert_eq!(*seen.lock().unwrap(), [(1, 0), (6, 1), (7, 1), (8, 1)]);
+        let kept = |job: &str| {
+            lock(&unwritten.inner).runs[job]
+                .back()
+                .unwrap()
+                .after
+                .clone()
+        };
+        // `api` starts from the store's 5, then from what memory kept.
+        assert_eq!(kept("api").consecutive_failures, 8);
+        assert!(kept("api").open.unwrap().held);
         assert!(unwritten.holds(["api"].into_iter()));
         assert!(!unwritten.holds(["web"].into_iter()));
         assert_eq!(unwritten.len(), 4);
@@ -524,13 +523,12 @@ mod tests {
     #[test]
     fn at_most_keep_per_job_runs_are_kept_the_oldest_dropped() {
         let unwritten = Unwritten::default();
-        let step = |before: &JobState, other: &dyn Fn(&str) -> Result<JobState, StoreError>| {
-            Ok((count(before, other).0, Vec::new()))
-        };
         for i in 0..=KEEP_PER_JOB as i64 {
-            unwritten
-                .keep(run("api", i, "critical"), &HashMap::new(), &step)
-                .unwrap();
+            unwritten.keep(
+                run("api", i, "critical"),
+                &HashMap::new(),
+                &critical("api", i),
+            );
         }
         assert_eq!(unwritten.len(), KEEP_PER_JOB);
         let inner = lock(&unwritten.inner);

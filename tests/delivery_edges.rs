@@ -261,7 +261,7 @@ shell = "exit 2"
     assert_eq!(requests[0].json()[0]["labels"]["job"], "db");
     let warning = stderr
         .lines()
-        .find(|l| l.contains("alertmanager replica did not take the message"))
+        .find(|l| l.contains("replica did not take the message"))
         .unwrap_or_else(|| panic!("no replica warning in:\n{stderr}"));
     assert!(warning.contains("WARN"), "{warning}");
     assert!(warning.contains(&format!("replica={down}")), "{warning}");

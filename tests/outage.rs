@@ -244,7 +244,7 @@ async fn ten_minutes_down_two_kills_every_alert_once_in_order() {
 }
 
 async fn runner_round(rt: &Arc<Runtime>, stop: &CancellationToken) -> Option<DateTime<Utc>> {
-    klaxon::outbox::round(rt, stop).await
+    klaxon::delivery::round(rt, stop).await
 }
 
 /// The delivery loop is a pipeline, not rounds: while one job's message hangs at a slow
@@ -268,7 +268,7 @@ async fn a_hanging_delivery_holds_up_only_its_own_job() {
     let (_dir, path) = config(&hook, &["a", "b"]);
     let rt = runtime(&path, &clock);
     let stop = CancellationToken::new();
-    let worker = tokio::spawn(klaxon::outbox::worker(rt.clone(), stop.clone()));
+    let worker = tokio::spawn(klaxon::delivery::worker(rt.clone(), stop.clone()));
 
     record(&rt, "a", Severity::Critical).await;
     hook.wait_for(1, Duration::from_secs(10)).await;
@@ -325,7 +325,7 @@ async fn a_message_from_another_process_goes_out_without_the_agents_next_one() {
     // The other process: its own runtime and connection on the same state directory.
     let other = runtime(&path, &clock);
     let stop = CancellationToken::new();
-    let worker = tokio::spawn(klaxon::outbox::worker_reading_after(
+    let worker = tokio::spawn(klaxon::delivery::worker_reading_after(
         rt.clone(),
         stop.clone(),
         Duration::from_secs(3600),
@@ -363,7 +363,7 @@ async fn a_stopped_loop_records_the_send_under_way_before_returning() {
     let (_dir, path) = config(&hook, &["a"]);
     let rt = runtime(&path, &clock);
     let stop = CancellationToken::new();
-    let worker = tokio::spawn(klaxon::outbox::worker(rt.clone(), stop.clone()));
+    let worker = tokio::spawn(klaxon::delivery::worker(rt.clone(), stop.clone()));
     record(&rt, "a", Severity::Critical).await;
     hook.wait_for(1, Duration::from_secs(10)).await;
     stop.cancel();

@@ -121,7 +121,7 @@ pub fn run(config: Option<&Path>, env: &dyn Env, args: ExecArgs) -> anyhow::Resu
         super::watch_interrupts(interrupt.clone())?;
         let (finished, code) = crate::exec::run(&rt, &plan, &interrupt).await?;
         let (left, _) = tokio::join!(
-            crate::outbox::deliver_within(&rt, finished.messages, DELIVERY_WAIT),
+            crate::delivery::deliver_within(&rt, finished.messages, DELIVERY_WAIT),
             rt.pinger.wait(heartbeat::EXIT_WAIT)
         );
         if left > 0 {

@@ -73,7 +73,7 @@ pub fn run(config: Option<&Path>, env: &dyn Env, args: OnceArgs) -> anyhow::Resu
             println!("  {}", perfdata(m));
         }
         let (left, _) = tokio::join!(
-            crate::outbox::deliver_within(&rt, finished.messages, DELIVERY_WAIT),
+            crate::delivery::deliver_within(&rt, finished.messages, DELIVERY_WAIT),
             rt.pinger.wait(crate::heartbeat::EXIT_WAIT)
         );
         if left > 0 {

@@ -43,7 +43,7 @@ pub fn run(config: Option<&Path>, env: &dyn Env, args: PingArgs) -> anyhow::Resu
             now.with_timezone(&job.timezone).to_rfc3339()
         );
         let (left, _) = tokio::join!(
-            crate::outbox::deliver_within(&rt, finished.messages, DELIVERY_WAIT),
+            crate::delivery::deliver_within(&rt, finished.messages, DELIVERY_WAIT),
             rt.pinger.wait(crate::heartbeat::EXIT_WAIT)
         );
         if left > 0 {

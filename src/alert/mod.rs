@@ -10,6 +10,9 @@
 //! sent. If the job still fails once its dependencies are fine, the failure goes out
 //! then; if it recovers while held, nothing was said, so nothing is.
 
+mod transition;
+pub use transition::{NewMessage, Route, Routes, Run, Subject, Transition, to_notifier_severity};
+
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};

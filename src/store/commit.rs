@@ -1,0 +1,392 @@
+//! The batched (group) commit: runs and delivery outcomes queued by many callers are
+//! written in one transaction by one task on the store's threads, and each caller gets
+//! its own result once its data is durable. A run is written with its job's new state
+//! and the messages it makes due ([`Change`]), in the same transaction.
+
+use std::path::Path;
+
+use rusqlite::{Connection, params};
+
+use super::outbox::{InsertClaims, write_marks};
+use super::{
+    BUSY_TIMEOUT, CLAIM_LEASE, Fresh, JobState, Mark, OutboxItem, RunRecord, Store, StoreError,
+    THREADS, lock, ms, state_in, write_tx,
+};
+
+pub use crate::alert::NewMessage;
+
+/// What recording a run does to its job's state and outbox.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// The run moves its job's alert: the store applies the pure transition to the
+    /// state stored before it (and to its dependencies' states, for `depends_on`), in
+    /// the transaction that writes the run.
+    Alert(Box<crate::alert::Transition>),
+    /// The job's state after the run and its messages, decided already (a run kept in
+    /// memory while the store could not be written, whose messages went from there).
+    Decided {
+        state: JobState,
+        messages: Vec<NewMessage>,
+    },
+}
+
+impl Change {
+    /// The new state and the messages to enqueue, given the state before and a reader
+    /// of other jobs' states as of the same transaction.
+    pub fn apply(
+        &self,
+        before: &JobState,
+        state_of: &dyn Fn(&str) -> Result<JobState, StoreError>,
+    ) -> Result<(JobState, Vec<NewMessage>), StoreError> {
+        match self {
+            Change::Alert(transition) => transition.apply_reading(before, state_of),
+            Change::Decided { state, messages } => Ok((state.clone(), messages.clone())),
+        }
+    }
+}
+
+/// A write to the store, committed together with others (see [`Store::record`]).
+pub(super) enum Write {
+    /// A run, with what it does to its job's state and outbox.
+    Run(Box<(RunRecord, Change)>),
+    /// How delivery tries went.
+    Marks(Vec<Mark>),
+}
+
+/// What a [`Write`] gives back.
+pub(super) enum Written {
+    Run(Vec<Fresh>),
+    Marks,
+}
+
+/// A write waiting for the next group commit, and where its outcome goes.
+pub(super) struct Pending {
+    write: Write,
+    done: tokio::sync::oneshot::Sender<Result<Written, StoreError>>,
+}
+
+/// Group commits between two WAL checkpoints. SQLite's own checkpoint (every 1,000
+/// pages) would run in the committing thread, `fsync` included, and stall the writes
+/// queued behind it; klaxon checkpoints from a second connection instead, which lets
+/// writers go on. Counted in commits, not time: an idle agent does not wake for it.
+pub(super) const CHECKPOINT_EVERY: u32 = 100;
+
+fn write_one(
+    conn: &Connection,
+    write: &Write,
+    claims: Option<&mut InsertClaims<'_>>,
+) -> Result<Written, StoreError> {
+    Ok(match write {
+        Write::Run(write) => Written::Run(write_run(conn, &write.0, &write.1, claims)?),
+        Write::Marks(marks) => {
+            write_marks(conn, marks)?;
+            Written::Marks
+        }
+    })
+}
+
+/// One run, its job's new state and its messages, on an open transaction. With
+/// `claims`, each message that has no older undelivered one of its job and notifier
+/// (whichever process wrote it) is inserted claimed by their owner, as
+/// [`Store::claim_keys`] would claim it: in the same transaction, so no other process
+/// can slip one in before it.
+fn write_run(
+    conn: &Connection,
+    run: &RunRecord,
+    change: &Change,
+    mut claims: Option<&mut InsertClaims<'_>>,
+) -> Result<Vec<Fresh>, StoreError> {
+    let before = state_in(conn, &run.job)?;
+    let (state, messages) = change.apply(&before, &|job| state_in(conn, job))?;
+    insert_run(conn, run)?;
+    conn.prepare_cached(
+        "INSERT INTO job_state (job, state) VALUES (?1, ?2)
+         ON CONFLICT (job) DO UPDATE SET state = excluded.state",
+    )?
+    .execute(params![run.job, serde_json::to_string(&state)?])?;
+    let mut items = Vec::with_capacity(messages.len());
+    let until = ms(run.finished_at) + CLAIM_LEASE.as_millis() as i64;
+    for m in messages {
+        let claim = match claims.as_deref_mut() {
+            Some(claims) => claims.claim(conn, &m.notifier, &m.alert.job)?,
+            None => None,
+        };
+        conn.prepare_cached(
+            "INSERT INTO outbox (alert_id, job, notifier, event, payload, created_at, next_attempt_at,
+                                 claimed_by, claim_until)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8)",
+        )?
+        .execute(params![
+            m.alert.id,
+            m.alert.job,
+            m.notifier,
+            m.alert.event.as_str(),
+            serde_json::to_string(&m.alert)?,
+            ms(run.finished_at),
+            claim,
+            claim.map(|_| until),
+        ])?;
+        let item = OutboxItem {
+            id: conn.last_insert_rowid(),
+            notifier: m.notifier,
+            alert: m.alert,
+            attempts: 0,
+            next_attempt_at: run.finished_at,
+            created_at: run.finished_at,
+            fallback_sent: false,
+        };
+        items.push(Fresh {
+            item,
+            claimed: claim.is_some(),
+        });
+    }
+    Ok(items)
+}
+
+pub(super) fn insert_run(conn: &Connection, run: &RunRecord) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO runs (job, started_at, finished_at, severity, attempts, elapsed_ms, summary, output, skipped, metrics, fire_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+            run.job,
+            ms(run.started_at),
+            ms(run.finished_at),
+            run.severity,
+            run.attempts,
+            run.elapsed.as_millis() as i64,
+            run.summary,
+            run.output,
+            run.skipped,
+            (!run.metrics.is_empty())
+                .then(|| serde_json::to_string(&run.metrics))
+                .transpose()?,
+            run.fire_at.map(ms),
+        ],
+    )?;
+    Ok(())
+}
+
+impl Store {
+    /// Records a run in one transaction with the state and messages `apply` decides
+    /// from the job's stored state (for tests). Returns the outbox items as stored.
+    /// (The agent records through [`Store::record`].)
+    #[cfg(test)]
+    pub fn record_run(
+        &self,
+        run: &RunRecord,
+        apply: impl Fn(&JobState) -> (JobState, Vec<NewMessage>) + Send,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        let (state, messages) = apply(&self.job_state(&run.job)?);
+        let write = Write::Run(Box::new((run.clone(), Change::Decided { state, messages })));
+        match self.commit_writes(vec![write]).pop() {
+            Some(Ok(Written::Run(items))) => Ok(items.into_iter().map(|f| f.item).collect()),
+            Some(Err(e)) => Err(e),
+            _ => Err(StoreError::Stopped),
+        }
+    }
+
+    /// Records a run like [`Store::record_run`], committed together with the other
+    /// writes waiting at that moment (group commit): when a hundred checks fail at
+    /// once, their runs, states and messages take a few transactions, not a hundred,
+    /// and each caller still gets its own result once its data is durable.
+    pub async fn record(
+        &self,
+        run: RunRecord,
+        change: Change,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        match self.queued(Write::Run(Box::new((run, change)))).await? {
+            Written::Run(items) => Ok(items.into_iter().map(|f| f.item).collect()),
+            Written::Marks => Err(StoreError::Stopped),
+        }
+    }
+
+    /// Queues delivery outcomes for the next group commit at once (they are committed
+    /// even if nobody waits); the returned future says when and how it went.
+    pub fn mark_queued(
+        &self,
+        marks: Vec<Mark>,
+    ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send + use<> {
+        let result = (!marks.is_empty()).then(|| self.enqueue(Write::Marks(marks)));
+        async move {
+            match result {
+                Some(result) => result.await.unwrap_or(Err(StoreError::Stopped)).map(|_| ()),
+                None => Ok(()),
+            }
+        }
+    }
+
+    async fn queued(&self, write: Write) -> Result<Written, StoreError> {
+        self.enqueue(write)
+            .await
+            .unwrap_or(Err(StoreError::Stopped))
+    }
+
+    fn enqueue(&self, write: Write) -> tokio::sync::oneshot::Receiver<Result<Written, StoreError>> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let (done, result) = tokio::sync::oneshot::channel();
+        lock(&self.queue).push(Pending { write, done });
+        if !self.committing.swap(true, SeqCst) {
+            // The committing task is spawned, not run by this caller, so a caller that
+            // is cancelled cannot strand the others' writes.
+            tokio::spawn(self.clone().commit_queue());
+        }
+        result
+    }
+
+    /// Commits what is queued, batch after batch, until the queue is empty.
+    async fn commit_queue(self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        loop {
+            let batch = std::mem::take(&mut *lock(&self.queue));
+            if batch.is_empty() {
+                self.committing.store(false, SeqCst);
+                // A write queued between the take and the store above found the flag
+                // still set: take it on, unless a new task already has.
+                if lock(&self.queue).is_empty() || self.committing.swap(true, SeqCst) {
+                    return;
+                }
+                continue;
+            }
+            let store = self.clone();
+            let committed = THREADS
+                .run(move || {
+                    let (writes, dones): (Vec<_>, Vec<_>) =
+                        batch.into_iter().map(|p| (p.write, p.done)).unzip();
+                    let results = store.commit_writes(writes);
+                    for (done, result) in dones.into_iter().zip(results) {
+                        let _ = done.send(result);
+                    }
+                })
+                .await;
+            if let Err(e) = committed {
+                // The senders went with the task: every caller of that batch gets
+                // `Stopped`, and the queue goes on.
+                tracing::error!(%e, "writing to the state database failed");
+            }
+        }
+    }
+
+    /// Counts a commit; every [`CHECKPOINT_EVERY`] commits, checkpoints on a thread
+    /// of its own.
+    pub(super) fn committed(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        lock(&self.write_error).take();
+        self.ring();
+        if self.commits.fetch_add(1, SeqCst) + 1 >= CHECKPOINT_EVERY {
+            self.commits.store(0, SeqCst);
+            let store = self.clone();
+            let spawned = std::thread::Builder::new()
+                .name("klaxon-checkpoint".into())
+                .spawn(move || store.checkpoint());
+            if let Err(e) = spawned {
+                tracing::warn!(%e, "cannot start a checkpoint");
+            }
+        }
+    }
+
+    /// Copies what the WAL holds into the database (PASSIVE: writers are not blocked)
+    /// from a connection of its own. A checkpoint already running makes this a no-op.
+    pub fn checkpoint(&self) {
+        if self.path == Path::new(":memory:") {
+            return;
+        }
+        let Ok(mut guard) = self.checkpointer.try_lock() else {
+            return;
+        };
+        if guard.is_none() {
+            match Connection::open(&self.path) {
+                Ok(conn) => {
+                    let _ = conn.busy_timeout(BUSY_TIMEOUT);
+                    *guard = Some(conn);
+                }
+                Err(e) => {
+                    tracing::warn!(%e, "cannot open the state database to checkpoint it");
+                    return;
+                }
+            }
+        }
+        if let Some(conn) = guard.as_ref()
+            && let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+        {
+            tracing::warn!(%e, "checkpointing the state database failed");
+        }
+    }
+
+    /// Makes writes in one transaction. One that cannot be made does not stop the
+    /// others: the transaction is then rolled back and the writes made again, each in a
+    /// savepoint of its own. Results are in the order of `writes`.
+    ///
+    /// The first try has no savepoints because they are not free: SQLite copies each
+    /// page a savepoint changes into its sub-journal, and a storm's runs change many.
+    fn commit_writes(&self, writes: Vec<Write>) -> Vec<Result<Written, StoreError>> {
+        let mut conn = self.conn();
+        let claimer = self.claimer();
+        let together = write_tx(&mut conn).and_then(|tx| {
+            let mut claims = claimer.map(InsertClaims::new);
+            let written = writes
+                .iter()
+                .map(|write| write_one(&tx, write, claims.as_mut()))
+                .collect::<Result<Vec<_>, _>>();
+            match written {
+                Ok(written) => tx.commit().map(|()| Some(written)),
+                // Dropping `tx` rolls it back.
+                Err(_) => Ok(None),
+            }
+        });
+        let committed = match together {
+            Ok(Some(written)) => Ok(written.into_iter().map(Ok).collect()),
+            Ok(None) => Self::commit_apart(&mut conn, &writes, claimer),
+            Err(e) => Err(e),
+        };
+        if let Ok(results) = &committed {
+            self.fresh(results.iter().flat_map(|r| match r {
+                Ok(Written::Run(items)) => items.clone(),
+                _ => Vec::new(),
+            }));
+        }
+        drop(conn);
+        match committed {
+            Ok(results) => {
+                // Every write failing on its own is the store failing (a full disk),
+                // not one bad record.
+                match results.iter().find_map(|r| r.as_ref().err()) {
+                    Some(e) if results.iter().all(Result::is_err) => {
+                        *lock(&self.write_error) = Some(e.to_string());
+                    }
+                    _ => self.committed(),
+                }
+                results
+            }
+            Err(e) => {
+                let why = e.to_string();
+                *lock(&self.write_error) = Some(why.clone());
+                (0..writes.len())
+                    .map(|_| Err(StoreError::Commit(why.clone())))
+                    .collect()
+            }
+        }
+    }
+
+    /// Makes writes in one transaction, each in a savepoint of its own; an error is
+    /// the transaction's own (it could not begin or commit).
+    fn commit_apart(
+        conn: &mut Connection,
+        writes: &[Write],
+        claimer: Option<&str>,
+    ) -> Result<Vec<Result<Written, StoreError>>, rusqlite::Error> {
+        let mut tx = write_tx(conn)?;
+        let mut claims = claimer.map(InsertClaims::new);
+        let mut results = Vec::with_capacity(writes.len());
+        for write in writes {
+            let result = tx.savepoint().map_err(StoreError::from).and_then(|sp| {
+                let written = write_one(&sp, write, claims.as_mut())?;
+                sp.commit()?;
+                Ok(written)
+            });
+            results.push(result);
+        }
+        tx.commit()?;
+        Ok(results)
+    }
+}
