@@ -11,6 +11,7 @@
 
 pub mod blocking;
 pub mod disk;
+pub mod file;
 pub mod group;
 pub mod heartbeat;
 pub mod http;
@@ -152,6 +153,7 @@ checks! {
     Tcp(tcp::TcpConfig) = "tcp",
     Disk(disk::DiskConfig) = "disk",
     Heartbeat(heartbeat::HeartbeatConfig) = "heartbeat",
+    File(file::FileConfig) = "file",
 }
 
 /// What checks share at run time: one HTTP client (connection pool, TLS roots) for all
