@@ -12,11 +12,9 @@
 //! stuck (a hung network mount) no new one starts, and runs say since when it is stuck.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
-use tokio::time::Instant;
 use toml::Spanned;
 
 use crate::validate::{self, ConfigIssue};
@@ -97,6 +95,7 @@ impl CheckPlugin for FileConfig {
 
     /// Checks every value, pushing each problem to `issues`.
     fn validate(self, issues: &mut Vec<ConfigIssue>) -> Option<FileSpec> {
+        let before = issues.len();
         let target = validate::absolute_path(&self.path, "path", issues).and_then(|p| {
             let text = p.to_string_lossy().into_owned();
             if !is_glob(&text) {
@@ -171,6 +170,9 @@ impl CheckPlugin for FileConfig {
                     ));
                 }
             }
+        }
+        if issues.len() > before {
+            return None;
         }
         Some(FileSpec {
             target: target?,
@@ -270,8 +272,7 @@ pub fn scan(target: &Target) -> Result<Found, String> {
 #[derive(Debug)]
 pub struct FileCheck {
     spec: FileSpec,
-    /// When the look still running started; `None` when none is.
-    busy: Arc<Mutex<Option<SystemTime>>>,
+    busy: crate::blocking::OneAtATime,
 }
 
 impl FileCheck {
@@ -279,32 +280,8 @@ impl FileCheck {
     pub fn new(spec: FileSpec) -> Self {
         Self {
             spec,
-            busy: Arc::new(Mutex::new(None)),
+            busy: Default::default(),
         }
-    }
-
-    /// Starts a look on the checks' pool, unless one is still running: then since when.
-    fn start(&self) -> Result<impl Future<Output = Option<Result<Found, String>>>, SystemTime> {
-        let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(since) = *busy {
-            return Err(since);
-        }
-        *busy = Some(SystemTime::now());
-        let (target, done) = (self.spec.target.clone(), self.busy.clone());
-        let answer = crate::blocking::CHECKS.run(move || {
-            let found = scan(&target);
-            *done.lock().unwrap_or_else(|e| e.into_inner()) = None;
-            found
-        });
-        let busy = self.busy.clone();
-        Ok(async move {
-            let answer = answer.await;
-            if answer.is_err() {
-                // It panicked or never ran: nothing is running any more.
-                *busy.lock().unwrap_or_else(|e| e.into_inner()) = None;
-            }
-            answer.ok()
-        })
     }
 
     /// Judges what a look found, `now`.
@@ -478,35 +455,11 @@ pub(crate) fn compact(d: Duration) -> String {
 impl Probe for FileCheck {
     /// Looks once; `timeout` bounds the wait for the file system to answer.
     async fn run(&self, timeout: Duration) -> Outcome {
-        let start = Instant::now();
-        let look = match self.start() {
-            Ok(look) => look,
-            Err(since) => {
-                return Outcome::new(
-                    Severity::Critical,
-                    format!(
-                        "still stuck reading `{}` since {}",
-                        self.spec.written,
-                        humantime::format_rfc3339_seconds(since)
-                    ),
-                    start.elapsed(),
-                );
-            }
-        };
-        match tokio::time::timeout(timeout, look).await {
-            Err(_) => Outcome::new(
-                Severity::Critical,
-                format!("timed out after {}", text::duration(timeout)),
-                start.elapsed(),
-            ),
-            Ok(None) => Outcome::new(
-                Severity::Unknown,
-                "the looking thread failed",
-                start.elapsed(),
-            ),
-            Ok(Some(Err(reason))) => Outcome::new(Severity::Critical, reason, start.elapsed()),
-            Ok(Some(Ok(found))) => self.judge(&found, SystemTime::now(), start.elapsed()),
-        }
+        let target = self.spec.target.clone();
+        let judge = |found: Found, elapsed| self.judge(&found, SystemTime::now(), elapsed);
+        self.busy
+            .try_within(&self.spec.written, timeout, move || scan(&target), judge)
+            .await
     }
 }
 

@@ -15,6 +15,7 @@ pub mod file;
 pub mod group;
 pub mod heartbeat;
 pub mod http;
+pub mod log;
 mod metric;
 pub mod perfdata;
 #[macro_use]
@@ -154,6 +155,7 @@ checks! {
     Disk(disk::DiskConfig) = "disk",
     Heartbeat(heartbeat::HeartbeatConfig) = "heartbeat",
     File(file::FileConfig) = "file",
+    Log(log::LogConfig) = "log",
 }
 
 /// What checks share at run time: one HTTP client (connection pool, TLS roots) for all
