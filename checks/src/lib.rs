@@ -11,6 +11,7 @@
 
 pub mod blocking;
 pub mod disk;
+pub mod dns;
 pub mod file;
 pub mod group;
 pub mod heartbeat;
@@ -156,6 +157,7 @@ checks! {
     Heartbeat(heartbeat::HeartbeatConfig) = "heartbeat",
     File(file::FileConfig) = "file",
     Log(log::LogConfig) = "log",
+    Dns(dns::DnsConfig) = "dns",
 }
 
 /// What checks share at run time: one HTTP client (connection pool, TLS roots) for all
