@@ -41,7 +41,8 @@ pub struct DnsConfig {
     /// One of [`RECORDS`]; default `A`.
     #[serde(default)]
     pub record: Option<Spanned<String>>,
-    /// `ip:port` or an IP (port 53); default: the system's resolvers.
+    /// `host:port`, or a host alone (port 53); the host an IP address or a name (looked
+    /// up through the system); default: the system's resolvers.
     #[serde(default)]
     pub server: Option<Spanned<String>>,
     /// `udp` (default) or `tcp`.
@@ -62,17 +63,51 @@ pub struct DnsSpec {
     pub name: Name,
     pub record: RecordType,
     /// `None`: the system's resolvers.
-    pub server: Option<SocketAddr>,
+    pub server: Option<Server>,
     pub tcp: bool,
     pub expect: Vec<String>,
     pub max_latency: Option<Duration>,
+}
+
+/// The server asked: an address, or a name to look up first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Server {
+    Addr(SocketAddr),
+    Host(String, u16),
+}
+
+impl std::fmt::Display for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Server::Addr(addr) => write!(f, "{addr}"),
+            Server::Host(host, port) => write!(f, "{host}:{port}"),
+        }
+    }
+}
+
+impl Server {
+    /// The address to send to; a name is looked up on the checks' blocking pool.
+    async fn addr(&self) -> Result<SocketAddr, String> {
+        let (host, port) = match self {
+            Server::Addr(addr) => return Ok(*addr),
+            Server::Host(host, port) => (host.clone(), *port),
+        };
+        let shown = format!("{host}:{port}");
+        crate::blocking::CHECKS
+            .run(move || std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port)))
+            .await
+            .map_err(|e| format!("cannot look up the server `{shown}`: {e}"))?
+            .map_err(|e| format!("server `{shown}`: {}", text::dns_failure(&e.to_string())))?
+            .next()
+            .ok_or_else(|| format!("server `{shown}` has no address"))
+    }
 }
 
 impl DnsSpec {
     /// `example.com MX`, with ` @127.0.0.1:53` when a server is given.
     pub fn target(&self) -> String {
         let mut target = format!("{} {}", bare(&self.name), self.record);
-        if let Some(server) = self.server {
+        if let Some(server) = &self.server {
             target += &format!(" @{server}");
         }
         target
@@ -85,19 +120,31 @@ fn bare(name: &Name) -> String {
     text.strip_suffix('.').unwrap_or(&text).to_owned()
 }
 
-fn server(raw: &Spanned<String>, issues: &mut Vec<ConfigIssue>) -> Option<SocketAddr> {
+fn server(raw: &Spanned<String>, issues: &mut Vec<ConfigIssue>) -> Option<Server> {
     let text = raw.get_ref().trim();
     if let Ok(addr) = SocketAddr::from_str(text) {
-        return Some(addr);
+        return Some(Server::Addr(addr));
     }
     if let Ok(ip) = IpAddr::from_str(text.trim_start_matches('[').trim_end_matches(']')) {
-        return Some(SocketAddr::new(ip, 53));
+        return Some(Server::Addr(SocketAddr::new(ip, 53)));
+    }
+    let (host, port) = match text.rsplit_once(':') {
+        Some((host, port)) => (host, port.parse::<u16>().ok().filter(|p| *p > 0)),
+        None => (text, Some(53)),
+    };
+    let name_ok = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_');
+    match port {
+        Some(port) if name_ok => return Some(Server::Host(host.to_owned(), port)),
+        _ => {}
     }
     issues.push(ConfigIssue::new(
         raw.span(),
         format!(
-            "`server`: expected an IP address with an optional port, like `127.0.0.1:5353` \
-             or `[::1]:53`, found `{text}`"
+            "`server`: expected `host:port` or a host, like `127.0.0.1:5353`, `[::1]:53` \
+             or `ns1.example.com`, found `{text}`"
         ),
     ));
     None
@@ -216,8 +263,9 @@ impl DnsCheck {
         } else {
             Protocol::Udp
         };
-        let (config, mut opts) = match self.spec.server {
-            Some(addr) => {
+        let (config, mut opts) = match &self.spec.server {
+            Some(server) => {
+                let addr = server.addr().await?;
                 let mut config = ResolverConfig::new();
                 config.add_name_server(NameServerConfig::new(addr, protocol));
                 (config, ResolverOpts::default())
@@ -471,7 +519,7 @@ mod tests {
     fn values_are_validated_and_located() {
         let spec = valid("name = \"example.com\"");
         assert_eq!(
-            (spec.record, spec.server, spec.tcp),
+            (spec.record, spec.server.clone(), spec.tcp),
             (RecordType::A, None, false)
         );
         assert_eq!(spec.target(), "example.com A");
@@ -484,9 +532,15 @@ mod tests {
         assert_eq!(spec.target(), "example.com MX @127.0.0.1:5353");
         let spec = valid("name = \"192.0.2.1\"\nrecord = \"PTR\"\nserver = \"::1\"");
         assert_eq!(bare(&spec.name), "1.2.0.192.in-addr.arpa");
-        assert_eq!(spec.server, Some("[::1]:53".parse().unwrap()));
+        assert_eq!(spec.server, Some(Server::Addr("[::1]:53".parse().unwrap())));
+        let spec = valid("name = \"example.com\"\nserver = \"ns1.example.com:5353\"");
+        assert_eq!(
+            spec.server,
+            Some(Server::Host("ns1.example.com".into(), 5353))
+        );
+        assert_eq!(spec.target(), "example.com A @ns1.example.com:5353");
 
-        let text = "name = \"\"\nrecord = \"AXFR\"\nserver = \"dns.example\"\n\
+        let text = "name = \"\"\nrecord = \"AXFR\"\nserver = \"dns.example:port\"\n\
                     protocol = \"quic\"\nmax_latency = \"0s\"";
         assert_eq!(
             located(text, DnsConfig::validate),
@@ -497,8 +551,8 @@ mod tests {
                 ],
                 ["\"\"", "`name`: `` is not a valid DNS name"],
                 [
-                    "\"dns.example\"",
-                    "`server`: expected an IP address with an optional port, like `127.0.0.1:5353` or `[::1]:53`, found `dns.example`"
+                    "\"dns.example:port\"",
+                    "`server`: expected `host:port` or a host, like `127.0.0.1:5353`, `[::1]:53` or `ns1.example.com`, found `dns.example:port`"
                 ],
                 [
                     "\"quic\"",
@@ -577,8 +631,8 @@ mod tests {
     /// A real DNS server on a loopback UDP port, built from hickory's own message
     /// types: `ok.test` has A and MX records and a TXT; `broken.test` answers
     /// SERVFAIL; every other name is NXDOMAIN.
-    async fn serve() -> (SocketAddr, tokio::task::JoinHandle<()>) {
-        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    async fn serve(on: &str) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+        let socket = tokio::net::UdpSocket::bind(on).await.unwrap();
         let addr = socket.local_addr().unwrap();
         let task = tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
@@ -639,7 +693,7 @@ mod tests {
 
     #[tokio::test]
     async fn asks_a_real_server_on_loopback() {
-        let (server, task) = serve().await;
+        let (server, task) = serve("127.0.0.1:0").await;
         let r = ask(server, "name = \"ok.test\"\nexpect = [\"10.0.0.2\"]").await;
         assert_eq!(r.severity, Severity::Ok, "{}", r.summary);
         assert!(
@@ -685,6 +739,32 @@ mod tests {
             (Severity::Critical, "SERVFAIL for broken.test A")
         );
         task.abort();
+    }
+
+    #[tokio::test]
+    async fn a_server_given_by_name_is_looked_up() {
+        // Served on the address `localhost` names first, wherever it points.
+        let first = std::net::ToSocketAddrs::to_socket_addrs(&("localhost", 0))
+            .unwrap()
+            .next()
+            .unwrap();
+        let (server, task) = serve(&first.to_string()).await;
+        let spec = valid(&format!(
+            "server = \"localhost:{}\"\nname = \"ok.test\"",
+            server.port()
+        ));
+        let r = DnsCheck::new(spec).run(Duration::from_secs(5)).await;
+        assert_eq!(r.severity, Severity::Ok, "{}", r.summary);
+        task.abort();
+        let spec = valid("server = \"no-such-host.invalid\"\nname = \"ok.test\"");
+        let r = DnsCheck::new(spec).run(Duration::from_secs(5)).await;
+        assert_eq!(r.severity, Severity::Critical);
+        assert!(
+            r.summary
+                .starts_with("server `no-such-host.invalid:53`: DNS: "),
+            "{}",
+            r.summary
+        );
     }
 
     #[tokio::test]
