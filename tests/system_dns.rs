@@ -164,3 +164,47 @@ fn dns_checks_ask_a_real_dnsmasq() {
     assert_eq!(got, 1, "{stdout}");
     assert!(stdout.starts_with("a: critical: "), "{stdout}");
 }
+
+/// The agent runs a `dns` job on its schedule: a name that does not exist alerts, with
+/// the server's answer in the summary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_alerts_on_nxdomain() {
+    use klaxon_testkit::{Response, Server};
+    let server = dnsmasq();
+    let hook = Server::start(|_| Response::ok("ok")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("klaxon.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[agent]\nname = \"ci\"\nstate_dir = \"state\"\n\
+             [notifiers.hook]\ntype = \"webhook\"\nurl = \"{}\"\n\
+             [jobs.gone]\nevery = \"1s\"\nnotify = [\"hook\"]\nretry = {{ attempts = 1 }}\n\
+             [jobs.gone.check]\ntype = \"dns\"\nserver = \"127.0.0.1:{}\"\nname = \"gone.test\"\n",
+            hook.url("/hook"),
+            server.port
+        ),
+    )
+    .unwrap();
+    let mut agent = common::klaxon()
+        .arg("--config")
+        .arg(&config)
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let got = hook.wait_for(1, Duration::from_secs(20)).await;
+    let _ = agent.kill();
+    let _ = agent.wait();
+    let alert = got[0].json();
+    assert_eq!(alert["severity"], "critical", "{alert}");
+    assert_eq!(
+        alert["summary"], "NXDOMAIN: gone.test does not exist",
+        "{alert}"
+    );
+    assert_eq!(
+        alert["check"]["target"],
+        format!("gone.test A @127.0.0.1:{}", server.port)
+    );
+}
