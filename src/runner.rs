@@ -72,6 +72,13 @@ pub async fn run_job(
         .heartbeat
         .as_ref()
         .map(|url| rt.pinger.start_run(&job.name, url));
+    if check.wants_restore() {
+        let (store, name) = (rt.store.clone(), job.name.clone());
+        let kept = crate::store::THREADS
+            .run(move || store.carried(&name))
+            .await??;
+        check.restore(kept.as_deref());
+    }
     let started_at = rt.clock.now();
     let clock = tokio::time::Instant::now();
     let timeout = job.timeout;
@@ -114,7 +121,27 @@ pub async fn run_job(
         let (signal, body) = end_ping(&outcome);
         pings.finish(signal, body);
     }
-    record(rt, &Subject::from(job), outcome, tries, times, next_run).await
+    let finished = record(rt, &Subject::from(job), outcome, tries, times, next_run).await?;
+    carry(rt, &job.name, &check).await;
+    Ok(finished)
+}
+
+/// Keeps what the check carries into its next run (a `log` check's read position) once
+/// the run is recorded. When this write fails the check goes on from where it is: only
+/// a restart before the next successful write would judge those lines again.
+async fn carry(rt: &Arc<Runtime>, job: &str, check: &klaxon_checks::Check) {
+    let Some(state) = check.commit() else {
+        return;
+    };
+    let (store, name) = (rt.store.clone(), job.to_owned());
+    match crate::store::THREADS
+        .run(move || store.carry(&name, &state))
+        .await
+    {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(job = %job, "cannot keep the check's position: {e}"),
+        Err(e) => tracing::warn!(job = %job, "cannot keep the check's position: {e}"),
+    }
 }
 
 /// Records a run cut short by a shutdown in history as `interrupted`, with what its

@@ -137,6 +137,95 @@ impl Pool {
     }
 }
 
+/// One check's blocking work, one piece at a time: while the last piece has not
+/// returned (a read stuck on a hung network mount), no new one is started, so a stuck
+/// check holds at most one thread of [`CHECKS`].
+#[derive(Debug, Default)]
+pub struct OneAtATime {
+    /// When the piece still running started; `None` when none is.
+    since: std::sync::Arc<Mutex<Option<std::time::SystemTime>>>,
+}
+
+/// Clears [`OneAtATime::since`] when the work ends, panicking or not.
+struct Done(std::sync::Arc<Mutex<Option<std::time::SystemTime>>>);
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    }
+}
+
+impl OneAtATime {
+    /// Runs `work` on [`CHECKS`], unless the last work is still running: then
+    /// `Err(since when)`.
+    pub fn run<T, F>(
+        &self,
+        work: F,
+    ) -> Result<impl Future<Output = Result<T, Lost>> + Send + use<T, F>, std::time::SystemTime>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let mut since = self
+            .since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(since) = *since {
+            return Err(since);
+        }
+        *since = Some(std::time::SystemTime::now());
+        let done = Done(self.since.clone());
+        Ok(CHECKS.run(move || {
+            let _done = done;
+            work()
+        }))
+    }
+
+    /// A check's try whose work may fail or get stuck: runs `work` as
+    /// [`OneAtATime::run`] within `timeout`, and `judge` on its answer (with the time
+    /// taken). `work`'s `Err(reason)` is critical with that reason; so is a timeout
+    /// (`timed out after 5s`), and the last work still stuck
+    /// (``still stuck reading `WHAT` since TIME``); a panic is unknown.
+    pub async fn try_within<T, F>(
+        &self,
+        what: &str,
+        timeout: std::time::Duration,
+        work: F,
+        judge: impl FnOnce(T, std::time::Duration) -> crate::Outcome,
+    ) -> crate::Outcome
+    where
+        T: Send + 'static,
+        F: FnOnce() -> Result<T, String> + Send + 'static,
+    {
+        use crate::{Outcome, Severity};
+        let start = tokio::time::Instant::now();
+        let answer = match self.run(work) {
+            Ok(answer) => answer,
+            Err(since) => {
+                let since = humantime::format_rfc3339_seconds(since);
+                let summary = format!("still stuck reading `{what}` since {since}");
+                return Outcome::new(Severity::Critical, summary, start.elapsed());
+            }
+        };
+        match tokio::time::timeout(timeout, answer).await {
+            Err(_) => {
+                let summary = format!("timed out after {}", crate::text::duration(timeout));
+                Outcome::new(Severity::Critical, summary, start.elapsed())
+            }
+            Ok(Err(lost)) => Outcome::new(
+                Severity::Unknown,
+                format!("reading `{what}` failed: {lost}"),
+                start.elapsed(),
+            ),
+            Ok(Ok(Err(reason))) => Outcome::new(Severity::Critical, reason, start.elapsed()),
+            Ok(Ok(Ok(value))) => judge(value, start.elapsed()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -169,6 +258,23 @@ mod tests {
         for s in stuck {
             s.await.unwrap();
         }
+    }
+
+    #[tokio::test]
+    async fn one_at_a_time_starts_nothing_while_the_last_work_runs() {
+        let one = OneAtATime::default();
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let first = one.run(move || held.recv().is_ok()).unwrap();
+        assert!(one.run(|| ()).is_err(), "a second piece started");
+        release.send(()).unwrap();
+        assert!(first.await.unwrap());
+        assert_eq!(one.run(|| 7).unwrap().await.unwrap(), 7);
+        // A piece that panics lets the next one start.
+        assert!(matches!(
+            one.run(|| panic!("boom")).unwrap().await,
+            Err(Lost::Panicked)
+        ));
+        assert_eq!(one.run(|| 8).unwrap().await.unwrap(), 8);
     }
 
     #[tokio::test]

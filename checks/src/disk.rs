@@ -72,20 +72,7 @@ impl CheckPlugin for DiskConfig {
 
     /// Checks every value, pushing each problem to `issues`.
     fn validate(self, issues: &mut Vec<ConfigIssue>) -> Option<DiskSpec> {
-        let path = validate::path(&self.path, "path", issues).and_then(|p| {
-            if p.is_absolute() {
-                Some(p)
-            } else {
-                issues.push(ConfigIssue::new(
-                    self.path.span(),
-                    format!(
-                        "`path` must be absolute or start with `~/`, found `{}`",
-                        self.path.get_ref()
-                    ),
-                ));
-                None
-            }
-        });
+        let path = validate::absolute_path(&self.path, "path", issues);
         let min_free = min_free(&self.min_free, issues);
         Some(DiskSpec {
             path: path?,

@@ -11,9 +11,12 @@
 
 pub mod blocking;
 pub mod disk;
+pub mod dns;
+pub mod file;
 pub mod group;
 pub mod heartbeat;
 pub mod http;
+pub mod log;
 mod metric;
 pub mod perfdata;
 #[macro_use]
@@ -152,6 +155,9 @@ checks! {
     Tcp(tcp::TcpConfig) = "tcp",
     Disk(disk::DiskConfig) = "disk",
     Heartbeat(heartbeat::HeartbeatConfig) = "heartbeat",
+    File(file::FileConfig) = "file",
+    Log(log::LogConfig) = "log",
+    Dns(dns::DnsConfig) = "dns",
 }
 
 /// What checks share at run time: one HTTP client (connection pool, TLS roots) for all

@@ -57,6 +57,24 @@ pub trait Probe: fmt::Debug + Send + Sync {
         drop(interrupt);
         self.run(timeout)
     }
+
+    /// Ends a run: what the check carries into the next one, as text for the agent to
+    /// keep in its store across restarts (a `log` check's read position). The tries of
+    /// one run all start from the last commit, so a retry judges the same lines.
+    /// `None`, the default, when there is nothing new to keep.
+    fn commit(&self) -> Option<String> {
+        None
+    }
+
+    /// Whether the check wants what it last committed before this process started: a
+    /// kind that commits says so until [`Probe::restore`] has been called.
+    fn wants_restore(&self) -> bool {
+        false
+    }
+
+    /// Hands back what the last [`Probe::commit`] returned, `None` when the store has
+    /// nothing for the job.
+    fn restore(&self, _state: Option<&str>) {}
 }
 
 /// The runtime of a kind the agent does not run itself (a heartbeat, fed by pings): no
@@ -203,6 +221,28 @@ macro_rules! checks {
             ) -> Outcome {
                 match self {
                     $(Check::$variant(c) => $crate::Probe::run_until(c, timeout, interrupt).await),+
+                }
+            }
+
+            /// Ends a run (see [`Probe::commit`]): the state to keep for the next one.
+            pub fn commit(&self) -> Option<String> {
+                match self {
+                    $(Check::$variant(c) => $crate::Probe::commit(c)),+
+                }
+            }
+
+            /// Whether the check wants its committed state back (see
+            /// [`Probe::wants_restore`]).
+            pub fn wants_restore(&self) -> bool {
+                match self {
+                    $(Check::$variant(c) => $crate::Probe::wants_restore(c)),+
+                }
+            }
+
+            /// Hands back the state the last commit returned (see [`Probe::restore`]).
+            pub fn restore(&self, state: Option<&str>) {
+                match self {
+                    $(Check::$variant(c) => $crate::Probe::restore(c, state)),+
                 }
             }
         }

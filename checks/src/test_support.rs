@@ -34,6 +34,17 @@ pub(crate) fn issues_of<T: DeserializeOwned, S>(
     issues
 }
 
+/// [`issues_of`] as `[the text each issue points at, its message]`, to compare whole.
+pub(crate) fn located<T: DeserializeOwned, S>(
+    text: &str,
+    validate: impl FnOnce(T, &mut Vec<ConfigIssue>) -> Option<S>,
+) -> Vec<[String; 2]> {
+    issues_of(text, validate)
+        .into_iter()
+        .map(|i| [text[i.span.clone()].to_owned(), i.message])
+        .collect()
+}
+
 /// A certificate and its private key, as a TLS server serves them.
 pub(crate) struct Leaf {
     pub cert: rustls::pki_types::CertificateDer<'static>,

@@ -54,6 +54,26 @@ pub(crate) fn path(
     expanded
 }
 
+/// [`path`], which must then be absolute (`~/` counts: it is expanded).
+pub(crate) fn absolute_path(
+    value: &Spanned<String>,
+    key: &str,
+    issues: &mut Vec<ConfigIssue>,
+) -> Option<PathBuf> {
+    let p = path(value, key, issues)?;
+    if p.is_absolute() {
+        return Some(p);
+    }
+    issues.push(ConfigIssue::new(
+        value.span(),
+        format!(
+            "`{key}` must be absolute or start with `~/`, found `{}`",
+            value.get_ref()
+        ),
+    ));
+    None
+}
+
 /// Compiles a regex, reporting `key` and regex's own one-line reason on failure.
 pub(crate) fn regex(
     value: &Spanned<String>,

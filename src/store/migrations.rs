@@ -120,6 +120,13 @@ CREATE TABLE agent (
     value INTEGER NOT NULL
 );
 ",
+    // 8: what a check carries from one run to the next (a `log` check's read position)
+    "
+CREATE TABLE check_state (
+    job   TEXT PRIMARY KEY,
+    state TEXT NOT NULL            -- the check's own text (Probe::commit)
+);
+",
 ];
 
 pub(super) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

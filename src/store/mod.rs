@@ -14,6 +14,7 @@
 //!   and of delivery outcomes;
 //! - [`outbox`]: the outbox table, its claims and the reads delivery takes work from;
 //! - [`bell`]: how the delivery loop is woken for new messages;
+//! - `carried`: what a check carries from run to run (a `log` check's read position);
 //! - `history`: pruning old runs; `health`: the write probe behind `/healthz`;
 //!   `by_hand`: `klaxon outbox` (list, retry, drop).
 
@@ -29,6 +30,7 @@ use crate::alert::JobState;
 
 mod bell;
 mod by_hand;
+mod carried;
 mod commit;
 mod health;
 mod history;

@@ -2,7 +2,8 @@
 //! ephemeral loopback port whose answers the test scripts and whose requests it records.
 //!
 //! Nothing here is mocked: the server speaks HTTP through hyper over a real socket, so
-//! the clients under test run exactly as they do against a remote endpoint.
+//! the clients under test run exactly as they do against a remote endpoint. Beside it,
+//! [`append`]: a log line written the way a service writes its log.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::VecDeque;
@@ -242,6 +243,18 @@ async fn handle(
 }
 
 /// JSON for assertions without pulling serde into every test: re-exported serde_json.
+/// Appends `text` to the file at `path` (created if missing), as a service appends to
+/// its log: opened with `O_APPEND`, written, closed.
+pub fn append(path: &std::path::Path, text: &str) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
 pub mod serde_json_lite {
     pub use serde_json::Value;
 
