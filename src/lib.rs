@@ -18,6 +18,7 @@ pub mod lockfile;
 pub mod logging;
 pub mod metrics;
 pub mod private;
+pub mod quiet;
 pub mod retry;
 pub mod runner;
 pub mod runtime;

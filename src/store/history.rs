@@ -373,6 +373,8 @@ mod tests {
                 last_sent: t(0),
                 held: false,
                 told: None,
+                unsent: false,
+                acked: None,
             }),
             ..JobState::default()
         };

@@ -15,7 +15,7 @@
 //! - [`outbox`]: the outbox table, its claims and the reads delivery takes work from;
 //! - [`bell`]: how the delivery loop is woken for new messages;
 //! - `history`: pruning old runs; `health`: the write probe behind `/healthz`;
-//!   `by_hand`: `klaxon outbox` (list, retry, drop).
+//!   `by_hand`: `klaxon outbox` (list, retry, drop); `silences`: `klaxon silence`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -34,6 +34,7 @@ mod health;
 mod history;
 mod migrations;
 mod outbox;
+mod silences;
 
 pub use by_hand::{Held, HeldMessage};
 use commit::Pending;
@@ -42,6 +43,7 @@ pub use commit::{Change, NewMessage};
 pub use history::{Pass as PrunePass, Pruned, keep_pruning, prune_for};
 use migrations::SCHEMA_VERSION;
 pub use outbox::{CLAIM_LEASE, Due, Mark, OutboxItem};
+pub use silences::{NewSilence, Silence, check_pattern, matches as job_matches};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -90,6 +92,8 @@ pub struct RunRecord {
     pub metrics: Vec<klaxon_checks::Metric>,
     /// The scheduled fire this run was for; `None` for `once`, pings and `exec`.
     pub fire_at: Option<DateTime<Utc>>,
+    /// What silenced its alerts (a silence or a maintenance window), if anything.
+    pub silenced: Option<String>,
 }
 
 /// The state database. Cheap to clone; all clones share one connection.
@@ -253,7 +257,7 @@ impl Store {
 
     /// Records a fire that did not run (and why) without touching alert state.
     pub fn record_skip(&self, run: &RunRecord) -> Result<(), StoreError> {
-        insert_run(&self.conn(), run)?;
+        insert_run(&self.conn(), run, None)?;
         self.committed();
         Ok(())
     }
@@ -300,7 +304,7 @@ impl Store {
     pub fn history(&self, job: &str, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT job, started_at, finished_at, severity, attempts, elapsed_ms, summary, output, skipped, metrics, fire_at
+            "SELECT job, started_at, finished_at, severity, attempts, elapsed_ms, summary, output, skipped, metrics, fire_at, silenced
              FROM runs WHERE job = ?1 ORDER BY started_at DESC, id DESC LIMIT ?2",
         )?;
         let rows = stmt.query_map(params![job, limit as i64], |r| {
@@ -316,6 +320,7 @@ impl Store {
                 skipped: r.get(8)?,
                 metrics: Vec::new(),
                 fire_at: r.get::<_, Option<i64>>(10)?.map(from_ms),
+                silenced: r.get(11)?,
             })
             .map(|run| (run, r.get::<_, Option<String>>(9)))
         })?;

@@ -48,6 +48,7 @@ pub(super) fn run(job: &str, at: i64, severity: &str) -> RunRecord {
         skipped: None,
         metrics: vec![klaxon_checks::Metric::new("latency_ms", 12.5).with_unit("ms")],
         fire_at: Some(t(at)),
+        silenced: None,
     }
 }
 
@@ -74,10 +75,10 @@ async fn runs_recorded_together_are_committed_together_and_apart() {
             a.job = format!("job{i}");
             a.id = format!("job{i}-1");
             let change = Change::Decided {
-                state: JobState {
+                state: Box::new(JobState {
                     consecutive_failures: 1,
                     ..JobState::default()
-                },
+                }),
                 messages: vec![NewMessage {
                     notifier: "hook".into(),
                     alert: a,
@@ -143,7 +144,7 @@ async fn committed_messages_are_handed_over_once_and_a_read_takes_them_instead()
             let mut a = alert(Event::Failure);
             a.job = job.into();
             let change = Change::Decided {
-                state: JobState::default(),
+                state: Box::new(JobState::default()),
                 messages: vec![NewMessage {
                     notifier: "hook".into(),
                     alert: a,
@@ -228,6 +229,8 @@ fn a_run_its_state_and_its_messages_survive_reopening() {
             last_sent: t(1),
             held: false,
             told: Some(vec!["slack".into()]),
+            unsent: false,
+            acked: None,
         }),
         ..JobState::default()
     };
