@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use toml::Spanned;
 
 use crate::validate::{self, ConfigIssue};
-use crate::{Metric, Outcome, Severity, text};
+use crate::{BuildError, CheckPlugin, Metric, Outcome, Probe, Severity, Shared, text};
 
 /// The `[jobs.NAME.check]` table of `type = "disk"`, as written.
 #[derive(Debug, Deserialize)]
@@ -62,9 +62,16 @@ impl MinFree {
     }
 }
 
-impl DiskConfig {
+impl CheckPlugin for DiskConfig {
+    type Spec = DiskSpec;
+    type Runtime = DiskCheck;
+
+    fn build(spec: &DiskSpec, _shared: &Shared) -> Result<DiskCheck, BuildError> {
+        Ok(DiskCheck::new(spec.clone()))
+    }
+
     /// Checks every value, pushing each problem to `issues`.
-    pub fn validate(self, issues: &mut Vec<ConfigIssue>) -> Option<DiskSpec> {
+    fn validate(self, issues: &mut Vec<ConfigIssue>) -> Option<DiskSpec> {
         let path = validate::path(&self.path, "path", issues).and_then(|p| {
             if p.is_absolute() {
                 Some(p)
@@ -209,9 +216,11 @@ impl DiskCheck {
             total: blocks.saturating_mul(frsize),
         })
     }
+}
 
+impl Probe for DiskCheck {
     /// Measures once; `timeout` bounds the wait for the file system to answer.
-    pub async fn run(&self, timeout: Duration) -> Outcome {
+    async fn run(&self, timeout: Duration) -> Outcome {
         self.run_until(timeout, std::future::pending()).await
     }
 
@@ -219,7 +228,7 @@ impl DiskCheck {
     /// network mount): then no new thread is started. The first run to find it stuck is
     /// critical, `still stuck in statfs since TIME`; the runs after that wait for the
     /// stuck call to return (and judge its answer) or for `interrupt`.
-    pub async fn run_until(
+    async fn run_until(
         &self,
         timeout: Duration,
         interrupt: impl std::future::Future<Output = ()>,
@@ -259,7 +268,9 @@ impl DiskCheck {
             }
         }
     }
+}
 
+impl DiskCheck {
     /// Starts a try unless the last one is stuck.
     fn next(&self) -> Next {
         let mut last = self

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::validate::{self, ConfigIssue};
-use crate::{Outcome, Severity, text};
+use crate::{BuildError, CheckPlugin, Outcome, Passive, Severity, Shared, text};
 
 /// The `[jobs.NAME.check]` table of `type = "heartbeat"`, as written.
 #[derive(Debug, Deserialize)]
@@ -33,9 +33,18 @@ impl HeartbeatSpec {
     }
 }
 
-impl HeartbeatConfig {
+impl CheckPlugin for HeartbeatConfig {
+    type Spec = HeartbeatSpec;
+    type Runtime = Passive;
+
+    const ACTIVE: bool = false;
+
+    fn build(_spec: &HeartbeatSpec, _shared: &Shared) -> Result<Passive, BuildError> {
+        Err(BuildError::Unsupported("heartbeat"))
+    }
+
     /// Checks every value, pushing each problem to `issues`.
-    pub fn validate(self, issues: &mut Vec<ConfigIssue>) -> Option<HeartbeatSpec> {
+    fn validate(self, issues: &mut Vec<ConfigIssue>) -> Option<HeartbeatSpec> {
         let grace = match &self.grace {
             None => Duration::ZERO,
             Some(g) => validate::duration(g, "grace", issues)?,

@@ -19,6 +19,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
+use klaxon_config_core::{SecretKey, Seg};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
@@ -27,7 +28,7 @@ use toml::Spanned;
 use url::Url;
 
 use crate::validate::{self, ConfigIssue};
-use crate::{BuildError, Metric, Outcome, Severity, Shared, metric, text};
+use crate::{BuildError, CheckPlugin, Metric, Outcome, Probe, Severity, Shared, metric, text};
 
 /// How many redirects a check follows before it fails.
 pub const MAX_REDIRECTS: usize = 10;
@@ -221,9 +222,23 @@ impl HttpSpec {
     }
 }
 
-impl HttpConfig {
+impl CheckPlugin for HttpConfig {
+    type Spec = HttpSpec;
+    type Runtime = HttpCheck;
+
+    const SECRET_KEYS: &'static [SecretKey] = &[
+        SecretKey::url(&[Seg::Key("url")]),
+        SecretKey::always(&[Seg::Key("headers"), Seg::SecretName]),
+        SecretKey::always(&[Seg::Key("basic_auth"), Seg::Key("password")]),
+        SecretKey::always(&[Seg::Key("bearer_token")]),
+    ];
+
+    fn build(spec: &HttpSpec, shared: &Shared) -> Result<HttpCheck, BuildError> {
+        HttpCheck::new(spec.clone(), shared)
+    }
+
     /// Checks every value, pushing each problem to `issues`.
-    pub fn validate(self, issues: &mut Vec<ConfigIssue>) -> Option<HttpSpec> {
+    fn validate(self, issues: &mut Vec<ConfigIssue>) -> Option<HttpSpec> {
         let before = issues.len();
         let url = parse_url(&self.url, issues);
 
@@ -800,10 +815,12 @@ impl HttpCheck {
     pub fn spec(&self) -> &HttpSpec {
         &self.spec
     }
+}
 
+impl Probe for HttpCheck {
     /// Sends the request and judges the answer; `timeout` bounds the request and the
     /// reading of the body together.
-    pub async fn run(&self, timeout: Duration) -> Outcome {
+    async fn run(&self, timeout: Duration) -> Outcome {
         let start = tokio::time::Instant::now();
         let result = tokio::time::timeout(timeout, self.fetch()).await;
         let elapsed = start.elapsed();
@@ -831,7 +848,9 @@ impl HttpCheck {
         }
         outcome
     }
+}
 
+impl HttpCheck {
     async fn fetch(&self) -> Result<Fetched, reqwest::Error> {
         let spec = &self.spec;
         let mut request = self

@@ -1,6 +1,8 @@
 //! klaxon's check plugins. One module per kind owns its raw config struct (what the TOML
-//! says), its validated spec (typed values, no I/O) and its runtime; this root holds the
-//! closed enums that dispatch over them with `match`.
+//! says, implementing [`CheckPlugin`]), its validated spec (typed values, no I/O) and its
+//! runtime (implementing [`Probe`]). This root registers each kind with one line of
+//! `checks!` (see `plugin.rs`), which makes the closed enums that dispatch over them with
+//! `match`.
 //!
 //! Config flows raw → validated → built: [`CheckConfig::deserialize`] mirrors the file,
 //! [`CheckConfig::validate`] collects every problem with its location, and
@@ -14,6 +16,8 @@ pub mod heartbeat;
 pub mod http;
 mod metric;
 pub mod perfdata;
+#[macro_use]
+mod plugin;
 pub mod process;
 pub mod script;
 pub mod tcp;
@@ -26,7 +30,9 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+pub use klaxon_config_core::SecretKey;
 pub use metric::Metric;
+pub use plugin::{CheckPlugin, Passive, Probe};
 pub use validate::ConfigIssue;
 
 /// How a check went, ordered from best to worst (`unknown` is alerted as critical).
@@ -137,106 +143,15 @@ impl Outcome {
     }
 }
 
-/// The raw `[jobs.NAME.check]` table, less its `type` key, as the file says it.
-// Few of these exist (one per job, made at load) and they are matched, not moved in
-// hot loops: boxing the HTTP variant would buy nothing.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug)]
-pub enum CheckConfig {
-    Http(http::HttpConfig),
-    Script(script::ScriptConfig),
-    Process(process::ProcessConfig),
-    Tcp(tcp::TcpConfig),
-    Disk(disk::DiskConfig),
-    Heartbeat(heartbeat::HeartbeatConfig),
-}
-
-impl CheckConfig {
-    /// The values `type` may take.
-    pub const TYPES: &'static [&'static str] =
-        &["http", "script", "process", "tcp", "disk", "heartbeat"];
-
-    /// Deserializes the rest of a check table whose `type` is `kind`.
-    ///
-    /// `kind` must be one of [`Self::TYPES`]; the caller reports other values.
-    pub fn deserialize<'de, D>(kind: &str, de: D) -> Result<Self, D::Error>
-    where
-        D: serde::Deserializer<'de>,
-    {
-        use serde::Deserialize;
-        use serde::de::Error;
-        Ok(match kind {
-            "http" => CheckConfig::Http(Deserialize::deserialize(de)?),
-            "script" => CheckConfig::Script(Deserialize::deserialize(de)?),
-            "process" => CheckConfig::Process(Deserialize::deserialize(de)?),
-            "tcp" => CheckConfig::Tcp(Deserialize::deserialize(de)?),
-            "disk" => CheckConfig::Disk(Deserialize::deserialize(de)?),
-            "heartbeat" => CheckConfig::Heartbeat(Deserialize::deserialize(de)?),
-            other => return Err(D::Error::unknown_variant(other, Self::TYPES)),
-        })
-    }
-
-    /// Turns the raw table into typed settings, pushing every problem to `issues`.
-    /// Returns `None` when there was at least one.
-    pub fn validate(self, issues: &mut Vec<ConfigIssue>) -> Option<CheckSpec> {
-        let before = issues.len();
-        let spec = match self {
-            CheckConfig::Http(c) => c.validate(issues).map(CheckSpec::Http),
-            CheckConfig::Script(c) => c.validate(issues).map(CheckSpec::Script),
-            CheckConfig::Process(c) => c.validate(issues).map(CheckSpec::Process),
-            CheckConfig::Tcp(c) => c.validate(issues).map(CheckSpec::Tcp),
-            CheckConfig::Disk(c) => c.validate(issues).map(CheckSpec::Disk),
-            CheckConfig::Heartbeat(c) => c.validate(issues).map(CheckSpec::Heartbeat),
-        };
-        if issues.len() > before { None } else { spec }
-    }
-}
-
-/// A validated check: typed values, nothing opened or connected yet.
-// Few of these exist (one per job, made at load) and they are matched, not moved in
-// hot loops: boxing the HTTP variant would buy nothing.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone)]
-pub enum CheckSpec {
-    Http(http::HttpSpec),
-    Script(script::ScriptSpec),
-    Process(process::ProcessSpec),
-    Tcp(tcp::TcpSpec),
-    Disk(disk::DiskSpec),
-    Heartbeat(heartbeat::HeartbeatSpec),
-}
-
-impl CheckSpec {
-    /// The check's type, as `type` names it in the config.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            CheckSpec::Http(_) => "http",
-            CheckSpec::Script(_) => "script",
-            CheckSpec::Process(_) => "process",
-            CheckSpec::Tcp(_) => "tcp",
-            CheckSpec::Disk(_) => "disk",
-            CheckSpec::Heartbeat(_) => "heartbeat",
-        }
-    }
-
-    /// What is checked, for messages and `status`: a URL (without credentials), a
-    /// command line, a process name, `host:port`, a path. Never contains a secret.
-    pub fn target(&self) -> String {
-        match self {
-            CheckSpec::Http(s) => s.target(),
-            CheckSpec::Script(s) => s.target(),
-            CheckSpec::Process(s) => s.target(),
-            CheckSpec::Tcp(s) => s.target(),
-            CheckSpec::Disk(s) => s.target(),
-            CheckSpec::Heartbeat(s) => s.target(),
-        }
-    }
-
-    /// Whether the agent runs this check itself (`false` for passive heartbeats, which
-    /// are fed by pings).
-    pub fn is_active(&self) -> bool {
-        !matches!(self, CheckSpec::Heartbeat(_))
-    }
+// The kinds: one line each (see [`plugin`]). The order is the order `type`'s values are
+// listed in messages.
+checks! {
+    Http(http::HttpConfig) = "http",
+    Script(script::ScriptConfig) = "script",
+    Process(process::ProcessConfig) = "process",
+    Tcp(tcp::TcpConfig) = "tcp",
+    Disk(disk::DiskConfig) = "disk",
+    Heartbeat(heartbeat::HeartbeatConfig) = "heartbeat",
 }
 
 /// What checks share at run time: one HTTP client (connection pool, TLS roots) for all
@@ -265,62 +180,6 @@ pub enum BuildError {
     Client(#[from] reqwest::Error),
     #[error("{0}")]
     Other(String),
-}
-
-/// A check ready to run.
-// Few of these exist (one per job, made at load) and they are matched, not moved in
-// hot loops: boxing the HTTP variant would buy nothing.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug)]
-pub enum Check {
-    Http(http::HttpCheck),
-    Script(script::ScriptCheck),
-    Tcp(tcp::TcpCheck),
-    Process(process::ProcessCheck),
-    Disk(disk::DiskCheck),
-}
-
-impl Check {
-    /// Builds the runtime for a spec, reusing `shared` clients where it can.
-    ///
-    /// `heartbeat` checks are fed by pings the agent stores, and judged with
-    /// [`heartbeat::evaluate`]; they have no runtime here and report
-    /// [`BuildError::Unsupported`].
-    pub fn build(spec: &CheckSpec, shared: &Shared) -> Result<Check, BuildError> {
-        match spec {
-            CheckSpec::Http(s) => Ok(Check::Http(http::HttpCheck::new(s.clone(), shared)?)),
-            CheckSpec::Script(s) => Ok(Check::Script(script::ScriptCheck::new(s.clone()))),
-            CheckSpec::Tcp(s) => Ok(Check::Tcp(tcp::TcpCheck::try_new(s.clone())?)),
-            CheckSpec::Process(s) => Ok(Check::Process(process::ProcessCheck::new(s.clone()))),
-            CheckSpec::Disk(s) => Ok(Check::Disk(disk::DiskCheck::new(s.clone()))),
-            CheckSpec::Heartbeat(_) => Err(BuildError::Unsupported(spec.kind())),
-        }
-    }
-
-    /// Runs one try. `timeout` bounds the whole try; when it fires the result is
-    /// critical, "timed out after …", and everything the try started is stopped.
-    pub async fn run(&self, timeout: Duration) -> Outcome {
-        self.run_until(timeout, std::future::pending()).await
-    }
-
-    /// [`Check::run`], stopped early when `interrupt` completes (klaxon is stopping): a
-    /// script's group gets SIGTERM, then SIGKILL after [`script::KILL_GRACE`], and the
-    /// outcome is [`Outcome::interrupted`]; so is a `disk` run waiting for a `statfs`
-    /// still stuck from an earlier run. Other kinds are bounded by `timeout` and run
-    /// to their end.
-    pub async fn run_until(
-        &self,
-        timeout: Duration,
-        interrupt: impl std::future::Future<Output = ()>,
-    ) -> Outcome {
-        match self {
-            Check::Http(c) => c.run(timeout).await,
-            Check::Script(c) => c.run_until(timeout, interrupt).await,
-            Check::Tcp(c) => c.run(timeout).await,
-            Check::Process(c) => c.run(timeout).await,
-            Check::Disk(c) => c.run_until(timeout, interrupt).await,
-        }
-    }
 }
 
 #[cfg(test)]

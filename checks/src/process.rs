@@ -26,7 +26,7 @@ use tokio::time::Instant;
 use toml::Spanned;
 
 use crate::validate::{self, ConfigIssue};
-use crate::{Metric, Outcome, Severity, text};
+use crate::{BuildError, CheckPlugin, Metric, Outcome, Probe, Severity, Shared, text};
 
 /// How far apart two samples of CPU time are taken when a run needs both; at least
 /// sysinfo's own floor ([`sysinfo::MINIMUM_CPU_UPDATE_INTERVAL`]), and long enough for
@@ -97,9 +97,16 @@ impl ProcessSpec {
     }
 }
 
-impl ProcessConfig {
+impl CheckPlugin for ProcessConfig {
+    type Spec = ProcessSpec;
+    type Runtime = ProcessCheck;
+
+    fn build(spec: &ProcessSpec, _shared: &Shared) -> Result<ProcessCheck, BuildError> {
+        Ok(ProcessCheck::new(spec.clone()))
+    }
+
     /// Checks every value, pushing each problem to `issues`.
-    pub fn validate(self, issues: &mut Vec<ConfigIssue>) -> Option<ProcessSpec> {
+    fn validate(self, issues: &mut Vec<ConfigIssue>) -> Option<ProcessSpec> {
         let before = issues.len();
         let span = self.table.span();
         let table = self.table.into_inner();
@@ -230,9 +237,11 @@ impl ProcessCheck {
     pub fn spec(&self) -> &ProcessSpec {
         &self.spec
     }
+}
 
+impl Probe for ProcessCheck {
     /// Lists processes once (twice when a CPU rate needs it); `timeout` bounds it all.
-    pub async fn run(&self, timeout: Duration) -> Outcome {
+    async fn run(&self, timeout: Duration) -> Outcome {
         let start = Instant::now();
         let result = tokio::time::timeout(timeout, self.measure()).await;
         let elapsed = start.elapsed();
@@ -246,7 +255,9 @@ impl ProcessCheck {
             Ok(Ok(usage)) => self.judge(usage, elapsed),
         }
     }
+}
 
+impl ProcessCheck {
     /// Counts and measures the matching processes; a severity and a reason when the
     /// processes cannot be judged (an unknown `user`).
     pub async fn measure(&self) -> Result<ProcessUsage, (Severity, String)> {

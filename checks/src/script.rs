@@ -18,13 +18,14 @@ use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
+use klaxon_config_core::{SecretKey, Seg};
 use serde::Deserialize;
 use tokio::time::Instant;
 use toml::Spanned;
 
 use crate::group::{self, Ending, exit_text};
 use crate::validate::{self, ConfigIssue};
-use crate::{Outcome, Severity};
+use crate::{BuildError, CheckPlugin, Outcome, Probe, Severity, Shared};
 
 pub use crate::group::{HEAD_BYTES, KILL_GRACE, TAIL_BYTES};
 
@@ -116,9 +117,19 @@ fn quote(arg: &str) -> String {
     }
 }
 
-impl ScriptConfig {
+impl CheckPlugin for ScriptConfig {
+    type Spec = ScriptSpec;
+    type Runtime = ScriptCheck;
+
+    const SECRET_KEYS: &'static [SecretKey] =
+        &[SecretKey::always(&[Seg::Key("env"), Seg::SecretName])];
+
+    fn build(spec: &ScriptSpec, _shared: &Shared) -> Result<ScriptCheck, BuildError> {
+        Ok(ScriptCheck::new(spec.clone()))
+    }
+
     /// Checks every value, pushing each problem to `issues`.
-    pub fn validate(self, issues: &mut Vec<ConfigIssue>) -> Option<ScriptSpec> {
+    fn validate(self, issues: &mut Vec<ConfigIssue>) -> Option<ScriptSpec> {
         let before = issues.len();
         let span = self.table.span();
         let table = self.table.into_inner();
@@ -236,19 +247,21 @@ impl ScriptCheck {
     pub fn spec(&self) -> &ScriptSpec {
         &self.spec
     }
+}
 
+impl Probe for ScriptCheck {
     /// Runs the script once. Never fails: a script that cannot start is critical.
     ///
     /// `timeout` bounds the script; a timed-out group is given [`KILL_GRACE`] after
     /// SIGTERM, so the call can return up to that much later.
-    pub async fn run(&self, timeout: Duration) -> Outcome {
+    async fn run(&self, timeout: Duration) -> Outcome {
         self.run_until(timeout, std::future::pending()).await
     }
 
     /// [`ScriptCheck::run`], stopped when `interrupt` completes: the group gets SIGTERM,
     /// then SIGKILL after [`KILL_GRACE`], and the outcome is [`Outcome::interrupted`]
     /// whatever the script exited with.
-    pub async fn run_until(
+    async fn run_until(
         &self,
         timeout: Duration,
         interrupt: impl std::future::Future<Output = ()>,
@@ -296,7 +309,9 @@ impl ScriptCheck {
             .with_output(output),
         }
     }
+}
 
+impl ScriptCheck {
     fn command(&self) -> tokio::process::Command {
         let mut command = match &self.spec.program {
             Program::Command(argv) => {

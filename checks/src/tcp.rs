@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use toml::Spanned;
 
 use crate::validate::{self, ConfigIssue};
-use crate::{BuildError, Metric, Outcome, Severity, metric, text};
+use crate::{BuildError, CheckPlugin, Metric, Outcome, Probe, Severity, Shared, metric, text};
 
 /// The `[jobs.NAME.check]` table of `type = "tcp"`, as written.
 #[derive(Debug, Deserialize)]
@@ -63,9 +63,16 @@ impl TcpSpec {
     }
 }
 
-impl TcpConfig {
+impl CheckPlugin for TcpConfig {
+    type Spec = TcpSpec;
+    type Runtime = TcpCheck;
+
+    fn build(spec: &TcpSpec, _shared: &Shared) -> Result<TcpCheck, BuildError> {
+        TcpCheck::try_new(spec.clone())
+    }
+
     /// Checks every value, pushing each problem to `issues`.
-    pub fn validate(self, issues: &mut Vec<ConfigIssue>) -> Option<TcpSpec> {
+    fn validate(self, issues: &mut Vec<ConfigIssue>) -> Option<TcpSpec> {
         let before = issues.len();
         let raw = self.host.get_ref().trim();
         let unbracketed = raw
@@ -165,9 +172,11 @@ impl TcpCheck {
     pub fn spec(&self) -> &TcpSpec {
         &self.spec
     }
+}
 
+impl Probe for TcpCheck {
     /// Connects once (and shakes hands, with `tls`); `timeout` bounds it all.
-    pub async fn run(&self, timeout: Duration) -> Outcome {
+    async fn run(&self, timeout: Duration) -> Outcome {
         let start = Instant::now();
         let result = tokio::time::timeout(timeout, self.connect()).await;
         let elapsed = start.elapsed();
@@ -197,7 +206,9 @@ impl TcpCheck {
         }
         outcome
     }
+}
 
+impl TcpCheck {
     async fn connect(&self) -> Result<(), String> {
         // On the checks' pool (as `tokio::net::lookup_host` would on tokio's): a slow
         // resolver holds a thread for as long as it likes.

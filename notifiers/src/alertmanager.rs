@@ -13,13 +13,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset, SecondsFormat};
+use klaxon_config_core::{SecretKey, Seg};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use toml::Spanned;
 use url::Url;
 
+use crate::http::HttpShell;
 use crate::validate::{self, ConfigIssue};
-use crate::{Alert, BuildError, DeliveryError, Event, Severity, text};
+use crate::{Alert, BuildError, Channel, DeliveryError, Event, NotifierPlugin, Severity, text};
 
 /// The `alertname` label of every job alert.
 pub const ALERT_NAME: &str = "KlaxonJobFailed";
@@ -40,10 +42,27 @@ pub struct AlertmanagerConfig {
 /// default), and Prometheus re-sends every minute for the same reason.
 pub const DEFAULT_RESEND_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
-impl AlertmanagerConfig {
+impl NotifierPlugin for AlertmanagerConfig {
+    type Spec = AlertmanagerSpec;
+    type Channel = Alertmanager;
+
+    const SECRET_KEYS: &'static [SecretKey] = &[SecretKey::url(&[Seg::Key("urls"), Seg::Item])];
+
+    fn build(
+        spec: &AlertmanagerSpec,
+        client: &reqwest::Client,
+    ) -> Result<Alertmanager, BuildError> {
+        Alertmanager::new(spec.clone(), client)
+    }
+
+    /// Alertmanager resolves an alert it has not heard of for its `resolve_timeout`.
+    fn resend_every(spec: &AlertmanagerSpec) -> Option<Duration> {
+        Some(spec.resend_every)
+    }
+
     /// Checks that there is at least one URL and that each is `http` or `https`, pushing
     /// every problem to `issues`.
-    pub fn validate(self, issues: &mut Vec<ConfigIssue>) -> Option<AlertmanagerSpec> {
+    fn validate(self, issues: &mut Vec<ConfigIssue>) -> Option<AlertmanagerSpec> {
         if self.urls.get_ref().is_empty() {
             issues.push(ConfigIssue::new(
                 self.urls.span(),
@@ -178,8 +197,7 @@ fn endpoint(base: &Url) -> Url {
 #[derive(Debug)]
 pub struct Alertmanager {
     spec: AlertmanagerSpec,
-    client: reqwest::Client,
-    timeout: Duration,
+    http: HttpShell,
 }
 
 impl Alertmanager {
@@ -190,27 +208,14 @@ impl Alertmanager {
     /// a client of its own that also trusts `ca_file`. Fails with
     /// [`BuildError::Setup`] when that file cannot be read or holds no certificate.
     pub fn new(spec: AlertmanagerSpec, client: &reqwest::Client) -> Result<Self, BuildError> {
-        let client = match &spec.ca_file {
-            Some(path) => crate::http::client_with_ca(path)?,
-            None => client.clone(),
-        };
-        Ok(Self {
-            spec,
-            client,
-            timeout: Self::TIMEOUT,
-        })
+        let http = HttpShell::new(client, spec.ca_file.as_deref(), Self::TIMEOUT)?;
+        Ok(Self { spec, http })
     }
 
     /// The same notifier with another delivery deadline than [`Alertmanager::TIMEOUT`].
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// POSTs [`render`]'s JSON to `/api/v2/alerts` of every URL at once; see
-    /// [`Alertmanager::post`] for when that counts as delivered.
-    pub async fn send(&self, alert: &Alert) -> Result<(), DeliveryError> {
-        self.post(alert).await.result
+    pub fn with_timeout(self, timeout: Duration) -> Self {
+        let http = self.http.with_timeout(timeout);
+        Self { http, ..self }
     }
 
     /// POSTs [`render`]'s JSON to `/api/v2/alerts` of every URL at once, as Prometheus
@@ -232,11 +237,9 @@ impl Alertmanager {
             .urls
             .iter()
             .map(|base| {
-                let (client, body, timeout) = (self.client.clone(), body.clone(), self.timeout);
+                let (http, body) = (self.http.clone(), body.clone());
                 let url = endpoint(base);
-                tokio::spawn(
-                    async move { crate::http::post_json(&client, url, body, timeout).await },
-                )
+                tokio::spawn(async move { http.post_json(url, body).await })
             })
             .collect();
         let mut accepted = 0;
@@ -303,6 +306,18 @@ impl Alertmanager {
         } else {
             DeliveryError::Reject { reason }
         }
+    }
+}
+
+impl Channel for Alertmanager {
+    /// POSTs [`render`]'s JSON to `/api/v2/alerts` of every URL at once; see
+    /// [`Alertmanager::post`] for when that counts as delivered.
+    async fn send(&self, alert: &Alert) -> Result<(), DeliveryError> {
+        self.post(alert).await.result
+    }
+
+    async fn send_to_replicas(&self, alert: &Alert) -> Posted {
+        self.post(alert).await
     }
 }
 

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use toml::Spanned;
 
 use crate::validate::{self, ConfigIssue};
-use crate::{Alert, DeliveryError};
+use crate::{Alert, BuildError, Channel, DeliveryError, NotifierPlugin};
 
 /// Bytes of each of stdout and stderr kept; the rest is read and dropped, so a chatty
 /// program never blocks on a full pipe.
@@ -40,10 +40,17 @@ pub struct CommandConfig {
     timeout: Option<Spanned<String>>,
 }
 
-impl CommandConfig {
+impl NotifierPlugin for CommandConfig {
+    type Spec = CommandSpec;
+    type Channel = Command;
+
+    fn build(spec: &CommandSpec, _client: &reqwest::Client) -> Result<Command, BuildError> {
+        Ok(Command::new(spec.clone()))
+    }
+
     /// Checks that the command names a program and that `timeout` is a positive
     /// duration, pushing every problem to `issues`.
-    pub fn validate(self, issues: &mut Vec<ConfigIssue>) -> Option<CommandSpec> {
+    fn validate(self, issues: &mut Vec<ConfigIssue>) -> Option<CommandSpec> {
         let argv: Vec<String> = self
             .command
             .get_ref()
@@ -105,7 +112,9 @@ impl Command {
     pub fn new(spec: CommandSpec) -> Self {
         Self { spec }
     }
+}
 
+impl Channel for Command {
     /// Runs the program once with [`crate::webhook::render`]'s JSON on stdin and waits
     /// at most the spec's `timeout` for it.
     ///
@@ -114,7 +123,7 @@ impl Command {
     /// after which the program's whole process group is killed. A program that cannot be
     /// started is [`DeliveryError::Reject`]: ``"cannot run `prog`: …"``. Reasons name the
     /// program, never its arguments, which may hold a secret.
-    pub async fn send(&self, alert: &Alert) -> Result<(), DeliveryError> {
+    async fn send(&self, alert: &Alert) -> Result<(), DeliveryError> {
         let program = self.spec.argv[0].as_str();
         let deadline = Instant::now() + self.spec.timeout;
         let mut child = self.command().spawn().map_err(|e| DeliveryError::Reject {
@@ -189,7 +198,9 @@ impl Command {
             }),
         }
     }
+}
 
+impl Command {
     fn command(&self) -> tokio::process::Command {
         let mut command = tokio::process::Command::new(&self.spec.argv[0]);
         command

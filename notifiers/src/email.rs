@@ -8,6 +8,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use klaxon_config_core::{SecretKey, Seg};
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, header};
 use lettre::transport::smtp::authentication::Credentials;
@@ -19,7 +20,7 @@ use toml::Spanned;
 
 use crate::text;
 use crate::validate::{self, ConfigIssue};
-use crate::{Alert, BuildError, DeliveryError};
+use crate::{Alert, BuildError, Channel, DeliveryError, NotifierPlugin};
 
 /// The raw `[notifiers.NAME]` table of `type = "email"`.
 #[derive(Debug, Deserialize)]
@@ -94,11 +95,21 @@ pub struct EmailSpec {
     pub ca_file: Option<PathBuf>,
 }
 
-impl EmailConfig {
+impl NotifierPlugin for EmailConfig {
+    type Spec = EmailSpec;
+    // Boxed: lettre's transport makes it several times the size of the others.
+    type Channel = Box<Email>;
+
+    const SECRET_KEYS: &'static [SecretKey] = &[SecretKey::always(&[Seg::Key("password")])];
+
+    fn build(spec: &EmailSpec, _client: &reqwest::Client) -> Result<Box<Email>, BuildError> {
+        Ok(Box::new(Email::new(spec.clone())?))
+    }
+
     /// Checks every key, pushing every problem to `issues`. `tls = "none"` is accepted
     /// only to a loopback host: anything else would put alerts, and any credentials, on
     /// the network in clear text.
-    pub fn validate(self, issues: &mut Vec<ConfigIssue>) -> Option<EmailSpec> {
+    fn validate(self, issues: &mut Vec<ConfigIssue>) -> Option<EmailSpec> {
         let host = self.host.get_ref().trim().to_owned();
         if host.is_empty() {
             issues.push(ConfigIssue::new(
@@ -358,6 +369,10 @@ impl Email {
         self.timeout = timeout;
         self
     }
+}
+
+impl Channel for Email {
+    const MERGES: bool = true;
 
     /// Sends [`render`]'s subject and parts as one `multipart/alternative` message from
     /// `from` to every `to`, within the deadline. Connection errors, timeouts, a
@@ -366,18 +381,20 @@ impl Email {
     /// failures (an untrusted certificate: set `ca_file`) and a server without STARTTLS
     /// or a usable AUTH mechanism are [`DeliveryError::Reject`]. No reason contains the
     /// password.
-    pub async fn send(&self, alert: &Alert) -> Result<(), DeliveryError> {
+    async fn send(&self, alert: &Alert) -> Result<(), DeliveryError> {
         self.deliver(self.message(alert, SystemTime::now())?).await
     }
 
     /// Sends [`render_digest`]'s subject and parts as one message, as [`Email::send`]
     /// does. Its Message-ID is the same for every delivery attempt of the same
     /// messages.
-    pub async fn send_digest(&self, alerts: &[Alert]) -> Result<(), DeliveryError> {
+    async fn send_digest(&self, alerts: &[Alert]) -> Result<(), DeliveryError> {
         self.deliver(self.digest_message(alerts, SystemTime::now())?)
             .await
     }
+}
 
+impl Email {
     async fn deliver(&self, message: Message) -> Result<(), DeliveryError> {
         let sent = tokio::time::timeout(self.timeout, self.transport.send(message)).await;
         match sent {

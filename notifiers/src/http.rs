@@ -79,6 +79,62 @@ where
     Err(status_error(status, after, &body, url.as_ref()))
 }
 
+/// What every HTTP channel's runtime holds: the client it posts through (the agent's
+/// [`delivery_client`], or one of its own that also trusts the channel's `ca_file`) and
+/// how long one delivery may take. Cheap to clone (the client is shared).
+#[derive(Debug, Clone)]
+pub(crate) struct HttpShell {
+    client: reqwest::Client,
+    timeout: Duration,
+}
+
+impl HttpShell {
+    /// A shell posting through `client`, or through a client of its own that also
+    /// trusts `ca_file` ([`client_with_ca`]), with `timeout` for each delivery.
+    pub(crate) fn new(
+        client: &reqwest::Client,
+        ca_file: Option<&Path>,
+        timeout: Duration,
+    ) -> Result<Self, BuildError> {
+        let client = match ca_file {
+            Some(path) => client_with_ca(path)?,
+            None => client.clone(),
+        };
+        Ok(Self { client, timeout })
+    }
+
+    /// A shell posting through the agent's `client`, for a channel without a `ca_file`.
+    pub(crate) fn shared(client: reqwest::Client, timeout: Duration) -> Self {
+        Self { client, timeout }
+    }
+
+    /// The same shell with another delivery deadline.
+    pub(crate) fn with_timeout(self, timeout: Duration) -> Self {
+        Self { timeout, ..self }
+    }
+
+    /// [`post_json`] through this shell's client and deadline.
+    pub(crate) async fn post_json<U>(&self, url: U, body: Vec<u8>) -> Result<(), DeliveryError>
+    where
+        U: reqwest::IntoUrl + AsRef<str> + Clone,
+    {
+        post_json(&self.client, url, body, self.timeout).await
+    }
+
+    /// [`post_json_with`] through this shell's client and deadline.
+    pub(crate) async fn post_json_with<U>(
+        &self,
+        url: U,
+        headers: HeaderMap,
+        body: Vec<u8>,
+    ) -> Result<(), DeliveryError>
+    where
+        U: reqwest::IntoUrl + AsRef<str> + Clone,
+    {
+        post_json_with(&self.client, url, headers, body, self.timeout).await
+    }
+}
+
 /// POSTs `body` as `text/plain` (a heartbeat ping's output) and classifies the answer
 /// as [`post_json`] does; reasons never contain the URL.
 pub async fn post_text(

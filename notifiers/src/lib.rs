@@ -1,6 +1,10 @@
-//! klaxon's notification channels. One module per channel owns its raw config struct,
-//! its validated spec, a pure `render` of an [`Alert`] into the channel's payload, and a
-//! `send` that delivers it; this root holds the closed enums that dispatch with `match`.
+//! klaxon's notification channels. One module per channel owns its raw config struct
+//! (implementing [`NotifierPlugin`]: validation, secret keys, pacing), its validated
+//! spec, a pure `render` of an [`Alert`] into the channel's payload, and a runtime
+//! implementing [`Channel`] that delivers it. This root registers each channel with one
+//! line of `notifiers!` (see `plugin.rs`), which makes the closed enums that dispatch
+//! with `match`. The HTTP channels share one shell (`http.rs`): client, deadline,
+//! `ca_file`, and the answer's classification.
 //!
 //! Several messages for one person-read channel go out as one digest
 //! ([`Notifier::send_digest`]), each channel's `render_digest` apart from its send.
@@ -15,6 +19,8 @@ pub mod email;
 mod fixtures;
 mod http;
 pub mod log;
+#[macro_use]
+mod plugin;
 pub mod rfc3339;
 pub mod slack;
 pub mod teams;
@@ -28,6 +34,8 @@ use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
 
 pub use http::{delivery_client, post_text};
+pub use klaxon_config_core::SecretKey;
+pub use plugin::{Channel, NotifierPlugin};
 pub use validate::ConfigIssue;
 
 /// The severity an alert reports.
@@ -122,108 +130,16 @@ pub struct Alert {
     pub id: String,
 }
 
-/// The raw `[notifiers.NAME]` table, less the keys every notifier shares (`type`,
-/// `fallback`, `fallback_after`, `min_severity`), which the agent handles.
-#[derive(Debug)]
-pub enum NotifierConfig {
-    Slack(slack::SlackConfig),
-    Teams(teams::TeamsConfig),
-    Email(email::EmailConfig),
-    Webhook(webhook::WebhookConfig),
-    Alertmanager(alertmanager::AlertmanagerConfig),
-    Command(command::CommandConfig),
-    Log(log::LogConfig),
-}
-
-impl NotifierConfig {
-    /// The values `type` may take.
-    pub const TYPES: &'static [&'static str] = &[
-        "slack",
-        "teams",
-        "email",
-        "webhook",
-        "alertmanager",
-        "command",
-        "log",
-    ];
-
-    /// Deserializes the rest of a notifier table whose `type` is `kind`.
-    pub fn deserialize<'de, D>(kind: &str, de: D) -> Result<Self, D::Error>
-    where
-        D: serde::Deserializer<'de>,
-    {
-        use serde::de::Error;
-        Ok(match kind {
-            "slack" => NotifierConfig::Slack(Deserialize::deserialize(de)?),
-            "teams" => NotifierConfig::Teams(Deserialize::deserialize(de)?),
-            "email" => NotifierConfig::Email(Deserialize::deserialize(de)?),
-            "webhook" => NotifierConfig::Webhook(Deserialize::deserialize(de)?),
-            "alertmanager" => NotifierConfig::Alertmanager(Deserialize::deserialize(de)?),
-            "command" => NotifierConfig::Command(Deserialize::deserialize(de)?),
-            "log" => NotifierConfig::Log(Deserialize::deserialize(de)?),
-            other => return Err(D::Error::unknown_variant(other, Self::TYPES)),
-        })
-    }
-
-    /// Turns the raw table into typed settings, pushing every problem to `issues`.
-    /// Returns `None` when there was at least one.
-    pub fn validate(self, issues: &mut Vec<ConfigIssue>) -> Option<NotifierSpec> {
-        let before = issues.len();
-        let spec = match self {
-            NotifierConfig::Slack(c) => c.validate(issues).map(NotifierSpec::Slack),
-            NotifierConfig::Teams(c) => c.validate(issues).map(NotifierSpec::Teams),
-            NotifierConfig::Email(c) => c.validate(issues).map(NotifierSpec::Email),
-            NotifierConfig::Webhook(c) => c.validate(issues).map(NotifierSpec::Webhook),
-            NotifierConfig::Alertmanager(c) => c.validate(issues).map(NotifierSpec::Alertmanager),
-            NotifierConfig::Command(c) => c.validate(issues).map(NotifierSpec::Command),
-            NotifierConfig::Log(c) => c.validate(issues).map(NotifierSpec::Log),
-        };
-        if issues.len() > before { None } else { spec }
-    }
-}
-
-/// A validated notifier: typed values (secrets in redacting types), nothing connected.
-#[derive(Debug, Clone)]
-pub enum NotifierSpec {
-    Slack(slack::SlackSpec),
-    Teams(teams::TeamsSpec),
-    Email(email::EmailSpec),
-    Webhook(webhook::WebhookSpec),
-    Alertmanager(alertmanager::AlertmanagerSpec),
-    Command(command::CommandSpec),
-    Log(log::LogSpec),
-}
-
-impl NotifierSpec {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            NotifierSpec::Slack(_) => "slack",
-            NotifierSpec::Teams(_) => "teams",
-            NotifierSpec::Email(_) => "email",
-            NotifierSpec::Webhook(_) => "webhook",
-            NotifierSpec::Alertmanager(_) => "alertmanager",
-            NotifierSpec::Command(_) => "command",
-            NotifierSpec::Log(_) => "log",
-        }
-    }
-
-    /// The least time between two messages to this notifier, for channels whose
-    /// receiver limits the rate: Slack's incoming webhooks take one message a second.
-    pub fn min_interval(&self) -> Option<std::time::Duration> {
-        match self {
-            NotifierSpec::Slack(_) => Some(std::time::Duration::from_secs(1)),
-            _ => None,
-        }
-    }
-
-    /// How often a firing alert is posted again, for receivers that forget an alert
-    /// that is not repeated: Alertmanager resolves it after its `resolve_timeout`.
-    pub fn resend_every(&self) -> Option<std::time::Duration> {
-        match self {
-            NotifierSpec::Alertmanager(s) => Some(s.resend_every),
-            _ => None,
-        }
-    }
+// The channels: one line each (see [`plugin`]). The order is the order `type`'s
+// values are listed in messages.
+notifiers! {
+    Slack(slack::SlackConfig) = "slack",
+    Teams(teams::TeamsConfig) = "teams",
+    Email(email::EmailConfig) = "email",
+    Webhook(webhook::WebhookConfig) = "webhook",
+    Alertmanager(alertmanager::AlertmanagerConfig) = "alertmanager",
+    Command(command::CommandConfig) = "command",
+    Log(log::LogConfig) = "log",
 }
 
 /// Why a notifier could not be built from a valid spec.
@@ -248,103 +164,6 @@ pub enum DeliveryError {
     /// Trying again will not help: other 4xx, a payload the receiver refuses.
     #[error("{reason}")]
     Reject { reason: String },
-}
-
-/// A notifier ready to send.
-#[derive(Debug)]
-pub enum Notifier {
-    Slack(slack::Slack),
-    Teams(teams::Teams),
-    // Boxed: lettre's transport makes it several times the size of the others.
-    Email(Box<email::Email>),
-    Webhook(webhook::Webhook),
-    Alertmanager(alertmanager::Alertmanager),
-    Command(command::Command),
-    Log(log::Log),
-}
-
-impl Notifier {
-    /// Builds the runtime for a spec. `client` is the agent's [`delivery_client`], which
-    /// follows no redirects (a 3xx is a rejection, not a delivery); a
-    /// notifier with its own `ca_file` builds a client (or, for email, TLS settings) of
-    /// its own, and fails with [`BuildError::Setup`] when that file cannot be read or
-    /// holds no certificate.
-    pub fn build(spec: &NotifierSpec, client: &reqwest::Client) -> Result<Notifier, BuildError> {
-        Ok(match spec {
-            NotifierSpec::Slack(s) => Notifier::Slack(slack::Slack::new(s.clone(), client.clone())),
-            NotifierSpec::Teams(s) => Notifier::Teams(teams::Teams::new(s.clone(), client.clone())),
-            NotifierSpec::Webhook(s) => {
-                Notifier::Webhook(webhook::Webhook::new(s.clone(), client)?)
-            }
-            NotifierSpec::Alertmanager(s) => {
-                Notifier::Alertmanager(alertmanager::Alertmanager::new(s.clone(), client)?)
-            }
-            NotifierSpec::Command(s) => Notifier::Command(command::Command::new(s.clone())),
-            NotifierSpec::Log(s) => Notifier::Log(log::Log::new(s.clone())),
-            NotifierSpec::Email(s) => Notifier::Email(Box::new(email::Email::new(s.clone())?)),
-        })
-    }
-
-    /// Whether this channel merges several messages into one digest: the channels a
-    /// person reads (slack, teams, email, log). Machine channels (webhook, alertmanager,
-    /// command) take each message on its own, and the agent sends them one by one.
-    pub fn merges(&self) -> bool {
-        match self {
-            Notifier::Slack(_) | Notifier::Teams(_) | Notifier::Email(_) | Notifier::Log(_) => true,
-            Notifier::Webhook(_) | Notifier::Alertmanager(_) | Notifier::Command(_) => false,
-        }
-    }
-
-    /// Delivers several messages as one digest that names every job ([`text`] words it;
-    /// each channel's `render_digest` lays it out within its limits). With one message
-    /// it is [`Notifier::send`]; with none it sends nothing. A channel that does not
-    /// [merge](Notifier::merges) sends each message in turn and stops at the first
-    /// error, which it returns. Never retries by itself; never logs a secret.
-    pub async fn send_digest(&self, alerts: &[Alert]) -> Result<(), DeliveryError> {
-        match alerts {
-            [] => return Ok(()),
-            [alert] => return self.send(alert).await,
-            _ => {}
-        }
-        match self {
-            Notifier::Slack(n) => n.send_digest(alerts).await,
-            Notifier::Teams(n) => n.send_digest(alerts).await,
-            Notifier::Email(n) => n.send_digest(alerts).await,
-            Notifier::Log(n) => n.send_digest(alerts).await,
-            Notifier::Webhook(_) | Notifier::Alertmanager(_) | Notifier::Command(_) => {
-                for alert in alerts {
-                    self.send(alert).await?;
-                }
-                Ok(())
-            }
-        }
-    }
-
-    /// [`Notifier::send`], also naming every replica of an Alertmanager cluster that
-    /// did not take the message, even when another did and it counts as delivered (see
-    /// [`alertmanager::Alertmanager::post`]). The other channels have no replicas.
-    pub async fn send_to_replicas(&self, alert: &Alert) -> alertmanager::Posted {
-        match self {
-            Notifier::Alertmanager(n) => n.post(alert).await,
-            _ => alertmanager::Posted {
-                result: self.send(alert).await,
-                failed: Vec::new(),
-            },
-        }
-    }
-
-    /// Delivers one message. Never retries by itself; never logs a secret.
-    pub async fn send(&self, alert: &Alert) -> Result<(), DeliveryError> {
-        match self {
-            Notifier::Slack(n) => n.send(alert).await,
-            Notifier::Teams(n) => n.send(alert).await,
-            Notifier::Email(n) => n.send(alert).await,
-            Notifier::Webhook(n) => n.send(alert).await,
-            Notifier::Alertmanager(n) => n.send(alert).await,
-            Notifier::Command(n) => n.send(alert).await,
-            Notifier::Log(n) => n.send(alert).await,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -381,7 +200,7 @@ mod tests {
             })),
         ]
         .iter()
-        .map(|n| (kind(n), n.merges()))
+        .map(|n| (n.kind(), n.merges()))
         .collect();
         assert_eq!(
             merging,
@@ -392,18 +211,6 @@ mod tests {
                 ("command", false)
             ]
         );
-    }
-
-    fn kind(notifier: &Notifier) -> &'static str {
-        match notifier {
-            Notifier::Slack(_) => "slack",
-            Notifier::Teams(_) => "teams",
-            Notifier::Email(_) => "email",
-            Notifier::Webhook(_) => "webhook",
-            Notifier::Alertmanager(_) => "alertmanager",
-            Notifier::Command(_) => "command",
-            Notifier::Log(_) => "log",
-        }
     }
 
     #[tokio::test]

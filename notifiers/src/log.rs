@@ -4,17 +4,24 @@
 use serde::Deserialize;
 
 use crate::validate::ConfigIssue;
-use crate::{Alert, DeliveryError, Event};
+use crate::{Alert, BuildError, Channel, DeliveryError, Event, NotifierPlugin};
 
 /// The raw `[notifiers.NAME]` table of `type = "log"`: no keys of its own.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {}
 
-impl LogConfig {
+impl NotifierPlugin for LogConfig {
+    type Spec = LogSpec;
+    type Channel = Log;
+
     /// There is nothing to check; kept for the same shape as every channel.
-    pub fn validate(self, _issues: &mut Vec<ConfigIssue>) -> Option<LogSpec> {
+    fn validate(self, _issues: &mut Vec<ConfigIssue>) -> Option<LogSpec> {
         Some(LogSpec)
+    }
+
+    fn build(spec: &LogSpec, _client: &reqwest::Client) -> Result<Log, BuildError> {
+        Ok(Log::new(spec.clone()))
     }
 }
 
@@ -33,10 +40,14 @@ impl Log {
     pub fn new(spec: LogSpec) -> Self {
         Self { _spec: spec }
     }
+}
+
+impl Channel for Log {
+    const MERGES: bool = true;
 
     /// Logs [`crate::text::render_text`] at WARN for failures, updates and reminders and
     /// at INFO for recoveries and tests, with `job` and `event` fields. Always delivered.
-    pub async fn send(&self, alert: &Alert) -> Result<(), DeliveryError> {
+    async fn send(&self, alert: &Alert) -> Result<(), DeliveryError> {
         let text = crate::text::render_text(alert);
         let event = alert.event.as_str();
         match alert.event {
@@ -54,7 +65,7 @@ impl Log {
     /// `alerts` (how many): at WARN when any of them is a failure, update or reminder, at
     /// INFO when all are recoveries and tests, as [`Log::send`] would log each. Always
     /// delivered.
-    pub async fn send_digest(&self, alerts: &[Alert]) -> Result<(), DeliveryError> {
+    async fn send_digest(&self, alerts: &[Alert]) -> Result<(), DeliveryError> {
         let text = crate::text::render_digest_text(alerts);
         let count = alerts.len();
         let problem = alerts

@@ -5,14 +5,16 @@
 use std::fmt;
 use std::time::Duration;
 
+use klaxon_config_core::{SecretKey, Seg};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use toml::Spanned;
 
+use crate::http::HttpShell;
 use crate::text::{self, ELLIPSIS};
 use crate::validate::{self, ConfigIssue};
-use crate::{Alert, DeliveryError};
+use crate::{Alert, BuildError, Channel, DeliveryError, NotifierPlugin};
 
 /// Slack's limit on a header block's text.
 pub const HEADER_CHARS: usize = 150;
@@ -37,12 +39,26 @@ pub struct SlackConfig {
     webhook_url: Spanned<SecretString>,
 }
 
-impl SlackConfig {
+impl NotifierPlugin for SlackConfig {
+    type Spec = SlackSpec;
+    type Channel = Slack;
+
+    const SECRET_KEYS: &'static [SecretKey] = &[SecretKey::always(&[Seg::Key("webhook_url")])];
+
     /// Checks the webhook URL (`https`, or `http` to a loopback host), pushing every
     /// problem to `issues`.
-    pub fn validate(self, issues: &mut Vec<ConfigIssue>) -> Option<SlackSpec> {
+    fn validate(self, issues: &mut Vec<ConfigIssue>) -> Option<SlackSpec> {
         let webhook_url = validate::secret_webhook_url(self.webhook_url, "webhook_url", issues)?;
         Some(SlackSpec { webhook_url })
+    }
+
+    fn build(spec: &SlackSpec, client: &reqwest::Client) -> Result<Slack, BuildError> {
+        Ok(Slack::new(spec.clone(), client.clone()))
+    }
+
+    /// Slack's incoming webhooks take one message a second.
+    fn min_interval(_spec: &SlackSpec) -> Option<Duration> {
+        Some(Duration::from_secs(1))
     }
 }
 
@@ -232,8 +248,7 @@ fn fit(escaped: &str, max: usize) -> String {
 #[derive(Debug)]
 pub struct Slack {
     spec: SlackSpec,
-    client: reqwest::Client,
-    timeout: Duration,
+    http: HttpShell,
 }
 
 impl Slack {
@@ -242,45 +257,38 @@ impl Slack {
 
     /// A notifier posting through `client` (the agent's shared HTTP client).
     pub fn new(spec: SlackSpec, client: reqwest::Client) -> Self {
-        Self {
-            spec,
-            client,
-            timeout: Self::TIMEOUT,
-        }
+        let http = HttpShell::shared(client, Self::TIMEOUT);
+        Self { spec, http }
     }
 
     /// The same notifier with another delivery deadline than [`Slack::TIMEOUT`].
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
+    pub fn with_timeout(self, timeout: Duration) -> Self {
+        let http = self.http.with_timeout(timeout);
+        Self { http, ..self }
     }
+}
+
+impl Channel for Slack {
+    const MERGES: bool = true;
 
     /// POSTs [`render`]'s JSON to the webhook. 2xx is delivered; 408, 429 (with its
     /// `Retry-After`), 5xx, connection errors and timeouts are [`DeliveryError::Retry`];
     /// other statuses are [`DeliveryError::Reject`] quoting the start of Slack's answer.
     /// No reason contains the webhook URL.
-    pub async fn send(&self, alert: &Alert) -> Result<(), DeliveryError> {
+    async fn send(&self, alert: &Alert) -> Result<(), DeliveryError> {
         let body = render(alert).to_string().into_bytes();
-        crate::http::post_json(
-            &self.client,
-            self.spec.webhook_url.expose_secret(),
-            body,
-            self.timeout,
-        )
-        .await
+        (self.http)
+            .post_json(self.spec.webhook_url.expose_secret(), body)
+            .await
     }
 
     /// POSTs [`render_digest`]'s JSON to the webhook: one message for several alerts,
     /// answers classified as [`Slack::send`] does.
-    pub async fn send_digest(&self, alerts: &[Alert]) -> Result<(), DeliveryError> {
+    async fn send_digest(&self, alerts: &[Alert]) -> Result<(), DeliveryError> {
         let body = render_digest(alerts).to_string().into_bytes();
-        crate::http::post_json(
-            &self.client,
-            self.spec.webhook_url.expose_secret(),
-            body,
-            self.timeout,
-        )
-        .await
+        (self.http)
+            .post_json(self.spec.webhook_url.expose_secret(), body)
+            .await
     }
 }
 

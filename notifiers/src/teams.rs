@@ -7,13 +7,15 @@ use std::borrow::Cow;
 use std::fmt;
 use std::time::Duration;
 
+use klaxon_config_core::{SecretKey, Seg};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use toml::Spanned;
 
+use crate::http::HttpShell;
 use crate::validate::{self, ConfigIssue};
-use crate::{Alert, DeliveryError, Event, Severity, text};
+use crate::{Alert, BuildError, Channel, DeliveryError, Event, NotifierPlugin, Severity, text};
 
 /// Teams refuses a message over about 28 KB; a rendered payload stays at or under this
 /// many bytes of JSON.
@@ -40,10 +42,19 @@ pub enum TeamsFormat {
     MessageCard,
 }
 
-impl TeamsConfig {
+impl NotifierPlugin for TeamsConfig {
+    type Spec = TeamsSpec;
+    type Channel = Teams;
+
+    const SECRET_KEYS: &'static [SecretKey] = &[SecretKey::always(&[Seg::Key("webhook_url")])];
+
+    fn build(spec: &TeamsSpec, client: &reqwest::Client) -> Result<Teams, BuildError> {
+        Ok(Teams::new(spec.clone(), client.clone()))
+    }
+
     /// Checks the webhook URL (`https`, or `http` to a loopback host) and the format,
     /// pushing every problem to `issues`.
-    pub fn validate(self, issues: &mut Vec<ConfigIssue>) -> Option<TeamsSpec> {
+    fn validate(self, issues: &mut Vec<ConfigIssue>) -> Option<TeamsSpec> {
         let webhook_url = validate::secret_webhook_url(self.webhook_url, "webhook_url", issues);
         let format = match self.format {
             None => Some(TeamsFormat::AdaptiveCard),
@@ -447,8 +458,7 @@ fn message_card(alert: &Alert, limits: Limits) -> Value {
 #[derive(Debug)]
 pub struct Teams {
     spec: TeamsSpec,
-    client: reqwest::Client,
-    timeout: Duration,
+    http: HttpShell,
 }
 
 impl Teams {
@@ -457,48 +467,41 @@ impl Teams {
 
     /// A notifier posting through `client` (the agent's shared HTTP client).
     pub fn new(spec: TeamsSpec, client: reqwest::Client) -> Self {
-        Self {
-            spec,
-            client,
-            timeout: Self::TIMEOUT,
-        }
+        let http = HttpShell::shared(client, Self::TIMEOUT);
+        Self { spec, http }
     }
 
     /// The same notifier with another delivery deadline than [`Teams::TIMEOUT`].
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
+    pub fn with_timeout(self, timeout: Duration) -> Self {
+        let http = self.http.with_timeout(timeout);
+        Self { http, ..self }
     }
+}
+
+impl Channel for Teams {
+    const MERGES: bool = true;
 
     /// POSTs [`render`]'s JSON to the webhook. Any 2xx is delivered (a Workflows webhook
     /// answers `202 Accepted` with no body); 408, 429 (with its `Retry-After`), 5xx,
     /// connection errors and timeouts are [`DeliveryError::Retry`]; other statuses are
     /// [`DeliveryError::Reject`] quoting the start of the answer. No reason contains the
     /// webhook URL.
-    pub async fn send(&self, alert: &Alert) -> Result<(), DeliveryError> {
+    async fn send(&self, alert: &Alert) -> Result<(), DeliveryError> {
         let body = render(alert, self.spec.format).to_string().into_bytes();
-        crate::http::post_json(
-            &self.client,
-            self.spec.webhook_url.expose_secret(),
-            body,
-            self.timeout,
-        )
-        .await
+        (self.http)
+            .post_json(self.spec.webhook_url.expose_secret(), body)
+            .await
     }
 
     /// POSTs [`render_digest`]'s JSON to the webhook: one message for several alerts,
     /// answers classified as [`Teams::send`] does.
-    pub async fn send_digest(&self, alerts: &[Alert]) -> Result<(), DeliveryError> {
+    async fn send_digest(&self, alerts: &[Alert]) -> Result<(), DeliveryError> {
         let body = render_digest(alerts, self.spec.format)
             .to_string()
             .into_bytes();
-        crate::http::post_json(
-            &self.client,
-            self.spec.webhook_url.expose_secret(),
-            body,
-            self.timeout,
-        )
-        .await
+        (self.http)
+            .post_json(self.spec.webhook_url.expose_secret(), body)
+            .await
     }
 }
 

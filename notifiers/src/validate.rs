@@ -1,72 +1,15 @@
-//! What every notifier's validation shares: a located problem, and parsing of the value
-//! types the config writes as strings (durations, URLs, mailboxes), with the rules that
-//! keep secrets and credentials off the wire and out of messages.
+//! What every notifier's validation shares beyond [`klaxon_config_core`] (the located
+//! problem and durations, re-exported here): parsing of URLs and mailboxes, with the
+//! rules that keep secrets and credentials off the wire and out of messages.
 
 use std::net::IpAddr;
-use std::ops::Range;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use toml::Spanned;
 use url::Url;
 
-/// One problem in a notifier's config, at a byte range of the config file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigIssue {
-    /// Byte range of the offending value (or key) in the config file.
-    pub span: Range<usize>,
-    /// What is wrong: lowercase, no trailing period, values in backticks.
-    pub message: String,
-}
-
-impl ConfigIssue {
-    /// A problem at `span`.
-    pub fn new(span: Range<usize>, message: impl Into<String>) -> Self {
-        Self {
-            span,
-            message: message.into(),
-        }
-    }
-}
-
-/// Parses a humantime duration ("30s", "5m", "1h30m"), reporting `key` on failure.
-pub(crate) fn duration(
-    value: &Spanned<String>,
-    key: &str,
-    issues: &mut Vec<ConfigIssue>,
-) -> Option<Duration> {
-    match humantime::parse_duration(value.get_ref().trim()) {
-        Ok(d) => Some(d),
-        Err(_) => {
-            issues.push(ConfigIssue::new(
-                value.span(),
-                format!(
-                    "`{key}`: expected a duration like `30s`, `5m` or `1h30m`, found `{}`",
-                    value.get_ref()
-                ),
-            ));
-            None
-        }
-    }
-}
-
-/// Like [`duration`], but zero is rejected too: for limits where zero means nothing.
-pub(crate) fn positive_duration(
-    value: &Spanned<String>,
-    key: &str,
-    issues: &mut Vec<ConfigIssue>,
-) -> Option<Duration> {
-    let d = duration(value, key, issues)?;
-    if d.is_zero() {
-        issues.push(ConfigIssue::new(
-            value.span(),
-            format!("`{key}` must be greater than zero"),
-        ));
-        return None;
-    }
-    Some(d)
-}
+pub use klaxon_config_core::{ConfigIssue, positive_duration};
 
 /// Whether a host name or address can only mean this machine: `localhost`, 127.0.0.0/8
 /// or `::1` (bracketed or not).

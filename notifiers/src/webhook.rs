@@ -8,14 +8,16 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use klaxon_config_core::{SecretKey, Seg};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, USER_AGENT};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use toml::Spanned;
 use url::Url;
 
+use crate::http::HttpShell;
 use crate::validate::{self, ConfigIssue};
-use crate::{Alert, BuildError, DeliveryError};
+use crate::{Alert, BuildError, Channel, DeliveryError, NotifierPlugin};
 
 /// The header that carries the body's signature when a `secret` is set. Kept for
 /// receivers written before [`SIGNATURE_256_HEADER`]; it can be replayed.
@@ -35,10 +37,22 @@ pub struct WebhookConfig {
     ca_file: Option<Spanned<String>>,
 }
 
-impl WebhookConfig {
+impl NotifierPlugin for WebhookConfig {
+    type Spec = WebhookSpec;
+    type Channel = Webhook;
+
+    const SECRET_KEYS: &'static [SecretKey] = &[
+        SecretKey::always(&[Seg::Key("secret")]),
+        SecretKey::url(&[Seg::Key("url")]),
+    ];
+
+    fn build(spec: &WebhookSpec, client: &reqwest::Client) -> Result<Webhook, BuildError> {
+        Webhook::new(spec.clone(), client)
+    }
+
     /// Checks the URL (`http` or `https`), the secret (not empty) and `ca_file`, pushing
     /// every problem to `issues`.
-    pub fn validate(self, issues: &mut Vec<ConfigIssue>) -> Option<WebhookSpec> {
+    fn validate(self, issues: &mut Vec<ConfigIssue>) -> Option<WebhookSpec> {
         let url = validate::http_url(&self.url, "url", issues);
         let secret = match self.secret {
             None => Some(None),
@@ -109,8 +123,7 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 #[derive(Debug)]
 pub struct Webhook {
     spec: WebhookSpec,
-    client: reqwest::Client,
-    timeout: Duration,
+    http: HttpShell,
 }
 
 impl Webhook {
@@ -121,30 +134,25 @@ impl Webhook {
     /// a client of its own that also trusts `ca_file`. Fails with
     /// [`BuildError::Setup`] when that file cannot be read or holds no certificate.
     pub fn new(spec: WebhookSpec, client: &reqwest::Client) -> Result<Self, BuildError> {
-        let client = match &spec.ca_file {
-            Some(path) => crate::http::client_with_ca(path)?,
-            None => client.clone(),
-        };
-        Ok(Self {
-            spec,
-            client,
-            timeout: Self::TIMEOUT,
-        })
+        let http = HttpShell::new(client, spec.ca_file.as_deref(), Self::TIMEOUT)?;
+        Ok(Self { spec, http })
     }
 
     /// The same notifier with another delivery deadline than [`Webhook::TIMEOUT`].
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
+    pub fn with_timeout(self, timeout: Duration) -> Self {
+        let http = self.http.with_timeout(timeout);
+        Self { http, ..self }
     }
+}
 
+impl Channel for Webhook {
     /// POSTs [`render`]'s body with `Content-Type: application/json`,
     /// `User-Agent: klaxon/VERSION` and, with a `secret`, [`SIGNATURE_HEADER`],
     /// [`TIMESTAMP_HEADER`] (now) and [`SIGNATURE_256_HEADER`]. 2xx is
     /// delivered; 408, 429 (with its `Retry-After`), 5xx, connection errors and timeouts
     /// are [`DeliveryError::Retry`]; other statuses are [`DeliveryError::Reject`]. No
     /// reason contains the URL or the secret.
-    pub async fn send(&self, alert: &Alert) -> Result<(), DeliveryError> {
+    async fn send(&self, alert: &Alert) -> Result<(), DeliveryError> {
         let body = render(alert);
         let mut headers = HeaderMap::new();
         headers.insert(
@@ -172,14 +180,9 @@ impl Webhook {
                 }
             }
         }
-        crate::http::post_json_with(
-            &self.client,
-            self.spec.url.clone(),
-            headers,
-            body,
-            self.timeout,
-        )
-        .await
+        (self.http)
+            .post_json_with(self.spec.url.clone(), headers, body)
+            .await
     }
 }
 

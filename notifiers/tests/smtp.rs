@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use chrono::DateTime;
 use klaxon_notifiers::email::{Email, EmailCredentials, EmailSpec, EmailTls};
-use klaxon_notifiers::{Alert, CheckInfo, DeliveryError, Event, Severity};
+use klaxon_notifiers::{Alert, Channel, CheckInfo, DeliveryError, Event, Severity};
 use secrecy::SecretString;
 use serde_json::Value;
 

@@ -2,75 +2,36 @@
 //! replaced, so that the file's own text can be judged: a secret written literally in a
 //! file others can read is warned about, and error snippets never show a secret's text.
 //!
-//! [`SECRET_FIELDS`] is the one list of where secrets live; the validated model holds
-//! each of them as a `SecretString`.
+//! Each plugin declares the secret keys of its own table (`SECRET_KEYS` of
+//! `klaxon_notifiers::NotifierPlugin` and `klaxon_checks::CheckPlugin`); [`SECRET_FIELDS`]
+//! lists the few outside any plugin. The validated model holds each as a `SecretString`.
+//! A key one plugin declares is a secret in every table of its crate: a mistyped `type`
+//! still has its secrets masked.
 
 use std::ops::Range;
 
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-/// How a field holds a secret.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    /// The whole value is a secret (a token, a password, a webhook URL).
-    Always,
-    /// A URL: secret when it carries a password (`https://user:pass@host/`).
-    UrlCredentials,
-}
+use klaxon_checks::CheckConfig;
+use klaxon_config_core::{SecretKey, SecretKind as Kind};
+use klaxon_notifiers::NotifierConfig;
 
-/// Segment of a field path: a fixed key, any key (`*`: a job or notifier name), a key
-/// that names a secret (a header or variable like `Authorization` or `API_TOKEN`), or an
-/// array item.
+/// Segment of a field path outside a plugin's table: a fixed key, or any key (`*`: a job
+/// name).
 #[derive(Debug, Clone, Copy)]
 enum Seg {
     Key(&'static str),
     Any,
-    SecretName,
-    Item,
 }
 
-use Seg::{Any, Item, Key, SecretName};
+use Seg::{Any, Key};
 
-/// Every place a secret may be written in a config file.
+/// Every place outside a plugin's table where a secret may be written in a config file.
 const SECRET_FIELDS: &[(&[Seg], Kind)] = &[
     (&[Key("agent"), Key("listen_token")], Kind::Always),
     (&[Key("agent"), Key("heartbeat"), Key("url")], Kind::Always),
     (&[Key("jobs"), Any, Key("heartbeat")], Kind::Always),
-    (
-        &[Key("jobs"), Any, Key("check"), Key("bearer_token")],
-        Kind::Always,
-    ),
-    (
-        &[
-            Key("jobs"),
-            Any,
-            Key("check"),
-            Key("basic_auth"),
-            Key("password"),
-        ],
-        Kind::Always,
-    ),
-    (
-        &[Key("jobs"), Any, Key("check"), Key("headers"), SecretName],
-        Kind::Always,
-    ),
-    (
-        &[Key("jobs"), Any, Key("check"), Key("env"), SecretName],
-        Kind::Always,
-    ),
-    (
-        &[Key("jobs"), Any, Key("check"), Key("url")],
-        Kind::UrlCredentials,
-    ),
-    (&[Key("notifiers"), Any, Key("webhook_url")], Kind::Always),
-    (&[Key("notifiers"), Any, Key("password")], Kind::Always),
-    (&[Key("notifiers"), Any, Key("secret")], Kind::Always),
-    (&[Key("notifiers"), Any, Key("url")], Kind::UrlCredentials),
-    (
-        &[Key("notifiers"), Any, Key("urls"), Item],
-        Kind::UrlCredentials,
-    ),
 ];
 
 /// A header or environment variable whose value is a credential.
@@ -139,7 +100,7 @@ fn walk<'d>(value: &'d Spanned<DeValue<'_>>, path: &mut Path<'d>, found: &mut Ve
 }
 
 fn kind_of(path: &[Option<&str>]) -> Option<Kind> {
-    SECRET_FIELDS.iter().find_map(|(pattern, kind)| {
+    let outside = SECRET_FIELDS.iter().find_map(|(pattern, kind)| {
         let matches = pattern.len() == path.len()
             && pattern
                 .iter()
@@ -147,11 +108,36 @@ fn kind_of(path: &[Option<&str>]) -> Option<Kind> {
                 .all(|(seg, step)| match (seg, step) {
                     (Key(k), Some(s)) => k == s,
                     (Any, Some(_)) => true,
-                    (SecretName, Some(s)) => names_a_secret(s),
-                    (Item, None) => true,
                     _ => false,
                 });
         matches.then_some(*kind)
+    });
+    outside.or_else(|| match path {
+        [Some("notifiers"), Some(_), rest @ ..] => in_plugin(rest, NotifierConfig::SECRET_KEYS),
+        [Some("jobs"), Some(_), Some("check"), rest @ ..] => {
+            in_plugin(rest, CheckConfig::SECRET_KEYS)
+        }
+        _ => None,
+    })
+}
+
+/// How `rest` (the path inside a plugin's table) holds a secret, by the keys its crate's
+/// plugins declare.
+fn in_plugin(rest: &[Option<&str>], keys: &[&[SecretKey]]) -> Option<Kind> {
+    use klaxon_config_core::Seg as P;
+    keys.iter().copied().flatten().find_map(|key| {
+        let matches = key.path.len() == rest.len()
+            && key
+                .path
+                .iter()
+                .zip(rest)
+                .all(|(seg, step)| match (seg, step) {
+                    (P::Key(k), Some(s)) => k == s,
+                    (P::SecretName, Some(s)) => names_a_secret(s),
+                    (P::Item, None) => true,
+                    _ => false,
+                });
+        matches.then_some(key.kind)
     })
 }
 

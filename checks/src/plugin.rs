@@ -1,0 +1,210 @@
+//! The anatomy of a check: what one kind's file implements ([`CheckPlugin`] on its raw
+//! config, [`Probe`] on its runtime) and the `checks!` macro whose one line per kind in
+//! the crate root makes the closed enums ([`CheckConfig`](crate::CheckConfig),
+//! [`CheckSpec`](crate::CheckSpec), [`Check`](crate::Check)), the `type` names and every
+//! `match` over them. Nothing is registered at run time: a kind missing a method is a
+//! compile error.
+
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use klaxon_config_core::SecretKey;
+use serde::de::DeserializeOwned;
+
+use crate::{BuildError, ConfigIssue, Outcome, Shared};
+
+/// A kind's raw `[jobs.NAME.check]` table (less its `type`), and what the agent must know
+/// about the kind beside its runtime.
+pub trait CheckPlugin: DeserializeOwned + fmt::Debug {
+    /// The validated settings: typed values, nothing opened or connected yet. It has
+    /// a `fn target(&self) -> String` saying what is checked, for messages and
+    /// `status`, which never contains a secret.
+    type Spec: Clone + fmt::Debug + Send + Sync;
+    /// The runtime that runs one try; [`Passive`] for a kind the agent does not run.
+    type Runtime: Probe;
+
+    /// The keys of this kind's table that hold secrets (found in the file before `${…}`
+    /// is replaced, to warn about literal secrets and mask them in errors).
+    const SECRET_KEYS: &'static [SecretKey] = &[];
+
+    /// Whether the agent runs this check itself (`false` for passive heartbeats, which
+    /// are fed by pings).
+    const ACTIVE: bool = true;
+
+    /// Turns the raw table into typed settings, pushing every problem to `issues`.
+    fn validate(self, issues: &mut Vec<ConfigIssue>) -> Option<Self::Spec>;
+
+    /// Builds the runtime, reusing `shared` clients where it can.
+    fn build(spec: &Self::Spec, shared: &Shared) -> Result<Self::Runtime, BuildError>;
+}
+
+/// A check ready to run. Running never fails: every problem with the target is an
+/// [`Outcome`] with a severity and a summary.
+pub trait Probe: fmt::Debug + Send + Sync {
+    /// Runs one try. `timeout` bounds the whole try; when it fires the result is
+    /// critical, "timed out after …", and everything the try started is stopped.
+    fn run(&self, timeout: Duration) -> impl Future<Output = Outcome> + Send;
+
+    /// [`Probe::run`], stopped early when `interrupt` completes (klaxon is stopping),
+    /// for a kind that can stop (a script's group is killed); by default the try runs to
+    /// its end, bounded by `timeout`.
+    fn run_until(
+        &self,
+        timeout: Duration,
+        interrupt: impl Future<Output = ()> + Send,
+    ) -> impl Future<Output = Outcome> + Send {
+        drop(interrupt);
+        self.run(timeout)
+    }
+}
+
+/// The runtime of a kind the agent does not run itself (a heartbeat, fed by pings): no
+/// value of it exists.
+#[derive(Debug)]
+pub enum Passive {}
+
+impl Probe for Passive {
+    async fn run(&self, _timeout: Duration) -> Outcome {
+        match *self {}
+    }
+}
+
+/// Declares the check kinds: one line each, `Variant(module::Config) = "type"`, where
+/// `Config` implements [`CheckPlugin`]. Makes the three enums, the list of `type` names,
+/// the deserializer that picks a variant by `type`, and the methods that forward to each
+/// kind.
+macro_rules! checks {
+    ($($variant:ident($config:ty) = $kind:literal),+ $(,)?) => {
+        /// The raw `[jobs.NAME.check]` table, less its `type` key, as the file says it.
+        // Few of these exist (one per job, made at load) and they are matched, not moved
+        // in hot loops: boxing the HTTP variant would buy nothing.
+        #[allow(clippy::large_enum_variant)]
+        #[derive(Debug)]
+        pub enum CheckConfig {
+            $($variant($config)),+
+        }
+
+        impl CheckConfig {
+            /// The values `type` may take.
+            pub const TYPES: &'static [&'static str] = &[$($kind),+];
+
+            /// Every kind's secret keys (see [`CheckPlugin::SECRET_KEYS`]).
+            pub const SECRET_KEYS: &'static [&'static [$crate::SecretKey]] =
+                &[$(<$config as $crate::CheckPlugin>::SECRET_KEYS),+];
+
+            /// Deserializes the rest of a check table whose `type` is `kind`.
+            ///
+            /// `kind` must be one of [`Self::TYPES`]; the caller reports other values.
+            pub fn deserialize<'de, D>(kind: &str, de: D) -> Result<Self, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                use serde::de::Error;
+                Ok(match kind {
+                    $($kind => CheckConfig::$variant(serde::Deserialize::deserialize(de)?),)+
+                    other => return Err(D::Error::unknown_variant(other, Self::TYPES)),
+                })
+            }
+
+            /// The `type` this table was read as.
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(CheckConfig::$variant(_) => $kind),+
+                }
+            }
+
+            /// Turns the raw table into typed settings, pushing every problem to
+            /// `issues`. Returns `None` when there was at least one.
+            pub fn validate(self, issues: &mut Vec<$crate::ConfigIssue>) -> Option<CheckSpec> {
+                let before = issues.len();
+                let spec = match self {
+                    $(CheckConfig::$variant(c) => {
+                        $crate::CheckPlugin::validate(c, issues).map(CheckSpec::$variant)
+                    })+
+                };
+                if issues.len() > before { None } else { spec }
+            }
+        }
+
+        /// A validated check: typed values, nothing opened or connected yet.
+        // Few of these exist (one per job, made at load) and they are matched, not moved
+        // in hot loops: boxing the HTTP variant would buy nothing.
+        #[allow(clippy::large_enum_variant)]
+        #[derive(Debug, Clone)]
+        pub enum CheckSpec {
+            $($variant(<$config as $crate::CheckPlugin>::Spec)),+
+        }
+
+        impl CheckSpec {
+            /// The check's type, as `type` names it in the config.
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(CheckSpec::$variant(_) => $kind),+
+                }
+            }
+
+            /// What is checked, for messages and `status`: a URL (without
+            /// credentials), a command line, a process name, `host:port`, a path. Never
+            /// contains a secret.
+            pub fn target(&self) -> String {
+                match self {
+                    $(CheckSpec::$variant(s) => s.target()),+
+                }
+            }
+
+            /// Whether the agent runs this check itself (`false` for passive
+            /// heartbeats, which are fed by pings).
+            pub fn is_active(&self) -> bool {
+                match self {
+                    $(CheckSpec::$variant(_) => <$config as $crate::CheckPlugin>::ACTIVE),+
+                }
+            }
+        }
+
+        /// A check ready to run.
+        // Few of these exist (one per job, made at load) and they are matched, not moved
+        // in hot loops: boxing the HTTP variant would buy nothing.
+        #[allow(clippy::large_enum_variant)]
+        #[derive(Debug)]
+        pub enum Check {
+            $($variant(<$config as $crate::CheckPlugin>::Runtime)),+
+        }
+
+        impl Check {
+            /// Builds the runtime for a spec, reusing `shared` clients where it can.
+            ///
+            /// `heartbeat` checks are fed by pings the agent stores, and judged with
+            /// [`heartbeat::evaluate`]; they have no runtime here and report
+            /// [`BuildError::Unsupported`].
+            pub fn build(spec: &CheckSpec, shared: &Shared) -> Result<Check, BuildError> {
+                Ok(match spec {
+                    $(CheckSpec::$variant(s) => {
+                        Check::$variant(<$config as $crate::CheckPlugin>::build(s, shared)?)
+                    })+
+                })
+            }
+
+            /// Runs one try. `timeout` bounds the whole try; when it fires the result is
+            /// critical, "timed out after …", and everything the try started is stopped.
+            pub async fn run(&self, timeout: Duration) -> Outcome {
+                self.run_until(timeout, std::future::pending()).await
+            }
+
+            /// [`Check::run`], stopped early when `interrupt` completes (klaxon is
+            /// stopping): a script's group gets SIGTERM, then SIGKILL after
+            /// [`script::KILL_GRACE`], and the outcome is [`Outcome::interrupted`]; so
+            /// is a `disk` run waiting for a `statfs` still stuck from an earlier run.
+            /// Other kinds are bounded by `timeout` and run to their end.
+            pub async fn run_until(
+                &self,
+                timeout: Duration,
+                interrupt: impl std::future::Future<Output = ()> + Send,
+            ) -> Outcome {
+                match self {
+                    $(Check::$variant(c) => $crate::Probe::run_until(c, timeout, interrupt).await),+
+                }
+            }
+        }
+    };
+}

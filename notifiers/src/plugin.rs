@@ -1,0 +1,271 @@
+//! The anatomy of a notifier: what one channel's file implements ([`NotifierPlugin`] on
+//! its raw config, [`Channel`] on its runtime) and the `notifiers!` macro whose one line per channel in the crate root makes the closed enums
+//! ([`NotifierConfig`](crate::NotifierConfig), [`NotifierSpec`](crate::NotifierSpec),
+//! [`Notifier`](crate::Notifier)), the `type` names and every `match` over them. Nothing
+//! is registered at run time: a channel missing a method is a compile error.
+
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use klaxon_config_core::SecretKey;
+use serde::de::DeserializeOwned;
+
+use crate::alertmanager::Posted;
+use crate::{Alert, BuildError, ConfigIssue, DeliveryError};
+
+/// A channel's raw `[notifiers.NAME]` table (less the keys every notifier shares), and
+/// what the agent must know about the channel beside its runtime.
+pub trait NotifierPlugin: DeserializeOwned + fmt::Debug {
+    /// The validated settings: typed values, secrets in redacting types, nothing
+    /// connected.
+    type Spec: Clone + fmt::Debug + Send + Sync;
+    /// The runtime that sends.
+    type Channel: Channel;
+
+    /// The keys of this channel's table that hold secrets (found in the file before
+    /// `${…}` is replaced, to warn about literal secrets and mask them in errors).
+    const SECRET_KEYS: &'static [SecretKey] = &[];
+
+    /// Turns the raw table into typed settings, pushing every problem to `issues`.
+    fn validate(self, issues: &mut Vec<ConfigIssue>) -> Option<Self::Spec>;
+
+    /// Builds the runtime. `client` is the agent's [`delivery_client`](crate::delivery_client);
+    /// a channel with a `ca_file` builds its own and fails with [`BuildError::Setup`]
+    /// when that file cannot be read.
+    fn build(spec: &Self::Spec, client: &reqwest::Client) -> Result<Self::Channel, BuildError>;
+
+    /// The least time between two messages, for receivers that limit the rate.
+    fn min_interval(_spec: &Self::Spec) -> Option<Duration> {
+        None
+    }
+
+    /// How often a firing alert is posted again, for receivers that forget an alert
+    /// that is not repeated.
+    fn resend_every(_spec: &Self::Spec) -> Option<Duration> {
+        None
+    }
+}
+
+/// A channel ready to send. Every failure is classified: [`DeliveryError::Retry`] when
+/// another try can help, [`DeliveryError::Reject`] when it cannot; nothing retries here.
+pub trait Channel: fmt::Debug + Send + Sync {
+    /// Whether several messages go out as one digest: the channels a person reads.
+    const MERGES: bool = false;
+
+    /// Delivers one message. Never logs a secret.
+    fn send(&self, alert: &Alert) -> impl Future<Output = Result<(), DeliveryError>> + Send;
+
+    /// Delivers two or more messages. A channel that [merges](Channel::MERGES) sends one
+    /// digest; the others send each in turn and stop at the first error.
+    fn send_digest(
+        &self,
+        alerts: &[Alert],
+    ) -> impl Future<Output = Result<(), DeliveryError>> + Send {
+        async move {
+            for alert in alerts {
+                self.send(alert).await?;
+            }
+            Ok(())
+        }
+    }
+
+    /// [`Channel::send`], also naming every replica that did not take the message, for
+    /// channels that post to several; the others have none.
+    fn send_to_replicas(&self, alert: &Alert) -> impl Future<Output = Posted> + Send {
+        async move {
+            Posted {
+                result: self.send(alert).await,
+                failed: Vec::new(),
+            }
+        }
+    }
+}
+
+/// A boxed runtime (for one much larger than the others) sends as the runtime does.
+impl<C: Channel> Channel for Box<C> {
+    const MERGES: bool = C::MERGES;
+
+    fn send(&self, alert: &Alert) -> impl Future<Output = Result<(), DeliveryError>> + Send {
+        (**self).send(alert)
+    }
+
+    fn send_digest(
+        &self,
+        alerts: &[Alert],
+    ) -> impl Future<Output = Result<(), DeliveryError>> + Send {
+        (**self).send_digest(alerts)
+    }
+
+    fn send_to_replicas(&self, alert: &Alert) -> impl Future<Output = Posted> + Send {
+        (**self).send_to_replicas(alert)
+    }
+}
+
+/// Declares the notifier channels: one line each, `Variant(module::Config) = "type"`,
+/// where `Config` implements [`NotifierPlugin`]. Makes the three enums, the list of
+/// `type` names, the deserializer that picks a variant by `type`, and the methods that
+/// forward to each channel.
+macro_rules! notifiers {
+    ($($variant:ident($config:ty) = $kind:literal),+ $(,)?) => {
+        /// The raw `[notifiers.NAME]` table, less the keys every notifier shares (`type`,
+        /// `fallback`, `fallback_after`, `min_severity`), which the agent handles.
+        #[derive(Debug)]
+        pub enum NotifierConfig {
+            $($variant($config)),+
+        }
+
+        impl NotifierConfig {
+            /// The values `type` may take.
+            pub const TYPES: &'static [&'static str] = &[$($kind),+];
+
+            /// Every channel's secret keys (see [`NotifierPlugin::SECRET_KEYS`]).
+            pub const SECRET_KEYS: &'static [&'static [$crate::SecretKey]] =
+                &[$(<$config as $crate::NotifierPlugin>::SECRET_KEYS),+];
+
+            /// Deserializes the rest of a notifier table whose `type` is `kind`.
+            pub fn deserialize<'de, D>(kind: &str, de: D) -> Result<Self, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                use serde::de::Error;
+                Ok(match kind {
+                    $($kind => NotifierConfig::$variant(serde::Deserialize::deserialize(de)?),)+
+                    other => return Err(D::Error::unknown_variant(other, Self::TYPES)),
+                })
+            }
+
+            /// The `type` this table was read as.
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(NotifierConfig::$variant(_) => $kind),+
+                }
+            }
+
+            /// Turns the raw table into typed settings, pushing every problem to
+            /// `issues`. Returns `None` when there was at least one.
+            pub fn validate(self, issues: &mut Vec<$crate::ConfigIssue>) -> Option<NotifierSpec> {
+                let before = issues.len();
+                let spec = match self {
+                    $(NotifierConfig::$variant(c) => {
+                        $crate::NotifierPlugin::validate(c, issues).map(NotifierSpec::$variant)
+                    })+
+                };
+                if issues.len() > before { None } else { spec }
+            }
+        }
+
+        /// A validated notifier: typed values (secrets in redacting types), nothing
+        /// connected.
+        #[derive(Debug, Clone)]
+        pub enum NotifierSpec {
+            $($variant(<$config as $crate::NotifierPlugin>::Spec)),+
+        }
+
+        impl NotifierSpec {
+            /// The notifier's type, as `type` names it in the config.
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(NotifierSpec::$variant(_) => $kind),+
+                }
+            }
+
+            /// The least time between two messages to this notifier, for channels whose
+            /// receiver limits the rate ([`NotifierPlugin::min_interval`]).
+            pub fn min_interval(&self) -> Option<std::time::Duration> {
+                match self {
+                    $(NotifierSpec::$variant(s) => {
+                        <$config as $crate::NotifierPlugin>::min_interval(s)
+                    })+
+                }
+            }
+
+            /// How often a firing alert is posted again, for receivers that forget an
+            /// alert that is not repeated ([`NotifierPlugin::resend_every`]).
+            pub fn resend_every(&self) -> Option<std::time::Duration> {
+                match self {
+                    $(NotifierSpec::$variant(s) => {
+                        <$config as $crate::NotifierPlugin>::resend_every(s)
+                    })+
+                }
+            }
+        }
+
+        /// A notifier ready to send.
+        #[derive(Debug)]
+        pub enum Notifier {
+            $($variant(<$config as $crate::NotifierPlugin>::Channel)),+
+        }
+
+        impl Notifier {
+            /// Builds the runtime for a spec. `client` is the agent's
+            /// [`delivery_client`], which follows no redirects (a 3xx is a rejection,
+            /// not a delivery); a notifier with its own `ca_file` builds a client (or,
+            /// for email, TLS settings) of its own, and fails with
+            /// [`BuildError::Setup`] when that file cannot be read or holds no
+            /// certificate.
+            pub fn build(
+                spec: &NotifierSpec,
+                client: &reqwest::Client,
+            ) -> Result<Notifier, $crate::BuildError> {
+                Ok(match spec {
+                    $(NotifierSpec::$variant(s) => {
+                        Notifier::$variant(<$config as $crate::NotifierPlugin>::build(s, client)?)
+                    })+
+                })
+            }
+
+            /// The notifier's type, as `type` names it in the config.
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(Notifier::$variant(_) => $kind),+
+                }
+            }
+
+            /// Whether this channel merges several messages into one digest: the
+            /// channels a person reads ([`Channel::MERGES`]). The others take each
+            /// message on its own, and the agent sends them one by one.
+            pub fn merges(&self) -> bool {
+                match self {
+                    $(Notifier::$variant(_) => {
+                        <<$config as $crate::NotifierPlugin>::Channel as $crate::Channel>::MERGES
+                    })+
+                }
+            }
+
+            /// Delivers several messages as one digest that names every job ([`text`]
+            /// words it; each channel's `render_digest` lays it out within its limits).
+            /// With one message it is [`Notifier::send`]; with none it sends nothing. A
+            /// channel that does not [merge](Notifier::merges) sends each message in
+            /// turn and stops at the first error, which it returns. Never retries by
+            /// itself; never logs a secret.
+            pub async fn send_digest(&self, alerts: &[Alert]) -> Result<(), $crate::DeliveryError> {
+                match alerts {
+                    [] => return Ok(()),
+                    [alert] => return self.send(alert).await,
+                    _ => {}
+                }
+                match self {
+                    $(Notifier::$variant(n) => $crate::Channel::send_digest(n, alerts).await),+
+                }
+            }
+
+            /// [`Notifier::send`], also naming every replica of an Alertmanager cluster
+            /// that did not take the message, even when another did and it counts as
+            /// delivered (see [`alertmanager::Alertmanager::post`]). The other channels
+            /// have no replicas.
+            pub async fn send_to_replicas(&self, alert: &Alert) -> $crate::alertmanager::Posted {
+                match self {
+                    $(Notifier::$variant(n) => $crate::Channel::send_to_replicas(n, alert).await),+
+                }
+            }
+
+            /// Delivers one message. Never retries by itself; never logs a secret.
+            pub async fn send(&self, alert: &Alert) -> Result<(), $crate::DeliveryError> {
+                match self {
+                    $(Notifier::$variant(n) => $crate::Channel::send(n, alert).await),+
+                }
+            }
+        }
+    };
+}
