@@ -437,6 +437,7 @@ fn agent_alert(rt: &Runtime, outage: &Outage, at: DateTime<Utc>) -> Alert {
         next_run: None,
         downtime_ms: None,
         id: outage.id.clone(),
+        acknowledged: None,
     }
 }
 

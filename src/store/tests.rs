@@ -32,6 +32,7 @@ pub(super) fn alert(event: Event) -> Alert {
         next_run: None,
         downtime_ms: None,
         id: "api-1".into(),
+        acknowledged: None,
     }
 }
 
