@@ -25,8 +25,9 @@
 //!
 //! Set-up: a generated config (`group_wait = "0s"`, `alert.after = 1`, one `webhook`
 //! notifier, jobs with a `tcp` check that never runs), `Runtime::build(.., Mode::Live,
-//! SystemClock)` and `delivery::worker` spawned on a runtime built like the agent's
-//! (2 workers, at most 4 blocking threads). The measuring code runs as a task on that
+//! SystemClock)`, its outbox doorbell bound (`Store::listen_for_others`), and
+//! `delivery::worker` spawned on a runtime built like the agent's (2 workers, at most 4
+//! blocking threads). The measuring code runs as a task on that
 //! runtime, as the scheduler's runs do.
 //!
 //! * isolated alert: t0 = just before `record` of a critical outcome of job `single`;
@@ -593,6 +594,11 @@ fn run(o: &Opts) -> Result<Value, String> {
         let rt = Arc::new(
             Runtime::build(config, Mode::Live, Arc::new(SystemClock)).map_err(|e| e.to_string())?,
         );
+        // As the agent does in `Mode::Live`: with its doorbell bound, a commit rings
+        // nobody (without it, every commit would knock on a socket that is not there).
+        rt.store
+            .listen_for_others()
+            .map_err(|e| format!("outbox doorbell: {e}"))?;
         let stop = CancellationToken::new();
         let worker = tokio::spawn(klaxon::delivery::worker(rt.clone(), stop.clone()));
         let measure = tokio::spawn({

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
-use klaxon_checks::Severity;
+use klaxon_notifiers::Severity;
 
 use crate::alert::Silenced;
 use crate::schedule::CronSchedule;
@@ -144,6 +144,74 @@ fn first_instant_at_or_after(tz: Tz, wall: chrono::NaiveDateTime) -> DateTime<Ut
     Utc.from_utc_datetime(&wall)
 }
 
+/// A silence asked for (by `klaxon silence add` or `POST /api/silences`), checked:
+/// job names or globs, and either a length (`for`, like `2h`) or an end (`until`, an
+/// RFC 3339 time, or a time of day `HH:MM` today or tomorrow in `tz`). The error says
+/// what is wrong.
+pub fn silence_request(
+    jobs: Vec<String>,
+    length: Option<&str>,
+    until: Option<&str>,
+    comment: Option<String>,
+    created_by: String,
+    now: DateTime<Utc>,
+    tz: Tz,
+) -> Result<crate::store::NewSilence, String> {
+    if jobs.is_empty() {
+        return Err("name at least one job (a name or a glob like `backup-*`)".into());
+    }
+    for job in &jobs {
+        crate::store::check_pattern(job)?;
+    }
+    let ends_at = match (length, until) {
+        (Some(_), Some(_)) => return Err("give `for` or `until`, not both".into()),
+        (None, None) => return Err("say how long: `for` (like `2h`) or `until` (a time)".into()),
+        (Some(length), None) => {
+            let d = humantime::parse_duration(length.trim()).map_err(|_| {
+                format!("`for`: expected a duration like `30m` or `2h`, found `{length}`")
+            })?;
+            if d.is_zero() {
+                return Err("`for` must be greater than zero".into());
+            }
+            now + chrono::Duration::from_std(d)
+                .map_err(|_| format!("`for`: `{length}` is too long"))?
+        }
+        (None, Some(until)) => parse_until(until.trim(), now, tz)?,
+    };
+    if ends_at <= now {
+        return Err(format!(
+            "`until` is in the past ({}): a silence must end later than now",
+            ends_at.with_timezone(&tz).to_rfc3339()
+        ));
+    }
+    Ok(crate::store::NewSilence {
+        jobs,
+        starts_at: now,
+        ends_at,
+        comment: comment.filter(|c| !c.trim().is_empty()),
+        created_by,
+    })
+}
+
+/// An RFC 3339 time, or `HH:MM`: the next time the clock in `tz` shows it.
+fn parse_until(until: &str, now: DateTime<Utc>, tz: Tz) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(until) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let time = NaiveTime::parse_from_str(until, "%H:%M").map_err(|_| {
+        format!(
+            "`until`: expected a time like `2026-12-03T18:00:00+01:00` or `18:00`, found `{until}`"
+        )
+    })?;
+    let today = now.with_timezone(&tz).date_naive();
+    let at = first_instant_at_or_after(tz, today.and_time(time));
+    if at > now {
+        return Ok(at);
+    }
+    let tomorrow = today.succ_opt().ok_or("`until` is out of range")?;
+    Ok(first_instant_at_or_after(tz, tomorrow.and_time(time)))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -230,8 +298,16 @@ mod tests {
         let now = utc("2026-01-10T12:00:00Z");
         let tz = chrono_tz::Europe::Berlin;
         let ask = |length: Option<&str>, until: Option<&str>| {
-            silence_request(vec!["backup-*".into()], length, until, None, "ann".into(), now, tz)
-                .map(|s| s.ends_at)
+            silence_request(
+                vec!["backup-*".into()],
+                length,
+                until,
+                None,
+                "ann".into(),
+                now,
+                tz,
+            )
+            .map(|s| s.ends_at)
         };
         assert_eq!(ask(Some("2h"), None), Ok(utc("2026-01-10T14:00:00Z")));
         // 18:00 Berlin = 17:00 UTC today; 08:00 Berlin has passed: tomorrow's.
@@ -241,11 +317,31 @@ mod tests {
             ask(None, Some("2026-01-10T15:00:00+01:00")),
             Ok(utc("2026-01-10T14:00:00Z"))
         );
-        assert!(ask(None, Some("2026-01-09T15:00:00Z")).unwrap_err().contains("in the past"));
-        assert!(ask(Some("2h"), Some("18:00")).unwrap_err().contains("not both"));
+        assert!(
+            ask(None, Some("2026-01-09T15:00:00Z"))
+                .unwrap_err()
+                .contains("in the past")
+        );
+        assert!(
+            ask(Some("2h"), Some("18:00"))
+                .unwrap_err()
+                .contains("not both")
+        );
         assert!(ask(None, None).is_err());
-        assert!(ask(Some("soon"), None).unwrap_err().starts_with("`for`: expected a duration"));
-        let bad = silence_request(vec!["x[".into()], Some("1h"), None, None, "a".into(), now, tz);
+        assert!(
+            ask(Some("soon"), None)
+                .unwrap_err()
+                .starts_with("`for`: expected a duration")
+        );
+        let bad = silence_request(
+            vec!["x[".into()],
+            Some("1h"),
+            None,
+            None,
+            "a".into(),
+            now,
+            tz,
+        );
         assert!(bad.unwrap_err().contains("not a valid glob"));
     }
 
@@ -282,69 +378,4 @@ mod tests {
         );
         assert!(day.holds(Severity::Critical));
     }
-}
-
-/// A silence asked for (by `klaxon silence add` or `POST /api/silences`), checked:
-/// job names or globs, and either a length (`for`, like `2h`) or an end (`until`, an
-/// RFC 3339 time, or a time of day `HH:MM` today or tomorrow in `tz`). The error says
-/// what is wrong.
-pub fn silence_request(
-    jobs: Vec<String>,
-    length: Option<&str>,
-    until: Option<&str>,
-    comment: Option<String>,
-    created_by: String,
-    now: DateTime<Utc>,
-    tz: Tz,
-) -> Result<crate::store::NewSilence, String> {
-    if jobs.is_empty() {
-        return Err("name at least one job (a name or a glob like `backup-*`)".into());
-    }
-    for job in &jobs {
-        crate::store::check_pattern(job)?;
-    }
-    let ends_at = match (length, until) {
-        (Some(_), Some(_)) => return Err("give `for` or `until`, not both".into()),
-        (None, None) => return Err("say how long: `for` (like `2h`) or `until` (a time)".into()),
-        (Some(length), None) => {
-            let d = humantime::parse_duration(length.trim()).map_err(|_| {
-                format!("`for`: expected a duration like `30m` or `2h`, found `{length}`")
-            })?;
-            if d.is_zero() {
-                return Err("`for` must be greater than zero".into());
-            }
-            now + chrono::Duration::from_std(d).map_err(|_| format!("`for`: `{length}` is too long"))?
-        }
-        (None, Some(until)) => parse_until(until.trim(), now, tz)?,
-    };
-    if ends_at <= now {
-        return Err(format!(
-            "`until` is in the past ({}): a silence must end later than now",
-            ends_at.with_timezone(&tz).to_rfc3339()
-        ));
-    }
-    Ok(crate::store::NewSilence {
-        jobs,
-        starts_at: now,
-        ends_at,
-        comment: comment.filter(|c| !c.trim().is_empty()),
-        created_by,
-    })
-}
-
-/// An RFC 3339 time, or `HH:MM`: the next time the clock in `tz` shows it.
-fn parse_until(until: &str, now: DateTime<Utc>, tz: Tz) -> Result<DateTime<Utc>, String> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(until) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    let time = NaiveTime::parse_from_str(until, "%H:%M").map_err(|_| {
-        format!("`until`: expected a time like `2026-12-03T18:00:00+01:00` or `18:00`, found `{until}`")
-    })?;
-    let today = now.with_timezone(&tz).date_naive();
-    let at = first_instant_at_or_after(tz, today.and_time(time));
-    if at > now {
-        return Ok(at);
-    }
-    let tomorrow = today.succ_opt().ok_or("`until` is out of range")?;
-    Ok(first_instant_at_or_after(tz, tomorrow.and_time(time)))
 }

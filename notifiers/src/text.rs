@@ -187,7 +187,11 @@ pub fn digest_lines(alerts: &[Alert]) -> Vec<String> {
                 Event::Recovery => match (alert.failing_since, alert.downtime_ms) {
                     (Some(from), Some(ms)) => {
                         let to = from + chrono::Duration::milliseconds(ms as i64);
-                        format!("{title} (down {}–{})", from.format("%H:%M"), to.format("%H:%M"))
+                        format!(
+                            "{title} (down {}–{})",
+                            from.format("%H:%M"),
+                            to.format("%H:%M")
+                        )
                     }
                     _ => title,
                 },
@@ -549,10 +553,17 @@ mod tests {
             ..fixtures::recovery()
         };
         let all = facts(&alert);
-        let ack = all.iter().find(|(label, _)| *label == "Acknowledged").unwrap();
+        let ack = all
+            .iter()
+            .find(|(label, _)| *label == "Acknowledged")
+            .unwrap();
         assert!(ack.1.starts_with("by ann at "), "{}", ack.1);
         assert!(ack.1.ends_with(": on it"), "{}", ack.1);
-        assert!(facts(&fixtures::recovery()).iter().all(|(l, _)| *l != "Acknowledged"));
+        assert!(
+            facts(&fixtures::recovery())
+                .iter()
+                .all(|(l, _)| *l != "Acknowledged")
+        );
     }
 
     #[test]

@@ -183,7 +183,11 @@ impl Transition {
                 next_run: run.next_run.map(local),
                 downtime_ms,
                 id: open.id.clone(),
-                acknowledged: open.acked.as_ref().map(|a| klaxon_notifiers::Acknowledged { by: a.by.clone(), at: local(a.at), comment: a.comment.clone() }),
+                acknowledged: open.acked.as_ref().map(|a| klaxon_notifiers::Acknowledged {
+                    by: a.by.clone(),
+                    at: local(a.at),
+                    comment: a.comment.clone(),
+                }),
             };
             let told = open.told.clone();
             let was_told = |name: &String| told.as_ref().is_some_and(|t| t.contains(name));

@@ -3,7 +3,7 @@
 
 use chrono::NaiveTime;
 use chrono_tz::Tz;
-use klaxon_checks::Severity;
+use klaxon_notifiers::Severity;
 
 use super::diagnostic::Diagnostic;
 use super::raw::{RawMaintenance, RawQuiet, Text};

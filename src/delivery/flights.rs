@@ -185,31 +185,44 @@ impl Flights {
 
     /// Takes the messages committed since the last look ([`Store::take_fresh`])
     /// without reading the whole outbox, except a job's message that must wait for an
-    /// older one (left for the read that comes with that one's retry or landing). They
-    /// are claimed first, in one transaction that looks at their jobs alone: another
-    /// process may be sending an older message of the same job and notifier.
+    /// older one (left for the read that comes with that one's retry or landing). One
+    /// claimed as it was inserted had no older message of its job and notifier
+    /// undelivered: it is taken as it is. The others are claimed first, in one
+    /// transaction that looks at their jobs alone: another process may be sending an
+    /// older message of the same job and notifier.
     pub(super) fn take_fresh(&mut self, rt: &Runtime, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let keys: HashSet<(String, String)> = rt
-            .store
-            .take_fresh()
-            .into_iter()
-            .filter(|item| !self.taken.contains(&item.id))
-            .map(|item| (item.notifier, item.alert.job))
-            .filter(|key| !self.held.contains(key))
-            .collect();
+        let mut claimed = Vec::new();
+        let mut keys = HashSet::new();
+        for fresh in rt.store.take_fresh() {
+            let item = fresh.item;
+            if self.taken.contains(&item.id) {
+                continue;
+            }
+            if fresh.claimed {
+                claimed.push(item);
+                continue;
+            }
+            let key = (item.notifier, item.alert.job);
+            if !self.held.contains(&key) {
+                keys.insert(key);
+            }
+        }
+        // Taken before the claim below, which then leaves a newer message of their
+        // jobs behind them.
+        let wake = self.take(rt, now, claimed);
         if keys.is_empty() {
-            return None;
+            return wake;
         }
         let due = match rt.store.claim_keys(now, &self.taken, &keys) {
             Ok(due) => due,
             Err(e) => {
                 tracing::error!(%e, "cannot read the outbox");
-                return None;
+                return wake;
             }
         };
         self.held.extend(due.blocked);
         self.behind.extend(due.behind);
-        self.take(rt, now, due.items)
+        earliest(wake, self.take(rt, now, due.items))
     }
 
     fn take(

@@ -7,11 +7,11 @@ use std::path::Path;
 
 use rusqlite::{Connection, params};
 
-use super::outbox::write_marks;
+use super::outbox::{InsertClaims, write_marks};
 use super::silences::silence_in;
 use super::{
-    BUSY_TIMEOUT, JobState, Mark, OutboxItem, RunRecord, Store, StoreError, THREADS, lock, ms,
-    state_in, write_tx,
+    BUSY_TIMEOUT, CLAIM_LEASE, Fresh, JobState, Mark, OutboxItem, RunRecord, Store, StoreError,
+    THREADS, lock, ms, state_in, write_tx,
 };
 use crate::alert::Silenced;
 
@@ -42,7 +42,7 @@ pub(super) enum Write {
 
 /// What a [`Write`] gives back.
 pub(super) enum Written {
-    Run(Vec<OutboxItem>),
+    Run(Vec<Fresh>),
     Marks,
 }
 
@@ -58,9 +58,13 @@ pub(super) struct Pending {
 /// writers go on. Counted in commits, not time: an idle agent does not wake for it.
 pub(super) const CHECKPOINT_EVERY: u32 = 100;
 
-fn write_one(conn: &Connection, write: &Write) -> Result<Written, StoreError> {
+fn write_one(
+    conn: &Connection,
+    write: &Write,
+    claims: Option<&mut InsertClaims<'_>>,
+) -> Result<Written, StoreError> {
     Ok(match write {
-        Write::Run(write) => Written::Run(write_run(conn, &write.0, &write.1)?),
+        Write::Run(write) => Written::Run(write_run(conn, &write.0, &write.1, claims)?),
         Write::Marks(marks) => {
             write_marks(conn, marks)?;
             Written::Marks
@@ -68,12 +72,17 @@ fn write_one(conn: &Connection, write: &Write) -> Result<Written, StoreError> {
     })
 }
 
-/// One run, its job's new state and its messages, on an open transaction.
+/// One run, its job's new state and its messages, on an open transaction. With
+/// `claims`, each message that has no older undelivered one of its job and notifier
+/// (whichever process wrote it) is inserted claimed by their owner, as
+/// [`Store::claim_keys`] would claim it: in the same transaction, so no other process
+/// can slip one in before it.
 fn write_run(
     conn: &Connection,
     run: &RunRecord,
     change: &Change,
-) -> Result<Vec<OutboxItem>, StoreError> {
+    mut claims: Option<&mut InsertClaims<'_>>,
+) -> Result<Vec<Fresh>, StoreError> {
     let before = state_in(conn, &run.job)?;
     let (state, messages, silenced) = match change {
         Change::Alert(transition) => {
@@ -100,10 +109,16 @@ fn write_run(
     )?
     .execute(params![run.job, serde_json::to_string(&state)?])?;
     let mut items = Vec::with_capacity(messages.len());
+    let until = ms(run.finished_at) + CLAIM_LEASE.as_millis() as i64;
     for m in messages {
+        let claim = match claims.as_deref_mut() {
+            Some(claims) => claims.claim(conn, &m.notifier, &m.alert.job)?,
+            None => None,
+        };
         conn.prepare_cached(
-            "INSERT INTO outbox (alert_id, job, notifier, event, payload, created_at, next_attempt_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+            "INSERT INTO outbox (alert_id, job, notifier, event, payload, created_at, next_attempt_at,
+                                 claimed_by, claim_until)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8)",
         )?
         .execute(params![
             m.alert.id,
@@ -112,8 +127,10 @@ fn write_run(
             m.alert.event.as_str(),
             serde_json::to_string(&m.alert)?,
             ms(run.finished_at),
+            claim,
+            claim.map(|_| until),
         ])?;
-        items.push(OutboxItem {
+        let item = OutboxItem {
             id: conn.last_insert_rowid(),
             notifier: m.notifier,
             alert: m.alert,
@@ -121,6 +138,10 @@ fn write_run(
             next_attempt_at: run.finished_at,
             created_at: run.finished_at,
             fallback_sent: false,
+        };
+        items.push(Fresh {
+            item,
+            claimed: claim.is_some(),
         });
     }
     Ok(items)
@@ -176,7 +197,7 @@ impl Store {
             },
         )));
         match self.commit_writes(vec![write]).pop() {
-            Some(Ok(Written::Run(items))) => Ok(items),
+            Some(Ok(Written::Run(items))) => Ok(items.into_iter().map(|f| f.item).collect()),
             Some(Err(e)) => Err(e),
             _ => Err(StoreError::Stopped),
         }
@@ -192,7 +213,7 @@ impl Store {
         change: Change,
     ) -> Result<Vec<OutboxItem>, StoreError> {
         match self.queued(Write::Run(Box::new((run, change)))).await? {
-            Written::Run(items) => Ok(items),
+            Written::Run(items) => Ok(items.into_iter().map(|f| f.item).collect()),
             Written::Marks => Err(StoreError::Stopped),
         }
     }
@@ -317,10 +338,12 @@ impl Store {
     /// page a savepoint changes into its sub-journal, and a storm's runs change many.
     fn commit_writes(&self, writes: Vec<Write>) -> Vec<Result<Written, StoreError>> {
         let mut conn = self.conn();
+        let claimer = self.claimer();
         let together = write_tx(&mut conn).and_then(|tx| {
+            let mut claims = claimer.map(InsertClaims::new);
             let written = writes
                 .iter()
-                .map(|write| write_one(&tx, write))
+                .map(|write| write_one(&tx, write, claims.as_mut()))
                 .collect::<Result<Vec<_>, _>>();
             match written {
                 Ok(written) => tx.commit().map(|()| Some(written)),
@@ -330,7 +353,7 @@ impl Store {
         });
         let committed = match together {
             Ok(Some(written)) => Ok(written.into_iter().map(Ok).collect()),
-            Ok(None) => Self::commit_apart(&mut conn, &writes),
+            Ok(None) => Self::commit_apart(&mut conn, &writes, claimer),
             Err(e) => Err(e),
         };
         if let Ok(results) = &committed {
@@ -367,12 +390,14 @@ impl Store {
     fn commit_apart(
         conn: &mut Connection,
         writes: &[Write],
+        claimer: Option<&str>,
     ) -> Result<Vec<Result<Written, StoreError>>, rusqlite::Error> {
         let mut tx = write_tx(conn)?;
+        let mut claims = claimer.map(InsertClaims::new);
         let mut results = Vec::with_capacity(writes.len());
         for write in writes {
             let result = tx.savepoint().map_err(StoreError::from).and_then(|sp| {
-                let written = write_one(&sp, write)?;
+                let written = write_one(&sp, write, claims.as_mut())?;
                 sp.commit()?;
                 Ok(written)
             });

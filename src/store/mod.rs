@@ -42,7 +42,7 @@ use commit::insert_run;
 pub use commit::{Change, NewMessage};
 pub use history::{Pass as PrunePass, Pruned, keep_pruning, prune_for};
 use migrations::SCHEMA_VERSION;
-pub use outbox::{CLAIM_LEASE, Due, Mark, OutboxItem};
+pub use outbox::{CLAIM_LEASE, Due, Fresh, Mark, OutboxItem};
 pub use silences::{NewSilence, Silence, check_pattern, matches as job_matches};
 
 #[derive(Debug, thiserror::Error)]
@@ -110,7 +110,7 @@ pub struct Store {
     checkpointer: Arc<Mutex<Option<Connection>>>,
     /// Messages committed since the delivery loop last looked, once it asked for them
     /// ([`Store::hand_over`]): it takes these without reading the outbox again.
-    fresh: Arc<Mutex<Option<Vec<OutboxItem>>>>,
+    fresh: Arc<Mutex<Option<Vec<Fresh>>>>,
     /// Rung when this process commits messages: the delivery loop waits on it. It
     /// lives with the store, not with one config's runtime, so a run that started
     /// before a reload still wakes the loop of the config after it.

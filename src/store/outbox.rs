@@ -29,6 +29,16 @@ pub struct OutboxItem {
     pub fallback_sent: bool,
 }
 
+/// A message handed over to the delivery loop ([`Store::take_fresh`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fresh {
+    pub item: OutboxItem,
+    /// Claimed for this store by the transaction that inserted it, no older message
+    /// of its job and notifier being undelivered then: it may be sent without
+    /// claiming it again.
+    pub claimed: bool,
+}
+
 /// How a delivery try of one outbox message went, to be recorded.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mark {
@@ -256,7 +266,10 @@ impl Store {
             // A fallback's own fallback is not followed: no chains, no loops.
             fallback_sent: true,
         };
-        self.fresh([copy.clone()]);
+        self.fresh([Fresh {
+            item: copy.clone(),
+            claimed: false,
+        }]);
         drop(conn);
         self.committed();
         Ok(Some(copy))
@@ -403,13 +416,24 @@ impl Store {
     /// From now on, every message this store commits is also kept for
     /// [`Store::take_fresh`] until taken or until the outbox is read: the delivery loop
     /// asks for this, a process without one does not.
+    ///
+    /// Its messages are then claimed as they are inserted, when no older message of
+    /// their job and notifier is undelivered (see [`Fresh::claimed`]): the loop that
+    /// asked sends them without a second write. A process without one never claims at
+    /// insert, so it leaves no claim that nobody is going to send.
     pub fn hand_over(&self) {
         lock(&self.fresh).get_or_insert_with(Vec::new);
     }
 
+    /// Who claims this store's new messages as they are inserted: this store, once its
+    /// delivery loop takes them ([`Store::hand_over`]).
+    pub(super) fn claimer(&self) -> Option<&str> {
+        lock(&self.fresh).is_some().then_some(&*self.owner)
+    }
+
     /// The messages committed since the last call or the last read of the outbox,
     /// oldest first.
-    pub fn take_fresh(&self) -> Vec<OutboxItem> {
+    pub fn take_fresh(&self) -> Vec<Fresh> {
         lock(&self.fresh)
             .as_mut()
             .map(std::mem::take)
@@ -420,7 +444,7 @@ impl Store {
     /// connection still locked, so a read of the outbox sees them either as pending
     /// and clears them here, or not at all.
     /// Rings [`Store::ready`] when there are any.
-    pub(super) fn fresh(&self, items: impl IntoIterator<Item = OutboxItem>) {
+    pub(super) fn fresh(&self, items: impl IntoIterator<Item = Fresh>) {
         let mut items = items.into_iter().peekable();
         if items.peek().is_none() {
             return;
@@ -465,4 +489,47 @@ impl Store {
     fn pending_rows(&self) -> Result<Vec<PendingRow>, StoreError> {
         pending_rows(&self.conn())
     }
+}
+
+/// Claiming new messages as they are inserted, for the writes of one transaction.
+pub(super) struct InsertClaims<'a> {
+    owner: &'a str,
+    /// (notifier, job) with an undelivered message: read from the outbox at the first
+    /// message, then kept up to date with the messages inserted. A message of this
+    /// transaction that is settled or rolled back later stays in it; that only leaves
+    /// a newer message unclaimed, to be claimed when taken.
+    busy: Option<std::collections::HashSet<(String, String)>>,
+}
+
+impl<'a> InsertClaims<'a> {
+    pub(super) fn new(owner: &'a str) -> Self {
+        Self { owner, busy: None }
+    }
+
+    /// The owner, when a new message of (`notifier`, `job`) is claimed at insert: no
+    /// older one of them is undelivered. It is counted as undelivered from now on.
+    pub(super) fn claim(
+        &mut self,
+        conn: &Connection,
+        notifier: &str,
+        job: &str,
+    ) -> Result<Option<&'a str>, StoreError> {
+        let busy = match &mut self.busy {
+            Some(busy) => busy,
+            None => self.busy.insert(undelivered_keys(conn)?),
+        };
+        let first = busy.insert((notifier.to_owned(), job.to_owned()));
+        Ok(first.then_some(self.owner))
+    }
+}
+
+/// (notifier, job) of the undelivered messages (not given up).
+fn undelivered_keys(
+    conn: &Connection,
+) -> Result<std::collections::HashSet<(String, String)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT DISTINCT notifier, job FROM outbox WHERE delivered_at IS NULL AND gave_up_at IS NULL",
+    )?;
+    let keys = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(keys.collect::<Result<_, _>>()?)
 }

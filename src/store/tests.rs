@@ -139,24 +139,7 @@ async fn runs_recorded_together_are_committed_together_and_apart() {
 async fn committed_messages_are_handed_over_once_and_a_read_takes_them_instead() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let record = |job: &'static str, at: i64| {
-        let store = store.clone();
-        async move {
-            let mut a = alert(Event::Failure);
-            a.job = job.into();
-            let change = Change::Decided {
-                state: Box::new(JobState::default()),
-                messages: vec![NewMessage {
-                    notifier: "hook".into(),
-                    alert: a,
-                }],
-            };
-            store
-                .record(run(job, at, "critical"), change)
-                .await
-                .unwrap()
-        }
-    };
+    let record = |job: &'static str, at: i64| record_one(&store, job, at, Event::Failure);
     // Nobody asked: nothing is kept.
     record("a", 1).await;
     assert!(store.take_fresh().is_empty());
@@ -165,7 +148,12 @@ async fn committed_messages_are_handed_over_once_and_a_read_takes_them_instead()
     let b = record("b", 2).await;
     let c = record("c", 3).await;
     let fresh = store.take_fresh();
-    assert_eq!(fresh, [b[0].clone(), c[0].clone()]);
+    let items: Vec<_> = fresh.iter().map(|f| f.item.clone()).collect();
+    assert_eq!(items, [b[0].clone(), c[0].clone()]);
+    assert!(
+        fresh.iter().all(|f| f.claimed),
+        "nothing older of their jobs"
+    );
     assert!(store.take_fresh().is_empty(), "handed over once");
 
     // A read of the outbox answers for what was committed before it: it is not
@@ -182,7 +170,71 @@ async fn committed_messages_are_handed_over_once_and_a_read_takes_them_instead()
         .enqueue_fallback(&d[0], "mail", t(5))
         .unwrap()
         .unwrap();
-    assert_eq!(store.take_fresh(), [copy]);
+    assert_eq!(
+        store.take_fresh(),
+        [Fresh {
+            item: copy,
+            claimed: false
+        }]
+    );
+}
+
+/// Records a run of `job` that makes one message of `event` to `hook`.
+async fn record_one(store: &Store, job: &str, at: i64, event: Event) -> Vec<OutboxItem> {
+    let mut a = alert(event);
+    a.job = job.into();
+    let change = Change::Decided {
+        state: Box::new(JobState::default()),
+        messages: vec![NewMessage {
+            notifier: "hook".into(),
+            alert: a,
+        }],
+    };
+    store
+        .record(run(job, at, "critical"), change)
+        .await
+        .unwrap()
+}
+
+/// The delivery loop's own messages are claimed by the transaction that inserts
+/// them, unless an older message of their job and notifier is undelivered (from
+/// this process or another): those are claimed when taken, after it. A store
+/// without a delivery loop claims nothing at insert.
+#[tokio::test]
+async fn the_delivery_loops_messages_are_claimed_as_they_are_inserted() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Store::open(dir.path()).unwrap();
+    let other = Store::open(dir.path()).unwrap();
+    // A one-shot process: nothing claimed until it reads to send.
+    let once = record_one(&other, "a", 1, Event::Failure).await;
+    assert_eq!(agent.due(t(2)).unwrap(), once);
+    agent.release_claims().unwrap();
+
+    agent.hand_over();
+    assert!(agent.take_fresh().is_empty());
+    let b = record_one(&agent, "b", 3, Event::Failure).await;
+    let b2 = record_one(&agent, "b", 4, Event::Recovery).await;
+    let a = record_one(&agent, "a", 5, Event::Recovery).await;
+    let fresh = agent.take_fresh();
+    let claimed: Vec<_> = fresh.iter().map(|f| (f.item.id, f.claimed)).collect();
+    assert_eq!(
+        claimed,
+        [(b[0].id, true), (b2[0].id, false), (a[0].id, false)],
+        "b's recovery and a's are behind older messages"
+    );
+    // The other process sees b's failure claimed, so neither it nor b's recovery
+    // is due there; a's messages are, in order.
+    let due = other.due_except(t(6), &HashSet::new()).unwrap();
+    let ids: Vec<_> = due.items.iter().map(|i| i.id).collect();
+    assert_eq!(ids, [once[0].id, a[0].id]);
+    assert!(due.blocked.contains(&("hook".to_owned(), "b".to_owned())));
+    // The claim lapses like one taken by a read, counted from the run's end.
+    let lapses = t(4) + chrono::Duration::from_std(CLAIM_LEASE).unwrap();
+    assert_eq!(other.next_retry(t(6)).unwrap(), Some(lapses));
+    // Given up on purpose (the agent stops), they are the other's at once.
+    agent.release_claims().unwrap();
+    let ids: Vec<_> = other.due(t(7)).unwrap().iter().map(|i| i.id).collect();
+    assert_eq!(ids, [once[0].id, b[0].id, b2[0].id, a[0].id]);
 }
 
 /// SQLite's own checkpoints are off (they would `fsync` in the committing thread);
