@@ -255,6 +255,30 @@ impl Store {
         state_in(&self.conn(), job)
     }
 
+    /// Acknowledges `job`'s open alert: no reminders from now on, and its recovery says
+    /// who acknowledged it and when. Returns the alert; `Ok(None)` when the job has no
+    /// open alert.
+    pub fn ack(
+        &self,
+        job: &str,
+        ack: crate::alert::Ack,
+    ) -> Result<Option<crate::alert::OpenAlert>, StoreError> {
+        let mut conn = self.conn();
+        let tx = write_tx(&mut conn)?;
+        let mut state = state_in(&tx, job)?;
+        let Some(open) = state.open.as_mut() else {
+            return Ok(None);
+        };
+        open.acked = Some(ack);
+        let open = open.clone();
+        tx.prepare_cached("UPDATE job_state SET state = ?2 WHERE job = ?1")?
+            .execute(params![job, serde_json::to_string(&state)?])?;
+        tx.commit()?;
+        drop(conn);
+        self.committed();
+        Ok(Some(open))
+    }
+
     /// Records a fire that did not run (and why) without touching alert state.
     pub fn record_skip(&self, run: &RunRecord) -> Result<(), StoreError> {
         insert_run(&self.conn(), run, None)?;
