@@ -77,11 +77,6 @@ impl Setup {
         let name = if job == "db" { "ok" } else { "ok.web" };
         std::fs::write(self.dir.path().join(name), "").unwrap();
     }
-
-    fn fail(&self, job: &str) {
-        let name = if job == "db" { "ok" } else { "ok.web" };
-        let _ = std::fs::remove_file(self.dir.path().join(name));
-    }
 }
 
 /// The events the receiver got, as `job:event`.
