@@ -10,6 +10,7 @@ mod interpolate;
 pub mod paths;
 mod quiet;
 mod raw;
+pub use raw::ROUTING_KEYS;
 mod secrets;
 
 use std::collections::{BTreeSet, HashMap};
