@@ -101,6 +101,7 @@ impl Dispatch for AgentDispatch {
             skipped: Some(why),
             metrics: Vec::new(),
             fire_at: Some(nominal),
+            silenced: None,
         };
         let rt = self.rt.clone();
         let recorded = crate::store::THREADS.run(move || {

@@ -78,6 +78,7 @@ pub fn record_skip(rt: &Runtime, job: &str) -> anyhow::Result<()> {
         skipped: Some(STILL_RUNNING.into()),
         metrics: Vec::new(),
         fire_at: None,
+        silenced: None,
     })?;
     Ok(())
 }

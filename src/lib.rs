@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod alert;
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod delivery;
@@ -18,6 +19,7 @@ pub mod lockfile;
 pub mod logging;
 pub mod metrics;
 pub mod private;
+pub mod quiet;
 pub mod retry;
 pub mod runner;
 pub mod runtime;

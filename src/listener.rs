@@ -244,6 +244,12 @@ enum Route<'a> {
     Metrics,
     Status,
     Ping(&'a str),
+    /// `/api/silences`: GET lists, POST adds.
+    Silences,
+    /// `DELETE /api/silences/ID`.
+    Silence(&'a str),
+    /// `POST /api/ack/JOB`.
+    Ack(&'a str),
     NotFound,
     /// A known path with a method it does not take; the value for `Allow`.
     MethodNotAllowed(&'static str),
@@ -254,16 +260,31 @@ fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
         "/healthz" => (Route::Healthz, "GET, HEAD"),
         "/metrics" => (Route::Metrics, "GET, HEAD"),
         "/status" => (Route::Status, "GET, HEAD"),
-        _ => match path.strip_prefix("/ping/") {
-            Some(job) if !job.is_empty() && !job.contains('/') => {
+        "/api/silences" => (Route::Silences, "GET, HEAD, POST"),
+        _ => {
+            let segment = |prefix: &str| {
+                path.strip_prefix(prefix)
+                    .filter(|rest| !rest.is_empty() && !rest.contains('/'))
+            };
+            if let Some(job) = segment("/ping/") {
                 (Route::Ping(job), "GET, HEAD, POST")
+            } else if let Some(id) = segment("/api/silences/") {
+                (Route::Silence(id), "DELETE")
+            } else if let Some(job) = segment("/api/ack/") {
+                (Route::Ack(job), "POST")
+            } else {
+                return Route::NotFound;
             }
-            _ => return Route::NotFound,
-        },
+        }
     };
     let read = method == Method::GET || method == Method::HEAD;
-    let ping_post = method == Method::POST && matches!(found, Route::Ping(_));
-    if read || ping_post {
+    let takes = match found {
+        Route::Ping(_) | Route::Silences => read || method == Method::POST,
+        Route::Silence(_) => method == Method::DELETE,
+        Route::Ack(_) => method == Method::POST,
+        _ => read,
+    };
+    if takes {
         found
     } else {
         Route::MethodNotAllowed(allow)
@@ -302,9 +323,18 @@ fn text(status: StatusCode, body: impl Into<String>) -> Response<Body> {
 
 async fn handle(req: Request<Incoming>, state: &State, peer: SocketAddr) -> Response<Body> {
     let rt = state.runtime.borrow().clone();
-    let path = req.uri().path();
-    let found = route(req.method(), path);
-    let needs_token = matches!(found, Route::Status | Route::Ping(_));
+    let path = req.uri().path().to_owned();
+    let path = path.as_str();
+    let method = req.method().clone();
+    let found = route(&method, path);
+    let api = matches!(found, Route::Silences | Route::Silence(_) | Route::Ack(_));
+    if api && rt.config.agent.listen_token.is_none() {
+        return text(
+            StatusCode::FORBIDDEN,
+            "forbidden: /api needs `agent.listen_token` set (it changes what klaxon sends)",
+        );
+    }
+    let needs_token = api || matches!(found, Route::Status | Route::Ping(_));
     if let (true, Some(token)) = (needs_token, &rt.config.agent.listen_token)
         && !authorized(req.headers().get(AUTHORIZATION), token)
     {
@@ -354,9 +384,19 @@ async fn handle(req: Request<Incoming>, state: &State, peer: SocketAddr) -> Resp
             }
         }
         Route::Ping(name) => ping(&rt, name, peer).await,
+        Route::Silences if method != Method::POST => answer(crate::api::list(&rt).await),
+        Route::Silences => match body(req).await {
+            Ok(body) => answer(crate::api::add(&rt, &body).await),
+            Err(response) => response,
+        },
+        Route::Silence(id) => answer(crate::api::expire(&rt, id).await),
+        Route::Ack(job) => match body(req).await {
+            Ok(body) => answer(crate::api::ack(&rt, job, &body).await),
+            Err(response) => response,
+        },
         Route::NotFound => text(
             StatusCode::NOT_FOUND,
-            "not found: try /healthz, /metrics, /status or /ping/JOB",
+            "not found: try /healthz, /metrics, /status, /ping/JOB, /api/silences or /api/ack/JOB",
         ),
         Route::MethodNotAllowed(allow) => {
             let mut response = text(
@@ -393,6 +433,30 @@ async fn ping(rt: &Arc<Runtime>, name: &str, peer: SocketAddr) -> Response<Body>
             text(StatusCode::OK, "OK")
         }
         Err(e) => failed("ping", &e),
+    }
+}
+
+fn answer((status, json): crate::api::Answer) -> Response<Body> {
+    let mut body = serde_json::to_string_pretty(&json).unwrap_or_default();
+    body.push('\n');
+    reply(status, "application/json", body)
+}
+
+/// A request's body, at most [`crate::api::MAX_BODY`] bytes.
+async fn body(req: Request<Incoming>) -> Result<Bytes, Response<Body>> {
+    use http_body_util::{BodyExt, Limited};
+    match Limited::new(req.into_body(), crate::api::MAX_BODY)
+        .collect()
+        .await
+    {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(_) => Err(text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "request body too large or cut off (at most {} bytes)",
+                crate::api::MAX_BODY
+            ),
+        )),
     }
 }
 

@@ -99,6 +99,7 @@ pub struct Metrics {
     runs: Family<RunLabels, Counter>,
     run_duration: Family<RunLabels, Histogram, fn() -> Histogram>,
     job_up: Family<JobLabels, Gauge>,
+    job_silenced: Family<JobLabels, Gauge>,
     lateness: Histogram,
     deliveries: Family<DeliveryLabels, Counter>,
     replica_failures: Family<ReplicaLabels, Counter>,
@@ -135,6 +136,12 @@ impl Metrics {
             "How long each run took, from its first try's start to its last try's end",
             Unit::Seconds,
             run_duration.clone(),
+        );
+        let job_silenced = Family::<JobLabels, Gauge>::default();
+        registry.register(
+            "klaxon_job_silenced",
+            "1 while a silence or a maintenance window silences the job's alerts, else 0",
+            job_silenced.clone(),
         );
         let job_up = Family::<JobLabels, Gauge>::default();
         registry.register(
@@ -183,6 +190,7 @@ impl Metrics {
             runs,
             run_duration,
             job_up,
+            job_silenced,
             lateness,
             deliveries,
             replica_failures,
@@ -235,7 +243,14 @@ impl Metrics {
     pub fn render(&self, config: &Config, store: &Store) -> Result<String, StoreError> {
         let _one = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
         self.job_up.clear();
+        let now = Utc::now();
         for job in &config.jobs {
+            let silenced = crate::status::silenced(config, store, &job.name, now)?.is_some();
+            self.job_silenced
+                .get_or_create(&JobLabels {
+                    job: job.name.clone(),
+                })
+                .set(i64::from(silenced));
             if let Some(severity) = store.job_state(&job.name)?.severity {
                 let up = Severity::from(severity).is_ok();
                 self.job_up

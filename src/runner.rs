@@ -172,6 +172,7 @@ pub async fn record_interrupted(
         skipped: Some(INTERRUPTED.into()),
         metrics: Vec::new(),
         fire_at: times.fire_at,
+        silenced: None,
     };
     let store = rt.store.clone();
     let written = record.clone();
@@ -315,6 +316,7 @@ pub async fn record(
         skipped: None,
         metrics: outcome.metrics.clone(),
         fire_at,
+        silenced: None,
     };
     let severity = outcome.severity;
     let transition = Transition {
@@ -329,6 +331,7 @@ pub async fn record(
             finished_at,
             next_run,
         },
+        maintenance: crate::quiet::maintenance(&rt.config.maintenance, &job.name, finished_at),
     };
     let jobs =
         || std::iter::once(job.name.as_str()).chain(job.depends_on.iter().map(String::as_str));
@@ -364,7 +367,25 @@ pub async fn record(
                     .collect::<std::collections::HashMap<_, _>>()
             })
             .await?;
-            let due = unwritten.keep(record.clone(), &stored, &transition);
+            // What silences it: a silence in the store (reads work on a full disk),
+            // or the maintenance window.
+            let stored_silence = {
+                let store = rt.store.clone();
+                let name = job.name.clone();
+                tokio::task::spawn_blocking(move || store.silence_of(&name, finished_at))
+                    .await?
+                    .ok()
+                    .flatten()
+                    .map(|s| crate::alert::Silenced {
+                        by: s.describe(),
+                        until: s.ends_at,
+                    })
+            };
+            let mut record = record.clone();
+            record.silenced =
+                crate::alert::Silenced::longer(stored_silence, transition.maintenance.clone())
+                    .map(|s| s.by);
+            let due = unwritten.keep(record, &stored, &transition);
             unwritten.send(rt, due);
             Vec::new()
         }

@@ -20,6 +20,36 @@ pub struct JobStatus {
     pub next_run: Option<String>,
     pub undelivered: u32,
     pub given_up: u32,
+    /// Until when the job's alerts are silenced, and by what (a silence or a
+    /// maintenance window), the one that lasts longest.
+    pub silenced_until: Option<String>,
+    pub silenced_by: Option<String>,
+    /// Who acknowledged the open alert, and when.
+    pub acknowledged: Option<Acknowledgement>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Acknowledgement {
+    pub by: String,
+    pub at: String,
+    pub comment: Option<String>,
+}
+
+/// What silences `job` at `now`: a silence in the store or a maintenance window.
+pub fn silenced(
+    config: &Config,
+    store: &Store,
+    job: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<crate::alert::Silenced>, StoreError> {
+    let stored = store.silence_of(job, now)?.map(|s| crate::alert::Silenced {
+        by: s.describe(),
+        until: s.ends_at,
+    });
+    Ok(crate::alert::Silenced::longer(
+        stored,
+        crate::quiet::maintenance(&config.maintenance, job, now),
+    ))
 }
 
 /// `t` in the job's zone, as RFC 3339.
@@ -54,6 +84,17 @@ pub fn rows(
     for job in &config.jobs {
         let state = store.job_state(&job.name)?;
         let (pending, given_up) = undelivered.get(&job.name).copied().unwrap_or_default();
+        let silence = silenced(config, store, &job.name, now)?;
+        let acknowledged =
+            state
+                .open
+                .as_ref()
+                .and_then(|o| o.acked.as_ref())
+                .map(|a| Acknowledgement {
+                    by: a.by.clone(),
+                    at: rfc3339(a.at, job),
+                    comment: a.comment.clone(),
+                });
         rows.push(JobStatus {
             job: job.name.clone(),
             severity: match state.severity {
@@ -68,6 +109,9 @@ pub fn rows(
                 .map(|t| rfc3339(t, job)),
             undelivered: pending,
             given_up,
+            silenced_until: silence.as_ref().map(|s| rfc3339(s.until, job)),
+            silenced_by: silence.map(|s| s.by),
+            acknowledged,
         });
     }
     Ok(rows)

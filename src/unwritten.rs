@@ -102,8 +102,9 @@ impl Unwritten {
     }
 
     /// Keeps `run`: `transition` is applied to the job's last known state (the newest
-    /// kept, else `stored`), with its dependencies' known states, and the new state is
-    /// kept with the run. Returns the messages it makes due.
+    /// kept, else `stored`), with its dependencies' known states (silenced when `run`
+    /// says so), and the new state is kept with the run. Returns the messages it makes
+    /// due.
     pub fn keep(
         &self,
         run: RunRecord,
@@ -121,8 +122,11 @@ impl Unwritten {
                 .unwrap_or_default()
         };
         let before = known(&run.job);
-        let Ok((after, messages)) =
-            transition.apply_reading::<std::convert::Infallible>(&before, &|job| Ok(known(job)));
+        let Ok((after, messages)) = transition.apply_reading::<std::convert::Infallible>(
+            &before,
+            &|job| Ok(known(job)),
+            run.silenced.is_some(),
+        );
         inner.next += 1;
         let seq = inner.next;
         let queue = inner.runs.entry(run.job.clone()).or_default();
@@ -157,7 +161,7 @@ impl Unwritten {
             }
             for kept in next {
                 let change = Change::Decided {
-                    state: kept.after.clone(),
+                    state: Box::new(kept.after.clone()),
                     messages: Vec::new(),
                 };
                 store.record(kept.run.clone(), change).await?;
@@ -433,6 +437,7 @@ fn agent_alert(rt: &Runtime, outage: &Outage, at: DateTime<Utc>) -> Alert {
         next_run: None,
         downtime_ms: None,
         id: outage.id.clone(),
+        acknowledged: None,
     }
 }
 
@@ -459,6 +464,7 @@ mod tests {
             skipped: None,
             metrics: Vec::new(),
             fire_at: Some(t),
+            silenced: None,
         }
     }
 

@@ -12,10 +12,6 @@ use klaxon_notifiers::NotifierConfig;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
-/// The keys every notifier table shares, which the agent takes off before the channel's
-/// own deserializer sees the rest.
-const SHARED_NOTIFIER_KEYS: [&str; 3] = ["fallback", "fallback_after", "min_severity"];
-
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -73,7 +69,9 @@ fn examples() -> (Vec<Example>, Vec<Example>) {
     let mut notifiers = Vec::new();
     for (name, value) in table(doc.get("notifiers").unwrap(), "notifiers") {
         let at = format!("notifiers.{}", name.get_ref());
-        notifiers.push(example(at, value, &SHARED_NOTIFIER_KEYS));
+        // The keys every notifier table shares, which the agent takes off before the
+        // channel's own deserializer sees the rest.
+        notifiers.push(example(at, value, klaxon::config::ROUTING_KEYS));
     }
     (checks, notifiers)
 }

@@ -1027,7 +1027,7 @@ ca_file = ""
                        \n\
                        - DOWN api on macbook: HTTP 503 Service Unavailable (3 of 3 attempts, 7.2s)\n\
                        - WARNING disk on macbook: disk 85% full (2 of 3 attempts, 1.3s)\n\
-                       - RECOVERED db on macbook after 1h 5m"
+                       - RECOVERED db on macbook after 1h 5m (down 10:15–11:20)"
                     .into(),
                 html: "<!DOCTYPE html>\n\
                        <html>\n\
@@ -1040,7 +1040,7 @@ ca_file = ""
                        <ul>\n\
                        <li>DOWN api on macbook: HTTP 503 Service Unavailable (3 of 3 attempts, 7.2s)</li>\n\
                        <li>WARNING disk on macbook: disk 85% full (2 of 3 attempts, 1.3s)</li>\n\
-                       <li>RECOVERED db on macbook after 1h 5m</li>\n\
+                       <li>RECOVERED db on macbook after 1h 5m (down 10:15–11:20)</li>\n\
                        </ul>\n\
                        </body>\n\
                        </html>\n"

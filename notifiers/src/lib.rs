@@ -128,6 +128,19 @@ pub struct Alert {
     /// Stable id of the alert this message belongs to (failure, reminders, updates and
     /// recovery of one outage share it); stays the same across redeliveries.
     pub id: String,
+    /// Who acknowledged the alert (`klaxon ack`), when, and why; `None` when nobody did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged: Option<Acknowledged>,
+}
+
+/// An acknowledgement of an alert, as messages carry it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Acknowledged {
+    pub by: String,
+    #[serde(with = "rfc3339")]
+    pub at: DateTime<FixedOffset>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
 }
 
 // The channels: one line each (see [`plugin`]). The order is the order `type`'s

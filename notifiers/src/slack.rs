@@ -574,14 +574,14 @@ mod tests {
                          \n\
                          - DOWN api on macbook: HTTP 503 Service Unavailable (3 of 3 attempts, 7.2s)\n\
                          - WARNING disk on macbook: disk 85% full (2 of 3 attempts, 1.3s)\n\
-                         - RECOVERED db on macbook after 1h 5m",
+                         - RECOVERED db on macbook after 1h 5m (down 10:15–11:20)",
                 "blocks": [
                     header("3 alerts on macbook: 1 down, 1 warning, 1 recovered"),
                     {"type": "section", "text": {
                         "type": "mrkdwn",
                         "text": "• DOWN api on macbook: HTTP 503 Service Unavailable (3 of 3 attempts, 7.2s)\n\
                                  • WARNING disk on macbook: disk 85% full (2 of 3 attempts, 1.3s)\n\
-                                 • RECOVERED db on macbook after 1h 5m",
+                                 • RECOVERED db on macbook after 1h 5m (down 10:15–11:20)",
                     }},
                     {"type": "context", "elements": [
                         {"type": "mrkdwn", "text": "klaxon on macbook · 3 alerts"}
@@ -605,7 +605,7 @@ mod tests {
             message["blocks"][1]["text"]["text"],
             "• DOWN api on macbook: &lt;!channel&gt; &amp; &lt;https://evil.example|here&gt; \
              (3 of 3 attempts, 7.2s)\n\
-             • RECOVERED api on macbook after 1h 5m"
+             • RECOVERED api on macbook after 1h 5m (down 10:15–11:20)"
         );
         assert!(
             message["text"]

@@ -86,6 +86,17 @@ pub fn facts(alert: &Alert) -> Vec<(&'static str, String)> {
         if let (Event::Recovery, Some(ms)) = (alert.event, alert.downtime_ms) {
             facts.push(("Downtime", human_duration(ms)));
         }
+        if let Some(ack) = &alert.acknowledged {
+            let comment = ack
+                .comment
+                .as_ref()
+                .map(|c| format!(": {c}"))
+                .unwrap_or_default();
+            facts.push((
+                "Acknowledged",
+                format!("by {} at {}{comment}", ack.by, timestamp(&ack.at)),
+            ));
+        }
     }
     if !alert.id.is_empty() {
         facts.push(("Alert", alert.id.clone()));
@@ -153,6 +164,9 @@ pub fn digest_title(alerts: &[Alert]) -> String {
 /// or reminder, the attempts and elapsed time: `DOWN api on macbook: HTTP 503 (3 of 3
 /// attempts, 7.2s)`. A recovery's title already says how long the job was down; a test
 /// has nothing more to say.
+///
+/// A recovery's line also says when the job was down, in the alert's own offset:
+/// `RECOVERED api on macbook after 30m (down 23:10–23:40)`.
 pub fn digest_lines(alerts: &[Alert]) -> Vec<String> {
     alerts
         .iter()
@@ -170,9 +184,37 @@ pub fn digest_lines(alerts: &[Alert]) -> Vec<String> {
                     },
                     human_duration(alert.elapsed_ms)
                 ),
-                Event::Recovery | Event::Test => title,
+                Event::Recovery => match (alert.failing_since, alert.downtime_ms) {
+                    (Some(from), Some(ms)) => {
+                        let to = from + chrono::Duration::milliseconds(ms as i64);
+                        format!(
+                            "{title} (down {}–{})",
+                            from.format("%H:%M"),
+                            to.format("%H:%M")
+                        )
+                    }
+                    _ => title,
+                },
+                Event::Test => title,
             }
         })
+        .collect()
+}
+
+/// The messages of a digest as it is worded: a failure, update or reminder whose
+/// recovery is in the same digest (all of it happened while the messages waited, in
+/// quiet hours say) is left out, so the outage is one line, its recovery's.
+pub fn collapse(alerts: &[Alert]) -> Vec<Alert> {
+    alerts
+        .iter()
+        .filter(|a| {
+            a.event == Event::Recovery
+                || a.id.is_empty()
+                || !alerts
+                    .iter()
+                    .any(|r| r.event == Event::Recovery && r.id == a.id)
+        })
+        .cloned()
         .collect()
 }
 
@@ -474,7 +516,53 @@ mod tests {
              \n\
              - DOWN api on macbook: HTTP 503 Service Unavailable (3 of 3 attempts, 7.2s)\n\
              - WARNING disk on macbook: disk 85% full (2 of 3 attempts, 1.3s)\n\
-             - RECOVERED db on macbook after 1h 5m"
+             - RECOVERED db on macbook after 1h 5m (down 10:15–11:20)"
+        );
+    }
+
+    /// Held by quiet hours: api failed at 10:15 and recovered 1h 5m later; disk is
+    /// still down. The outage of api is one line, its recovery's, with when it was down.
+    #[test]
+    fn a_failure_and_its_recovery_in_one_digest_are_one_line() {
+        let alerts = collapse(&[
+            fixtures::failure(),
+            Alert {
+                job: "disk".into(),
+                id: "disk-1".into(),
+                ..fixtures::failure()
+            },
+            fixtures::recovery(),
+        ]);
+        assert_eq!(
+            digest_lines(&alerts),
+            [
+                "DOWN disk on macbook: HTTP 503 Service Unavailable (3 of 3 attempts, 7.2s)",
+                "RECOVERED api on macbook after 1h 5m (down 10:15–11:20)",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_acknowledged_alert_says_who_and_when() {
+        let alert = Alert {
+            acknowledged: Some(crate::Acknowledged {
+                by: "ann".into(),
+                at: fixtures::failure().started_at + chrono::Duration::minutes(5),
+                comment: Some("on it".into()),
+            }),
+            ..fixtures::recovery()
+        };
+        let all = facts(&alert);
+        let ack = all
+            .iter()
+            .find(|(label, _)| *label == "Acknowledged")
+            .unwrap();
+        assert!(ack.1.starts_with("by ann at "), "{}", ack.1);
+        assert!(ack.1.ends_with(": on it"), "{}", ack.1);
+        assert!(
+            facts(&fixtures::recovery())
+                .iter()
+                .all(|(l, _)| *l != "Acknowledged")
         );
     }
 
@@ -543,7 +631,7 @@ mod tests {
             [
                 "CHANGED api on macbook is now warning: latency 2.4s > 2s (1 of 3 attempts, 2.4s)",
                 "STILL DOWN api on macbook: HTTP 503 Service Unavailable (1 of 1 attempt, 7.2s)",
-                "RECOVERED api on macbook after 1h 5m",
+                "RECOVERED api on macbook after 1h 5m (down 10:15–11:20)",
                 "TEST message from klaxon on macbook",
             ]
         );

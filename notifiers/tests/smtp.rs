@@ -227,6 +227,7 @@ fn failure() -> Alert {
         next_run: Some(at("2026-03-29T10:20:00+11:00")),
         downtime_ms: None,
         id: "api-20260329T001502Z".into(),
+        acknowledged: None,
     }
 }
 

@@ -11,7 +11,9 @@
 //! then; if it recovers while held, nothing was said, so nothing is.
 
 mod transition;
-pub use transition::{NewMessage, Route, Routes, Run, Subject, Transition, to_notifier_severity};
+pub use transition::{
+    NewMessage, Route, Routes, Run, Silenced, Subject, Transition, to_notifier_severity,
+};
 
 use std::time::Duration;
 
@@ -79,6 +81,33 @@ pub struct OpenAlert {
     /// then ok). `None` in states written before klaxon recorded it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub told: Option<Vec<String>>,
+    /// Opened (or let go by its dependencies) while the job was silenced, and not sent
+    /// yet: the failure goes out at the first run after the silence if the job still
+    /// fails.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unsent: bool,
+    /// Who acknowledged it, when: no reminders since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acked: Option<Ack>,
+}
+
+/// An acknowledgement of an open alert (`klaxon ack`, `POST /api/ack/JOB`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ack {
+    #[serde(with = "klaxon_notifiers::rfc3339")]
+    pub at: DateTime<Utc>,
+    pub by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+/// What keeps a run's alert messages from going out, though the alert state moves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Holds {
+    /// A job in `depends_on` is failing.
+    pub dependency: bool,
+    /// A silence or a maintenance window covers the job.
+    pub silenced: bool,
 }
 
 /// A severity as stored (lowercase name).
@@ -151,15 +180,21 @@ pub enum AlertEvent {
     },
 }
 
-/// Applies one run to a job's state. `job` names the alert id; `held` says a job it
-/// depends on is failing.
+/// Applies one run to a job's state. `job` names the alert id; `holds` says what keeps
+/// messages back: a failing dependency (the alert is held: if the job still fails once
+/// the dependency is fine, the failure goes out then), a silence (nothing goes out but
+/// a recovery of an alert people were told about; a failure never sent goes out at the
+/// first run after the silence if the job still fails; reminders and updates are
+/// skipped, not saved up).
 pub fn step(
     job: &str,
     state: &JobState,
     run: &RunFacts,
     policy: &AlertPolicy,
-    held: bool,
+    holds: Holds,
 ) -> (JobState, Vec<AlertEvent>) {
+    let held = holds.dependency;
+    let silenced = holds.silenced;
     let mut next = state.clone();
     let mut events = Vec::new();
     let severity = SeverityName::from(run.severity);
@@ -178,8 +213,9 @@ pub fn step(
                 let downtime = (run.finished_at - open.failing_since)
                     .to_std()
                     .unwrap_or_default();
-                // A held alert was never sent: its recovery is not news either.
-                if policy.resolved && !open.held {
+                // A held or silenced alert was never sent: its recovery is not news
+                // either.
+                if policy.resolved && !open.held && !open.unsent {
                     events.push(AlertEvent::Recovery { downtime });
                 }
                 next.open = None;
@@ -204,33 +240,45 @@ pub fn step(
                 last_sent: run.finished_at,
                 held,
                 told: Some(Vec::new()),
+                unsent: !held && silenced,
+                acked: None,
             });
-            if !held {
+            if !held && !silenced {
                 events.push(AlertEvent::Failure);
             }
         }
         None => {}
-        Some(open) if open.held && !held => {
-            // The dependencies are fine and this job still fails: say so now.
+        Some(open) if (open.held && !held) || (open.unsent && !silenced) => {
+            // The dependencies are fine (or the silence is over) and this job still
+            // fails: say so now, once.
             open.held = false;
             open.severity = severity;
             open.last_sent = run.finished_at;
-            events.push(AlertEvent::Failure);
+            open.unsent = silenced;
+            if !silenced {
+                events.push(AlertEvent::Failure);
+            }
         }
-        // Still held: a dependency is failing.
-        Some(open) if open.held => {}
+        // Still held (a dependency is failing) or silenced, never sent.
+        Some(open) if open.held || open.unsent => open.severity = severity,
         Some(open) => {
+            // Under a silence the state moves as if the message went out, so its end
+            // does not repeat an unchanged state.
             if open.severity.level() != severity.level() {
                 open.severity = severity;
                 open.last_sent = run.finished_at;
-                events.push(AlertEvent::Update);
-            } else if let Some(remind) = policy.remind {
+                if !silenced {
+                    events.push(AlertEvent::Update);
+                }
+            } else if let Some(remind) = policy.remind.filter(|_| open.acked.is_none()) {
                 let since_sent = (run.finished_at - open.last_sent)
                     .to_std()
                     .unwrap_or_default();
                 if since_sent >= remind {
                     open.last_sent = run.finished_at;
-                    events.push(AlertEvent::Reminder);
+                    if !silenced {
+                        events.push(AlertEvent::Reminder);
+                    }
                 }
             }
         }
@@ -258,7 +306,7 @@ mod tests {
                     started_at: t(i as i64),
                     finished_at: t(i as i64) + chrono::Duration::seconds(10),
                 };
-                let (next, events) = step("api", &state, &run, policy, false);
+                let (next, events) = step("api", &state, &run, policy, Holds::default());
                 state = next;
                 events
             })
@@ -378,8 +426,12 @@ mod tests {
                 .iter()
                 .enumerate()
                 .map(|(i, &(severity, held))| {
+                    let holds = Holds {
+                        dependency: held,
+                        silenced: false,
+                    };
                     let (next, events) =
-                        step("api", &state, &run(i as i64, severity), &policy, held);
+                        step("api", &state, &run(i as i64, severity), &policy, holds);
                     state = next;
                     events
                 })
@@ -411,8 +463,14 @@ mod tests {
             started_at: t(m),
             finished_at: t(m) + chrono::Duration::seconds(10),
         };
-        let (s1, _) = step("api", &JobState::default(), &run(0, C), &policy, false);
-        let (s2, e2) = step("api", &s1, &run(1, W), &policy, false);
+        let (s1, _) = step(
+            "api",
+            &JobState::default(),
+            &run(0, C),
+            &policy,
+            Holds::default(),
+        );
+        let (s2, e2) = step("api", &s1, &run(1, W), &policy, Holds::default());
         assert_eq!(e2, [Update]);
         assert_eq!(s1.open.as_ref().unwrap().id, s2.open.as_ref().unwrap().id);
         assert_eq!(

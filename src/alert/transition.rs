@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use klaxon_checks::{Outcome, Severity};
 use klaxon_notifiers::{Alert, CheckInfo, Event};
 
-use super::{AlertEvent, AlertPolicy, JobState, RunFacts};
+use super::{AlertEvent, AlertPolicy, Holds, JobState, RunFacts};
 use crate::config::MinSeverity;
 
 /// What a run is recorded against: the job's name and alerting settings, and what was
@@ -62,12 +62,33 @@ pub struct Run {
     pub next_run: Option<DateTime<Utc>>,
 }
 
+/// What silences a run's messages (a silence or a maintenance window, by name), and
+/// until when.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Silenced {
+    pub by: String,
+    pub until: DateTime<Utc>,
+}
+
+impl Silenced {
+    /// Of two silences, the one that lasts longer.
+    pub fn longer(a: Option<Silenced>, b: Option<Silenced>) -> Option<Silenced> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(if b.until > a.until { b } else { a }),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
 /// A run, what it was run against, and where its messages may go.
 #[derive(Debug, Clone)]
 pub struct Transition {
     pub job: Subject,
     pub run: Run,
     pub routes: Routes,
+    /// The maintenance window the run ended in, if any (silences are the store's to
+    /// add: they are read in the transaction that records the run).
+    pub maintenance: Option<Silenced>,
 }
 
 impl Transition {
@@ -77,6 +98,7 @@ impl Transition {
         &self,
         before: &JobState,
         state_of: &dyn Fn(&str) -> Result<JobState, E>,
+        silenced: bool,
     ) -> Result<(JobState, Vec<NewMessage>), E> {
         let mut held = false;
         for dep in &self.job.depends_on {
@@ -88,19 +110,23 @@ impl Transition {
         if held && !self.run.outcome.severity.is_ok() {
             tracing::info!(job = %self.job.name, "a dependency is failing: alerts of this job are held");
         }
-        Ok(self.apply(before, held))
+        let holds = Holds {
+            dependency: held,
+            silenced,
+        };
+        Ok(self.apply(before, holds))
     }
 
     /// The job's state after the run and the messages the run makes due, given the
-    /// state before it and whether a job it depends on is failing (`held`).
-    pub fn apply(&self, before: &JobState, held: bool) -> (JobState, Vec<NewMessage>) {
+    /// state before it and what holds messages back.
+    pub fn apply(&self, before: &JobState, holds: Holds) -> (JobState, Vec<NewMessage>) {
         let facts = RunFacts {
             severity: self.run.outcome.severity,
             started_at: self.run.started_at,
             finished_at: self.run.finished_at,
         };
         let (mut after, events) =
-            super::step(&self.job.name, before, &facts, &self.job.alert, held);
+            super::step(&self.job.name, before, &facts, &self.job.alert, holds);
         let messages = self.messages(&events, before, &mut after);
         (after, messages)
     }
@@ -119,7 +145,9 @@ impl Transition {
         before: &JobState,
         after: &mut JobState,
     ) -> Vec<NewMessage> {
-        let Self { job, run, routes } = self;
+        let Self {
+            job, run, routes, ..
+        } = self;
         let mut out = Vec::new();
         for event in events {
             // The open alert this message is about: still open, or just closed.
@@ -155,6 +183,11 @@ impl Transition {
                 next_run: run.next_run.map(local),
                 downtime_ms,
                 id: open.id.clone(),
+                acknowledged: open.acked.as_ref().map(|a| klaxon_notifiers::Acknowledged {
+                    by: a.by.clone(),
+                    at: local(a.at),
+                    comment: a.comment.clone(),
+                }),
             };
             let told = open.told.clone();
             let was_told = |name: &String| told.as_ref().is_some_and(|t| t.contains(name));
@@ -219,6 +252,7 @@ impl Transition {
                     min_severity: MinSeverity::Warning,
                 }],
             },
+            maintenance: None,
         }
     }
 }
@@ -276,7 +310,7 @@ mod tests {
             (1, Severity::Warning),
             (2, Severity::Ok),
         ] {
-            let (after, messages) = transition(severity, at).apply(&state, false);
+            let (after, messages) = transition(severity, at).apply(&state, Holds::default());
             heard.push(
                 messages
                     .iter()
@@ -298,7 +332,8 @@ mod tests {
 
     #[test]
     fn a_warning_reaches_only_the_routes_that_take_warnings_and_carries_the_run() {
-        let (after, messages) = transition(Severity::Warning, 0).apply(&JobState::default(), false);
+        let (after, messages) =
+            transition(Severity::Warning, 0).apply(&JobState::default(), Holds::default());
         assert_eq!(messages.len(), 1);
         let m = &messages[0];
         assert_eq!(m.notifier, "chat");
@@ -318,7 +353,13 @@ mod tests {
 
     #[test]
     fn a_held_alert_sends_nothing() {
-        let (after, messages) = transition(Severity::Critical, 0).apply(&JobState::default(), true);
+        let (after, messages) = transition(Severity::Critical, 0).apply(
+            &JobState::default(),
+            Holds {
+                dependency: true,
+                silenced: false,
+            },
+        );
         assert!(messages.is_empty());
         assert!(after.open.unwrap().held);
     }

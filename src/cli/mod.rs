@@ -10,6 +10,7 @@ mod outbox;
 mod ping;
 mod run;
 mod service;
+mod silence;
 mod status;
 mod validate;
 
@@ -56,6 +57,10 @@ enum Command {
     History(status::HistoryArgs),
     /// Undelivered messages (pending and given up); send them again or drop them
     Outbox(outbox::OutboxArgs),
+    /// Silence jobs' alerts for a while (`add`), list silences, end one (`expire`)
+    Silence(silence::SilenceArgs),
+    /// Acknowledge a job's open alert: no more reminders; the recovery still goes out
+    Ack(silence::AckArgs),
     /// Run the agent at login as a launchd LaunchAgent (macOS)
     Launchd(service::LaunchdArgs),
     /// Run the agent at login as a systemd user service (Linux)
@@ -82,6 +87,8 @@ pub fn main() -> ExitCode {
         Command::Status(args) => status::status(cli.config.as_deref(), &env, args),
         Command::History(args) => status::history(cli.config.as_deref(), &env, args),
         Command::Outbox(args) => outbox::run(cli.config.as_deref(), &env, args),
+        Command::Silence(args) => silence::silence(cli.config.as_deref(), &env, args),
+        Command::Ack(args) => silence::ack(cli.config.as_deref(), &env, args),
         Command::Launchd(args) => service::launchd(cli.config.as_deref(), &env, args),
         Command::Systemd(args) => service::systemd(cli.config.as_deref(), &env, args),
     };

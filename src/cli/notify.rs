@@ -92,5 +92,6 @@ fn test_alert(agent: &str, notifier: &str, tz: chrono_tz::Tz) -> Alert {
         next_run: None,
         downtime_ms: None,
         id: format!("test-{}", now.timestamp_millis()),
+        acknowledged: None,
     }
 }

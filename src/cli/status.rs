@@ -39,6 +39,8 @@ struct Run {
     elapsed_ms: u64,
     summary: String,
     skipped: Option<String>,
+    /// What silenced the run's alerts (a silence or a maintenance window).
+    silenced: Option<String>,
 }
 
 pub fn status(config: Option<&Path>, env: &dyn Env, args: StatusArgs) -> anyhow::Result<ExitCode> {
@@ -59,17 +61,36 @@ pub fn status(config: Option<&Path>, env: &dyn Env, args: StatusArgs) -> anyhow:
             0 => r.undelivered.to_string(),
             n => format!("{} ({n} given up)", r.undelivered),
         };
+        let alert = match (r.alert_open, &r.acknowledged) {
+            (true, Some(_)) => "acked",
+            (true, None) => "open",
+            _ => "-",
+        };
         println!(
             "{:<20} {:<9} {:<26} {:>8} {:<6} {:<26} {:<26} {}",
             r.job,
             r.severity,
             r.since.unwrap_or_else(dash),
             r.consecutive_failures,
-            if r.alert_open { "open" } else { "-" },
+            alert,
             r.last_run.unwrap_or_else(dash),
             r.next_run.unwrap_or_else(dash),
             undelivered
         );
+        if let (Some(until), Some(by)) = (&r.silenced_until, &r.silenced_by) {
+            println!("{:<20} silenced until {until} by {by}", "");
+        }
+        if let Some(ack) = &r.acknowledged {
+            let comment = ack
+                .comment
+                .as_ref()
+                .map(|c| format!(": {c}"))
+                .unwrap_or_default();
+            println!(
+                "{:<20} acknowledged by {} at {}{comment}",
+                "", ack.by, ack.at
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -100,6 +121,7 @@ pub fn history(
             elapsed_ms: r.elapsed.as_millis() as u64,
             summary: r.summary,
             skipped: r.skipped,
+            silenced: r.silenced,
         })
         .collect();
     if args.json {
@@ -107,8 +129,12 @@ pub fn history(
         return Ok(ExitCode::SUCCESS);
     }
     for r in runs {
+        let silenced = r
+            .silenced
+            .map(|by| format!("  [silenced: {by}]"))
+            .unwrap_or_default();
         println!(
-            "{}  {:<8}  {} attempt(s)  {:>6} ms  {}",
+            "{}  {:<8}  {} attempt(s)  {:>6} ms  {}{silenced}",
             r.started_at, r.severity, r.attempts, r.elapsed_ms, r.summary
         );
     }

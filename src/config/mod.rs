@@ -8,7 +8,9 @@
 mod diagnostic;
 mod interpolate;
 pub mod paths;
+mod quiet;
 mod raw;
+pub use raw::ROUTING_KEYS;
 mod secrets;
 
 use std::collections::{BTreeSet, HashMap};
@@ -67,6 +69,8 @@ pub struct Config {
     pub notifiers: Vec<NotifierEntry>,
     /// In file order.
     pub jobs: Vec<Job>,
+    /// `[[maintenance]]` windows, in file order.
+    pub maintenance: Vec<crate::quiet::Maintenance>,
     /// `[defaults]`, validated: what `klaxon exec` runs with for a job the file lacks.
     pub defaults: JobDefaults,
     /// Things that are allowed but probably not meant (a job that notifies nobody).
@@ -109,6 +113,7 @@ impl Config {
             history,
             notifiers: Vec::new(),
             jobs: Vec::new(),
+            maintenance: Vec::new(),
             defaults,
             warnings: Vec::new(),
         }
@@ -191,6 +196,8 @@ pub struct NotifierEntry {
     pub fallback: Option<String>,
     pub fallback_after: Duration,
     pub min_severity: MinSeverity,
+    /// Quiet hours: its messages wait for their end (`quiet`).
+    pub quiet: Option<crate::quiet::QuietHours>,
 }
 
 /// What a job gets from `[defaults]` (and the built-in defaults under it).
@@ -380,8 +387,10 @@ impl<'a> Loader<'a> {
         let log = self.log(log);
         let history: RawHistory = self.section(&mut sections, "history").unwrap_or_default();
         let history = self.history(history);
-        let (notifiers, declared) = self.notifiers(sections.remove("notifiers"));
+        let tz = agent.as_ref().map_or(chrono_tz::UTC, |a| a.timezone);
+        let (notifiers, declared) = self.notifiers(sections.remove("notifiers"), tz);
         let jobs = self.jobs(sections.remove("jobs"), &defaults, &agent, &declared);
+        let maintenance = self.maintenance(sections.remove("maintenance"), tz, &jobs);
         let agent_notify = self.agent_notify(agent_notify.as_deref(), &declared, &jobs);
         let agent = agent.map(|agent| AgentSettings {
             notify: agent_notify,
@@ -417,6 +426,7 @@ impl<'a> Loader<'a> {
             history,
             notifiers,
             jobs,
+            maintenance,
             defaults,
             warnings,
         })
@@ -807,7 +817,11 @@ impl<'a> Loader<'a> {
 
     /// The valid notifiers, and the names of all declared ones (a job naming a declared
     /// but broken notifier gets no second error about it).
-    fn notifiers(&mut self, section: Option<Value<'a>>) -> (Vec<NotifierEntry>, Vec<String>) {
+    fn notifiers(
+        &mut self,
+        section: Option<Value<'a>>,
+        tz: Tz,
+    ) -> (Vec<NotifierEntry>, Vec<String>) {
         let Some(tables) = self.tables_of(section, "notifiers") else {
             return (Vec::new(), Vec::new());
         };
@@ -882,13 +896,18 @@ impl<'a> Loader<'a> {
                     MinSeverity::Warning
                 }
             };
-            if let (Some(spec), Some(fallback_after)) = (spec, fallback_after) {
+            let quiet = match routing.quiet {
+                Some(raw) => self.quiet(raw, tz).map(Some),
+                None => Some(None),
+            };
+            if let (Some(spec), Some(fallback_after), Some(quiet)) = (spec, fallback_after, quiet) {
                 out.push(NotifierEntry {
                     name,
                     spec,
                     fallback,
                     fallback_after,
                     min_severity,
+                    quiet,
                 });
             }
         }

@@ -111,10 +111,40 @@ pub struct RawRouting {
     pub fallback: Option<Text>,
     pub fallback_after: Option<Text>,
     pub min_severity: Option<Text>,
+    pub quiet: Option<RawQuiet>,
+}
+
+/// A notifier's `quiet = { from, to, timezone, except }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQuiet {
+    pub from: Text,
+    pub to: Text,
+    pub timezone: Option<Text>,
+    pub except: Option<Text>,
+}
+
+/// One `[[maintenance]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMaintenance {
+    pub name: Text,
+    pub schedule: Text,
+    pub duration: Text,
+    pub timezone: Option<Text>,
+    pub jobs: Spanned<Vec<Text>>,
 }
 
 /// The sections a config file may have, for did-you-mean on unknown ones.
-pub const SECTIONS: &[&str] = &["agent", "log", "history", "defaults", "notifiers", "jobs"];
+pub const SECTIONS: &[&str] = &[
+    "agent",
+    "log",
+    "history",
+    "defaults",
+    "notifiers",
+    "jobs",
+    "maintenance",
+];
 
 /// Notifier keys handled by the agent rather than the channel.
-pub const ROUTING_KEYS: &[&str] = &["fallback", "fallback_after", "min_severity"];
+pub const ROUTING_KEYS: &[&str] = &["fallback", "fallback_after", "min_severity", "quiet"];

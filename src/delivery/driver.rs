@@ -232,7 +232,16 @@ fn next_due(rt: &Runtime, flights: &Flights, now: DateTime<Utc>) -> Option<DateT
     match flights.scope() {
         Scope::All => rt.store.next_retry(now).ok().flatten(),
         Scope::Keys(keys) => {
-            let heads = rt.store.heads(now, keys).unwrap_or_default();
+            // A head due now that the read did not take waits for something with a
+            // wake of its own (a landing, a group window, quiet hours): as with the
+            // agent's next retry, only later times count.
+            let heads: Vec<_> = rt
+                .store
+                .heads(now, keys)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(at, foreign)| *at > now || *foreign)
+                .collect();
             let next = heads.iter().map(|(at, _)| *at).min()?;
             let poll = now + chrono::Duration::from_std(POLL).unwrap_or_default();
             let foreign = heads.iter().any(|(_, foreign)| *foreign);

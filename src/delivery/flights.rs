@@ -234,10 +234,25 @@ impl Flights {
         let group_wait = self.group_wait;
         let mut wake: Option<DateTime<Utc>> = None;
         let mut groups: Vec<(String, Vec<OutboxItem>)> = Vec::new();
+        // Quiet hours hold a (notifier, job)'s messages when every one of them waits:
+        // one severe enough to go now takes the older ones before it along, in order.
+        let quiet = |item: &OutboxItem| quiet_until(rt, item, now);
+        let going: HashSet<(String, String)> = ready
+            .iter()
+            .filter(|i| quiet(i).is_none())
+            .map(|i| (i.notifier.clone(), i.alert.job.clone()))
+            .collect();
         for item in ready {
             let key = (item.notifier.clone(), item.alert.job.clone());
             if self.busy.contains(&key) {
                 self.behind.insert(key);
+                continue;
+            }
+            if !going.contains(&key)
+                && let Some(until) = quiet(&item)
+            {
+                wake = earliest(wake, Some(until));
+                self.held.insert(key);
                 continue;
             }
             match groups.iter_mut().find(|(n, _)| *n == item.notifier) {
@@ -265,7 +280,9 @@ impl Flights {
                 .map(|i| i.alert.job.as_str())
                 .collect::<HashSet<_>>()
                 .len();
-            let work = if merges && jobs > 1 {
+            // What quiet hours held goes out as one digest when they end.
+            let after_quiet = items.len() > 1 && items.iter().all(|i| held_by_quiet(rt, i, now));
+            let work = if merges && (jobs > 1 || after_quiet) {
                 vec![Work::Digest(items)]
             } else {
                 chains(items).into_iter().map(Work::Chain).collect()
@@ -362,6 +379,26 @@ impl Flights {
     pub(super) fn idle(&self) -> bool {
         self.sending.is_empty() && self.waiting.is_empty()
     }
+}
+
+/// When the quiet hours of `item`'s notifier end, if `item` waits for them at `now`.
+fn quiet_until(rt: &Runtime, item: &OutboxItem, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let quiet = rt.config.notifier(&item.notifier)?.quiet.as_ref()?;
+    let until = quiet.until(now)?;
+    quiet.holds(item.alert.severity).then_some(until)
+}
+
+/// Whether `item` was made in quiet hours of its notifier that are over at `now` (so
+/// it waited for their end).
+fn held_by_quiet(rt: &Runtime, item: &OutboxItem, now: DateTime<Utc>) -> bool {
+    rt.config
+        .notifier(&item.notifier)
+        .and_then(|n| n.quiet.as_ref())
+        .and_then(|q| {
+            q.until(item.created_at)
+                .filter(|_| q.holds(item.alert.severity))
+        })
+        .is_some_and(|end| end <= now)
 }
 
 /// Slots of a notifier: one message at a time for a rate-limited channel or one a

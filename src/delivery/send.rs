@@ -109,7 +109,10 @@ pub(super) async fn deliver_digest(rt: &Runtime, name: &str, items: &[OutboxItem
     let Some(notifier) = items.first().and_then(|i| configured(rt, i)) else {
         return Vec::new();
     };
-    let alerts: Vec<_> = items.iter().map(|i| i.alert.clone()).collect();
+    // A failure whose recovery is in the same digest is said once, by the recovery.
+    let alerts = klaxon_notifiers::text::collapse(
+        &items.iter().map(|i| i.alert.clone()).collect::<Vec<_>>(),
+    );
     if rt.mode == Mode::DryRun {
         print_dry_run(
             rt,

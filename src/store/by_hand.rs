@@ -80,7 +80,7 @@ impl Store {
         let messages = held_in(&tx, which)?;
         for m in &messages {
             change(&tx, m.id)?;
-            insert_run(&tx, &history_row(m, done, now))?;
+            insert_run(&tx, &history_row(m, done, now), None)?;
         }
         tx.commit()?;
         drop(conn);
@@ -121,6 +121,7 @@ fn history_row(m: &HeldMessage, done: &str, now: DateTime<Utc>) -> RunRecord {
         skipped: None,
         metrics: Vec::new(),
         fire_at: None,
+        silenced: None,
     }
 }
 

@@ -8,10 +8,12 @@ use std::path::Path;
 use rusqlite::{Connection, params};
 
 use super::outbox::{InsertClaims, write_marks};
+use super::silences::silence_in;
 use super::{
     BUSY_TIMEOUT, CLAIM_LEASE, Fresh, JobState, Mark, OutboxItem, RunRecord, Store, StoreError,
     THREADS, lock, ms, state_in, write_tx,
 };
+use crate::alert::Silenced;
 
 pub use crate::alert::NewMessage;
 
@@ -25,24 +27,9 @@ pub enum Change {
     /// The job's state after the run and its messages, decided already (a run kept in
     /// memory while the store could not be written, whose messages went from there).
     Decided {
-        state: JobState,
+        state: Box<JobState>,
         messages: Vec<NewMessage>,
     },
-}
-
-impl Change {
-    /// The new state and the messages to enqueue, given the state before and a reader
-    /// of other jobs' states as of the same transaction.
-    pub fn apply(
-        &self,
-        before: &JobState,
-        state_of: &dyn Fn(&str) -> Result<JobState, StoreError>,
-    ) -> Result<(JobState, Vec<NewMessage>), StoreError> {
-        match self {
-            Change::Alert(transition) => transition.apply_reading(before, state_of),
-            Change::Decided { state, messages } => Ok((state.clone(), messages.clone())),
-        }
-    }
 }
 
 /// A write to the store, committed together with others (see [`Store::record`]).
@@ -97,8 +84,25 @@ fn write_run(
     mut claims: Option<&mut InsertClaims<'_>>,
 ) -> Result<Vec<Fresh>, StoreError> {
     let before = state_in(conn, &run.job)?;
-    let (state, messages) = change.apply(&before, &|job| state_in(conn, job))?;
-    insert_run(conn, run)?;
+    let (state, messages, silenced) = match change {
+        Change::Alert(transition) => {
+            // A silence added a moment ago (by `klaxon silence`, whether or not the
+            // agent runs) holds this run's messages.
+            let stored = silence_in(conn, &run.job, run.finished_at)?.map(|s| Silenced {
+                by: s.describe(),
+                until: s.ends_at,
+            });
+            let silenced = Silenced::longer(stored, transition.maintenance.clone());
+            let (state, messages) = transition.apply_reading(
+                &before,
+                &|job| state_in(conn, job),
+                silenced.is_some(),
+            )?;
+            (state, messages, silenced.map(|s| s.by))
+        }
+        Change::Decided { state, messages } => ((**state).clone(), messages.clone(), None),
+    };
+    insert_run(conn, run, silenced.as_deref())?;
     conn.prepare_cached(
         "INSERT INTO job_state (job, state) VALUES (?1, ?2)
          ON CONFLICT (job) DO UPDATE SET state = excluded.state",
@@ -143,10 +147,16 @@ fn write_run(
     Ok(items)
 }
 
-pub(super) fn insert_run(conn: &Connection, run: &RunRecord) -> Result<(), StoreError> {
+/// Writes `run` to history; `silenced` names what silenced it when the run itself does
+/// not say.
+pub(super) fn insert_run(
+    conn: &Connection,
+    run: &RunRecord,
+    silenced: Option<&str>,
+) -> Result<(), StoreError> {
     conn.prepare_cached(
-        "INSERT INTO runs (job, started_at, finished_at, severity, attempts, elapsed_ms, summary, output, skipped, metrics, fire_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        "INSERT INTO runs (job, started_at, finished_at, severity, attempts, elapsed_ms, summary, output, skipped, metrics, fire_at, silenced)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?
     .execute(params![
             run.job,
@@ -162,6 +172,7 @@ pub(super) fn insert_run(conn: &Connection, run: &RunRecord) -> Result<(), Store
                 .then(|| serde_json::to_string(&run.metrics))
                 .transpose()?,
             run.fire_at.map(ms),
+            run.silenced.as_deref().or(silenced),
         ],
     )?;
     Ok(())
@@ -178,7 +189,13 @@ impl Store {
         apply: impl Fn(&JobState) -> (JobState, Vec<NewMessage>) + Send,
     ) -> Result<Vec<OutboxItem>, StoreError> {
         let (state, messages) = apply(&self.job_state(&run.job)?);
-        let write = Write::Run(Box::new((run.clone(), Change::Decided { state, messages })));
+        let write = Write::Run(Box::new((
+            run.clone(),
+            Change::Decided {
+                state: Box::new(state),
+                messages,
+            },
+        )));
         match self.commit_writes(vec![write]).pop() {
             Some(Ok(Written::Run(items))) => Ok(items.into_iter().map(|f| f.item).collect()),
             Some(Err(e)) => Err(e),

@@ -127,6 +127,20 @@ CREATE TABLE check_state (
     state TEXT NOT NULL            -- the check's own text (Probe::commit)
 );
 ",
+    // 9: silences (`klaxon silence`), and what silenced a run's alerts
+    "
+CREATE TABLE silences (
+    id         INTEGER PRIMARY KEY,
+    jobs       TEXT    NOT NULL,  -- JSON array of job names or globs
+    starts_at  INTEGER NOT NULL,  -- unix ms
+    ends_at    INTEGER NOT NULL,  -- unix ms; `silence expire` moves it to that moment
+    comment    TEXT,
+    created_by TEXT    NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX silences_by_end ON silences (ends_at);
+ALTER TABLE runs ADD COLUMN silenced TEXT;  -- a silence or maintenance window, by name
+",
 ];
 
 pub(super) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -16,7 +16,7 @@
 //! - [`bell`]: how the delivery loop is woken for new messages;
 //! - `carried`: what a check carries from run to run (a `log` check's read position);
 //! - `history`: pruning old runs; `health`: the write probe behind `/healthz`;
-//!   `by_hand`: `klaxon outbox` (list, retry, drop).
+//!   `by_hand`: `klaxon outbox` (list, retry, drop); `silences`: `klaxon silence`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -36,6 +36,7 @@ mod health;
 mod history;
 mod migrations;
 mod outbox;
+mod silences;
 
 pub use by_hand::{Held, HeldMessage};
 use commit::Pending;
@@ -44,6 +45,7 @@ pub use commit::{Change, NewMessage};
 pub use history::{Pass as PrunePass, Pruned, keep_pruning, prune_for};
 use migrations::SCHEMA_VERSION;
 pub use outbox::{CLAIM_LEASE, Due, Fresh, Mark, OutboxItem};
+pub use silences::{NewSilence, Silence, check_pattern, matches as job_matches};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -92,6 +94,8 @@ pub struct RunRecord {
     pub metrics: Vec<klaxon_checks::Metric>,
     /// The scheduled fire this run was for; `None` for `once`, pings and `exec`.
     pub fire_at: Option<DateTime<Utc>>,
+    /// What silenced its alerts (a silence or a maintenance window), if anything.
+    pub silenced: Option<String>,
 }
 
 /// The state database. Cheap to clone; all clones share one connection.
@@ -253,9 +257,33 @@ impl Store {
         state_in(&self.conn(), job)
     }
 
+    /// Acknowledges `job`'s open alert: no reminders from now on, and its recovery says
+    /// who acknowledged it and when. Returns the alert; `Ok(None)` when the job has no
+    /// open alert.
+    pub fn ack(
+        &self,
+        job: &str,
+        ack: crate::alert::Ack,
+    ) -> Result<Option<crate::alert::OpenAlert>, StoreError> {
+        let mut conn = self.conn();
+        let tx = write_tx(&mut conn)?;
+        let mut state = state_in(&tx, job)?;
+        let Some(open) = state.open.as_mut() else {
+            return Ok(None);
+        };
+        open.acked = Some(ack);
+        let open = open.clone();
+        tx.prepare_cached("UPDATE job_state SET state = ?2 WHERE job = ?1")?
+            .execute(params![job, serde_json::to_string(&state)?])?;
+        tx.commit()?;
+        drop(conn);
+        self.committed();
+        Ok(Some(open))
+    }
+
     /// Records a fire that did not run (and why) without touching alert state.
     pub fn record_skip(&self, run: &RunRecord) -> Result<(), StoreError> {
-        insert_run(&self.conn(), run)?;
+        insert_run(&self.conn(), run, None)?;
         self.committed();
         Ok(())
     }
@@ -302,7 +330,7 @@ impl Store {
     pub fn history(&self, job: &str, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT job, started_at, finished_at, severity, attempts, elapsed_ms, summary, output, skipped, metrics, fire_at
+            "SELECT job, started_at, finished_at, severity, attempts, elapsed_ms, summary, output, skipped, metrics, fire_at, silenced
              FROM runs WHERE job = ?1 ORDER BY started_at DESC, id DESC LIMIT ?2",
         )?;
         let rows = stmt.query_map(params![job, limit as i64], |r| {
@@ -318,6 +346,7 @@ impl Store {
                 skipped: r.get(8)?,
                 metrics: Vec::new(),
                 fire_at: r.get::<_, Option<i64>>(10)?.map(from_ms),
+                silenced: r.get(11)?,
             })
             .map(|run| (run, r.get::<_, Option<String>>(9)))
         })?;

@@ -32,6 +32,7 @@ pub(super) fn alert(event: Event) -> Alert {
         next_run: None,
         downtime_ms: None,
         id: "api-1".into(),
+        acknowledged: None,
     }
 }
 
@@ -48,6 +49,7 @@ pub(super) fn run(job: &str, at: i64, severity: &str) -> RunRecord {
         skipped: None,
         metrics: vec![klaxon_checks::Metric::new("latency_ms", 12.5).with_unit("ms")],
         fire_at: Some(t(at)),
+        silenced: None,
     }
 }
 
@@ -74,10 +76,10 @@ async fn runs_recorded_together_are_committed_together_and_apart() {
             a.job = format!("job{i}");
             a.id = format!("job{i}-1");
             let change = Change::Decided {
-                state: JobState {
+                state: Box::new(JobState {
                     consecutive_failures: 1,
                     ..JobState::default()
-                },
+                }),
                 messages: vec![NewMessage {
                     notifier: "hook".into(),
                     alert: a,
@@ -182,7 +184,7 @@ async fn record_one(store: &Store, job: &str, at: i64, event: Event) -> Vec<Outb
     let mut a = alert(event);
     a.job = job.into();
     let change = Change::Decided {
-        state: JobState::default(),
+        state: Box::new(JobState::default()),
         messages: vec![NewMessage {
             notifier: "hook".into(),
             alert: a,
@@ -280,6 +282,8 @@ fn a_run_its_state_and_its_messages_survive_reopening() {
             last_sent: t(1),
             held: false,
             told: Some(vec!["slack".into()]),
+            unsent: false,
+            acked: None,
         }),
         ..JobState::default()
     };
