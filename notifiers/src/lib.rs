@@ -18,7 +18,10 @@ pub mod email;
 #[cfg(test)]
 mod fixtures;
 mod http;
+pub mod keyed;
 pub mod log;
+pub mod opsgenie;
+pub mod pagerduty;
 #[macro_use]
 mod plugin;
 pub mod rfc3339;
@@ -140,6 +143,8 @@ notifiers! {
     Alertmanager(alertmanager::AlertmanagerConfig) = "alertmanager",
     Command(command::CommandConfig) = "command",
     Log(log::LogConfig) = "log",
+    Pagerduty(pagerduty::PagerdutyConfig) = "pagerduty",
+    Opsgenie(opsgenie::OpsgenieConfig) = "opsgenie",
 }
 
 /// Why a notifier could not be built from a valid spec.

@@ -93,6 +93,15 @@ pub fn facts(alert: &Alert) -> Vec<(&'static str, String)> {
     facts
 }
 
+/// [`facts`] and, when there is output, `Output` with its [`output_tail`]: what a
+/// channel that takes key/value details (PagerDuty's `custom_details`, Opsgenie's
+/// `details`) attaches.
+pub fn details(alert: &Alert) -> Vec<(&'static str, String)> {
+    let mut details = facts(alert);
+    details.extend(output_tail(alert).map(|output| ("Output", output)));
+    details
+}
+
 /// The whole message as plain text: the title, one `Label: value` line per fact, then,
 /// when there is output, a blank line, `Output:` and the output's tail.
 pub fn render_text(alert: &Alert) -> String {
