@@ -18,7 +18,6 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use toml::Spanned;
-use url::Url;
 
 use crate::http::{self, HttpShell};
 use crate::keyed::KeyedSpec;
@@ -163,6 +162,7 @@ mod tests {
     use super::*;
     use crate::fixtures;
     use klaxon_testkit::{Response, Server};
+    use url::Url;
 
     const KEY: &str = "R0UTING-KEY-SECRET";
 
