@@ -1,7 +1,10 @@
 //! The paging channels end to end: `klaxon once` against a loopback receiver that
 //! speaks each provider's API. A failing run opens the provider's alert (after the
 //! receiver's own `Retry-After` on a first 503), a passing run closes that same alert,
-//! and a refusal (4xx) is given up at once, left in the outbox as `given_up`.
+//! and a refusal (4xx) is given up at once, left in the outbox as `given_up`. And the
+//! `desktop` channel with no session bus: it says so, and its message waits in the
+//! outbox while the other notifiers deliver theirs (tests/system_desktop.rs shows it
+//! on a real bus).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
@@ -236,4 +239,67 @@ async fn opsgenie_creates_then_closes_the_alert_by_alias() {
     ))
     .await;
     assert_eq!(refusing.requests().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_session_bus_the_desktop_message_waits_and_the_others_go() {
+    let hook = Server::start(|_| Response::status(204)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        r#"[agent]
+name = "ci"
+state_dir = "{state}"
+
+[notifiers.popup]
+type = "desktop"
+
+[notifiers.hook]
+type = "webhook"
+url = "{url}"
+
+[jobs.db]
+every = "1h"
+notify = ["popup", "hook"]
+retry = {{ attempts = 1 }}
+[jobs.db.check]
+type = "script"
+shell = "exit 2"
+"#,
+        state = dir.path().join("state").display(),
+        url = hook.url("/hook"),
+    );
+    let path = dir.path().join("klaxon.toml");
+    std::fs::write(&path, config).unwrap();
+    // No bus address, and a runtime directory without a `bus` socket.
+    let runtime = tempfile::tempdir().unwrap();
+    let mut cmd = klaxon();
+    cmd.arg("--config")
+        .arg(&path)
+        .args(["once", "db"])
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
+        .env("XDG_RUNTIME_DIR", runtime.path());
+    let out = output(cmd).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let got = hook.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(got[0].json()["event"], "failure");
+
+    let listed = klaxon()
+        .arg("--config")
+        .arg(&path)
+        .args(["outbox", "--json"])
+        .output()
+        .unwrap();
+    let messages: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let messages = messages.as_array().unwrap();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert_eq!(
+        (&messages[0]["notifier"], &messages[0]["state"]),
+        (&"popup".into(), &"pending".into())
+    );
+    assert_eq!(
+        messages[0]["last_error"],
+        "no D-Bus session bus (DBUS_SESSION_BUS_ADDRESS is not set and there is no \
+         $XDG_RUNTIME_DIR/bus): desktop notifications need the agent to run in a desktop \
+         session"
+    );
 }

@@ -14,6 +14,7 @@
 
 pub mod alertmanager;
 pub mod command;
+pub mod desktop;
 pub mod email;
 #[cfg(test)]
 mod fixtures;
@@ -145,6 +146,7 @@ notifiers! {
     Log(log::LogConfig) = "log",
     Pagerduty(pagerduty::PagerdutyConfig) = "pagerduty",
     Opsgenie(opsgenie::OpsgenieConfig) = "opsgenie",
+    Desktop(desktop::DesktopConfig) = "desktop",
 }
 
 /// Why a notifier could not be built from a valid spec.
