@@ -19,25 +19,29 @@ use common::{klaxon, output, text};
 
 const SECRET: &str = "pager-s3cret-9f2c";
 
-/// A job `db` whose check exits with the code in the file `code`, told to `pager`.
+/// A job `db` whose check exits with the code in the file `code`.
 struct Setup {
     dir: tempfile::TempDir,
 }
 
 impl Setup {
+    /// The job told to `[notifiers.pager]`, whose table (after its name) is `notifier`.
     fn new(notifier: &str) -> Self {
+        Self::with(&format!("[notifiers.pager]\n{notifier}\n"), r#""pager""#)
+    }
+
+    /// The job told to `notify` (a TOML list's items), with the tables `notifiers`.
+    fn with(notifiers: &str, notify: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config = format!(
             r#"[agent]
 name = "ci"
 state_dir = "{state}"
 
-[notifiers.pager]
-{notifier}
-
+{notifiers}
 [jobs.db]
 every = "1h"
-notify = ["pager"]
+notify = [{notify}]
 retry = {{ attempts = 1 }}
 [jobs.db.check]
 type = "script"
@@ -56,9 +60,15 @@ shell = "echo 'db is down'; exit $(cat {code})"
 
     /// `klaxon once db` with the check exiting `exit`; the exit code `once` ends with.
     async fn once(&self, exit: &str) -> i32 {
+        self.once_in(exit, |_| {}).await
+    }
+
+    /// [`Setup::once`] in the environment `env` makes.
+    async fn once_in(&self, exit: &str, env: impl FnOnce(&mut std::process::Command)) -> i32 {
         std::fs::write(self.dir.path().join("code"), exit).unwrap();
         let mut cmd = klaxon();
         cmd.arg("--config").arg(self.config()).args(["once", "db"]);
+        env(&mut cmd);
         let out = output(cmd).await;
         let stderr = text(&out.stderr);
         assert!(!stderr.contains(SECRET), "{stderr}");
@@ -244,54 +254,28 @@ async fn opsgenie_creates_then_closes_the_alert_by_alias() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_session_bus_the_desktop_message_waits_and_the_others_go() {
     let hook = Server::start(|_| Response::status(204)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = format!(
-        r#"[agent]
-name = "ci"
-state_dir = "{state}"
-
-[notifiers.popup]
-type = "desktop"
-
-[notifiers.hook]
-type = "webhook"
-url = "{url}"
-
-[jobs.db]
-every = "1h"
-notify = ["popup", "hook"]
-retry = {{ attempts = 1 }}
-[jobs.db.check]
-type = "script"
-shell = "exit 2"
-"#,
-        state = dir.path().join("state").display(),
-        url = hook.url("/hook"),
+    let setup = Setup::with(
+        &format!(
+            "[notifiers.popup]\ntype = \"desktop\"\n\n[notifiers.hook]\ntype = \"webhook\"\nurl = \"{}\"\n",
+            hook.url("/hook")
+        ),
+        r#""popup", "hook""#,
     );
-    let path = dir.path().join("klaxon.toml");
-    std::fs::write(&path, config).unwrap();
     // No bus address, and a runtime directory without a `bus` socket.
     let runtime = tempfile::tempdir().unwrap();
-    let mut cmd = klaxon();
-    cmd.arg("--config")
-        .arg(&path)
-        .args(["once", "db"])
-        .env_remove("DBUS_SESSION_BUS_ADDRESS")
-        .env("XDG_RUNTIME_DIR", runtime.path());
-    let out = output(cmd).await;
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let code = setup
+        .once_in("2", |cmd| {
+            cmd.env_remove("DBUS_SESSION_BUS_ADDRESS")
+                .env("XDG_RUNTIME_DIR", runtime.path());
+        })
+        .await;
+    assert_eq!(code, 1);
     let got = hook.wait_for(1, Duration::from_secs(10)).await;
     assert_eq!(got[0].json()["event"], "failure");
 
-    let listed = klaxon()
-        .arg("--config")
-        .arg(&path)
-        .args(["outbox", "--json"])
-        .output()
-        .unwrap();
-    let messages: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
-    let messages = messages.as_array().unwrap();
-    assert_eq!(messages.len(), 1, "{messages:?}");
+    let outbox = setup.outbox();
+    let messages = outbox.as_array().unwrap();
+    assert_eq!(messages.len(), 1, "{outbox}");
     assert_eq!(
         (&messages[0]["notifier"], &messages[0]["state"]),
         (&"popup".into(), &"pending".into())
