@@ -12,8 +12,6 @@
 //! `url = "https://api.eu.opsgenie.com"`. Opsgenie shows `message` and `description` as
 //! plain text, so nothing is escaped beyond JSON's own.
 
-use std::time::Duration;
-
 use klaxon_config_core::{SecretKey, Seg};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
@@ -22,11 +20,10 @@ use serde_json::{Map, Value, json};
 use toml::Spanned;
 use url::Url;
 
-use crate::http::{self, HttpShell};
-use crate::keyed::KeyedSpec;
+use crate::keyed::{Api, ApiRequest, Keyed, KeyedSpec};
 use crate::text::{self, ELLIPSIS};
 use crate::validate::ConfigIssue;
-use crate::{Alert, BuildError, Channel, DeliveryError, Event, NotifierPlugin, Severity};
+use crate::{Alert, BuildError, DeliveryError, Event, NotifierPlugin, Severity};
 
 /// The API's base unless `url` says otherwise.
 pub const DEFAULT_URL: &str = "https://api.opsgenie.com";
@@ -153,38 +150,18 @@ pub fn render(alert: &Alert) -> Request {
     }
 }
 
-/// An `opsgenie` notifier ready to send.
+/// An `opsgenie` notifier ready to send: it POSTs [`render`]'s request with
+/// `Authorization: GenieKey KEY` (a `401`, a wrong key, or a `422`, a request Opsgenie
+/// refuses, is refused for good).
+pub type Opsgenie = Keyed<AlertApi>;
+
+/// Opsgenie's Alert API.
 #[derive(Debug)]
-pub struct Opsgenie {
-    spec: OpsgenieSpec,
-    http: HttpShell,
-}
+pub struct AlertApi;
 
-impl Opsgenie {
-    /// How long one delivery may take, answer included.
-    pub const TIMEOUT: Duration = Duration::from_secs(10);
-
-    /// A notifier posting through `client` (the agent's shared HTTP client).
-    pub fn new(spec: OpsgenieSpec, client: reqwest::Client) -> Self {
-        let http = HttpShell::shared(client, Self::TIMEOUT);
-        Self { spec, http }
-    }
-
-    /// The same notifier with another delivery deadline than [`Opsgenie::TIMEOUT`].
-    pub fn with_timeout(self, timeout: Duration) -> Self {
-        let http = self.http.with_timeout(timeout);
-        Self { http, ..self }
-    }
-}
-
-impl Channel for Opsgenie {
-    /// POSTs [`render`]'s request with `Authorization: GenieKey KEY`. 2xx (Opsgenie
-    /// answers 202) is delivered; 408, 429 (with its `Retry-After`, when given), 5xx,
-    /// connection errors and timeouts are [`DeliveryError::Retry`]; other statuses (401
-    /// a wrong key, 422 a request it refuses) are [`DeliveryError::Reject`] quoting the
-    /// start of Opsgenie's answer. No reason contains the key.
-    async fn send(&self, alert: &Alert) -> Result<(), DeliveryError> {
-        let key = self.spec.key.expose_secret();
+impl Api for AlertApi {
+    fn request(alert: &Alert, spec: &KeyedSpec) -> Result<ApiRequest, DeliveryError> {
+        let key = spec.key.expose_secret();
         let Ok(mut auth) = HeaderValue::from_str(&format!("GenieKey {key}")) else {
             return Err(DeliveryError::Reject {
                 reason: "`api_key` holds characters an HTTP header cannot carry".into(),
@@ -194,10 +171,11 @@ impl Channel for Opsgenie {
         let mut headers = HeaderMap::new();
         headers.insert(AUTHORIZATION, auth);
         let request = render(alert);
-        let body = request.body.to_string().into_bytes();
-        let url = request.url(&self.spec.url);
-        let sent = self.http.post_json_with(url, headers, body).await;
-        http::hiding(sent, key)
+        Ok(ApiRequest {
+            url: request.url(&spec.url),
+            headers,
+            body: request.body.to_string().into_bytes(),
+        })
     }
 }
 
@@ -205,8 +183,10 @@ impl Channel for Opsgenie {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use crate::Channel;
     use crate::fixtures;
     use klaxon_testkit::{Response, Server};
+    use std::time::Duration;
 
     const KEY: &str = "eb243592-faa2-4ba2-a551q-1afdf565c889";
 

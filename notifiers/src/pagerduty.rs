@@ -11,19 +11,17 @@
 //! plain: PagerDuty renders no markup in `summary` or `custom_details`, so nothing is
 //! escaped beyond JSON's own.
 
-use std::time::Duration;
-
 use klaxon_config_core::{SecretKey, Seg};
+use reqwest::header::HeaderMap;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use toml::Spanned;
 
-use crate::http::{self, HttpShell};
-use crate::keyed::KeyedSpec;
+use crate::keyed::{Api, ApiRequest, Keyed, KeyedSpec};
 use crate::text::{self, ELLIPSIS};
 use crate::validate::ConfigIssue;
-use crate::{Alert, BuildError, Channel, DeliveryError, Event, NotifierPlugin, Severity};
+use crate::{Alert, BuildError, DeliveryError, Event, NotifierPlugin, Severity};
 
 /// Where events go unless `url` says otherwise.
 pub const DEFAULT_URL: &str = "https://events.pagerduty.com/v2/enqueue";
@@ -118,41 +116,22 @@ pub fn render(alert: &Alert, routing_key: &str) -> Value {
     })
 }
 
-/// A `pagerduty` notifier ready to send.
+/// A `pagerduty` notifier ready to send: it POSTs [`render`]'s event to `url` (a `400`,
+/// an invalid event or key, is refused for good).
+pub type Pagerduty = Keyed<EventsApi>;
+
+/// PagerDuty's Events API v2.
 #[derive(Debug)]
-pub struct Pagerduty {
-    spec: PagerdutySpec,
-    http: HttpShell,
-}
+pub struct EventsApi;
 
-impl Pagerduty {
-    /// How long one delivery may take, answer included.
-    pub const TIMEOUT: Duration = Duration::from_secs(10);
-
-    /// A notifier posting through `client` (the agent's shared HTTP client).
-    pub fn new(spec: PagerdutySpec, client: reqwest::Client) -> Self {
-        let http = HttpShell::shared(client, Self::TIMEOUT);
-        Self { spec, http }
-    }
-
-    /// The same notifier with another delivery deadline than [`Pagerduty::TIMEOUT`].
-    pub fn with_timeout(self, timeout: Duration) -> Self {
-        let http = self.http.with_timeout(timeout);
-        Self { http, ..self }
-    }
-}
-
-impl Channel for Pagerduty {
-    /// POSTs [`render`]'s event to `url`. 2xx (PagerDuty answers 202) is delivered; 408,
-    /// 429 (with its `Retry-After`, when given), 5xx, connection errors and timeouts are
-    /// [`DeliveryError::Retry`]; other statuses (400: an invalid event or key) are
-    /// [`DeliveryError::Reject`] quoting the start of PagerDuty's answer. No reason
-    /// contains the routing key.
-    async fn send(&self, alert: &Alert) -> Result<(), DeliveryError> {
-        let key = self.spec.key.expose_secret();
-        let body = render(alert, key).to_string().into_bytes();
-        let sent = self.http.post_json(self.spec.url.clone(), body).await;
-        http::hiding(sent, key)
+impl Api for EventsApi {
+    fn request(alert: &Alert, spec: &KeyedSpec) -> Result<ApiRequest, DeliveryError> {
+        let body = render(alert, spec.key.expose_secret());
+        Ok(ApiRequest {
+            url: spec.url.clone(),
+            headers: HeaderMap::new(),
+            body: body.to_string().into_bytes(),
+        })
     }
 }
 
@@ -160,8 +139,10 @@ impl Channel for Pagerduty {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use crate::Channel;
     use crate::fixtures;
     use klaxon_testkit::{Response, Server};
+    use std::time::Duration;
     use url::Url;
 
     const KEY: &str = "R0UTING-KEY-SECRET";
