@@ -72,6 +72,8 @@ struct World {
     ok: Server,
     bad: Server,
     target: Server,
+    /// A paging API refusing every request, quoting its body and `Authorization`.
+    pager: Server,
     env: Vec<(String, String)>,
     /// Files that hold the canary on purpose (the configs and `${file:…}` secrets).
     inputs: Vec<PathBuf>,
@@ -100,17 +102,28 @@ impl World {
             ))
         })
         .await;
+        let pager = Server::start(|r: &Request| {
+            let auth = r.header("authorization").unwrap_or("none").to_owned();
+            Response::status(400).body(format!(
+                "refused {} with authorization `{auth}`: {}",
+                r.path,
+                r.text()
+            ))
+        })
+        .await;
         let dir = tempfile::tempdir().unwrap();
         let mut world = Self {
             dir,
             ok,
             bad,
             target,
+            pager,
             env: vec![
                 ("LISTEN_TOKEN".into(), format!("token-{CANARY}")),
                 ("SLACK_OK_URL".into(), String::new()),
                 ("SMTP_PASSWORD".into(), format!("pw-{CANARY}")),
                 ("API_TOKEN".into(), format!("api-{CANARY}")),
+                ("PD_ROUTING_KEY".into(), format!("pd-{CANARY}")),
             ],
             inputs: Vec::new(),
         };
@@ -143,6 +156,7 @@ impl World {
         let ok = self.ok.addr().port();
         let bad = self.bad.addr().port();
         let target = self.target.addr().port();
+        let pager = self.pager.addr().port();
         let closed = closed_port();
         let smtp = smtp_refusing_logins();
         let payloads = self.path("command-payloads.json");
@@ -162,7 +176,7 @@ file = "logs/klaxon.log"
 
 [defaults]
 retry = {{ attempts = 1 }}
-notify = ["slack_ok", "slack_bad", "hook_ok", "hook_bad", "cmd", "console"]
+notify = ["slack_ok", "slack_bad", "hook_ok", "hook_bad", "cmd", "console", "pd", "og"]
 
 [notifiers.slack_ok]
 type = "slack"
@@ -206,6 +220,16 @@ command = ["/bin/sh", "-c", "cat >> '{payloads}'; echo >> '{payloads}'"]
 
 [notifiers.console]
 type = "log"
+
+[notifiers.pd]
+type = "pagerduty"
+routing_key = "${{PD_ROUTING_KEY}}"
+url = "http://127.0.0.1:{pager}/v2/enqueue"
+
+[notifiers.og]
+type = "opsgenie"
+api_key = "og-{CANARY}"
+url = "http://127.0.0.1:{pager}/opsgenie"
 
 [jobs.bearer]
 every = "1h"
@@ -322,7 +346,15 @@ fn commands() -> Vec<Step> {
     for notifier in ["slack_ok", "hook_ok", "cmd", "console"] {
         steps.push(step(&["notify", "test", notifier], &[0]));
     }
-    for notifier in ["slack_bad", "hook_bad", "teams_closed", "am_closed", "mail"] {
+    for notifier in [
+        "slack_bad",
+        "hook_bad",
+        "teams_closed",
+        "am_closed",
+        "mail",
+        "pd",
+        "og",
+    ] {
         steps.push(step(&["notify", "test", notifier], &[1]));
     }
     // `exec`: the job's heartbeat (from a `${file:}`), and one given on the command line.
@@ -479,7 +511,9 @@ fn run(world: &World, step: &Step, outputs: &mut Vec<Output>) {
 /// Everything klaxon wrote or sent besides the commands' own output: each file in the
 /// work directory that is not an input (the log files, `klaxon.db` and its WAL, the
 /// command notifier's payloads), and the body of every request a receiver got (their
-/// paths hold the canary by design).
+/// paths hold the canary by design). PagerDuty's routing key is sent in the body, as
+/// its API requires, so that one field is taken out of the pager's bodies first (and
+/// checked to be the key); Opsgenie's key is sent only in `Authorization`.
 fn collect(world: &World, outputs: &mut Vec<Output>) {
     let mut stack = vec![world.dir.path().to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -507,6 +541,20 @@ fn collect(world: &World, outputs: &mut Vec<Output>) {
                 bytes: r.body,
             });
         }
+    }
+    for r in world.pager.requests() {
+        let mut body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        if r.path.starts_with("/v2/enqueue") {
+            let key = body.as_object_mut().unwrap().remove("routing_key");
+            assert_eq!(key, Some(format!("pd-{CANARY}").into()), "{}", r.text());
+        } else {
+            let auth = r.header("authorization");
+            assert_eq!(auth, Some(format!("GenieKey og-{CANARY}").as_str()));
+        }
+        outputs.push(Output {
+            what: format!("body of {} {} to the pager", r.method, r.path),
+            bytes: body.to_string().into_bytes(),
+        });
     }
 }
 
@@ -569,6 +617,11 @@ async fn the_canary_never_appears_in_anything_klaxon_writes_or_sends() {
         "the target got nothing"
     );
     assert!(sent(&world.ok, "/hb/") >= 2, "no job heartbeat pings");
+    assert!(sent(&world.pager, "/v2/enqueue") >= 2, "pd got nothing");
+    assert!(
+        sent(&world.pager, "/opsgenie/v2/alerts") >= 2,
+        "og got nothing"
+    );
     assert!(sent(&world.ok, "/agent-ping/") >= 1, "no agent heartbeat");
     assert!(
         names.iter().any(|n| n.contains("listener answer")),
@@ -584,6 +637,7 @@ async fn the_canary_never_appears_in_anything_klaxon_writes_or_sends() {
         "`notifiers.am_closed.urls[]` is a secret written in the config",
         "`jobs.header.check.headers.Authorization` is a secret written in the config",
         "`jobs.userinfo.check.url` is a secret written in the config",
+        "`notifiers.og.api_key` is a secret written in the config",
         "secret file `",
     ] {
         assert!(

@@ -334,6 +334,27 @@ fn scrub(reason: String, url: &str) -> String {
     reason
 }
 
+/// `result` with every appearance of `secret` (a credential sent in a header or the
+/// body, which a receiver could echo in its answer) in its reason shown as `***`.
+pub(crate) fn hiding(result: Result<(), DeliveryError>, secret: &str) -> Result<(), DeliveryError> {
+    let hide = |reason: String| {
+        if secret.is_empty() {
+            reason
+        } else {
+            reason.replace(secret, "***")
+        }
+    };
+    result.map_err(|e| match e {
+        DeliveryError::Retry { reason, after } => DeliveryError::Retry {
+            reason: hide(reason),
+            after,
+        },
+        DeliveryError::Reject { reason } => DeliveryError::Reject {
+            reason: hide(reason),
+        },
+    })
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {

@@ -14,11 +14,15 @@
 
 pub mod alertmanager;
 pub mod command;
+pub mod desktop;
 pub mod email;
 #[cfg(test)]
 mod fixtures;
 mod http;
+pub mod keyed;
 pub mod log;
+pub mod opsgenie;
+pub mod pagerduty;
 #[macro_use]
 mod plugin;
 pub mod rfc3339;
@@ -153,6 +157,9 @@ notifiers! {
     Alertmanager(alertmanager::AlertmanagerConfig) = "alertmanager",
     Command(command::CommandConfig) = "command",
     Log(log::LogConfig) = "log",
+    Pagerduty(pagerduty::PagerdutyConfig) = "pagerduty",
+    Opsgenie(opsgenie::OpsgenieConfig) = "opsgenie",
+    Desktop(desktop::DesktopConfig) = "desktop",
 }
 
 /// Why a notifier could not be built from a valid spec.

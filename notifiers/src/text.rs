@@ -42,6 +42,25 @@ pub fn title(alert: &Alert) -> String {
     }
 }
 
+/// [`title`] without the reason after its colon, for a notification whose body is the
+/// summary: `DOWN api on macbook`, `CHANGED api on macbook is now warning`, `RECOVERED
+/// api on macbook after 1h 5m` (a recovery's and a test's title have no reason).
+pub fn headline(alert: &Alert) -> String {
+    let title = title(alert);
+    let reason = format!(": {}", one_line(&alert.summary));
+    match title.strip_suffix(&reason) {
+        Some(headline)
+            if matches!(
+                alert.event,
+                Event::Failure | Event::Update | Event::Reminder
+            ) =>
+        {
+            headline.to_owned()
+        }
+        _ => title,
+    }
+}
+
 /// The labelled facts below the title, in this order, each only where it applies:
 /// `Severity`, `Check` (`type target`), `Reason` (the summary), `Attempts` (`3 of 3`),
 /// `Elapsed`, `Failing since`, `Last success` (or `never`), `Next run` (or `none`),
@@ -102,6 +121,15 @@ pub fn facts(alert: &Alert) -> Vec<(&'static str, String)> {
         facts.push(("Alert", alert.id.clone()));
     }
     facts
+}
+
+/// [`facts`] and, when there is output, `Output` with its [`output_tail`]: what a
+/// channel that takes key/value details (PagerDuty's `custom_details`, Opsgenie's
+/// `details`) attaches.
+pub fn details(alert: &Alert) -> Vec<(&'static str, String)> {
+    let mut details = facts(alert);
+    details.extend(output_tail(alert).map(|output| ("Output", output)));
+    details
 }
 
 /// The whole message as plain text: the title, one `Label: value` line per fact, then,

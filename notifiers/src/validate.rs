@@ -81,6 +81,29 @@ pub(crate) fn http_url(
     None
 }
 
+/// The URL of a provider's API that a credential is sent to (in a header or the body):
+/// `https`, or `http` to a loopback host (a local relay, or a test receiver), so the
+/// credential never crosses a network in the clear. Unset, it is `default`.
+pub(crate) fn api_url(
+    value: Option<&Spanned<String>>,
+    key: &str,
+    default: &str,
+    issues: &mut Vec<ConfigIssue>,
+) -> Option<Url> {
+    let Some(value) = value else {
+        return Url::parse(default).ok();
+    };
+    let url = http_url(value, key, issues)?;
+    if url.scheme() == "http" && !is_loopback_url(&url) {
+        issues.push(ConfigIssue::new(
+            value.span(),
+            format!("`{key}` must use `https`: plain `http` is allowed only to a loopback host"),
+        ));
+        return None;
+    }
+    Some(url)
+}
+
 /// A secret that must not be empty; no message shows the value.
 pub(crate) fn non_empty_secret(
     value: Spanned<SecretString>,
