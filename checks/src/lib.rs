@@ -10,6 +10,7 @@
 //! target is an [`Outcome`] with a severity and a summary.
 
 pub mod blocking;
+mod cert;
 pub mod disk;
 pub mod group;
 pub mod heartbeat;
@@ -20,6 +21,7 @@ pub mod perfdata;
 mod plugin;
 pub mod process;
 pub mod script;
+pub mod starttls;
 pub mod tcp;
 #[cfg(test)]
 mod test_support;
