@@ -4,9 +4,10 @@
 //! - `/healthz` is 200 while the scheduler loop turns and 503 when it has stalled
 //!   ([`Liveness`]); `/metrics` is the Prometheus exposition ([`crate::metrics`]). Both
 //!   are open: they say nothing secret, and probes and scrapers rarely carry tokens.
-//! - `/status` (the rows of `klaxon status --json`) and `/ping/JOB` (a ping for a
+//! - `/status` (the rows of `klaxon status --json`), `/ping/JOB` (a ping for a
 //!   passive job, as `klaxon ping` records it; GET, HEAD and POST as Healthchecks
-//!   accepts them; a body is ignored, never read) need `Authorization: Bearer TOKEN`
+//!   accepts them; a body is ignored, never read) and `/ping/JOB/start` (a run of the
+//!   job begins, judged against its `max_duration`: [`crate::started`]) need `Authorization: Bearer TOKEN`
 //!   when `agent.listen_token` is set. The token is compared in constant time and never
 //!   logged, whether presented or expected.
 //!
@@ -39,6 +40,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::liveness::{Health, Liveness};
 use crate::runtime::Runtime;
+use crate::started::Started;
 
 /// How long a client may take to send a request's headers.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -97,6 +99,7 @@ impl Listener {
         let state = State {
             runtime: current,
             alive,
+            started: Arc::default(),
         };
         let task = tokio::spawn(serve(tcp, state, Limits::default(), stop.clone()));
         Ok(Self {
@@ -162,6 +165,8 @@ impl Default for Limits {
 struct State {
     runtime: watch::Receiver<Arc<Runtime>>,
     alive: Arc<Liveness>,
+    /// Runs of passive jobs begun with `/ping/JOB/start`, across reloads.
+    started: Arc<Started>,
 }
 
 async fn serve(tcp: TcpListener, state: State, limits: Limits, stop: CancellationToken) {
@@ -244,6 +249,8 @@ enum Route<'a> {
     Metrics,
     Status,
     Ping(&'a str),
+    /// `/ping/JOB/start`: a run of the job begins.
+    Start(&'a str),
     NotFound,
     /// A known path with a method it does not take; the value for `Allow`.
     MethodNotAllowed(&'static str),
@@ -258,11 +265,17 @@ fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
             Some(job) if !job.is_empty() && !job.contains('/') => {
                 (Route::Ping(job), "GET, HEAD, POST")
             }
-            _ => return Route::NotFound,
+            Some(rest) => match rest.strip_suffix("/start") {
+                Some(job) if !job.is_empty() && !job.contains('/') => {
+                    (Route::Start(job), "GET, HEAD, POST")
+                }
+                _ => return Route::NotFound,
+            },
+            None => return Route::NotFound,
         },
     };
     let read = method == Method::GET || method == Method::HEAD;
-    let ping_post = method == Method::POST && matches!(found, Route::Ping(_));
+    let ping_post = method == Method::POST && matches!(found, Route::Ping(_) | Route::Start(_));
     if read || ping_post {
         found
     } else {
@@ -304,7 +317,7 @@ async fn handle(req: Request<Incoming>, state: &State, peer: SocketAddr) -> Resp
     let rt = state.runtime.borrow().clone();
     let path = req.uri().path();
     let found = route(req.method(), path);
-    let needs_token = matches!(found, Route::Status | Route::Ping(_));
+    let needs_token = matches!(found, Route::Status | Route::Ping(_) | Route::Start(_));
     if let (true, Some(token)) = (needs_token, &rt.config.agent.listen_token)
         && !authorized(req.headers().get(AUTHORIZATION), token)
     {
@@ -353,7 +366,8 @@ async fn handle(req: Request<Incoming>, state: &State, peer: SocketAddr) -> Resp
                 Err(e) => failed("status", &e),
             }
         }
-        Route::Ping(name) => ping(&rt, name, peer).await,
+        Route::Ping(name) => ping(&rt, &state.started, name, peer, false).await,
+        Route::Start(name) => ping(&rt, &state.started, name, peer, true).await,
         Route::NotFound => text(
             StatusCode::NOT_FOUND,
             "not found: try /healthz, /metrics, /status or /ping/JOB",
@@ -371,7 +385,14 @@ async fn handle(req: Request<Incoming>, state: &State, peer: SocketAddr) -> Resp
     }
 }
 
-async fn ping(rt: &Arc<Runtime>, name: &str, peer: SocketAddr) -> Response<Body> {
+/// A ping (`start`: `/ping/JOB/start`, a run begins) for a passive job.
+async fn ping(
+    rt: &Arc<Runtime>,
+    started: &Arc<Started>,
+    name: &str,
+    peer: SocketAddr,
+    start: bool,
+) -> Response<Body> {
     let Some(job) = rt.config.job(name) else {
         tracing::warn!(job = ?name, %peer, "ping for an unknown job");
         return text(StatusCode::NOT_FOUND, format!("no job `{name}`"));
@@ -387,7 +408,13 @@ async fn ping(rt: &Arc<Runtime>, name: &str, peer: SocketAddr) -> Response<Body>
             ),
         );
     }
-    match crate::runner::ping(rt, job, rt.clock.now()).await {
+    if start {
+        started.begin(rt, job);
+        tracing::info!(job = %job.name, %peer, "start ping received");
+        return text(StatusCode::OK, "OK");
+    }
+    let begun = started.end(&job.name);
+    match crate::runner::ping(rt, job, rt.clock.now(), begun).await {
         Ok(_) => {
             tracing::info!(job = %job.name, %peer, "ping received");
             text(StatusCode::OK, "OK")
@@ -433,7 +460,17 @@ mod tests {
             route(&put, "/ping/a"),
             Route::MethodNotAllowed("GET, HEAD, POST")
         );
-        for path in ["/", "/ping", "/ping/", "/ping/a/b", "/healthz/", "/statusx"] {
+        assert_eq!(route(&post, "/ping/a/start"), Route::Start("a"));
+        for path in [
+            "/",
+            "/ping",
+            "/ping/",
+            "/ping/a/b",
+            "/ping//start",
+            "/ping/a/b/start",
+            "/healthz/",
+            "/statusx",
+        ] {
             assert_eq!(route(&get, path), Route::NotFound, "{path}");
         }
     }
@@ -472,6 +509,7 @@ mod tests {
         let state = State {
             runtime: watch::channel(rt).1,
             alive: Arc::new(Liveness::new()),
+            started: Arc::default(),
         };
         let stop = CancellationToken::new();
         let task = tokio::spawn(serve(tcp, state, limits, stop.clone()));

@@ -234,6 +234,19 @@ pub async fn evaluate_heartbeat(
     fire_at: Option<DateTime<Utc>>,
     next_run: Option<DateTime<Utc>>,
 ) -> anyhow::Result<Finished> {
+    evaluate_run(rt, job, expected, fire_at, next_run, None).await
+}
+
+/// [`evaluate_heartbeat`] for a ping that ends a run begun `ran` ago (`/start`), judged
+/// against `max_duration` too.
+async fn evaluate_run(
+    rt: &Arc<Runtime>,
+    job: &Job,
+    expected: DateTime<Utc>,
+    fire_at: Option<DateTime<Utc>>,
+    next_run: Option<DateTime<Utc>>,
+    ran: Option<Duration>,
+) -> anyhow::Result<Finished> {
     let CheckSpec::Heartbeat(spec) = &job.check else {
         anyhow::bail!("job `{}` is not a heartbeat job", job.name);
     };
@@ -245,6 +258,10 @@ pub async fn evaluate_heartbeat(
         SystemTime::from(expected),
         SystemTime::from(now),
     );
+    let outcome = match ran {
+        Some(ran) => over_time(outcome, ran, job.max_duration),
+        None => outcome,
+    };
     // A passive job's own heartbeat URL hears each evaluation: success or `/fail`.
     if let Some(url) = &job.heartbeat {
         let (signal, body) = end_ping(&outcome);
@@ -263,14 +280,21 @@ pub async fn evaluate_heartbeat(
 }
 
 /// Records a ping of a passive job at `at` (from `klaxon ping` or the listener) and the
-/// ok run it amounts to, which closes an open alert like any ok run.
-pub async fn ping(rt: &Arc<Runtime>, job: &Job, at: DateTime<Utc>) -> anyhow::Result<Finished> {
+/// ok run it amounts to, which closes an open alert like any ok run. `started`: the
+/// ping ends a run begun then (`/ping/JOB/start`), judged against `max_duration`.
+pub async fn ping(
+    rt: &Arc<Runtime>,
+    job: &Job,
+    at: DateTime<Utc>,
+    started: Option<DateTime<Utc>>,
+) -> anyhow::Result<Finished> {
     if job.check.is_active() {
         anyhow::bail!("job `{}` is not a heartbeat job", job.name);
     }
     rt.store.record_ping(&job.name, at)?;
     let next_run = job.trigger.next_after(at);
-    evaluate_heartbeat(rt, job, at, None, next_run).await
+    let ran = started.map(|s| (at - s).to_std().unwrap_or_default());
+    evaluate_run(rt, job, at, None, next_run, ran).await
 }
 
 pub use crate::alert::Subject;
