@@ -17,6 +17,7 @@ pub mod heartbeat;
 pub mod http;
 mod metric;
 pub mod perfdata;
+pub mod ping;
 #[macro_use]
 mod plugin;
 pub mod process;
@@ -154,6 +155,7 @@ checks! {
     Tcp(tcp::TcpConfig) = "tcp",
     Disk(disk::DiskConfig) = "disk",
     Heartbeat(heartbeat::HeartbeatConfig) = "heartbeat",
+    Ping(ping::PingConfig) = "ping",
 }
 
 /// What checks share at run time: one HTTP client (connection pool, TLS roots) for all

@@ -10,7 +10,6 @@
 //! A connection made is reported with the metric `connect_ms`: resolving, connecting
 //! and, with `tls`, the dialogue and the handshake.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -92,26 +91,7 @@ impl CheckPlugin for TcpConfig {
     /// Checks every value, pushing each problem to `issues`.
     fn validate(self, issues: &mut Vec<ConfigIssue>) -> Option<TcpSpec> {
         let before = issues.len();
-        let raw = self.host.get_ref().trim();
-        let unbracketed = raw
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(raw);
-        let host = if unbracketed.is_empty()
-            || unbracketed.contains(|c: char| c.is_whitespace() || "/@?#[]".contains(c))
-        {
-            issues.push(ConfigIssue::new(
-                self.host.span(),
-                format!(
-                    "`host`: expected a host name or IP address like `db.example.com` or \
-                     `10.0.0.5`, found `{}`",
-                    self.host.get_ref()
-                ),
-            ));
-            None
-        } else {
-            Some(unbracketed.to_owned())
-        };
+        let host = validate::host(&self.host, issues);
         let port = match u16::try_from(*self.port.get_ref()) {
             Ok(p) if p > 0 => Some(p),
             _ => {
@@ -299,15 +279,7 @@ impl TcpCheck {
     /// Connects (and, with TLS, upgrades and shakes hands); with TLS, the server's
     /// certificate as read, or why it could not be.
     async fn connect(&self) -> Result<Option<Result<CertInfo, String>>, String> {
-        // On the checks' pool (as `tokio::net::lookup_host` would on tokio's): a slow
-        // resolver holds a thread for as long as it likes.
-        let (host, port) = (self.spec.host.clone(), self.spec.port);
-        let addrs: Vec<SocketAddr> = crate::blocking::CHECKS
-            .run(move || std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port)))
-            .await
-            .map_err(|e| format!("DNS: the lookup failed: {e}"))?
-            .map_err(|e| text::dns_failure(&e.to_string()))?
-            .collect();
+        let addrs = validate::lookup(&self.spec.host, self.spec.port).await?;
         // Like `TcpStream::connect`: every address in turn, reporting the last failure.
         let mut last = String::from("DNS: no address");
         let mut stream = None;
