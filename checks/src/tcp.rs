@@ -978,6 +978,43 @@ mod tests {
             );
         }
 
+        // Data after the server agreed (a STARTTLS injection) is refused, not carried
+        // into the TLS session.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let injector = tokio::spawn(async move {
+            use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+            let (socket, _) = listener.accept().await.unwrap();
+            let mut socket = tokio::io::BufReader::new(socket);
+            socket.get_mut().write_all(b"220 hi\r\n").await.unwrap();
+            let mut line = String::new();
+            socket.read_line(&mut line).await.unwrap();
+            socket
+                .get_mut()
+                .write_all(b"250-hi\r\n250 STARTTLS\r\n")
+                .await
+                .unwrap();
+            socket.read_line(&mut line).await.unwrap();
+            // The answer and an injected line in one write.
+            socket
+                .get_mut()
+                .write_all(b"220 go ahead\r\n250 injected\r\n")
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        });
+        let r = expiry_check(port, Some(Starttls::Smtp), ca_file.clone())
+            .run(Duration::from_secs(5))
+            .await;
+        assert_eq!(
+            (r.severity, r.summary.as_str()),
+            (
+                Severity::Critical,
+                "SMTP: the server sent more after agreeing to STARTTLS"
+            )
+        );
+        injector.abort();
+
         // A server that is not a mail server at all.
         let (port, server) = ssh_server().await;
         let r = expiry_check(port, Some(Starttls::Smtp), ca_file)
