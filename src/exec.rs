@@ -41,6 +41,8 @@ pub struct ExecPlan {
     /// Program and arguments, run without a shell.
     pub argv: Vec<String>,
     pub timeout: Duration,
+    /// Longer than this is a warning, sent while the command still runs.
+    pub max_duration: Option<Duration>,
     pub retry: RetryPolicy,
     pub heartbeat: Option<SecretString>,
     /// The job's schedule, when the config has the job: for "next run" in messages.
@@ -130,7 +132,7 @@ pub async fn run(
         .map(|url| rt.pinger.start_run(name, url));
     let started_at = rt.clock.now();
     let clock = tokio::time::Instant::now();
-    let (result, attempts) = run_with_retry(
+    let tries = run_with_retry(
         &plan.retry,
         || async {
             let tried = try_once(plan, interrupt).await;
@@ -142,8 +144,22 @@ pub async fn run(
             }
         },
         &interrupt.stop,
-    )
-    .await;
+    );
+    let (result, attempts) = match plan.max_duration {
+        None => tries.await,
+        Some(max) => {
+            tokio::pin!(tries);
+            tokio::select! {
+                done = &mut tries => done,
+                () = tokio::time::sleep(max) => {
+                    // Overdue: the warning goes out now, while the command runs on.
+                    let (done, warned) = tokio::join!(tries, warn_overdue(rt, plan, max, started_at));
+                    warned?;
+                    done
+                }
+            }
+        }
+    };
     let tried = result.unwrap_or_else(|t| t);
     let elapsed = clock.elapsed();
     let tries = Tries {
@@ -173,6 +189,7 @@ pub async fn run(
         Severity::Critical
     };
     let outcome = Outcome::new(severity, tried.summary.clone(), elapsed).with_output(tried.output);
+    let outcome = crate::runner::over_time(outcome, elapsed, plan.max_duration);
     let finished_at = times.finished_at();
     if plan.passive && severity.is_ok() {
         rt.store.record_ping(name, finished_at)?;
@@ -184,6 +201,38 @@ pub async fn run(
     let finished =
         crate::runner::record(rt, &plan.subject, outcome, tries, times, next_run).await?;
     Ok((finished, tried.code))
+}
+
+/// Records that the command is still running after `max` (a warning run of its own,
+/// which moves the alert state) and delivers the messages it makes due at once.
+async fn warn_overdue(
+    rt: &Arc<Runtime>,
+    plan: &ExecPlan,
+    max: Duration,
+    started_at: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<()> {
+    let tries = Tries {
+        made: 1,
+        allowed: plan.retry.attempts(),
+    };
+    let times = Times {
+        started_at,
+        elapsed: max,
+        fire_at: None,
+    };
+    let next_run = plan
+        .trigger
+        .as_ref()
+        .and_then(|t| t.next_after(rt.clock.now()));
+    let outcome = crate::runner::still_running(max);
+    let finished =
+        crate::runner::record(rt, &plan.subject, outcome, tries, times, next_run).await?;
+    let left =
+        crate::delivery::deliver_within(rt, finished.messages, crate::heartbeat::EXIT_WAIT).await;
+    if left > 0 {
+        tracing::warn!(job = %plan.subject.name, "{left} message(s) about the overdue run not delivered yet; they stay in the outbox");
+    }
+    Ok(())
 }
 
 async fn try_once(plan: &ExecPlan, interrupt: &Interrupt) -> Tried {

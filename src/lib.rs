@@ -26,6 +26,7 @@ pub mod runtime;
 pub mod schedule;
 pub mod scheduler;
 pub mod service;
+pub mod started;
 pub mod status;
 pub mod store;
 pub mod unwritten;

@@ -4,9 +4,10 @@
 //! - `/healthz` is 200 while the scheduler loop turns and 503 when it has stalled
 //!   ([`Liveness`]); `/metrics` is the Prometheus exposition ([`crate::metrics`]). Both
 //!   are open: they say nothing secret, and probes and scrapers rarely carry tokens.
-//! - `/status` (the rows of `klaxon status --json`) and `/ping/JOB` (a ping for a
+//! - `/status` (the rows of `klaxon status --json`), `/ping/JOB` (a ping for a
 //!   passive job, as `klaxon ping` records it; GET, HEAD and POST as Healthchecks
-//!   accepts them; a body is ignored, never read) need `Authorization: Bearer TOKEN`
+//!   accepts them; a body is ignored, never read) and `/ping/JOB/start` (a run of the
+//!   job begins, judged against its `max_duration`: [`crate::started`]) need `Authorization: Bearer TOKEN`
 //!   when `agent.listen_token` is set. The token is compared in constant time and never
 //!   logged, whether presented or expected.
 //!
@@ -39,6 +40,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::liveness::{Health, Liveness};
 use crate::runtime::Runtime;
+use crate::started::Started;
 
 /// How long a client may take to send a request's headers.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -97,6 +99,7 @@ impl Listener {
         let state = State {
             runtime: current,
             alive,
+            started: Arc::default(),
         };
         let task = tokio::spawn(serve(tcp, state, Limits::default(), stop.clone()));
         Ok(Self {
@@ -162,6 +165,8 @@ impl Default for Limits {
 struct State {
     runtime: watch::Receiver<Arc<Runtime>>,
     alive: Arc<Liveness>,
+    /// Runs of passive jobs begun with `/ping/JOB/start`, across reloads.
+    started: Arc<Started>,
 }
 
 async fn serve(tcp: TcpListener, state: State, limits: Limits, stop: CancellationToken) {
@@ -250,6 +255,8 @@ enum Route<'a> {
     Silence(&'a str),
     /// `POST /api/ack/JOB`.
     Ack(&'a str),
+    /// `/ping/JOB/start`: a run of the job begins.
+    Start(&'a str),
     NotFound,
     /// A known path with a method it does not take; the value for `Allow`.
     MethodNotAllowed(&'static str),
@@ -272,6 +279,12 @@ fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
                 (Route::Silence(id), "DELETE")
             } else if let Some(job) = segment("/api/ack/") {
                 (Route::Ack(job), "POST")
+            } else if let Some(job) = path
+                .strip_prefix("/ping/")
+                .and_then(|rest| rest.strip_suffix("/start"))
+                .filter(|job| !job.is_empty() && !job.contains('/'))
+            {
+                (Route::Start(job), "GET, HEAD, POST")
             } else {
                 return Route::NotFound;
             }
@@ -279,7 +292,7 @@ fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
     };
     let read = method == Method::GET || method == Method::HEAD;
     let takes = match found {
-        Route::Ping(_) | Route::Silences => read || method == Method::POST,
+        Route::Ping(_) | Route::Start(_) | Route::Silences => read || method == Method::POST,
         Route::Silence(_) => method == Method::DELETE,
         Route::Ack(_) => method == Method::POST,
         _ => read,
@@ -334,7 +347,7 @@ async fn handle(req: Request<Incoming>, state: &State, peer: SocketAddr) -> Resp
             "forbidden: /api needs `agent.listen_token` set (it changes what klaxon sends)",
         );
     }
-    let needs_token = api || matches!(found, Route::Status | Route::Ping(_));
+    let needs_token = api || matches!(found, Route::Status | Route::Ping(_) | Route::Start(_));
     if let (true, Some(token)) = (needs_token, &rt.config.agent.listen_token)
         && !authorized(req.headers().get(AUTHORIZATION), token)
     {
@@ -383,7 +396,8 @@ async fn handle(req: Request<Incoming>, state: &State, peer: SocketAddr) -> Resp
                 Err(e) => failed("status", &e),
             }
         }
-        Route::Ping(name) => ping(&rt, name, peer).await,
+        Route::Ping(name) => ping(&rt, &state.started, name, peer, false).await,
+        Route::Start(name) => ping(&rt, &state.started, name, peer, true).await,
         Route::Silences if method != Method::POST => answer(crate::api::list(&rt).await),
         Route::Silences => match body(req).await {
             Ok(body) => answer(crate::api::add(&rt, &body).await),
@@ -411,7 +425,14 @@ async fn handle(req: Request<Incoming>, state: &State, peer: SocketAddr) -> Resp
     }
 }
 
-async fn ping(rt: &Arc<Runtime>, name: &str, peer: SocketAddr) -> Response<Body> {
+/// A ping (`start`: `/ping/JOB/start`, a run begins) for a passive job.
+async fn ping(
+    rt: &Arc<Runtime>,
+    started: &Arc<Started>,
+    name: &str,
+    peer: SocketAddr,
+    start: bool,
+) -> Response<Body> {
     let Some(job) = rt.config.job(name) else {
         tracing::warn!(job = ?name, %peer, "ping for an unknown job");
         return text(StatusCode::NOT_FOUND, format!("no job `{name}`"));
@@ -427,7 +448,13 @@ async fn ping(rt: &Arc<Runtime>, name: &str, peer: SocketAddr) -> Response<Body>
             ),
         );
     }
-    match crate::runner::ping(rt, job, rt.clock.now()).await {
+    if start {
+        started.begin(rt, job);
+        tracing::info!(job = %job.name, %peer, "start ping received");
+        return text(StatusCode::OK, "OK");
+    }
+    let begun = started.end(&job.name);
+    match crate::runner::ping(rt, job, rt.clock.now(), begun).await {
         Ok(_) => {
             tracing::info!(job = %job.name, %peer, "ping received");
             text(StatusCode::OK, "OK")
@@ -497,7 +524,17 @@ mod tests {
             route(&put, "/ping/a"),
             Route::MethodNotAllowed("GET, HEAD, POST")
         );
-        for path in ["/", "/ping", "/ping/", "/ping/a/b", "/healthz/", "/statusx"] {
+        assert_eq!(route(&post, "/ping/a/start"), Route::Start("a"));
+        for path in [
+            "/",
+            "/ping",
+            "/ping/",
+            "/ping/a/b",
+            "/ping//start",
+            "/ping/a/b/start",
+            "/healthz/",
+            "/statusx",
+        ] {
             assert_eq!(route(&get, path), Route::NotFound, "{path}");
         }
     }
@@ -536,6 +573,7 @@ mod tests {
         let state = State {
             runtime: watch::channel(rt).1,
             alive: Arc::new(Liveness::new()),
+            started: Arc::default(),
         };
         let stop = CancellationToken::new();
         let task = tokio::spawn(serve(tcp, state, limits, stop.clone()));

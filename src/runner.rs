@@ -117,6 +117,7 @@ pub async fn run_job(
         let last = (!outcome.interrupted).then_some(outcome.summary.as_str());
         return record_interrupted(rt, &job.name, last, tries, times).await;
     }
+    let outcome = over_time(outcome, elapsed, job.max_duration);
     if let Some(pings) = pings {
         let (signal, body) = end_ping(&outcome);
         pings.finish(signal, body);
@@ -142,6 +143,39 @@ async fn carry(rt: &Arc<Runtime>, job: &str, check: &klaxon_checks::Check) {
         Ok(Err(e)) => tracing::warn!(job = %job, "cannot keep the check's position: {e}"),
         Err(e) => tracing::warn!(job = %job, "cannot keep the check's position: {e}"),
     }
+}
+
+/// `max_duration` judged on a run that took `elapsed`: longer is at least a warning
+/// that says so (`took 3.2s (max_duration 2s): …`); a worse run keeps its severity and
+/// says it too.
+pub fn over_time(mut outcome: Outcome, elapsed: Duration, max: Option<Duration>) -> Outcome {
+    let Some(max) = max.filter(|max| elapsed > *max) else {
+        return outcome;
+    };
+    let phrase = format!(
+        "took {} (max_duration {})",
+        klaxon_notifiers::text::human_duration(elapsed.as_millis() as u64),
+        humantime::format_duration(max)
+    );
+    if outcome.severity < Severity::Warning {
+        outcome.severity = Severity::Warning;
+        outcome.summary = format!("{phrase}: {}", outcome.summary);
+    } else {
+        outcome.summary = format!("{}; {phrase}", outcome.summary);
+    }
+    outcome
+}
+
+/// The warning of a run still going after its `max_duration` (an `exec` command, a
+/// heartbeat's `/start` without its end yet): `still running after 10m (max_duration
+/// 10m)`, recorded as a run of its own so it alerts while the run goes on.
+pub fn still_running(max: Duration) -> Outcome {
+    let max_text = humantime::format_duration(max);
+    Outcome::new(
+        Severity::Warning,
+        format!("still running after {max_text} (max_duration {max_text})"),
+        max,
+    )
 }
 
 /// Records a run cut short by a shutdown in history as `interrupted`, with what its
@@ -228,6 +262,19 @@ pub async fn evaluate_heartbeat(
     fire_at: Option<DateTime<Utc>>,
     next_run: Option<DateTime<Utc>>,
 ) -> anyhow::Result<Finished> {
+    evaluate_run(rt, job, expected, fire_at, next_run, None).await
+}
+
+/// [`evaluate_heartbeat`] for a ping that ends a run begun `ran` ago (`/start`), judged
+/// against `max_duration` too.
+async fn evaluate_run(
+    rt: &Arc<Runtime>,
+    job: &Job,
+    expected: DateTime<Utc>,
+    fire_at: Option<DateTime<Utc>>,
+    next_run: Option<DateTime<Utc>>,
+    ran: Option<Duration>,
+) -> anyhow::Result<Finished> {
     let CheckSpec::Heartbeat(spec) = &job.check else {
         anyhow::bail!("job `{}` is not a heartbeat job", job.name);
     };
@@ -239,6 +286,10 @@ pub async fn evaluate_heartbeat(
         SystemTime::from(expected),
         SystemTime::from(now),
     );
+    let outcome = match ran {
+        Some(ran) => over_time(outcome, ran, job.max_duration),
+        None => outcome,
+    };
     // A passive job's own heartbeat URL hears each evaluation: success or `/fail`.
     if let Some(url) = &job.heartbeat {
         let (signal, body) = end_ping(&outcome);
@@ -257,14 +308,21 @@ pub async fn evaluate_heartbeat(
 }
 
 /// Records a ping of a passive job at `at` (from `klaxon ping` or the listener) and the
-/// ok run it amounts to, which closes an open alert like any ok run.
-pub async fn ping(rt: &Arc<Runtime>, job: &Job, at: DateTime<Utc>) -> anyhow::Result<Finished> {
+/// ok run it amounts to, which closes an open alert like any ok run. `started`: the
+/// ping ends a run begun then (`/ping/JOB/start`), judged against `max_duration`.
+pub async fn ping(
+    rt: &Arc<Runtime>,
+    job: &Job,
+    at: DateTime<Utc>,
+    started: Option<DateTime<Utc>>,
+) -> anyhow::Result<Finished> {
     if job.check.is_active() {
         anyhow::bail!("job `{}` is not a heartbeat job", job.name);
     }
     rt.store.record_ping(&job.name, at)?;
     let next_run = job.trigger.next_after(at);
-    evaluate_heartbeat(rt, job, at, None, next_run).await
+    let ran = started.map(|s| (at - s).to_std().unwrap_or_default());
+    evaluate_run(rt, job, at, None, next_run, ran).await
 }
 
 pub use crate::alert::Subject;
@@ -439,6 +497,27 @@ fn routes(rt: &Runtime, job: &Subject) -> Routes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_longer_than_max_duration_is_a_warning_that_says_so() {
+        let ok = Outcome::new(Severity::Ok, "exit 0", Duration::ZERO);
+        let max = Some(Duration::from_secs(2));
+        let r = over_time(ok.clone(), Duration::from_millis(3200), max);
+        assert_eq!(
+            (r.severity, r.summary.as_str()),
+            (Severity::Warning, "took 3.2s (max_duration 2s): exit 0")
+        );
+        // Within the limit, or without one: unchanged.
+        assert_eq!(over_time(ok.clone(), Duration::from_secs(2), max), ok);
+        assert_eq!(over_time(ok.clone(), Duration::from_secs(9), None), ok);
+        // Worse already: kept, and the duration named too.
+        let failed = Outcome::new(Severity::Critical, "exit 2", Duration::ZERO);
+        let r = over_time(failed, Duration::from_secs(5), max);
+        assert_eq!(
+            (r.severity, r.summary.as_str()),
+            (Severity::Critical, "exit 2; took 5.0s (max_duration 2s)")
+        );
+    }
 
     #[test]
     fn a_run_is_cut_short_only_when_the_stop_kept_it_from_a_result() {

@@ -27,6 +27,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use url::Url;
 
+use crate::cert::{self, certificate_expiry};
 use crate::validate::{self, ConfigIssue};
 use crate::{BuildError, CheckPlugin, Metric, Outcome, Probe, Severity, Shared, metric, text};
 
@@ -366,28 +367,8 @@ impl CheckPlugin for HttpConfig {
             ));
         }
 
-        let cert_warn = self
-            .cert_warn
-            .as_ref()
-            .and_then(|d| validate::positive_duration(d, "cert_warn", issues));
-        let cert_crit = self
-            .cert_crit
-            .as_ref()
-            .and_then(|d| validate::positive_duration(d, "cert_crit", issues));
-        if let (Some(w), Some(c), Some(raw_w), Some(raw_c)) =
-            (cert_warn, cert_crit, &self.cert_warn, &self.cert_crit)
-            && c >= w
-        {
-            issues.push(ConfigIssue::new(
-                raw_c.span(),
-                format!(
-                    "`cert_crit` (`{}`) must be less than `cert_warn` (`{}`): it is the \
-                     later, more urgent threshold",
-                    raw_c.get_ref(),
-                    raw_w.get_ref()
-                ),
-            ));
-        }
+        let (cert_warn, cert_crit) =
+            cert::limits(self.cert_warn.as_ref(), self.cert_crit.as_ref(), issues);
 
         let ca_file = self
             .ca_file
@@ -876,7 +857,7 @@ impl HttpCheck {
                 .extensions()
                 .get::<reqwest::tls::TlsInfo>()
                 .and_then(reqwest::tls::TlsInfo::peer_certificate)
-                .map(not_after)
+                .map(|der| cert::not_after(der).map(|c| c.not_after))
         } else {
             None
         };
@@ -928,12 +909,7 @@ impl HttpCheck {
     /// Adds the certificate's expiry to a judged answer when `cert_warn` or `cert_crit`
     /// is set: the worse of the two decides the severity, and both are named when both
     /// matter.
-    fn with_certificate(
-        &self,
-        mut outcome: Outcome,
-        fetched: &Fetched,
-        now: SystemTime,
-    ) -> Outcome {
+    fn with_certificate(&self, outcome: Outcome, fetched: &Fetched, now: SystemTime) -> Outcome {
         let spec = &self.spec;
         if spec.cert_warn.is_none() && spec.cert_crit.is_none() {
             return outcome;
@@ -946,17 +922,7 @@ impl HttpCheck {
             Some(Err(reason)) => (Severity::Unknown, reason.clone()),
             Some(Ok(expiry)) => certificate_expiry(*expiry, now, spec.cert_warn, spec.cert_crit),
         };
-        if severity > outcome.severity {
-            outcome.summary = if outcome.severity.is_ok() {
-                phrase
-            } else {
-                format!("{phrase}; {}", outcome.summary)
-            };
-            outcome.severity = severity;
-        } else if outcome.severity.is_ok() || !severity.is_ok() {
-            outcome.summary = format!("{}; {phrase}", outcome.summary);
-        }
-        outcome
+        cert::merge(outcome, severity, phrase)
     }
 
     fn judge(&self, fetched: &Fetched, elapsed: Duration) -> Outcome {
@@ -1025,49 +991,6 @@ impl HttpCheck {
             return Outcome::new(Severity::Warning, summary, elapsed);
         }
         Outcome::new(Severity::Ok, format!("{status} in {took}"), elapsed)
-    }
-}
-
-/// A DER certificate's `notAfter`.
-fn not_after(der: &[u8]) -> Result<SystemTime, String> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der)
-        .map_err(|e| format!("cannot read the server's certificate: {e}"))?;
-    let secs = cert.validity().not_after.timestamp();
-    let since_epoch = Duration::from_secs(secs.unsigned_abs());
-    Ok(if secs >= 0 {
-        SystemTime::UNIX_EPOCH + since_epoch
-    } else {
-        SystemTime::UNIX_EPOCH - since_epoch
-    })
-}
-
-/// Judges a certificate that expires at `expiry`: "certificate expires in 12 days",
-/// warning within `warn`, critical within `crit`; "certificate expired 2 days ago",
-/// critical.
-fn certificate_expiry(
-    expiry: SystemTime,
-    now: SystemTime,
-    warn: Option<Duration>,
-    crit: Option<Duration>,
-) -> (Severity, String) {
-    match expiry.duration_since(now) {
-        Err(past) => (
-            Severity::Critical,
-            format!("certificate expired {} ago", text::rough(past.duration())),
-        ),
-        Ok(left) => {
-            let severity = if crit.is_some_and(|c| left <= c) {
-                Severity::Critical
-            } else if warn.is_some_and(|w| left <= w) {
-                Severity::Warning
-            } else {
-                Severity::Ok
-            };
-            (
-                severity,
-                format!("certificate expires in {}", text::rough(left)),
-            )
-        }
     }
 }
 

@@ -10,6 +10,7 @@
 //! target is an [`Outcome`] with a severity and a summary.
 
 pub mod blocking;
+mod cert;
 pub mod disk;
 pub mod dns;
 pub mod file;
@@ -19,10 +20,12 @@ pub mod http;
 pub mod log;
 mod metric;
 pub mod perfdata;
+pub mod ping;
 #[macro_use]
 mod plugin;
 pub mod process;
 pub mod script;
+pub mod starttls;
 pub mod tcp;
 #[cfg(test)]
 mod test_support;
@@ -158,6 +161,7 @@ checks! {
     File(file::FileConfig) = "file",
     Log(log::LogConfig) = "log",
     Dns(dns::DnsConfig) = "dns",
+    Ping(ping::PingConfig) = "ping",
 }
 
 /// What checks share at run time: one HTTP client (connection pool, TLS roots) for all

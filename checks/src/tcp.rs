@@ -1,15 +1,18 @@
-//! The `tcp` check: its config (`host`, `port`, `tls`, `ca_file`, `tls_verify`),
-//! validation, and the runtime that resolves the host, connects to the first address
-//! that answers and, with `tls`, completes a TLS handshake verified against the
-//! platform's roots (plus `ca_file`), or not verified at all with `tls_verify = false`.
+//! The `tcp` check: its config (`host`, `port`, `tls`, `starttls`, `ca_file`,
+//! `tls_verify`, `cert_warn`, `cert_crit`), validation, and the runtime that resolves
+//! the host, connects to the first address that answers and, with `tls`, completes a TLS
+//! handshake verified against the platform's roots (plus `ca_file`), or not verified at
+//! all with `tls_verify = false`. With `starttls` (`smtp`, `imap`, `pop3`) the handshake
+//! follows the mail protocol's upgrade ([`crate::starttls`]). After a handshake the
+//! output names the server certificate's subject and `notAfter`, and `cert_warn` and
+//! `cert_crit` judge how long it has left, as for `http`.
 //!
 //! A connection made is reported with the metric `connect_ms`: resolving, connecting
-//! and, with `tls`, the handshake.
+//! and, with `tls`, the dialogue and the handshake.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -20,6 +23,8 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use toml::Spanned;
 
+use crate::cert::{self, CertInfo};
+use crate::starttls::Starttls;
 use crate::validate::{self, ConfigIssue};
 use crate::{BuildError, CheckPlugin, Metric, Outcome, Probe, Severity, Shared, metric, text};
 
@@ -31,12 +36,19 @@ pub struct TcpConfig {
     pub host: Spanned<String>,
     pub port: Spanned<i64>,
     /// Complete a TLS handshake after connecting; `false` when not set.
-    pub tls: Option<bool>,
+    pub tls: Option<Spanned<bool>>,
+    /// `smtp`, `imap` or `pop3`: upgrade the plain connection with the protocol's
+    /// STARTTLS before the handshake (which it implies).
+    pub starttls: Option<Spanned<String>>,
     /// An extra trusted root (PEM) for the handshake; needs `tls = true`.
     pub ca_file: Option<Spanned<String>>,
     /// `false` accepts any certificate (the summary then says "unverified"); needs
     /// `tls = true`.
     pub tls_verify: Option<Spanned<bool>>,
+    /// Warn when the server's certificate expires within this; needs a handshake.
+    pub cert_warn: Option<Spanned<String>>,
+    /// Critical when the server's certificate expires within this; needs a handshake.
+    pub cert_crit: Option<Spanned<String>>,
 }
 
 /// A validated `tcp` check.
@@ -45,11 +57,16 @@ pub struct TcpSpec {
     /// Without brackets, also for IPv6.
     pub host: String,
     pub port: u16,
+    /// Whether a TLS handshake follows the connection (`tls = true` or `starttls`).
     pub tls: bool,
+    /// The mail protocol whose upgrade comes before the handshake.
+    pub starttls: Option<Starttls>,
     /// An extra trusted root (PEM), `~` expanded; read when the check is built.
     pub ca_file: Option<PathBuf>,
     /// `true` unless the config says `tls_verify = false`.
     pub tls_verify: bool,
+    pub cert_warn: Option<Duration>,
+    pub cert_crit: Option<Duration>,
 }
 
 impl TcpSpec {
@@ -74,26 +91,7 @@ impl CheckPlugin for TcpConfig {
     /// Checks every value, pushing each problem to `issues`.
     fn validate(self, issues: &mut Vec<ConfigIssue>) -> Option<TcpSpec> {
         let before = issues.len();
-        let raw = self.host.get_ref().trim();
-        let unbracketed = raw
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(raw);
-        let host = if unbracketed.is_empty()
-            || unbracketed.contains(|c: char| c.is_whitespace() || "/@?#[]".contains(c))
-        {
-            issues.push(ConfigIssue::new(
-                self.host.span(),
-                format!(
-                    "`host`: expected a host name or IP address like `db.example.com` or \
-                     `10.0.0.5`, found `{}`",
-                    self.host.get_ref()
-                ),
-            ));
-            None
-        } else {
-            Some(unbracketed.to_owned())
-        };
+        let host = validate::host(&self.host, issues);
         let port = match u16::try_from(*self.port.get_ref()) {
             Ok(p) if p > 0 => Some(p),
             _ => {
@@ -107,7 +105,39 @@ impl CheckPlugin for TcpConfig {
                 None
             }
         };
-        let tls = self.tls.unwrap_or(false);
+        let starttls = self.starttls.as_ref().and_then(|raw| {
+            let parsed = Starttls::parse(raw.get_ref());
+            if parsed.is_none() {
+                issues.push(ConfigIssue::new(
+                    raw.span(),
+                    format!(
+                        "`starttls` must be {}, found `{}`",
+                        Starttls::NAMES,
+                        raw.get_ref()
+                    ),
+                ));
+            }
+            parsed
+        });
+        if let (Some(raw), Some(_)) = (&self.tls, &self.starttls)
+            && !*raw.get_ref()
+        {
+            issues.push(ConfigIssue::new(
+                raw.span(),
+                "`starttls` upgrades the connection to TLS: remove `tls = false`",
+            ));
+        }
+        let tls = self.tls.as_ref().is_some_and(|t| *t.get_ref()) || self.starttls.is_some();
+        let (cert_warn, cert_crit) =
+            cert::limits(self.cert_warn.as_ref(), self.cert_crit.as_ref(), issues);
+        for (raw, key) in [
+            (&self.cert_warn, "cert_warn"),
+            (&self.cert_crit, "cert_crit"),
+        ] {
+            if let Some(raw) = raw {
+                needs_tls(tls, raw.span(), key, issues);
+            }
+        }
         let ca_file = self.ca_file.as_ref().and_then(|p| {
             needs_tls(tls, p.span(), "ca_file", issues);
             validate::path(p, "ca_file", issues)
@@ -123,8 +153,11 @@ impl CheckPlugin for TcpConfig {
             host: host?,
             port: port?,
             tls,
+            starttls,
             ca_file,
             tls_verify,
+            cert_warn,
+            cert_crit,
         })
     }
 }
@@ -187,18 +220,23 @@ impl Probe for TcpCheck {
                 elapsed,
             ),
             Ok(Err(reason)) => Outcome::new(Severity::Critical, reason, elapsed),
-            Ok(Ok(())) => {
-                let how = if self.spec.tls { " (TLS)" } else { "" };
+            Ok(Ok(certificate)) => {
+                let how = match (self.spec.starttls, self.spec.tls) {
+                    (Some(p), _) => format!(" ({} STARTTLS)", p.label()),
+                    (None, true) => " (TLS)".to_owned(),
+                    (None, false) => String::new(),
+                };
                 let summary = format!(
                     "connected to {}{how} in {}",
                     self.spec.target(),
                     text::elapsed(elapsed)
                 );
-                Outcome::new(Severity::Ok, summary, elapsed).with_metric(
+                let outcome = Outcome::new(Severity::Ok, summary, elapsed).with_metric(
                     Metric::new("connect_ms", metric::millis(elapsed))
                         .with_unit("ms")
                         .with_min(0.0),
-                )
+                );
+                self.with_certificate(outcome, certificate, SystemTime::now())
             }
         };
         if self.spec.tls && !self.spec.tls_verify {
@@ -209,16 +247,39 @@ impl Probe for TcpCheck {
 }
 
 impl TcpCheck {
-    async fn connect(&self) -> Result<(), String> {
-        // On the checks' pool (as `tokio::net::lookup_host` would on tokio's): a slow
-        // resolver holds a thread for as long as it likes.
-        let (host, port) = (self.spec.host.clone(), self.spec.port);
-        let addrs: Vec<SocketAddr> = crate::blocking::CHECKS
-            .run(move || std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port)))
-            .await
-            .map_err(|e| format!("DNS: the lookup failed: {e}"))?
-            .map_err(|e| text::dns_failure(&e.to_string()))?
-            .collect();
+    /// Adds what the handshake's certificate says: its subject and `notAfter` as the
+    /// output, and with `cert_warn` or `cert_crit` its judged expiry to the summary.
+    fn with_certificate(
+        &self,
+        outcome: Outcome,
+        certificate: Option<Result<CertInfo, String>>,
+        now: SystemTime,
+    ) -> Outcome {
+        let limits = self.spec.cert_warn.is_some() || self.spec.cert_crit.is_some();
+        let (severity, phrase, outcome) = match certificate {
+            None => return outcome,
+            Some(Err(reason)) => (Severity::Unknown, reason, outcome),
+            Some(Ok(info)) => {
+                let (severity, phrase) = cert::certificate_expiry(
+                    info.not_after,
+                    now,
+                    self.spec.cert_warn,
+                    self.spec.cert_crit,
+                );
+                (severity, phrase, outcome.with_output(info.describe()))
+            }
+        };
+        if limits {
+            cert::merge(outcome, severity, phrase)
+        } else {
+            outcome
+        }
+    }
+
+    /// Connects (and, with TLS, upgrades and shakes hands); with TLS, the server's
+    /// certificate as read, or why it could not be.
+    async fn connect(&self) -> Result<Option<Result<CertInfo, String>>, String> {
+        let addrs = validate::lookup(&self.spec.host, self.spec.port).await?;
         // Like `TcpStream::connect`: every address in turn, reporting the last failure.
         let mut last = String::from("DNS: no address");
         let mut stream = None;
@@ -231,22 +292,36 @@ impl TcpCheck {
                 Err(e) => last = io_reason(&e),
             }
         }
-        let stream = stream.ok_or(last)?;
+        let mut stream = stream.ok_or(last)?;
         let Some(tls) = &self.tls else {
-            return Ok(());
+            return Ok(None);
         };
+        if let Some(protocol) = self.spec.starttls {
+            stream = protocol.negotiate(stream).await?;
+        }
         let config = tls.as_ref().map_err(|e| format!("TLS: {e}"))?;
         let connector = tokio_rustls::TlsConnector::from(config.clone());
         let name = ServerName::try_from(self.spec.host.clone())
             .map_err(|e| format!("TLS: `{}` cannot be verified: {e}", self.spec.host))?;
-        connector
-            .connect(name, stream)
-            .await
-            .map(drop)
-            .map_err(|e| match text::tls_error_in(&e) {
-                Some(tls) => text::tls_failure(tls),
-                None => format!("TLS: {}", io_reason(&e)),
-            })
+        let mut session =
+            connector
+                .connect(name, stream)
+                .await
+                .map_err(|e| match text::tls_error_in(&e) {
+                    Some(tls) => text::tls_failure(tls),
+                    None => format!("TLS: {}", io_reason(&e)),
+                })?;
+        let certificate = match session.get_ref().1.peer_certificates() {
+            Some([leaf, ..]) => cert::not_after(leaf),
+            _ => Err("the server sent no certificate".to_owned()),
+        };
+        if let Some(protocol) = self.spec.starttls {
+            // Leaving politely; the answer does not matter.
+            use tokio::io::AsyncWriteExt;
+            let _ = session.write_all(protocol.goodbye()).await;
+            let _ = session.shutdown().await;
+        }
+        Ok(Some(certificate))
     }
 }
 
@@ -355,15 +430,18 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-    use crate::test_support::{config, issues_of, try_config};
+    use crate::test_support::{assert_located, config, issues_of, try_config};
 
     fn check(host: &str, port: u16, tls: bool) -> TcpCheck {
         TcpCheck::new(TcpSpec {
             host: host.into(),
             port,
             tls,
+            starttls: None,
             ca_file: None,
             tls_verify: true,
+            cert_warn: None,
+            cert_crit: None,
         })
     }
 
@@ -461,8 +539,8 @@ mod tests {
         assert!(r.summary.starts_with("DNS: "), "{}", r.summary);
     }
 
-    #[tokio::test]
-    async fn a_server_that_does_not_speak_tls_fails_the_handshake() {
+    /// A server that greets in SSH, once.
+    async fn ssh_server() -> (u16, tokio::task::JoinHandle<()>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let server = tokio::spawn(async move {
@@ -471,6 +549,12 @@ mod tests {
             socket.write_all(b"SSH-2.0-OpenSSH_9.6\r\n").await.unwrap();
             tokio::time::sleep(Duration::from_secs(1)).await;
         });
+        (port, server)
+    }
+
+    #[tokio::test]
+    async fn a_server_that_does_not_speak_tls_fails_the_handshake() {
+        let (port, server) = ssh_server().await;
         let r = check("localhost", port, true)
             .run(Duration::from_secs(5))
             .await;
@@ -515,8 +599,11 @@ mod tests {
             host: "localhost".into(),
             port,
             tls: true,
+            starttls: None,
             ca_file,
             tls_verify,
+            cert_warn: None,
+            cert_crit: None,
         })
     }
 
@@ -586,8 +673,11 @@ mod tests {
             host: "localhost".into(),
             port: 443,
             tls: true,
+            starttls: None,
             ca_file: Some(missing.clone()),
             tls_verify: true,
+            cert_warn: None,
+            cert_crit: None,
         };
         let err = TcpCheck::try_new(spec.clone()).unwrap_err().to_string();
         assert_eq!(
@@ -682,5 +772,261 @@ mod tests {
         assert!(r.duration <= took, "{:?} > {took:?}", r.duration);
         assert_eq!(r.metrics, []);
         drop(listener);
+    }
+
+    #[test]
+    fn starttls_and_certificate_limits_are_validated() {
+        let spec = config::<TcpConfig>(
+            "host = \"mail\"\nport = 587\nstarttls = \"smtp\"\ncert_warn = \"14d\"\ncert_crit = \"3d\"",
+        )
+        .validate(&mut Vec::new())
+        .unwrap();
+        assert_eq!(
+            (spec.tls, spec.starttls, spec.cert_warn, spec.cert_crit),
+            (
+                true,
+                Some(Starttls::Smtp),
+                Some(Duration::from_secs(14 * 86400)),
+                Some(Duration::from_secs(3 * 86400))
+            )
+        );
+
+        let text = "host = \"mail\"\nport = 25\ntls = false\nstarttls = \"lmtp\"";
+        assert_located(
+            text,
+            TcpConfig::validate,
+            &[
+                (
+                    "\"lmtp\"",
+                    "`starttls` must be `smtp`, `imap` or `pop3`, found `lmtp`",
+                ),
+                (
+                    "false",
+                    "`starttls` upgrades the connection to TLS: remove `tls = false`",
+                ),
+            ],
+        );
+
+        let text = "host = \"db\"\nport = 5432\ncert_warn = \"3d\"\ncert_crit = \"14d\"";
+        assert_located(
+            text,
+            TcpConfig::validate,
+            &[
+                (
+                    "\"14d\"",
+                    "`cert_crit` (`14d`) must be less than `cert_warn` (`3d`): it is the later, more urgent threshold",
+                ),
+                (
+                    "\"3d\"",
+                    "`cert_warn` applies only to a TLS handshake: add `tls = true`",
+                ),
+                (
+                    "\"14d\"",
+                    "`cert_crit` applies only to a TLS handshake: add `tls = true`",
+                ),
+            ],
+        );
+    }
+
+    fn expiry_check(port: u16, starttls: Option<Starttls>, ca_file: PathBuf) -> TcpCheck {
+        TcpCheck::try_new(TcpSpec {
+            host: "localhost".into(),
+            port,
+            tls: true,
+            starttls,
+            ca_file: Some(ca_file),
+            tls_verify: true,
+            cert_warn: Some(Duration::from_secs(14 * 86400)),
+            cert_crit: Some(Duration::from_secs(3 * 86400)),
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_near_expiry_warns_then_is_critical_naming_the_certificate() {
+        use crate::test_support::{TestCa, TlsServer};
+        let ca = TestCa::new();
+        let dir = tempfile::tempdir().unwrap();
+        let ca_file = ca.write_pem(dir.path());
+
+        let leaf = ca.leaf(&["localhost"], 10);
+        let server = TlsServer::start(&leaf).await;
+        let r = expiry_check(server.port, None, ca_file.clone())
+            .run(Duration::from_secs(5))
+            .await;
+        assert_eq!(r.severity, Severity::Warning, "{}", r.summary);
+        // Worse than the connection: the certificate alone is the summary, as for `http`.
+        assert_eq!(r.summary, "certificate expires in 10 days");
+        let info = cert::not_after(&leaf.cert).unwrap();
+        assert_eq!(
+            r.output.as_deref(),
+            Some(
+                format!(
+                    "subject: CN=klaxon test server\nnotAfter: {}",
+                    humantime::format_rfc3339_seconds(info.not_after)
+                )
+                .as_str()
+            )
+        );
+
+        let server = TlsServer::start(&ca.leaf(&["localhost"], 2)).await;
+        let r = expiry_check(server.port, None, ca_file.clone())
+            .run(Duration::from_secs(5))
+            .await;
+        assert_eq!(r.severity, Severity::Critical, "{}", r.summary);
+        assert_eq!(r.summary, "certificate expires in 2 days");
+
+        // Far from expiry: ok, and the output still names the certificate.
+        let server = TlsServer::start(&ca.leaf(&["localhost"], 90)).await;
+        let r = expiry_check(server.port, None, ca_file)
+            .run(Duration::from_secs(5))
+            .await;
+        assert_eq!(r.severity, Severity::Ok, "{}", r.summary);
+        let prefix = format!("connected to localhost:{} (TLS) in ", server.port);
+        assert!(
+            r.summary.starts_with(&prefix)
+                && r.summary.ends_with("ms; certificate expires in 90 days"),
+            "{}",
+            r.summary
+        );
+        assert!(
+            r.output
+                .unwrap()
+                .starts_with("subject: CN=klaxon test server\nnotAfter: ")
+        );
+    }
+
+    #[tokio::test]
+    async fn mail_servers_behind_starttls_have_their_certificates_judged() {
+        use crate::test_support::TestCa;
+        use klaxon_testkit::mail::{MailServer, Protocol};
+        let ca = TestCa::new();
+        let dir = tempfile::tempdir().unwrap();
+        let ca_file = ca.write_pem(dir.path());
+        for (protocol, starttls, days, severity) in [
+            (Protocol::Smtp, Starttls::Smtp, 5, Severity::Warning),
+            (Protocol::Imap, Starttls::Imap, 2, Severity::Critical),
+            (Protocol::Pop3, Starttls::Pop3, 30, Severity::Ok),
+        ] {
+            let leaf = ca.leaf(&["localhost"], days);
+            let server = MailServer::start(
+                protocol,
+                Some((leaf.cert.clone(), leaf.key.clone_key().into())),
+            )
+            .await;
+            let r = expiry_check(server.port, Some(starttls), ca_file.clone())
+                .run(Duration::from_secs(5))
+                .await;
+            assert_eq!(r.severity, severity, "{protocol:?}: {}", r.summary);
+            let phrase = format!("certificate expires in {days} days");
+            if severity.is_ok() {
+                let prefix = format!(
+                    "connected to localhost:{} ({} STARTTLS) in ",
+                    server.port,
+                    starttls.label()
+                );
+                assert!(
+                    r.summary.starts_with(&prefix) && r.summary.ends_with(&format!("ms; {phrase}")),
+                    "{}",
+                    r.summary
+                );
+            } else {
+                assert_eq!(r.summary, phrase);
+            }
+            assert!(
+                r.output
+                    .as_deref()
+                    .unwrap()
+                    .starts_with("subject: CN=klaxon test server\n"),
+                "{:?}",
+                r.output
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_mail_server_without_starttls_says_so() {
+        use crate::test_support::TestCa;
+        use klaxon_testkit::mail::{MailServer, Protocol};
+        let ca = TestCa::new();
+        let dir = tempfile::tempdir().unwrap();
+        let ca_file = ca.write_pem(dir.path());
+        for (protocol, starttls, summary) in [
+            (
+                Protocol::Smtp,
+                Starttls::Smtp,
+                "SMTP: the server does not offer STARTTLS",
+            ),
+            (
+                Protocol::Imap,
+                Starttls::Imap,
+                "IMAP: STARTTLS refused: `a1 BAD unknown command`",
+            ),
+            (
+                Protocol::Pop3,
+                Starttls::Pop3,
+                "POP3: STLS refused: `-ERR unknown command`",
+            ),
+        ] {
+            let server = MailServer::start(protocol, None).await;
+            let r = expiry_check(server.port, Some(starttls), ca_file.clone())
+                .run(Duration::from_secs(5))
+                .await;
+            assert_eq!(
+                (r.severity, r.summary.as_str()),
+                (Severity::Critical, summary)
+            );
+        }
+
+        // Data after the server agreed (a STARTTLS injection) is refused, not carried
+        // into the TLS session.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let injector = tokio::spawn(async move {
+            use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+            let (socket, _) = listener.accept().await.unwrap();
+            let mut socket = tokio::io::BufReader::new(socket);
+            socket.get_mut().write_all(b"220 hi\r\n").await.unwrap();
+            let mut line = String::new();
+            socket.read_line(&mut line).await.unwrap();
+            socket
+                .get_mut()
+                .write_all(b"250-hi\r\n250 STARTTLS\r\n")
+                .await
+                .unwrap();
+            socket.read_line(&mut line).await.unwrap();
+            // The answer and an injected line in one write.
+            socket
+                .get_mut()
+                .write_all(b"220 go ahead\r\n250 injected\r\n")
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        });
+        let r = expiry_check(port, Some(Starttls::Smtp), ca_file.clone())
+            .run(Duration::from_secs(5))
+            .await;
+        assert_eq!(
+            (r.severity, r.summary.as_str()),
+            (
+                Severity::Critical,
+                "SMTP: the server sent more after agreeing to STARTTLS"
+            )
+        );
+        injector.abort();
+
+        // A server that is not a mail server at all.
+        let (port, server) = ssh_server().await;
+        let r = expiry_check(port, Some(Starttls::Smtp), ca_file)
+            .run(Duration::from_secs(5))
+            .await;
+        assert_eq!(
+            (r.severity, r.summary.as_str()),
+            (
+                Severity::Critical,
+                "SMTP: the greeting was `SSH-2.0-OpenSSH_9.6`"
+            )
+        );
+        server.abort();
     }
 }

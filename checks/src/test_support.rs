@@ -45,6 +45,21 @@ pub(crate) fn located<T: DeserializeOwned, S>(
         .collect()
 }
 
+/// Asserts the issues validation reports for `text`, each as the text it points at and
+/// its message.
+pub(crate) fn assert_located<T: DeserializeOwned, S>(
+    text: &str,
+    validate: impl FnOnce(T, &mut Vec<ConfigIssue>) -> Option<S>,
+    expected: &[(&str, &str)],
+) {
+    let issues = issues_of(text, validate);
+    let got: Vec<(&str, &str)> = issues
+        .iter()
+        .map(|i| (&text[i.span.clone()], i.message.as_str()))
+        .collect();
+    assert_eq!(got, expected, "{text}");
+}
+
 /// A certificate and its private key, as a TLS server serves them.
 pub(crate) struct Leaf {
     pub cert: rustls::pki_types::CertificateDer<'static>,

@@ -107,6 +107,41 @@ fn regex_reason(error: &regex::Error) -> String {
         .unwrap_or_else(|| text.lines().map(str::trim).collect::<Vec<_>>().join(" "))
 }
 
+/// A host name or IP address (IPv6 with or without brackets), without its brackets.
+pub(crate) fn host(value: &Spanned<String>, issues: &mut Vec<ConfigIssue>) -> Option<String> {
+    let raw = value.get_ref().trim();
+    let unbracketed = raw
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(raw);
+    if unbracketed.is_empty()
+        || unbracketed.contains(|c: char| c.is_whitespace() || "/@?#[]".contains(c))
+    {
+        issues.push(ConfigIssue::new(
+            value.span(),
+            format!(
+                "`host`: expected a host name or IP address like `db.example.com` or \
+                 `10.0.0.5`, found `{}`",
+                value.get_ref()
+            ),
+        ));
+        return None;
+    }
+    Some(unbracketed.to_owned())
+}
+
+/// Resolves `host` on the checks' pool (as `tokio::net::lookup_host` would on tokio's: a
+/// slow resolver holds a thread for as long as it likes); failures start with `DNS: `.
+pub(crate) async fn lookup(host: &str, port: u16) -> Result<Vec<std::net::SocketAddr>, String> {
+    let host = host.to_owned();
+    let addrs = crate::blocking::CHECKS
+        .run(move || std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port)))
+        .await
+        .map_err(|e| format!("DNS: the lookup failed: {e}"))?
+        .map_err(|e| crate::text::dns_failure(&e.to_string()))?;
+    Ok(addrs.collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

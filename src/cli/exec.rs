@@ -35,6 +35,10 @@ pub struct ExecArgs {
     /// Per try (e.g. 30s, 1h); default: the job's `timeout`
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     timeout: Option<Duration>,
+    /// Longer is a warning, sent while the command still runs; default: the job's
+    /// `max_duration`
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    max_duration: Option<Duration>,
     /// Tries after the first one; default: the job's `retry.attempts` minus one
     #[arg(long, value_name = "N")]
     retries: Option<u32>,
@@ -208,6 +212,9 @@ fn plan(config: &Config, source: Source, args: &ExecArgs) -> anyhow::Result<Exec
         timeout: args
             .timeout
             .unwrap_or_else(|| job.map_or(d.timeout, |j| j.timeout)),
+        max_duration: args
+            .max_duration
+            .or_else(|| job.and_then(|j| j.max_duration)),
         retry,
         heartbeat,
         trigger: job.map(|j| j.trigger.clone()),

@@ -36,7 +36,7 @@ pub fn run(config: Option<&Path>, env: &dyn Env, args: PingArgs) -> anyhow::Resu
     super::runtime()?.block_on(async move {
         let rt = Arc::new(Runtime::build(config, Mode::Live, Arc::new(SystemClock))?);
         let now = rt.clock.now();
-        let finished = crate::runner::ping(&rt, &job, now).await?;
+        let finished = crate::runner::ping(&rt, &job, now, None).await?;
         println!(
             "{}: ping recorded at {}",
             job.name,

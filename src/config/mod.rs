@@ -218,6 +218,9 @@ pub struct Job {
     /// Upper bound of a fixed per-job delay added to every fire.
     pub jitter: Option<Duration>,
     pub timeout: Duration,
+    /// A run (all its tries; for a passive job, `/start` to its success ping) that
+    /// takes longer is a warning that says so.
+    pub max_duration: Option<Duration>,
     pub notify: Vec<String>,
     pub depends_on: Vec<String>,
     pub heartbeat: Option<SecretString>,
@@ -1106,6 +1109,10 @@ impl<'a> Loader<'a> {
             Some(t) => self.positive_duration(t, "timeout"),
             None => Some(Duration::from_secs(30)),
         };
+        let max_duration = raw
+            .max_duration
+            .as_ref()
+            .and_then(|d| self.positive_duration(d, "max_duration"));
         let notify = raw.notify.as_ref().or(defaults.notify.as_ref());
         let notify: Vec<String> = notify
             .map(|list| {
@@ -1172,6 +1179,7 @@ impl<'a> Loader<'a> {
             timezone: timezone?,
             jitter,
             timeout: timeout?,
+            max_duration,
             notify,
             depends_on,
             heartbeat,

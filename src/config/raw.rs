@@ -93,6 +93,7 @@ pub struct RawJob {
     pub jitter: Option<Text>,
     pub timezone: Option<Text>,
     pub timeout: Option<Text>,
+    pub max_duration: Option<Text>,
     pub notify: Option<Vec<Text>>,
     pub depends_on: Option<Vec<Text>>,
     pub heartbeat: Option<Text>,

@@ -1,10 +1,13 @@
 //! Test-only helpers shared by every crate's tests: a real HTTP/1.1 server on an
-//! ephemeral loopback port whose answers the test scripts and whose requests it records.
+//! ephemeral loopback port whose answers the test scripts and whose requests it records, and
+//! a mail server that upgrades with STARTTLS ([`mail`]).
 //!
 //! Nothing here is mocked: the server speaks HTTP through hyper over a real socket, so
 //! the clients under test run exactly as they do against a remote endpoint. Beside it,
 //! [`append`]: a log line written the way a service writes its log.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod mail;
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
