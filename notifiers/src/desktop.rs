@@ -379,7 +379,7 @@ mod tests {
                 "3 alerts on macbook: 1 down, 1 warning, 1 recovered",
                 "DOWN api on macbook: HTTP 503 Service Unavailable (3 of 3 attempts, 7.2s)\n\
                  WARNING disk on macbook: disk 85% full (2 of 3 attempts, 1.3s)\n\
-                 RECOVERED db on macbook after 1h 5m",
+                 RECOVERED db on macbook after 1h 5m (down 10:15–11:20)",
                 Urgency::Critical,
                 "dialog-error",
             )
