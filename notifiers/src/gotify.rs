@@ -155,6 +155,12 @@ impl Gotify {
         })
     }
 
+    /// The same notifier with another delivery deadline than [`Gotify::TIMEOUT`].
+    pub fn with_timeout(self, timeout: Duration) -> Self {
+        let http = self.http.with_timeout(timeout);
+        Self { http, ..self }
+    }
+
     async fn post(&self, message: &Value) -> Result<(), DeliveryError> {
         let token = self.spec.token.expose_secret();
         let Ok(mut value) = HeaderValue::from_str(token) else {
@@ -306,7 +312,10 @@ mod tests {
 
     #[tokio::test]
     async fn answers_are_classified_and_the_token_never_shown() {
-        let send = |url: String| async move { gotify(&url).send(&fixtures::failure()).await };
+        let send = |url: String, timeout| async move {
+            let gotify = gotify(&url).with_timeout(timeout);
+            gotify.send(&fixtures::failure()).await
+        };
         push::assert_answers_classified(send, &["AbC-SECRET"]).await;
     }
 }

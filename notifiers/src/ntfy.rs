@@ -624,9 +624,9 @@ mod tests {
             },
         ] {
             let login = auth.header();
-            let send = |url: String| {
-                let auth = auth.clone();
-                async move { ntfy(&url, Some(auth)).send(&fixtures::failure()).await }
+            let send = |url: String, timeout| {
+                let ntfy = ntfy(&url, Some(auth.clone())).with_timeout(timeout);
+                async move { ntfy.send(&fixtures::failure()).await }
             };
             push::assert_answers_classified(
                 send,

@@ -275,14 +275,15 @@ pub(crate) fn validated<C: crate::NotifierPlugin>(
 
 /// What every push channel's delivery must do with a receiver's answers, checked
 /// against real local receivers: `send` posts one message to the receiver at the base
-/// URL it is given. A 5xx and a 429 (with its `Retry-After`) are worth a retry, a 4xx
-/// is rejected quoting the answer, a refused connection is retried; no reason holds any
-/// of `secrets`, even when the receiver echoes the whole request back.
+/// URL it is given, within the deadline it is given. A 5xx and a 429 (with its
+/// `Retry-After`) are worth a retry, a 4xx is rejected quoting the answer, a refused
+/// connection and a receiver that does not answer in time are retried; no reason holds
+/// any of `secrets`, even when the receiver echoes the whole request back.
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 pub(crate) async fn assert_answers_classified<F, Fut>(send: F, secrets: &[&str])
 where
-    F: Fn(String) -> Fut,
+    F: Fn(String, std::time::Duration) -> Fut,
     Fut: std::future::Future<Output = Result<(), DeliveryError>>,
 {
     use klaxon_testkit::{Request, Response, Server};
@@ -314,7 +315,9 @@ where
     for (answer, retried, wait) in answers {
         let status = answer.status;
         let server = Server::start(move |r| answer.clone().body(echo(r))).await;
-        let error = send(server.url("")).await.unwrap_err();
+        let error = send(server.url(""), Duration::from_secs(10))
+            .await
+            .unwrap_err();
         hidden(&error);
         match (&error, retried) {
             (DeliveryError::Retry { reason, after }, true) => {
@@ -332,10 +335,21 @@ where
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let closed = format!("http://{}", listener.local_addr().unwrap());
     drop(listener);
-    let error = send(closed).await.unwrap_err();
+    let error = send(closed, Duration::from_secs(10)).await.unwrap_err();
     hidden(&error);
     assert!(
         matches!(&error, DeliveryError::Retry { reason, after: None } if reason.starts_with("cannot connect: ")),
         "{error:?}"
+    );
+    let hanging = Server::start(|_| Response::ok("").delay(Duration::from_secs(30))).await;
+    let error = send(hanging.url(""), Duration::from_millis(200))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error,
+        DeliveryError::Retry {
+            reason: "no answer within 200ms".into(),
+            after: None
+        }
     );
 }

@@ -173,6 +173,12 @@ impl Pushover {
         Self { spec, http }
     }
 
+    /// The same notifier with another delivery deadline than [`Pushover::TIMEOUT`].
+    pub fn with_timeout(self, timeout: Duration) -> Self {
+        let http = self.http.with_timeout(timeout);
+        Self { http, ..self }
+    }
+
     async fn post(&self, fields: &Value) -> Result<(), DeliveryError> {
         let (token, user) = (
             self.spec.token.expose_secret(),
@@ -393,8 +399,9 @@ mod tests {
     #[tokio::test]
     async fn answers_are_classified_and_the_keys_never_shown() {
         // Each retry waits at least the 5 seconds Pushover asks for.
-        let send = |url: String| async move {
-            let sent = pushover(&url).send(&fixtures::failure()).await;
+        let send = |url: String, timeout| async move {
+            let pushover = pushover(&url).with_timeout(timeout);
+            let sent = pushover.send(&fixtures::failure()).await;
             sent.map_err(|error| match error {
                 DeliveryError::Retry { reason, after } => {
                     assert!(after >= Some(MIN_RETRY_WAIT), "{after:?}");

@@ -101,6 +101,12 @@ impl NotifierPlugin for TelegramConfig {
     fn build(spec: &TelegramSpec, client: &reqwest::Client) -> Result<Telegram, BuildError> {
         Ok(Telegram::new(spec.clone(), client.clone()))
     }
+
+    /// Telegram asks bots to send one message a second to a chat at most:
+    /// <https://core.telegram.org/bots/faq#my-bot-is-hitting-limits-how-do-i-avoid-this>.
+    fn min_interval(_spec: &TelegramSpec) -> Option<Duration> {
+        Some(Duration::from_secs(1))
+    }
 }
 
 /// Which chat a bot writes to.
@@ -242,6 +248,12 @@ impl Telegram {
         Self { spec, http }
     }
 
+    /// The same notifier with another delivery deadline than [`Telegram::TIMEOUT`].
+    pub fn with_timeout(self, timeout: Duration) -> Self {
+        let http = self.http.with_timeout(timeout);
+        Self { http, ..self }
+    }
+
     async fn post(&self, message: &Value) -> Result<(), DeliveryError> {
         let token = self.spec.bot_token.expose_secret();
         let url = push::endpoint(&self.spec.api_url, &format!("bot{token}/sendMessage"));
@@ -297,6 +309,10 @@ mod tests {
         ));
         let spec = spec.unwrap();
         assert_eq!(spec.chat_id, ChatId::Name("@ops".into()));
+        assert_eq!(
+            TelegramConfig::min_interval(&spec),
+            Some(Duration::from_secs(1))
+        );
         assert_eq!(spec.api_url.as_str(), "http://127.0.0.1:8081/");
 
         let toml = "bot_token = \"1:a/SECRET\"\nchat_id = 1.5\napi_url = \"x\"";
@@ -519,7 +535,10 @@ mod tests {
 
     #[tokio::test]
     async fn answers_are_classified_and_the_token_never_shown() {
-        let send = |url: String| async move { telegram(&url).send(&fixtures::failure()).await };
+        let send = |url: String, timeout| async move {
+            let telegram = telegram(&url).with_timeout(timeout);
+            telegram.send(&fixtures::failure()).await
+        };
         push::assert_answers_classified(send, &[TOKEN, "ABC-DEF1234ghIkl"]).await;
     }
 
