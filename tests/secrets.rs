@@ -72,8 +72,9 @@ struct World {
     ok: Server,
     bad: Server,
     target: Server,
-    /// The push channels' receiver: `/ok/…` accepts, anything else is refused quoting
-    /// the whole request (path, headers and body).
+    /// The push channels' receiver: `/ok/…` and ntfy's bearer login (at the root, where
+    /// ntfy takes JSON) are accepted, anything else is refused quoting the whole request
+    /// (path, headers and body).
     push: Server,
     env: Vec<(String, String)>,
     /// Files that hold the canary on purpose (the configs and `${file:…}` secrets).
@@ -104,7 +105,10 @@ impl World {
         })
         .await;
         let push = Server::start(|r: &Request| {
-            if r.path.starts_with("/ok/") {
+            let bearer = r
+                .header("authorization")
+                .is_some_and(|a| a.starts_with("Bearer "));
+            if r.path.starts_with("/ok/") || (r.path == "/" && bearer) {
                 return Response::ok("{\"ok\":true,\"status\":1}");
             }
             let headers: Vec<String> = r.headers.iter().map(|(k, v)| format!("{k}: {v}")).collect();
@@ -234,13 +238,13 @@ type = "log"
 
 [notifiers.ntfy_ok]
 type = "ntfy"
-url = "http://127.0.0.1:{push}/ok/ntfy"
+url = "http://127.0.0.1:{push}"
 topic = "topic-{CANARY}"
 token = "${{NTFY_TOKEN}}"
 
 [notifiers.ntfy_bad]
 type = "ntfy"
-url = "http://127.0.0.1:{push}/bad/ntfy"
+url = "http://127.0.0.1:{push}"
 topic = "${{NTFY_TOPIC}}"
 username = "klaxon"
 password = "${{file:ntfy_pw}}"
@@ -595,7 +599,7 @@ fn collect(world: &World, outputs: &mut Vec<Output>) {
                 .filter(|(k, _)| k != "token" && k != "user")
                 .collect();
             format!("{kept:?}").into_bytes()
-        } else if r.path.contains("/ntfy") {
+        } else if r.path == "/" {
             let mut body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
             body.as_object_mut().unwrap().remove("topic");
             body.to_string().into_bytes()
@@ -673,13 +677,14 @@ async fn the_canary_never_appears_in_anything_klaxon_writes_or_sends() {
             .count()
     };
     assert!(sent(&world.ok, "/slack/") >= 2, "slack_ok got nothing");
-    for path in [
-        "/ok/ntfy",
-        "/ok/pushover",
-        "/ok/telegram",
-        "/ok/gotify",
-        "/bad/",
-    ] {
+    let ntfy = world
+        .push
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/")
+        .count();
+    assert!(ntfy >= 4, "ntfy_ok and ntfy_bad sent {ntfy} in all");
+    for path in ["/ok/pushover", "/ok/telegram", "/ok/gotify", "/bad/"] {
         assert!(
             sent(&world.push, path) >= 2,
             "the push receiver got nothing at {path}"

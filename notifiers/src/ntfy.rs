@@ -36,7 +36,8 @@ pub const MESSAGE_BYTES: usize = 4_096;
 /// How long a title may be (ntfy sets none; a notification shows one line).
 pub const TITLE_CHARS: usize = 250;
 
-/// The raw `[notifiers.NAME]` table of `type = "ntfy"`.
+/// The raw `[notifiers.NAME]` table of `type = "ntfy"`. `url` is the server's root
+/// (ntfy is not served below a path).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NtfyConfig {
@@ -65,7 +66,19 @@ impl NotifierPlugin for NtfyConfig {
     /// `issues`.
     fn validate(self, issues: &mut Vec<ConfigIssue>) -> Option<NtfySpec> {
         let url = match &self.url {
-            Some(url) => validate::http_url(url, "url", issues),
+            Some(url) => validate::http_url(url, "url", issues).filter(|parsed| {
+                // ntfy takes JSON at its root only; POSTed to `/TOPIC`, the JSON itself
+                // would be published as the text of a message.
+                let root = parsed.path() == "/";
+                if !root {
+                    issues.push(ConfigIssue::new(
+                        url.span(),
+                        "`url` is the server (like `https://ntfy.sh`), not a topic's URL: \
+                         name the topic in `topic`",
+                    ));
+                }
+                root
+            }),
             None => DEFAULT_URL.parse().ok(),
         };
         let topic = valid_topic(self.topic, issues);
@@ -468,6 +481,15 @@ mod tests {
                     "`topic` must be 1 to 64 letters, digits, `-` or `_`"
                 ),
             ]
+        );
+        let toml = "url = \"https://ntfy.sh/alerts\"\ntopic = \"alerts\"";
+        assert_eq!(
+            validate(toml).1,
+            [ConfigIssue::new(
+                span_of(toml, "\"https://ntfy.sh/alerts\""),
+                "`url` is the server (like `https://ntfy.sh`), not a topic's URL: \
+                 name the topic in `topic`"
+            )]
         );
         let toml = format!("topic = \"{}\"", "x".repeat(65));
         assert_eq!(validate(&toml).1.len(), 1);
