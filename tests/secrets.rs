@@ -72,6 +72,10 @@ struct World {
     ok: Server,
     bad: Server,
     target: Server,
+    /// The push channels' receiver: `/ok/…` and ntfy's bearer login (at the root, where
+    /// ntfy takes JSON) are accepted, anything else is refused quoting the whole request
+    /// (path, headers and body).
+    push: Server,
     env: Vec<(String, String)>,
     /// Files that hold the canary on purpose (the configs and `${file:…}` secrets).
     inputs: Vec<PathBuf>,
@@ -100,23 +104,47 @@ impl World {
             ))
         })
         .await;
+        let push = Server::start(|r: &Request| {
+            let bearer = r
+                .header("authorization")
+                .is_some_and(|a| a.starts_with("Bearer "));
+            if r.path.starts_with("/ok/") || (r.path == "/" && bearer) {
+                return Response::ok("{\"ok\":true,\"status\":1}");
+            }
+            let headers: Vec<String> = r.headers.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+            Response::status(401).body(format!(
+                "refused {} {} {}",
+                r.path,
+                headers.join(", "),
+                r.text()
+            ))
+        })
+        .await;
         let dir = tempfile::tempdir().unwrap();
         let mut world = Self {
             dir,
             ok,
             bad,
             target,
+            push,
             env: vec![
                 ("LISTEN_TOKEN".into(), format!("token-{CANARY}")),
                 ("SLACK_OK_URL".into(), String::new()),
                 ("SMTP_PASSWORD".into(), format!("pw-{CANARY}")),
                 ("API_TOKEN".into(), format!("api-{CANARY}")),
+                ("NTFY_TOKEN".into(), format!("tk-{CANARY}")),
+                ("NTFY_TOPIC".into(), format!("topic-{CANARY}")),
+                ("PUSHOVER_TOKEN".into(), format!("app-{CANARY}")),
+                ("PUSHOVER_USER".into(), format!("user-{CANARY}")),
+                ("TELEGRAM_BOT_TOKEN".into(), format!("7:tg-{CANARY}")),
+                ("GOTIFY_TOKEN".into(), format!("gotify-{CANARY}")),
             ],
             inputs: Vec::new(),
         };
         world.env[1].1 = world.ok.url(&format!("/slack/{CANARY}"));
         world.input("hook_secret", &format!("hmac-{CANARY}\n"), 0o600);
         world.input("basic_pw", &format!("basic-{CANARY}\n"), 0o600);
+        world.input("ntfy_pw", &format!("ntfy-{CANARY}\n"), 0o600);
         // Readable by the group: `validate` warns about it.
         let hb = world.ok.url(&format!("/hb/{CANARY}"));
         world.input("hb_url", &hb, 0o640);
@@ -143,6 +171,7 @@ impl World {
         let ok = self.ok.addr().port();
         let bad = self.bad.addr().port();
         let target = self.target.addr().port();
+        let push = self.push.addr().port();
         let closed = closed_port();
         let smtp = smtp_refusing_logins();
         let payloads = self.path("command-payloads.json");
@@ -207,6 +236,53 @@ command = ["/bin/sh", "-c", "cat >> '{payloads}'; echo >> '{payloads}'"]
 [notifiers.console]
 type = "log"
 
+[notifiers.ntfy_ok]
+type = "ntfy"
+url = "http://127.0.0.1:{push}"
+topic = "topic-{CANARY}"
+token = "${{NTFY_TOKEN}}"
+
+[notifiers.ntfy_bad]
+type = "ntfy"
+url = "http://127.0.0.1:{push}"
+topic = "${{NTFY_TOPIC}}"
+username = "klaxon"
+password = "${{file:ntfy_pw}}"
+
+[notifiers.pushover_ok]
+type = "pushover"
+token = "${{PUSHOVER_TOKEN}}"
+user = "user-{CANARY}"
+api_url = "http://127.0.0.1:{push}/ok/pushover"
+
+[notifiers.pushover_bad]
+type = "pushover"
+token = "literal-{CANARY}"
+user = "${{PUSHOVER_USER}}"
+api_url = "http://127.0.0.1:{push}/bad/pushover"
+
+[notifiers.telegram_ok]
+type = "telegram"
+bot_token = "${{TELEGRAM_BOT_TOKEN}}"
+chat_id = 42
+api_url = "http://127.0.0.1:{push}/ok/telegram"
+
+[notifiers.telegram_bad]
+type = "telegram"
+bot_token = "1:{CANARY}"
+chat_id = "@ops"
+api_url = "http://127.0.0.1:{push}/bad/telegram"
+
+[notifiers.gotify_ok]
+type = "gotify"
+url = "http://127.0.0.1:{push}/ok/gotify"
+token = "${{GOTIFY_TOKEN}}"
+
+[notifiers.gotify_bad]
+type = "gotify"
+url = "http://127.0.0.1:{push}/bad/gotify"
+token = "gotify-{CANARY}"
+
 [jobs.bearer]
 every = "1h"
 heartbeat = "${{file:hb_url}}"
@@ -242,6 +318,13 @@ type = "script"
 shell = "echo CRITICAL - the script failed; exit 2"
 env = {{ PGPASSWORD = "pg-{CANARY}" }}
 
+[jobs.push]
+every = "1h"
+notify = {push_notifiers:?}
+[jobs.push.check]
+type = "script"
+shell = "exit 2"
+
 [jobs.slow-notifiers]
 every = "1h"
 notify = ["teams_closed", "am_closed", "mail"]
@@ -251,6 +334,7 @@ host = "127.0.0.1"
 port = {closed}
 "#,
             payloads = payloads.display(),
+            push_notifiers = PUSH_OK.iter().chain(&PUSH_BAD).collect::<Vec<_>>(),
         )
     }
 
@@ -293,6 +377,10 @@ fn broken_configs(world: &World) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// The push channels' notifiers that deliver, and those refused.
+const PUSH_OK: [&str; 4] = ["ntfy_ok", "pushover_ok", "telegram_ok", "gotify_ok"];
+const PUSH_BAD: [&str; 4] = ["ntfy_bad", "pushover_bad", "telegram_bad", "gotify_bad"];
+
 /// A command to run, and the exit codes it may end with.
 struct Step {
     args: Vec<String>,
@@ -316,13 +404,19 @@ fn commands() -> Vec<Step> {
         step(&["jobs"], &[0]),
         step(&["jobs", "--json"], &[0]),
     ];
-    for job in ["bearer", "basic", "header", "userinfo", "script"] {
+    for job in ["bearer", "basic", "header", "userinfo", "script", "push"] {
         steps.push(step(&["once", job], &[1]));
     }
     for notifier in ["slack_ok", "hook_ok", "cmd", "console"] {
         steps.push(step(&["notify", "test", notifier], &[0]));
     }
     for notifier in ["slack_bad", "hook_bad", "teams_closed", "am_closed", "mail"] {
+        steps.push(step(&["notify", "test", notifier], &[1]));
+    }
+    for notifier in PUSH_OK {
+        steps.push(step(&["notify", "test", notifier], &[0]));
+    }
+    for notifier in PUSH_BAD {
         steps.push(step(&["notify", "test", notifier], &[1]));
     }
     // `exec`: the job's heartbeat (from a `${file:}`), and one given on the command line.
@@ -496,6 +590,27 @@ fn collect(world: &World, outputs: &mut Vec<Output>) {
             }
         }
     }
+    // ntfy's topic and Pushover's keys travel in the body by design: everything else
+    // in those bodies is searched.
+    for r in world.push.requests() {
+        let bytes = if r.path.contains("/pushover") {
+            let kept: Vec<(String, String)> = url::form_urlencoded::parse(&r.body)
+                .into_owned()
+                .filter(|(k, _)| k != "token" && k != "user")
+                .collect();
+            format!("{kept:?}").into_bytes()
+        } else if r.path == "/" {
+            let mut body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+            body.as_object_mut().unwrap().remove("topic");
+            body.to_string().into_bytes()
+        } else {
+            r.body
+        };
+        outputs.push(Output {
+            what: format!("body of {} {} to the push receiver", r.method, r.path),
+            bytes,
+        });
+    }
     for (name, server) in [
         ("ok", &world.ok),
         ("bad", &world.bad),
@@ -562,6 +677,19 @@ async fn the_canary_never_appears_in_anything_klaxon_writes_or_sends() {
             .count()
     };
     assert!(sent(&world.ok, "/slack/") >= 2, "slack_ok got nothing");
+    let ntfy = world
+        .push
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/")
+        .count();
+    assert!(ntfy >= 4, "ntfy_ok and ntfy_bad sent {ntfy} in all");
+    for path in ["/ok/pushover", "/ok/telegram", "/ok/gotify", "/bad/"] {
+        assert!(
+            sent(&world.push, path) >= 2,
+            "the push receiver got nothing at {path}"
+        );
+    }
     assert!(sent(&world.ok, "/webhook/") >= 2, "hook_ok got nothing");
     assert!(sent(&world.bad, "/slack/") >= 2, "slack_bad got nothing");
     assert!(
@@ -584,6 +712,11 @@ async fn the_canary_never_appears_in_anything_klaxon_writes_or_sends() {
         "`notifiers.am_closed.urls[]` is a secret written in the config",
         "`jobs.header.check.headers.Authorization` is a secret written in the config",
         "`jobs.userinfo.check.url` is a secret written in the config",
+        "`notifiers.ntfy_ok.topic` is a secret written in the config",
+        "`notifiers.pushover_ok.user` is a secret written in the config",
+        "`notifiers.pushover_bad.token` is a secret written in the config",
+        "`notifiers.telegram_bad.bot_token` is a secret written in the config",
+        "`notifiers.gotify_bad.token` is a secret written in the config",
         "secret file `",
     ] {
         assert!(

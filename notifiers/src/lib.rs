@@ -17,13 +17,18 @@ pub mod command;
 pub mod email;
 #[cfg(test)]
 mod fixtures;
+pub mod gotify;
 mod http;
 pub mod log;
+pub mod ntfy;
 #[macro_use]
 mod plugin;
+mod push;
+pub mod pushover;
 pub mod rfc3339;
 pub mod slack;
 pub mod teams;
+pub mod telegram;
 pub mod text;
 mod validate;
 pub mod webhook;
@@ -140,6 +145,10 @@ notifiers! {
     Alertmanager(alertmanager::AlertmanagerConfig) = "alertmanager",
     Command(command::CommandConfig) = "command",
     Log(log::LogConfig) = "log",
+    Ntfy(ntfy::NtfyConfig) = "ntfy",
+    Pushover(pushover::PushoverConfig) = "pushover",
+    Telegram(telegram::TelegramConfig) = "telegram",
+    Gotify(gotify::GotifyConfig) = "gotify",
 }
 
 /// Why a notifier could not be built from a valid spec.
