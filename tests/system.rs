@@ -571,10 +571,8 @@ async fn a_two_replica_alertmanager_cluster_loses_no_alert_when_one_replica_dies
         let log = std::fs::read_to_string(home.join("agent.log")).unwrap();
         let replica = format!("replica=127.0.0.1:{}", web[0]);
         assert!(
-            log.lines().any(
-                |l| l.contains("replica did not take the message")
-                    && l.contains(&replica)
-            ),
+            log.lines()
+                .any(|l| l.contains("replica did not take the message") && l.contains(&replica)),
             "{agent} did not log the dead replica:\n{log}"
         );
     }
