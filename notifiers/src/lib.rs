@@ -14,11 +14,15 @@
 
 pub mod alertmanager;
 pub mod command;
+pub mod discord;
 pub mod email;
 #[cfg(test)]
 mod fixtures;
+pub mod googlechat;
 mod http;
 pub mod log;
+pub mod matrix;
+pub mod mattermost;
 #[macro_use]
 mod plugin;
 pub mod rfc3339;
@@ -135,6 +139,10 @@ pub struct Alert {
 notifiers! {
     Slack(slack::SlackConfig) = "slack",
     Teams(teams::TeamsConfig) = "teams",
+    Discord(discord::DiscordConfig) = "discord",
+    Mattermost(mattermost::MattermostConfig) = "mattermost",
+    GoogleChat(googlechat::GoogleChatConfig) = "googlechat",
+    Matrix(matrix::MatrixConfig) = "matrix",
     Email(email::EmailConfig) = "email",
     Webhook(webhook::WebhookConfig) = "webhook",
     Alertmanager(alertmanager::AlertmanagerConfig) = "alertmanager",
