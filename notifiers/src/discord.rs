@@ -10,20 +10,18 @@
 //! whose 429 body (`{"message": …, "retry_after": 1.5, "global": false}`, seconds as a
 //! float) at <https://discord.com/developers/docs/topics/rate-limits#exceeding-a-rate-limit>.
 
-use std::fmt;
 use std::time::Duration;
 
 use chrono::SecondsFormat;
-use klaxon_config_core::{SecretKey, Seg};
+use klaxon_config_core::SecretKey;
 use reqwest::header::HeaderMap;
-use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use toml::Spanned;
 
-use crate::http::{HttpShell, JsonRequest, json_wait};
+use crate::chat_hook::{ChatHook, ChatHookConfig, ChatHookSpec};
+use crate::http::{JsonRequest, json_wait};
 use crate::text::{self, ELLIPSIS};
-use crate::validate::{self, ConfigIssue};
+use crate::validate::ConfigIssue;
 use crate::{Alert, BuildError, Channel, DeliveryError, NotifierPlugin};
 
 /// Discord's limit on an embed's title.
@@ -37,48 +35,28 @@ pub const FOOTER_CHARS: usize = 2_048;
 /// Discord's limit on all of an embed's texts together.
 pub const EMBED_CHARS: usize = 6_000;
 
-/// The raw `[notifiers.NAME]` table of `type = "discord"`.
+/// The raw `[notifiers.NAME]` table of `type = "discord"`: only `webhook_url`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DiscordConfig {
-    webhook_url: Spanned<SecretString>,
-}
+#[serde(transparent)]
+pub struct DiscordConfig(ChatHookConfig);
 
 impl NotifierPlugin for DiscordConfig {
-    type Spec = DiscordSpec;
+    type Spec = ChatHookSpec;
     type Channel = Discord;
 
-    const SECRET_KEYS: &'static [SecretKey] = &[SecretKey::always(&[Seg::Key("webhook_url")])];
+    const SECRET_KEYS: &'static [SecretKey] = ChatHookConfig::SECRET_KEYS;
 
-    /// Checks the webhook URL (`https`, or `http` to a loopback host: a test receiver or
-    /// a local relay), pushing every problem to `issues`.
-    fn validate(self, issues: &mut Vec<ConfigIssue>) -> Option<DiscordSpec> {
-        let webhook_url = validate::secret_webhook_url(self.webhook_url, "webhook_url", issues)?;
-        Some(DiscordSpec { webhook_url })
+    fn validate(self, issues: &mut Vec<ConfigIssue>) -> Option<ChatHookSpec> {
+        self.0.validate(issues)
     }
 
-    fn build(spec: &DiscordSpec, client: &reqwest::Client) -> Result<Discord, BuildError> {
+    fn build(spec: &ChatHookSpec, client: &reqwest::Client) -> Result<Discord, BuildError> {
         Ok(Discord::new(spec.clone(), client.clone()))
     }
 
     /// A webhook takes about 30 messages a minute; one every two seconds stays under it.
-    fn min_interval(_spec: &DiscordSpec) -> Option<Duration> {
+    fn min_interval(_spec: &ChatHookSpec) -> Option<Duration> {
         Some(Duration::from_secs(2))
-    }
-}
-
-/// A validated `discord` notifier.
-#[derive(Clone)]
-pub struct DiscordSpec {
-    /// The webhook; its path holds the webhook's token, so it is never shown.
-    pub webhook_url: SecretString,
-}
-
-impl fmt::Debug for DiscordSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DiscordSpec")
-            .field("webhook_url", &format_args!("***"))
-            .finish()
     }
 }
 
@@ -99,25 +77,17 @@ pub fn render(alert: &Alert) -> Value {
         ELLIPSIS,
     )
     .into_owned();
-    let facts: Vec<(&str, String)> = text::facts(alert)
-        .into_iter()
-        .filter(|(label, _)| *label != "Reason")
-        .map(|(label, value)| (label, text::escape_markdown(&value, FIELD_CHARS, ELLIPSIS)))
-        .collect();
+    let facts = text::markdown_fields(alert, FIELD_CHARS);
     let used = title.chars().count()
         + footer.chars().count()
         + facts
             .iter()
-            .map(|(label, value)| label.chars().count() + value.chars().count())
+            .map(|(label, value, _)| label.chars().count() + value.chars().count())
             .sum::<usize>();
     let room = DESCRIPTION_CHARS.min(EMBED_CHARS.saturating_sub(used));
     let fields: Vec<Value> = facts
         .into_iter()
-        .map(|(label, value)| {
-            // The long ones take a line of their own.
-            let inline = !matches!(label, "Check" | "Alert");
-            json!({ "name": label, "value": value, "inline": inline })
-        })
+        .map(|(label, value, short)| json!({ "name": label, "value": value, "inline": short }))
         .collect();
     json!({
         "allowed_mentions": { "parse": [] },
@@ -140,8 +110,7 @@ fn retry_after(body: &str) -> Option<Duration> {
 /// A `discord` notifier ready to send.
 #[derive(Debug)]
 pub struct Discord {
-    spec: DiscordSpec,
-    http: HttpShell,
+    hook: ChatHook,
 }
 
 impl Discord {
@@ -149,15 +118,15 @@ impl Discord {
     pub const TIMEOUT: Duration = Duration::from_secs(10);
 
     /// A notifier posting through `client` (the agent's shared HTTP client).
-    pub fn new(spec: DiscordSpec, client: reqwest::Client) -> Self {
-        let http = HttpShell::shared(client, Self::TIMEOUT);
-        Self { spec, http }
+    pub fn new(spec: ChatHookSpec, client: reqwest::Client) -> Self {
+        let hook = ChatHook::new(spec.webhook_url, client, Self::TIMEOUT);
+        Self { hook }
     }
 
     /// The same notifier with another delivery deadline than [`Discord::TIMEOUT`].
     pub fn with_timeout(self, timeout: Duration) -> Self {
-        let http = self.http.with_timeout(timeout);
-        Self { http, ..self }
+        let hook = self.hook.with_timeout(timeout);
+        Self { hook }
     }
 }
 
@@ -173,9 +142,7 @@ impl Channel for Discord {
             hint: Some(retry_after),
             ..JsonRequest::post(HeaderMap::new())
         };
-        (self.http)
-            .send_json(request, self.spec.webhook_url.expose_secret(), body)
-            .await
+        self.hook.send(request, body).await
     }
 }
 
@@ -204,101 +171,82 @@ mod tests {
         })
     }
 
-    fn check() -> Value {
-        field("Check", "http https://api.example.com/health", false)
+    /// The fields of the fixture's outage: severity, then attempts and elapsed time, and
+    /// what follows them as `rest` (label, value).
+    fn fields(severity: &str, attempts: &str, elapsed: &str, rest: &[(&str, &str)]) -> Vec<Value> {
+        let mut fields = vec![
+            field("Severity", severity, true),
+            field("Check", "http https://api.example.com/health", false),
+            field("Attempts", attempts, true),
+            field("Elapsed", elapsed, true),
+            field("Failing since", "2026-03-29 10:15:02 +11:00", true),
+        ];
+        fields.extend(rest.iter().map(|(label, value)| field(label, value, true)));
+        fields.push(field("Alert", "api-20260329T001502Z", false));
+        fields
     }
 
-    fn alert_id() -> Value {
-        field("Alert", "api-20260329T001502Z", false)
-    }
+    const LAST: (&str, &str) = ("Last success", "2026-03-29 10:10:01 +11:00");
+    const OUTPUT: &str =
+        "HTTP 503 Service Unavailable\n```\nupstream connect error\nreset reason: overflow\n```";
 
     #[test]
-    fn renders_a_failure() {
+    fn renders_a_failure_and_a_reminder() {
+        let next = |at| fields("critical", "3 of 3", "7.2s", &[LAST, ("Next run", at)]);
         assert_eq!(
             render(&fixtures::failure()),
             message(
                 "DOWN api on macbook: HTTP 503 Service Unavailable",
-                "HTTP 503 Service Unavailable\n```\nupstream connect error\nreset reason: overflow\n```",
+                OUTPUT,
                 0xE0_1E_5A,
-                vec![
-                    field("Severity", "critical", true),
-                    check(),
-                    field("Attempts", "3 of 3", true),
-                    field("Elapsed", "7.2s", true),
-                    field("Failing since", "2026-03-29 10:15:02 +11:00", true),
-                    field("Last success", "2026-03-29 10:10:01 +11:00", true),
-                    field("Next run", "2026-03-29 10:20:00 +11:00", true),
-                    alert_id(),
-                ],
+                next("2026-03-29 10:20:00 +11:00"),
                 "2026-03-29T10:15:02+11:00",
             )
         );
-    }
-
-    #[test]
-    fn renders_a_reminder() {
         assert_eq!(
             render(&fixtures::reminder()),
             message(
                 "STILL DOWN api on macbook: HTTP 503 Service Unavailable",
-                "HTTP 503 Service Unavailable\n```\nupstream connect error\nreset reason: overflow\n```",
+                OUTPUT,
                 0xE0_1E_5A,
-                vec![
-                    field("Severity", "critical", true),
-                    check(),
-                    field("Attempts", "3 of 3", true),
-                    field("Elapsed", "7.2s", true),
-                    field("Failing since", "2026-03-29 10:15:02 +11:00", true),
-                    field("Last success", "2026-03-29 10:10:01 +11:00", true),
-                    field("Next run", "2026-03-29 14:20:00 +11:00", true),
-                    alert_id(),
-                ],
+                next("2026-03-29 14:20:00 +11:00"),
                 "2026-03-29T14:15:03+11:00",
             )
         );
     }
 
     #[test]
-    fn renders_an_update() {
+    fn renders_an_update_and_a_recovery() {
         assert_eq!(
             render(&fixtures::update()),
             message(
                 "CHANGED api on macbook is now warning: latency 2.4s \\> 2s",
                 "latency 2.4s \\> 2s",
                 0xEC_B2_2E,
-                vec![
-                    field("Severity", "warning", true),
-                    check(),
-                    field("Attempts", "1 of 3", true),
-                    field("Elapsed", "2.4s", true),
-                    field("Failing since", "2026-03-29 10:15:02 +11:00", true),
-                    field("Last success", "2026-03-29 10:10:01 +11:00", true),
-                    field("Next run", "2026-03-29 10:40:00 +11:00", true),
-                    alert_id(),
-                ],
+                fields(
+                    "warning",
+                    "1 of 3",
+                    "2.4s",
+                    &[LAST, ("Next run", "2026-03-29 10:40:00 +11:00")]
+                ),
                 "2026-03-29T10:35:00+11:00",
             )
         );
-    }
-
-    #[test]
-    fn renders_a_recovery() {
         assert_eq!(
             render(&fixtures::recovery()),
             message(
                 "RECOVERED api on macbook after 1h 5m",
                 "HTTP 200 OK",
                 0x2E_B6_7D,
-                vec![
-                    field("Severity", "ok", true),
-                    check(),
-                    field("Attempts", "1 of 3", true),
-                    field("Elapsed", "180ms", true),
-                    field("Failing since", "2026-03-29 10:15:02 +11:00", true),
-                    field("Next run", "2026-03-29 11:25:00 +11:00", true),
-                    field("Downtime", "1h 5m", true),
-                    alert_id(),
-                ],
+                fields(
+                    "ok",
+                    "1 of 3",
+                    "180ms",
+                    &[
+                        ("Next run", "2026-03-29 11:25:00 +11:00"),
+                        ("Downtime", "1h 5m")
+                    ]
+                ),
                 "2026-03-29T11:20:01+11:00",
             )
         );
@@ -363,47 +311,12 @@ mod tests {
         assert!(chars(embed) <= EMBED_CHARS, "{}", chars(embed));
     }
 
-    // --- validation ---
-
-    fn parse(toml: &str) -> Result<DiscordConfig, toml::de::Error> {
-        toml::from_str(toml)
-    }
-
-    #[test]
-    fn validates_the_webhook_without_showing_it() {
-        let toml = "webhook_url = \"https://discord.com/api/webhooks/1/SECRET\"";
-        let config = parse(toml).unwrap();
-        assert!(!format!("{config:?}").contains("SECRET"));
-        let spec = config.validate(&mut Vec::new()).unwrap();
-        assert_eq!(format!("{spec:?}"), "DiscordSpec { webhook_url: *** }");
-
-        let toml = "webhook_url = \"http://discord.com/api/webhooks/1/SECRET\"";
-        let mut issues = Vec::new();
-        assert!(parse(toml).unwrap().validate(&mut issues).is_none());
-        assert_eq!(
-            issues,
-            [ConfigIssue::new(
-                14..toml.len(),
-                "`webhook_url` must use `https`: plain `http` is allowed only to a loopback host"
-            )]
-        );
-        let error = parse("webhook_url = \"https://x\"\nusername = \"k\"").unwrap_err();
-        assert!(
-            error.message().starts_with("unknown field `username`"),
-            "{error}"
-        );
-        assert_eq!(
-            parse("").unwrap_err().message(),
-            "missing field `webhook_url`"
-        );
-    }
-
     // --- delivery against a real local receiver ---
 
     const SECRET_PATH: &str = "/api/webhooks/123/SECRET-TOKEN";
 
     fn discord(url: &str) -> Discord {
-        let spec = DiscordSpec {
+        let spec = ChatHookSpec {
             webhook_url: url.into(),
         };
         Discord::new(spec, reqwest::Client::new())

@@ -11,18 +11,18 @@
 //! whose thread key is new starts a thread and the next ones reply in it. The text
 //! markup is at <https://developers.google.com/workspace/chat/format-messages>.
 
-use std::fmt;
 use std::time::Duration;
 
-use klaxon_config_core::{SecretKey, Seg};
+use klaxon_config_core::SecretKey;
+use reqwest::header::HeaderMap;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use toml::Spanned;
 
-use crate::http::HttpShell;
+use crate::chat_hook::{ChatHook, ChatHookConfig, ChatHookSpec};
+use crate::http::JsonRequest;
 use crate::text::{self, ELLIPSIS};
-use crate::validate::{self, ConfigIssue};
+use crate::validate::ConfigIssue;
 use crate::{Alert, BuildError, Channel, DeliveryError, NotifierPlugin};
 
 /// Google Chat's limit on a text message.
@@ -31,48 +31,28 @@ pub const TEXT_CHARS: usize = 4_096;
 pub const REPLY_OPTION: (&str, &str) =
     ("messageReplyOption", "REPLY_MESSAGE_FALLBACK_TO_NEW_THREAD");
 
-/// The raw `[notifiers.NAME]` table of `type = "googlechat"`.
+/// The raw `[notifiers.NAME]` table of `type = "googlechat"`: only `webhook_url`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GoogleChatConfig {
-    webhook_url: Spanned<SecretString>,
-}
+#[serde(transparent)]
+pub struct GoogleChatConfig(ChatHookConfig);
 
 impl NotifierPlugin for GoogleChatConfig {
-    type Spec = GoogleChatSpec;
+    type Spec = ChatHookSpec;
     type Channel = GoogleChat;
 
-    const SECRET_KEYS: &'static [SecretKey] = &[SecretKey::always(&[Seg::Key("webhook_url")])];
+    const SECRET_KEYS: &'static [SecretKey] = ChatHookConfig::SECRET_KEYS;
 
-    /// Checks the webhook URL (`https`, or `http` to a loopback host), pushing every
-    /// problem to `issues`.
-    fn validate(self, issues: &mut Vec<ConfigIssue>) -> Option<GoogleChatSpec> {
-        let webhook_url = validate::secret_webhook_url(self.webhook_url, "webhook_url", issues)?;
-        Some(GoogleChatSpec { webhook_url })
+    fn validate(self, issues: &mut Vec<ConfigIssue>) -> Option<ChatHookSpec> {
+        self.0.validate(issues)
     }
 
-    fn build(spec: &GoogleChatSpec, client: &reqwest::Client) -> Result<GoogleChat, BuildError> {
+    fn build(spec: &ChatHookSpec, client: &reqwest::Client) -> Result<GoogleChat, BuildError> {
         Ok(GoogleChat::new(spec.clone(), client.clone()))
     }
 
     /// A space takes one message a second from an app or webhook.
-    fn min_interval(_spec: &GoogleChatSpec) -> Option<Duration> {
+    fn min_interval(_spec: &ChatHookSpec) -> Option<Duration> {
         Some(Duration::from_secs(1))
-    }
-}
-
-/// A validated `googlechat` notifier.
-#[derive(Clone)]
-pub struct GoogleChatSpec {
-    /// The webhook as Google Chat gave it; never shown.
-    pub webhook_url: SecretString,
-}
-
-impl fmt::Debug for GoogleChatSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GoogleChatSpec")
-            .field("webhook_url", &format_args!("***"))
-            .finish()
     }
 }
 
@@ -135,9 +115,8 @@ fn escape(text: &str) -> String {
 /// A `googlechat` notifier ready to send.
 #[derive(Debug)]
 pub struct GoogleChat {
-    /// The webhook with [`REPLY_OPTION`]; never shown.
-    url: SecretString,
-    http: HttpShell,
+    /// To the webhook with [`REPLY_OPTION`].
+    hook: ChatHook,
 }
 
 impl GoogleChat {
@@ -145,16 +124,16 @@ impl GoogleChat {
     pub const TIMEOUT: Duration = Duration::from_secs(10);
 
     /// A notifier posting through `client` (the agent's shared HTTP client).
-    pub fn new(spec: GoogleChatSpec, client: reqwest::Client) -> Self {
+    pub fn new(spec: ChatHookSpec, client: reqwest::Client) -> Self {
         let url = reply_url(spec.webhook_url.expose_secret()).unwrap_or(spec.webhook_url);
-        let http = HttpShell::shared(client, Self::TIMEOUT);
-        Self { url, http }
+        let hook = ChatHook::new(url, client, Self::TIMEOUT);
+        Self { hook }
     }
 
     /// The same notifier with another delivery deadline than [`GoogleChat::TIMEOUT`].
     pub fn with_timeout(self, timeout: Duration) -> Self {
-        let http = self.http.with_timeout(timeout);
-        Self { http, ..self }
+        let hook = self.hook.with_timeout(timeout);
+        Self { hook }
     }
 }
 
@@ -166,7 +145,8 @@ impl Channel for GoogleChat {
     /// token.
     async fn send(&self, alert: &Alert) -> Result<(), DeliveryError> {
         let body = render(alert).to_string().into_bytes();
-        self.http.post_json(self.url.expose_secret(), body).await
+        let request = JsonRequest::post(HeaderMap::new());
+        self.hook.send(request, body).await
     }
 }
 
@@ -307,7 +287,7 @@ mod tests {
         let config = parse(toml).unwrap();
         assert!(!format!("{config:?}").contains("SECRET"));
         let spec = config.validate(&mut Vec::new()).unwrap();
-        assert_eq!(format!("{spec:?}"), "GoogleChatSpec { webhook_url: *** }");
+        assert_eq!(format!("{spec:?}"), "ChatHookSpec { webhook_url: *** }");
         let chat = GoogleChat::new(spec, reqwest::Client::new());
         assert!(!format!("{chat:?}").contains("SECRET"));
         let error = parse("webhook_url = \"https://x\"\nthread = \"t\"").unwrap_err();
@@ -323,7 +303,7 @@ mod tests {
 
     async fn send_to(answer: Response) -> (Result<(), DeliveryError>, Server) {
         let server = Server::start(move |_| answer.clone()).await;
-        let spec = GoogleChatSpec {
+        let spec = ChatHookSpec {
             webhook_url: server
                 .url(&format!("/v1/spaces/AAA/messages?{SECRET_QUERY}"))
                 .into(),

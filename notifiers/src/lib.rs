@@ -13,6 +13,7 @@
 //! whether to try again; nothing here retries on its own.
 
 pub mod alertmanager;
+pub mod chat_hook;
 pub mod command;
 pub mod discord;
 pub mod email;

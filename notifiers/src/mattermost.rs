@@ -7,18 +7,17 @@
 //! `https://HOST/hooks/KEY`) and the attachment's fields at
 //! <https://developers.mattermost.com/integrate/reference/message-attachments/>.
 
-use std::fmt;
 use std::time::Duration;
 
-use klaxon_config_core::{SecretKey, Seg};
-use secrecy::{ExposeSecret, SecretString};
+use klaxon_config_core::SecretKey;
+use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use toml::Spanned;
 
-use crate::http::HttpShell;
+use crate::chat_hook::{ChatHook, ChatHookConfig, ChatHookSpec};
+use crate::http::JsonRequest;
 use crate::text::{self, ELLIPSIS};
-use crate::validate::{self, ConfigIssue};
+use crate::validate::ConfigIssue;
 use crate::{Alert, BuildError, Channel, DeliveryError, NotifierPlugin};
 
 /// How long a text may be: Mattermost servers before 5.0 kept posts to 4,000
@@ -27,43 +26,23 @@ pub const TEXT_CHARS: usize = 4_000;
 /// How long a field's value may be, so a long check target does not swamp the message.
 pub const FIELD_CHARS: usize = 1_000;
 
-/// The raw `[notifiers.NAME]` table of `type = "mattermost"`.
+/// The raw `[notifiers.NAME]` table of `type = "mattermost"`: only `webhook_url`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MattermostConfig {
-    webhook_url: Spanned<SecretString>,
-}
+#[serde(transparent)]
+pub struct MattermostConfig(ChatHookConfig);
 
 impl NotifierPlugin for MattermostConfig {
-    type Spec = MattermostSpec;
+    type Spec = ChatHookSpec;
     type Channel = Mattermost;
 
-    const SECRET_KEYS: &'static [SecretKey] = &[SecretKey::always(&[Seg::Key("webhook_url")])];
+    const SECRET_KEYS: &'static [SecretKey] = ChatHookConfig::SECRET_KEYS;
 
-    /// Checks the webhook URL (`https`, or `http` to a loopback host), pushing every
-    /// problem to `issues`.
-    fn validate(self, issues: &mut Vec<ConfigIssue>) -> Option<MattermostSpec> {
-        let webhook_url = validate::secret_webhook_url(self.webhook_url, "webhook_url", issues)?;
-        Some(MattermostSpec { webhook_url })
+    fn validate(self, issues: &mut Vec<ConfigIssue>) -> Option<ChatHookSpec> {
+        self.0.validate(issues)
     }
 
-    fn build(spec: &MattermostSpec, client: &reqwest::Client) -> Result<Mattermost, BuildError> {
+    fn build(spec: &ChatHookSpec, client: &reqwest::Client) -> Result<Mattermost, BuildError> {
         Ok(Mattermost::new(spec.clone(), client.clone()))
-    }
-}
-
-/// A validated `mattermost` notifier.
-#[derive(Clone)]
-pub struct MattermostSpec {
-    /// The incoming webhook; its key is the credential, so it is never shown.
-    pub webhook_url: SecretString,
-}
-
-impl fmt::Debug for MattermostSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MattermostSpec")
-            .field("webhook_url", &format_args!("***"))
-            .finish()
     }
 }
 
@@ -76,16 +55,9 @@ impl fmt::Debug for MattermostSpec {
 /// Every text Mattermost renders as Markdown is escaped ([`text::escape_markdown`]), so
 /// no value can mention `@channel`, add a link or emphasis.
 pub fn render(alert: &Alert) -> Value {
-    let fields: Vec<Value> = text::facts(alert)
+    let fields: Vec<Value> = text::markdown_fields(alert, FIELD_CHARS)
         .into_iter()
-        .filter(|(label, _)| *label != "Reason")
-        .map(|(label, value)| {
-            json!({
-                "title": label,
-                "value": text::escape_markdown(&value, FIELD_CHARS, ELLIPSIS),
-                "short": !matches!(label, "Check" | "Alert"),
-            })
-        })
+        .map(|(label, value, short)| json!({ "title": label, "value": value, "short": short }))
         .collect();
     let footer = format!("klaxon on {} · alert {}", alert.agent, alert.id);
     json!({
@@ -103,8 +75,7 @@ pub fn render(alert: &Alert) -> Value {
 /// A `mattermost` notifier ready to send.
 #[derive(Debug)]
 pub struct Mattermost {
-    spec: MattermostSpec,
-    http: HttpShell,
+    hook: ChatHook,
 }
 
 impl Mattermost {
@@ -112,15 +83,15 @@ impl Mattermost {
     pub const TIMEOUT: Duration = Duration::from_secs(10);
 
     /// A notifier posting through `client` (the agent's shared HTTP client).
-    pub fn new(spec: MattermostSpec, client: reqwest::Client) -> Self {
-        let http = HttpShell::shared(client, Self::TIMEOUT);
-        Self { spec, http }
+    pub fn new(spec: ChatHookSpec, client: reqwest::Client) -> Self {
+        let hook = ChatHook::new(spec.webhook_url, client, Self::TIMEOUT);
+        Self { hook }
     }
 
     /// The same notifier with another delivery deadline than [`Mattermost::TIMEOUT`].
     pub fn with_timeout(self, timeout: Duration) -> Self {
-        let http = self.http.with_timeout(timeout);
-        Self { http, ..self }
+        let hook = self.hook.with_timeout(timeout);
+        Self { hook }
     }
 }
 
@@ -131,9 +102,8 @@ impl Channel for Mattermost {
     /// reason contains the webhook URL.
     async fn send(&self, alert: &Alert) -> Result<(), DeliveryError> {
         let body = render(alert).to_string().into_bytes();
-        (self.http)
-            .post_json(self.spec.webhook_url.expose_secret(), body)
-            .await
+        let request = JsonRequest::post(HeaderMap::new());
+        self.hook.send(request, body).await
     }
 }
 
@@ -271,33 +241,13 @@ mod tests {
         );
     }
 
-    // --- validation ---
-
-    #[test]
-    fn validates_the_webhook_without_showing_it() {
-        let parse = |toml: &str| toml::from_str::<MattermostConfig>(toml);
-        let config = parse("webhook_url = \"https://chat.example.com/hooks/SECRET\"").unwrap();
-        assert!(!format!("{config:?}").contains("SECRET"));
-        let spec = config.validate(&mut Vec::new()).unwrap();
-        assert_eq!(format!("{spec:?}"), "MattermostSpec { webhook_url: *** }");
-        let mut issues = Vec::new();
-        let config = parse("webhook_url = \"chat.example.com/hooks/SECRET\"").unwrap();
-        assert!(config.validate(&mut issues).is_none());
-        assert_eq!(issues[0].message, "`webhook_url` is not a valid URL");
-        let error = parse("webhook_url = \"https://x\"\nchannel = \"ops\"").unwrap_err();
-        assert!(
-            error.message().starts_with("unknown field `channel`"),
-            "{error}"
-        );
-    }
-
     // --- delivery against a real local receiver ---
 
     const SECRET_PATH: &str = "/hooks/SECRET-KEY";
 
     async fn send_to(answer: Response) -> (Result<(), DeliveryError>, Server) {
         let server = Server::start(move |_| answer.clone()).await;
-        let spec = MattermostSpec {
+        let spec = ChatHookSpec {
             webhook_url: server.url(SECRET_PATH).into(),
         };
         let result = Mattermost::new(spec, reqwest::Client::new())

@@ -335,6 +335,21 @@ fn fence(safe: &str) -> String {
     format!("```\n{safe}\n```")
 }
 
+/// The facts a Markdown-flavoured chat message lays out as fields beside its body
+/// ([`markdown_body`] has the reason): `(label, value, short)`, each value
+/// [`escape_markdown`]d within `max_chars`; `short` for all but the check and the alert
+/// id, which take a line of their own.
+pub fn markdown_fields(alert: &Alert, max_chars: usize) -> Vec<(&'static str, String, bool)> {
+    facts(alert)
+        .into_iter()
+        .filter(|(label, _)| *label != "Reason")
+        .map(|(label, value)| {
+            let short = !matches!(label, "Check" | "Alert");
+            (label, escape_markdown(&value, max_chars, ELLIPSIS), short)
+        })
+        .collect()
+}
+
 /// A Markdown-flavoured chat message's body: the reason ([`escape_markdown`]), then the
 /// output's tail in a [`code_block`], within `room` characters: the output keeps its end
 /// (where a failing command says why) and the reason is cut first.
