@@ -13,16 +13,12 @@
 use std::time::Duration;
 
 use chrono::SecondsFormat;
-use klaxon_config_core::SecretKey;
-use reqwest::header::HeaderMap;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::chat_hook::{ChatHook, ChatHookConfig, ChatHookSpec};
-use crate::http::{JsonRequest, json_wait};
+use crate::Alert;
+use crate::chat_hook::{ChatHook, HookConfig, HookFormat};
+use crate::http::json_wait;
 use crate::text::{self, ELLIPSIS};
-use crate::validate::ConfigIssue;
-use crate::{Alert, BuildError, Channel, DeliveryError, NotifierPlugin};
 
 /// Discord's limit on an embed's title.
 pub const TITLE_CHARS: usize = 256;
@@ -36,27 +32,23 @@ pub const FOOTER_CHARS: usize = 2_048;
 pub const EMBED_CHARS: usize = 6_000;
 
 /// The raw `[notifiers.NAME]` table of `type = "discord"`: only `webhook_url`.
-#[derive(Debug, Deserialize)]
-#[serde(transparent)]
-pub struct DiscordConfig(ChatHookConfig);
+pub type DiscordConfig = HookConfig<DiscordFormat>;
+/// A `discord` notifier ready to send.
+pub type Discord = ChatHook<DiscordFormat>;
 
-impl NotifierPlugin for DiscordConfig {
-    type Spec = ChatHookSpec;
-    type Channel = Discord;
+/// What makes the `discord` channel itself.
+#[derive(Debug)]
+pub struct DiscordFormat;
 
-    const SECRET_KEYS: &'static [SecretKey] = ChatHookConfig::SECRET_KEYS;
-
-    fn validate(self, issues: &mut Vec<ConfigIssue>) -> Option<ChatHookSpec> {
-        self.0.validate(issues)
-    }
-
-    fn build(spec: &ChatHookSpec, client: &reqwest::Client) -> Result<Discord, BuildError> {
-        Ok(Discord::new(spec.clone(), client.clone()))
-    }
-
+impl HookFormat for DiscordFormat {
     /// A webhook takes about 30 messages a minute; one every two seconds stays under it.
-    fn min_interval(_spec: &ChatHookSpec) -> Option<Duration> {
-        Some(Duration::from_secs(2))
+    const MIN_INTERVAL: Option<Duration> = Some(Duration::from_secs(2));
+    /// A 429's body has `retry_after`, in seconds (a float, more precise than the
+    /// `Retry-After` header's whole seconds).
+    const HINT: Option<fn(&str) -> Option<Duration>> = Some(retry_after);
+
+    fn render(alert: &Alert) -> Value {
+        render(alert)
     }
 }
 
@@ -107,50 +99,13 @@ fn retry_after(body: &str) -> Option<Duration> {
     json_wait(body, "/retry_after", Duration::from_secs(1))
 }
 
-/// A `discord` notifier ready to send.
-#[derive(Debug)]
-pub struct Discord {
-    hook: ChatHook,
-}
-
-impl Discord {
-    /// How long one delivery may take, answer included.
-    pub const TIMEOUT: Duration = Duration::from_secs(10);
-
-    /// A notifier posting through `client` (the agent's shared HTTP client).
-    pub fn new(spec: ChatHookSpec, client: reqwest::Client) -> Self {
-        let hook = ChatHook::new(spec.webhook_url, client, Self::TIMEOUT);
-        Self { hook }
-    }
-
-    /// The same notifier with another delivery deadline than [`Discord::TIMEOUT`].
-    pub fn with_timeout(self, timeout: Duration) -> Self {
-        let hook = self.hook.with_timeout(timeout);
-        Self { hook }
-    }
-}
-
-impl Channel for Discord {
-    /// POSTs [`render`]'s JSON to the webhook. 2xx is delivered; 408, 429 (after the
-    /// body's `retry_after`, else the `Retry-After` header), 5xx, connection errors and
-    /// timeouts are [`DeliveryError::Retry`]; other statuses are
-    /// [`DeliveryError::Reject`] quoting the start of Discord's answer. No reason
-    /// contains the webhook URL.
-    async fn send(&self, alert: &Alert) -> Result<(), DeliveryError> {
-        let body = render(alert).to_string().into_bytes();
-        let request = JsonRequest {
-            hint: Some(retry_after),
-            ..JsonRequest::post(HeaderMap::new())
-        };
-        self.hook.send(request, body).await
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use crate::chat_hook::ChatHookSpec;
     use crate::fixtures;
+    use crate::{Channel, DeliveryError};
     use klaxon_testkit::{Response, Server};
 
     fn field(name: &str, value: &str, inline: bool) -> Value {
@@ -315,23 +270,8 @@ mod tests {
 
     const SECRET_PATH: &str = "/api/webhooks/123/SECRET-TOKEN";
 
-    fn discord(url: &str) -> Discord {
-        let spec = ChatHookSpec {
-            webhook_url: url.into(),
-        };
-        Discord::new(spec, reqwest::Client::new())
-    }
-
     async fn send_to(answer: Response) -> (Result<(), DeliveryError>, Server) {
-        let server = Server::start(move |_| answer.clone()).await;
-        let result = discord(&server.url(SECRET_PATH))
-            .send(&fixtures::failure())
-            .await;
-        if let Err(error) = &result {
-            let text = format!("{error} {error:?}");
-            assert!(!text.contains("SECRET"), "{text}");
-        }
-        (result, server)
+        crate::chat_hook::send_to::<DiscordFormat>(SECRET_PATH, answer).await
     }
 
     #[tokio::test]

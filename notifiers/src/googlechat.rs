@@ -13,17 +13,12 @@
 
 use std::time::Duration;
 
-use klaxon_config_core::SecretKey;
-use reqwest::header::HeaderMap;
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::chat_hook::{ChatHook, ChatHookConfig, ChatHookSpec};
-use crate::http::JsonRequest;
+use crate::Alert;
+use crate::chat_hook::{ChatHook, HookConfig, HookFormat};
 use crate::text::{self, ELLIPSIS};
-use crate::validate::ConfigIssue;
-use crate::{Alert, BuildError, Channel, DeliveryError, NotifierPlugin};
 
 /// Google Chat's limit on a text message.
 pub const TEXT_CHARS: usize = 4_096;
@@ -32,27 +27,25 @@ pub const REPLY_OPTION: (&str, &str) =
     ("messageReplyOption", "REPLY_MESSAGE_FALLBACK_TO_NEW_THREAD");
 
 /// The raw `[notifiers.NAME]` table of `type = "googlechat"`: only `webhook_url`.
-#[derive(Debug, Deserialize)]
-#[serde(transparent)]
-pub struct GoogleChatConfig(ChatHookConfig);
+pub type GoogleChatConfig = HookConfig<GoogleChatFormat>;
+/// A `googlechat` notifier ready to send, to the webhook with [`REPLY_OPTION`].
+pub type GoogleChat = ChatHook<GoogleChatFormat>;
 
-impl NotifierPlugin for GoogleChatConfig {
-    type Spec = ChatHookSpec;
-    type Channel = GoogleChat;
+/// What makes the `googlechat` channel itself.
+#[derive(Debug)]
+pub struct GoogleChatFormat;
 
-    const SECRET_KEYS: &'static [SecretKey] = ChatHookConfig::SECRET_KEYS;
-
-    fn validate(self, issues: &mut Vec<ConfigIssue>) -> Option<ChatHookSpec> {
-        self.0.validate(issues)
-    }
-
-    fn build(spec: &ChatHookSpec, client: &reqwest::Client) -> Result<GoogleChat, BuildError> {
-        Ok(GoogleChat::new(spec.clone(), client.clone()))
-    }
-
+impl HookFormat for GoogleChatFormat {
     /// A space takes one message a second from an app or webhook.
-    fn min_interval(_spec: &ChatHookSpec) -> Option<Duration> {
-        Some(Duration::from_secs(1))
+    const MIN_INTERVAL: Option<Duration> = Some(Duration::from_secs(1));
+
+    fn render(alert: &Alert) -> Value {
+        render(alert)
+    }
+
+    /// The webhook with [`REPLY_OPTION`] ([`reply_url`]).
+    fn url(webhook_url: SecretString) -> SecretString {
+        reply_url(webhook_url.expose_secret()).unwrap_or(webhook_url)
     }
 }
 
@@ -112,49 +105,13 @@ fn escape(text: &str) -> String {
     escaped
 }
 
-/// A `googlechat` notifier ready to send.
-#[derive(Debug)]
-pub struct GoogleChat {
-    /// To the webhook with [`REPLY_OPTION`].
-    hook: ChatHook,
-}
-
-impl GoogleChat {
-    /// How long one delivery may take, answer included.
-    pub const TIMEOUT: Duration = Duration::from_secs(10);
-
-    /// A notifier posting through `client` (the agent's shared HTTP client).
-    pub fn new(spec: ChatHookSpec, client: reqwest::Client) -> Self {
-        let url = reply_url(spec.webhook_url.expose_secret()).unwrap_or(spec.webhook_url);
-        let hook = ChatHook::new(url, client, Self::TIMEOUT);
-        Self { hook }
-    }
-
-    /// The same notifier with another delivery deadline than [`GoogleChat::TIMEOUT`].
-    pub fn with_timeout(self, timeout: Duration) -> Self {
-        let hook = self.hook.with_timeout(timeout);
-        Self { hook }
-    }
-}
-
-impl Channel for GoogleChat {
-    /// POSTs [`render`]'s JSON to the webhook with [`REPLY_OPTION`]. 2xx is delivered;
-    /// 408, 429 (with its `Retry-After`), 5xx, connection errors and timeouts are
-    /// [`DeliveryError::Retry`]; other statuses are [`DeliveryError::Reject`] quoting
-    /// the start of Google's answer. No reason contains the webhook URL, its key or its
-    /// token.
-    async fn send(&self, alert: &Alert) -> Result<(), DeliveryError> {
-        let body = render(alert).to_string().into_bytes();
-        let request = JsonRequest::post(HeaderMap::new());
-        self.hook.send(request, body).await
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use crate::chat_hook::ChatHookSpec;
     use crate::fixtures;
+    use crate::{Channel, DeliveryError, NotifierPlugin};
     use klaxon_testkit::{Response, Server};
 
     fn message(text: &str) -> Value {
@@ -302,20 +259,11 @@ mod tests {
     const SECRET_QUERY: &str = "key=KEY&token=SECRET-TOKEN";
 
     async fn send_to(answer: Response) -> (Result<(), DeliveryError>, Server) {
-        let server = Server::start(move |_| answer.clone()).await;
-        let spec = ChatHookSpec {
-            webhook_url: server
-                .url(&format!("/v1/spaces/AAA/messages?{SECRET_QUERY}"))
-                .into(),
-        };
-        let result = GoogleChat::new(spec, reqwest::Client::new())
-            .send(&fixtures::failure())
-            .await;
-        if let Err(error) = &result {
-            let text = format!("{error} {error:?}");
-            assert!(!text.contains("SECRET"), "{text}");
-        }
-        (result, server)
+        crate::chat_hook::send_to::<GoogleChatFormat>(
+            &format!("/v1/spaces/AAA/messages?{SECRET_QUERY}"),
+            answer,
+        )
+        .await
     }
 
     #[tokio::test]

@@ -7,18 +7,11 @@
 //! `https://HOST/hooks/KEY`) and the attachment's fields at
 //! <https://developers.mattermost.com/integrate/reference/message-attachments/>.
 
-use std::time::Duration;
-
-use klaxon_config_core::SecretKey;
-use reqwest::header::HeaderMap;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::chat_hook::{ChatHook, ChatHookConfig, ChatHookSpec};
-use crate::http::JsonRequest;
+use crate::Alert;
+use crate::chat_hook::{ChatHook, HookConfig, HookFormat};
 use crate::text::{self, ELLIPSIS};
-use crate::validate::ConfigIssue;
-use crate::{Alert, BuildError, Channel, DeliveryError, NotifierPlugin};
 
 /// How long a text may be: Mattermost servers before 5.0 kept posts to 4,000
 /// characters (newer ones to 16,383), so every server shows the whole of it.
@@ -27,22 +20,18 @@ pub const TEXT_CHARS: usize = 4_000;
 pub const FIELD_CHARS: usize = 1_000;
 
 /// The raw `[notifiers.NAME]` table of `type = "mattermost"`: only `webhook_url`.
-#[derive(Debug, Deserialize)]
-#[serde(transparent)]
-pub struct MattermostConfig(ChatHookConfig);
+pub type MattermostConfig = HookConfig<MattermostFormat>;
+/// A `mattermost` notifier ready to send.
+pub type Mattermost = ChatHook<MattermostFormat>;
 
-impl NotifierPlugin for MattermostConfig {
-    type Spec = ChatHookSpec;
-    type Channel = Mattermost;
+/// What makes the `mattermost` channel itself: its [`render`]; a 429 says how long to
+/// wait in `Retry-After`.
+#[derive(Debug)]
+pub struct MattermostFormat;
 
-    const SECRET_KEYS: &'static [SecretKey] = ChatHookConfig::SECRET_KEYS;
-
-    fn validate(self, issues: &mut Vec<ConfigIssue>) -> Option<ChatHookSpec> {
-        self.0.validate(issues)
-    }
-
-    fn build(spec: &ChatHookSpec, client: &reqwest::Client) -> Result<Mattermost, BuildError> {
-        Ok(Mattermost::new(spec.clone(), client.clone()))
+impl HookFormat for MattermostFormat {
+    fn render(alert: &Alert) -> Value {
+        render(alert)
     }
 }
 
@@ -72,47 +61,15 @@ pub fn render(alert: &Alert) -> Value {
     })
 }
 
-/// A `mattermost` notifier ready to send.
-#[derive(Debug)]
-pub struct Mattermost {
-    hook: ChatHook,
-}
-
-impl Mattermost {
-    /// How long one delivery may take, answer included.
-    pub const TIMEOUT: Duration = Duration::from_secs(10);
-
-    /// A notifier posting through `client` (the agent's shared HTTP client).
-    pub fn new(spec: ChatHookSpec, client: reqwest::Client) -> Self {
-        let hook = ChatHook::new(spec.webhook_url, client, Self::TIMEOUT);
-        Self { hook }
-    }
-
-    /// The same notifier with another delivery deadline than [`Mattermost::TIMEOUT`].
-    pub fn with_timeout(self, timeout: Duration) -> Self {
-        let hook = self.hook.with_timeout(timeout);
-        Self { hook }
-    }
-}
-
-impl Channel for Mattermost {
-    /// POSTs [`render`]'s JSON to the webhook. 2xx is delivered; 408, 429 (with its
-    /// `Retry-After`), 5xx, connection errors and timeouts are [`DeliveryError::Retry`];
-    /// other statuses are [`DeliveryError::Reject`] quoting the start of the answer. No
-    /// reason contains the webhook URL.
-    async fn send(&self, alert: &Alert) -> Result<(), DeliveryError> {
-        let body = render(alert).to_string().into_bytes();
-        let request = JsonRequest::post(HeaderMap::new());
-        self.hook.send(request, body).await
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use crate::chat_hook::ChatHookSpec;
     use crate::fixtures;
+    use crate::{Channel, DeliveryError};
     use klaxon_testkit::{Response, Server};
+    use std::time::Duration;
 
     fn field(title: &str, value: &str, short: bool) -> Value {
         json!({ "title": title, "value": value, "short": short })
@@ -246,18 +203,7 @@ mod tests {
     const SECRET_PATH: &str = "/hooks/SECRET-KEY";
 
     async fn send_to(answer: Response) -> (Result<(), DeliveryError>, Server) {
-        let server = Server::start(move |_| answer.clone()).await;
-        let spec = ChatHookSpec {
-            webhook_url: server.url(SECRET_PATH).into(),
-        };
-        let result = Mattermost::new(spec, reqwest::Client::new())
-            .send(&fixtures::failure())
-            .await;
-        if let Err(error) = &result {
-            let text = format!("{error} {error:?}");
-            assert!(!text.contains("SECRET"), "{text}");
-        }
-        (result, server)
+        crate::chat_hook::send_to::<MattermostFormat>(SECRET_PATH, answer).await
     }
 
     #[tokio::test]
