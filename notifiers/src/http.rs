@@ -1,6 +1,8 @@
-//! How the HTTP channels deliver: one POST of a JSON body with a deadline, the answer
-//! classified as delivered, worth a retry, or rejected. Reasons never contain the URL,
-//! which for chat webhooks is the credential itself.
+//! How the HTTP channels deliver: one request of a JSON body (a POST, or what a
+//! [`JsonRequest`] says) with a deadline, the answer classified as delivered, worth a
+//! retry (after the receiver's `Retry-After`, or the wait a provider gives in a 429's
+//! body), or rejected. Reasons never contain the URL, which for chat webhooks is the
+//! credential itself.
 //!
 //! Redirects are never followed: reqwest would turn the POST into a GET on a 301, 302
 //! or 303, the GET could answer 200, and the message would count as delivered while no
