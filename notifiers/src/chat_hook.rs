@@ -1,7 +1,7 @@
 //! What the chat channels whose whole config is one secret webhook URL share
 //! (`discord`, `mattermost`, `googlechat`): the raw `webhook_url` table and its
 //! validation, the spec that never shows the URL, and the runtime that POSTs to it
-//! through the shared [`HttpShell`]. What makes each channel itself is a
+//! through the shared `HttpShell`. What makes each channel itself is a
 //! [`HookFormat`] in its own file: the pure `render`, its pacing, where its provider
 //! says how long to wait after a 429, and the URL it posts to. Its config and runtime
 //! are [`HookConfig`] and [`ChatHook`] of that format, so `type` still has a variant of

@@ -1,7 +1,8 @@
 //! The `discord` channel: a Discord webhook taking one embed per message. Owns its
-//! config (`webhook_url`, a secret), the pure [`render`] of an alert into the webhook's
-//! JSON within Discord's embed limits, and [`Discord::send`], which honours the
-//! `retry_after` of a 429's body.
+//! [`DiscordFormat`]: the pure [`render`] of an alert into the webhook's JSON within
+//! Discord's embed limits, the pacing, and the `retry_after` of a 429's body, which the
+//! send honours. Its config (`webhook_url`, a secret) and runtime are
+//! [`crate::chat_hook`]'s.
 //!
 //! The request is Discord's "Execute Webhook"
 //! (<https://discord.com/developers/docs/resources/webhook#execute-webhook>): a POST of

@@ -1,7 +1,8 @@
 //! The `googlechat` channel: a Google Chat space's incoming webhook taking a text
-//! message, each alert in a thread of its own. Owns its config (`webhook_url`, a secret:
-//! its `key` and `token` are the credential), the pure [`render`] of an alert into the
-//! message JSON, [`reply_url`], and [`GoogleChat::send`].
+//! message, each alert in a thread of its own. Owns [`GoogleChatFormat`]: the pure
+//! [`render`] of an alert into the message JSON, the pacing, and [`reply_url`]. Its
+//! config (`webhook_url`, a secret: its `key` and `token` are the credential) and
+//! runtime are [`crate::chat_hook`]'s.
 //!
 //! The request is documented at
 //! <https://developers.google.com/workspace/chat/quickstart/webhooks>: a POST of

@@ -1,6 +1,7 @@
 //! The `mattermost` channel: a Mattermost incoming webhook taking Slack-compatible JSON
-//! (`text` and one attachment tinted by the event). Owns its config (`webhook_url`, a
-//! secret), the pure [`render`] of an alert into that JSON, and [`Mattermost::send`].
+//! (`text` and one attachment tinted by the event). Owns [`MattermostFormat`]: the pure
+//! [`render`] of an alert into that JSON. Its config (`webhook_url`, a secret) and
+//! runtime are [`crate::chat_hook`]'s.
 //!
 //! The request is documented at
 //! <https://developers.mattermost.com/integrate/webhooks/incoming/> (a POST of JSON to

@@ -282,7 +282,7 @@ pub fn colour(alert: &Alert) -> u32 {
 const MARKDOWN_SPECIAL: &str = "\\`*_~|<>#[]()";
 
 /// `text` as it must be written in a Markdown-flavoured chat message so it shows as
-/// written: [`MARKDOWN_SPECIAL`] characters backslash-escaped (no emphasis, no code,
+/// written: ``\ ` * _ ~ | < > # [ ] ( )`` backslash-escaped (no emphasis, no code,
 /// no link, no quote, no heading), and a zero-width space after every `@` so no value
 /// can mention `@everyone` or `@channel`. At most `max_chars` characters, cut with
 /// `marker` between two characters, never inside an escape.
