@@ -147,6 +147,10 @@ fn the_reference_validates_to_every_type_and_keeps_each_kind() {
     let env = |name: &str| match name {
         "SLACK_WEBHOOK_URL" => Some("https://hooks.slack.com/services/T0/B0/x".to_owned()),
         "TEAMS_WEBHOOK_URL" => Some("https://example.webhook.office.com/x".to_owned()),
+        "DISCORD_WEBHOOK_URL" | "MATTERMOST_WEBHOOK_URL" | "GOOGLECHAT_WEBHOOK_URL" => {
+            Some("https://hooks.example.com/x".to_owned())
+        }
+        "MATRIX_ACCESS_TOKEN" => Some("not-a-real-secret".to_owned()),
         "SMTP_PASSWORD" | "HOOK_SECRET" | "KLAXON_TOKEN" => Some("not-a-real-secret".to_owned()),
         "NTFY_TOPIC" | "NTFY_TOKEN" | "PUSHOVER_TOKEN" | "PUSHOVER_USER" => {
             Some("not-a-real-secret".to_owned())

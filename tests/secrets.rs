@@ -138,6 +138,7 @@ impl World {
                 ("PUSHOVER_USER".into(), format!("user-{CANARY}")),
                 ("TELEGRAM_BOT_TOKEN".into(), format!("7:tg-{CANARY}")),
                 ("GOTIFY_TOKEN".into(), format!("gotify-{CANARY}")),
+                ("MATRIX_TOKEN".into(), format!("mx-{CANARY}")),
             ],
             inputs: Vec::new(),
         };
@@ -191,7 +192,9 @@ file = "logs/klaxon.log"
 
 [defaults]
 retry = {{ attempts = 1 }}
-notify = ["slack_ok", "slack_bad", "hook_ok", "hook_bad", "cmd", "console"]
+notify = ["slack_ok", "slack_bad", "hook_ok", "hook_bad", "cmd", "console",
+          "discord_ok", "discord_bad", "mattermost_ok", "mattermost_bad",
+          "googlechat_ok", "googlechat_bad", "matrix_ok", "matrix_bad"]
 
 [notifiers.slack_ok]
 type = "slack"
@@ -200,6 +203,49 @@ webhook_url = "${{SLACK_OK_URL}}"
 [notifiers.slack_bad]
 type = "slack"
 webhook_url = "http://127.0.0.1:{bad}/slack/{CANARY}"
+
+[notifiers.discord_ok]
+type = "discord"
+webhook_url = "http://127.0.0.1:{ok}/discord/{CANARY}"
+
+[notifiers.discord_bad]
+type = "discord"
+webhook_url = "http://127.0.0.1:{bad}/discord/{CANARY}"
+
+[notifiers.mattermost_ok]
+type = "mattermost"
+webhook_url = "http://127.0.0.1:{ok}/mattermost/{CANARY}"
+
+[notifiers.mattermost_bad]
+type = "mattermost"
+webhook_url = "http://127.0.0.1:{bad}/mattermost/{CANARY}"
+
+[notifiers.googlechat_ok]
+type = "googlechat"
+webhook_url = "http://127.0.0.1:{ok}/googlechat/v1/spaces/S/messages?key=k&token={CANARY}"
+
+[notifiers.googlechat_bad]
+type = "googlechat"
+webhook_url = "http://127.0.0.1:{bad}/googlechat/v1/spaces/S/messages?key=k&token={CANARY}"
+
+[notifiers.matrix_ok]
+type = "matrix"
+homeserver = "http://127.0.0.1:{ok}/matrix"
+access_token = "${{MATRIX_TOKEN}}"
+room_id = "!room:example.org"
+
+[notifiers.matrix_bad]
+type = "matrix"
+homeserver = "http://127.0.0.1:{bad}/matrix"
+access_token = "literal-mx-{CANARY}"
+room_id = "!room:example.org"
+
+# Quotes the `Authorization` header it was sent.
+[notifiers.matrix_echo]
+type = "matrix"
+homeserver = "http://127.0.0.1:{target}/matrix"
+access_token = "${{MATRIX_TOKEN}}"
+room_id = "!room:example.org"
 
 [notifiers.teams_closed]
 type = "teams"
@@ -407,10 +453,30 @@ fn commands() -> Vec<Step> {
     for job in ["bearer", "basic", "header", "userinfo", "script", "push"] {
         steps.push(step(&["once", job], &[1]));
     }
-    for notifier in ["slack_ok", "hook_ok", "cmd", "console"] {
+    for notifier in [
+        "slack_ok",
+        "hook_ok",
+        "cmd",
+        "console",
+        "discord_ok",
+        "mattermost_ok",
+        "googlechat_ok",
+        "matrix_ok",
+    ] {
         steps.push(step(&["notify", "test", notifier], &[0]));
     }
-    for notifier in ["slack_bad", "hook_bad", "teams_closed", "am_closed", "mail"] {
+    for notifier in [
+        "slack_bad",
+        "hook_bad",
+        "teams_closed",
+        "am_closed",
+        "mail",
+        "discord_bad",
+        "mattermost_bad",
+        "googlechat_bad",
+        "matrix_bad",
+        "matrix_echo",
+    ] {
         steps.push(step(&["notify", "test", notifier], &[1]));
     }
     for notifier in PUSH_OK {
@@ -696,6 +762,15 @@ async fn the_canary_never_appears_in_anything_klaxon_writes_or_sends() {
         sent(&world.target, "/bearer") >= 2,
         "the target got nothing"
     );
+    for channel in ["discord", "mattermost", "googlechat", "matrix"] {
+        let prefix = format!("/{channel}/");
+        assert!(sent(&world.ok, &prefix) >= 2, "{channel} ok got nothing");
+        assert!(sent(&world.bad, &prefix) >= 2, "{channel} bad got nothing");
+    }
+    assert!(
+        sent(&world.target, "/matrix/") >= 1,
+        "matrix_echo got nothing"
+    );
     assert!(sent(&world.ok, "/hb/") >= 2, "no job heartbeat pings");
     assert!(sent(&world.ok, "/agent-ping/") >= 1, "no agent heartbeat");
     assert!(
@@ -710,6 +785,10 @@ async fn the_canary_never_appears_in_anything_klaxon_writes_or_sends() {
     for field in [
         "`notifiers.slack_bad.webhook_url` is a secret written in the config",
         "`notifiers.am_closed.urls[]` is a secret written in the config",
+        "`notifiers.discord_bad.webhook_url` is a secret written in the config",
+        "`notifiers.mattermost_bad.webhook_url` is a secret written in the config",
+        "`notifiers.googlechat_bad.webhook_url` is a secret written in the config",
+        "`notifiers.matrix_bad.access_token` is a secret written in the config",
         "`jobs.header.check.headers.Authorization` is a secret written in the config",
         "`jobs.userinfo.check.url` is a secret written in the config",
         "`notifiers.ntfy_ok.topic` is a secret written in the config",

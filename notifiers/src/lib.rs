@@ -13,13 +13,18 @@
 //! whether to try again; nothing here retries on its own.
 
 pub mod alertmanager;
+pub mod chat_hook;
 pub mod command;
+pub mod discord;
 pub mod email;
 #[cfg(test)]
 mod fixtures;
+pub mod googlechat;
 pub mod gotify;
 mod http;
 pub mod log;
+pub mod matrix;
+pub mod mattermost;
 pub mod ntfy;
 #[macro_use]
 mod plugin;
@@ -140,6 +145,10 @@ pub struct Alert {
 notifiers! {
     Slack(slack::SlackConfig) = "slack",
     Teams(teams::TeamsConfig) = "teams",
+    Discord(discord::DiscordConfig) = "discord",
+    Mattermost(mattermost::MattermostConfig) = "mattermost",
+    GoogleChat(googlechat::GoogleChatConfig) = "googlechat",
+    Matrix(matrix::MatrixConfig) = "matrix",
     Email(email::EmailConfig) = "email",
     Webhook(webhook::WebhookConfig) = "webhook",
     Alertmanager(alertmanager::AlertmanagerConfig) = "alertmanager",
