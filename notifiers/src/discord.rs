@@ -104,9 +104,8 @@ fn retry_after(body: &str) -> Option<Duration> {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::chat_hook::ChatHookSpec;
+    use crate::DeliveryError;
     use crate::fixtures;
-    use crate::{Channel, DeliveryError};
     use klaxon_testkit::{Response, Server};
 
     fn field(name: &str, value: &str, inline: bool) -> Value {

@@ -110,9 +110,8 @@ fn escape(text: &str) -> String {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::chat_hook::ChatHookSpec;
     use crate::fixtures;
-    use crate::{Channel, DeliveryError, NotifierPlugin};
+    use crate::{DeliveryError, NotifierPlugin};
     use klaxon_testkit::{Response, Server};
 
     fn message(text: &str) -> Value {

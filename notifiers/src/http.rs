@@ -61,7 +61,9 @@ where
 }
 
 /// Reads how long to wait from the body of a 429, for providers that put their retry
-/// hint there rather than (or more precisely than) in `Retry-After`.
+/// hint there rather than (or more precisely than) in `Retry-After` (Telegram's
+/// `parameters.retry_after`, Discord's `retry_after`, Matrix's `retry_after_ms`; see
+/// [`json_wait`]). A plain `fn`, so a channel passes one without capturing anything.
 pub(crate) type BodyHint = fn(&str) -> Option<Duration>;
 
 /// How a channel's request differs from a plain POST: its method (Matrix PUTs), its
@@ -137,62 +139,6 @@ where
     Err(status_error(status, after, &body, url.as_ref()))
 }
 
-/// Reads a provider's own retry hint from the body of a refusing answer, for providers
-/// that put it there rather than in `Retry-After` (Telegram's and Discord's JSON
-/// `retry_after`). A plain `fn`, so a channel passes one without capturing anything; see
-/// [`json_retry_after`].
-pub(crate) type RetryHint = fn(&str) -> Option<Duration>;
-
-/// [`post_json_with`], and when the answer is worth a retry but carries no
-/// `Retry-After`, the wait `hint` reads from its body.
-pub(crate) async fn post_hinted<U>(
-    client: &reqwest::Client,
-    url: U,
-    headers: HeaderMap,
-    body: Vec<u8>,
-    timeout: Duration,
-    hint: Option<RetryHint>,
-) -> Result<(), DeliveryError>
-where
-    U: reqwest::IntoUrl + AsRef<str> + Clone,
-{
-    let sent = client
-        .post(url.clone())
-        .header(CONTENT_TYPE, "application/json")
-        .headers(headers)
-        .timeout(timeout)
-        .body(body)
-        .send()
-        .await;
-    let mut response = match sent {
-        Ok(response) => response,
-        Err(e) => return Err(transport_error(&e.without_url(), timeout, url.as_ref())),
-    };
-    let status = response.status();
-    if status.is_success() {
-        return Ok(());
-    }
-    if status.is_redirection() {
-        // Its body is not quoted: it often spells out the `Location`.
-        return Err(redirect_error(status, response.headers(), url.as_ref()));
-    }
-    let after = retry_after(response.headers(), SystemTime::now());
-    let body = read_prefix(&mut response).await;
-    let after = after.or_else(|| hint.and_then(|hint| hint(&body)));
-    Err(status_error(status, after, &body, url.as_ref()))
-}
-
-/// The number of seconds (whole or fractional) at the JSON `pointer` of `body`, capped
-/// like `Retry-After`; `None` when the body is not JSON or holds no non-negative number
-/// there. What a [`RetryHint`] reads, e.g. Telegram's `/parameters/retry_after`.
-pub(crate) fn json_retry_after(body: &str, pointer: &str) -> Option<Duration> {
-    let value: serde_json::Value = serde_json::from_str(body).ok()?;
-    let secs = value.pointer(pointer)?.as_f64()?;
-    Duration::try_from_secs_f64(secs)
-        .ok()
-        .map(|wait| wait.min(MAX_RETRY_AFTER))
-}
-
 /// What every HTTP channel's runtime holds: the client it posts through (the agent's
 /// [`delivery_client`], or one of its own that also trusts the channel's `ca_file`) and
 /// how long one delivery may take. Cheap to clone (the client is shared).
@@ -233,20 +179,6 @@ impl HttpShell {
         U: reqwest::IntoUrl + AsRef<str> + Clone,
     {
         post_json(&self.client, url, body, self.timeout).await
-    }
-
-    /// [`post_hinted`] through this shell's client and deadline.
-    pub(crate) async fn post_hinted<U>(
-        &self,
-        url: U,
-        headers: HeaderMap,
-        body: Vec<u8>,
-        hint: Option<RetryHint>,
-    ) -> Result<(), DeliveryError>
-    where
-        U: reqwest::IntoUrl + AsRef<str> + Clone,
-    {
-        post_hinted(&self.client, url, headers, body, self.timeout, hint).await
     }
 
     /// [`post_json_with`] through this shell's client and deadline.
@@ -551,8 +483,16 @@ mod tests {
                 secs,
                 Some(86_400_000),
             ),
+            (
+                r#"{"ok":false,"error_code":429,"parameters":{"retry_after":7}}"#,
+                "/retry_after",
+                secs,
+                None,
+            ),
+            (r#"{"retry_after": 0.5}"#, "/retry_after", secs, Some(500)),
             (r#"{"retry_after": -1}"#, "/retry_after", secs, None),
             (r#"{"retry_after": "soon"}"#, "/retry_after", secs, None),
+            (r#"{"retry_after": "3"}"#, "/retry_after", secs, None),
             (r#"{"other": 1}"#, "/retry_after", secs, None),
             ("rate limited", "/retry_after", secs, None),
         ];
@@ -612,76 +552,45 @@ mod tests {
         );
     }
 
-    #[test]
-    fn retry_hints_in_json_bodies() {
-        let telegram = r#"{"ok":false,"error_code":429,"parameters":{"retry_after":7}}"#;
-        let cases = [
-            (
-                telegram,
-                "/parameters/retry_after",
-                Some(Duration::from_secs(7)),
-            ),
-            (
-                r#"{"retry_after":0.5}"#,
-                "/retry_after",
-                Some(Duration::from_millis(500)),
-            ),
-            (
-                r#"{"retry_after":1e9}"#,
-                "/retry_after",
-                Some(MAX_RETRY_AFTER),
-            ),
-            (r#"{"retry_after":-1}"#, "/retry_after", None),
-            (r#"{"retry_after":"3"}"#, "/retry_after", None),
-            ("Too Many Requests", "/retry_after", None),
-            (telegram, "/retry_after", None),
-        ];
-        for (body, pointer, expected) in cases {
-            assert_eq!(json_retry_after(body, pointer), expected, "{body}");
-        }
-    }
-
     #[tokio::test]
-    async fn a_body_hint_applies_only_without_retry_after() {
+    async fn a_body_hint_serves_without_retry_after_and_never_turns_a_refusal() {
         use klaxon_testkit::{Response, Server};
-        let body = r#"{"parameters":{"retry_after":9}}"#;
-        let hint: RetryHint = |body| json_retry_after(body, "/parameters/retry_after");
+        let body = r#"{"ok":false,"parameters":{"retry_after":9}}"#;
+        let hint: BodyHint =
+            |body| json_wait(body, "/parameters/retry_after", Duration::from_secs(1));
         let client = delivery_client().unwrap();
-        let post = |url: String, hint| {
+        let send = |url: String, hint| {
             let client = client.clone();
             async move {
-                post_hinted(
+                let request = JsonRequest {
+                    hint,
+                    ..JsonRequest::post(HeaderMap::new())
+                };
+                send_json(
                     &client,
+                    request,
                     url,
-                    HeaderMap::new(),
                     b"{}".to_vec(),
                     Duration::from_secs(5),
-                    hint,
                 )
                 .await
                 .unwrap_err()
             }
         };
-        let bare = Server::start(move |_| Response::status(429).body(body)).await;
+        let flooded = Server::start(move |_| Response::status(429).body(body)).await;
         let after = |e: DeliveryError| match e {
             DeliveryError::Retry { after, .. } => after,
             DeliveryError::Reject { reason } => panic!("rejected: {reason}"),
         };
         assert_eq!(
-            after(post(bare.url("/x"), Some(hint)).await),
+            after(send(flooded.url("/x"), Some(hint)).await),
             Some(Duration::from_secs(9))
         );
-        assert_eq!(after(post(bare.url("/x"), None).await), None);
-        let headed =
-            Server::start(move |_| Response::status(429).header("Retry-After", "2").body(body))
-                .await;
-        assert_eq!(
-            after(post(headed.url("/x"), Some(hint)).await),
-            Some(Duration::from_secs(2))
-        );
+        assert_eq!(after(send(flooded.url("/x"), None).await), None);
+        assert_eq!(flooded.requests()[0].method, "POST");
         // A refusal stays a refusal, whatever its body says.
         let refusing = Server::start(move |_| Response::status(400).body(body)).await;
-        let error = post(refusing.url("/x"), Some(hint)).await;
+        let error = send(refusing.url("/x"), Some(hint)).await;
         assert!(matches!(error, DeliveryError::Reject { .. }), "{error:?}");
     }
 

@@ -66,9 +66,8 @@ pub fn render(alert: &Alert) -> Value {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::chat_hook::ChatHookSpec;
+    use crate::DeliveryError;
     use crate::fixtures;
-    use crate::{Channel, DeliveryError};
     use klaxon_testkit::{Response, Server};
     use std::time::Duration;
 

@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use toml::Spanned;
 use url::Url;
 
-use crate::http::{self, HttpShell, RetryHint};
+use crate::http::{BodyHint, HttpShell, JsonRequest, json_wait};
 use crate::push;
 use crate::text::{self, ELLIPSIS};
 use crate::validate::{self, ConfigIssue};
@@ -230,7 +230,8 @@ fn message(chat_id: &ChatId, text: &str) -> Value {
 }
 
 /// A flood-limited bot's wait, from the refusal's `parameters.retry_after`.
-const RETRY_HINT: RetryHint = |body| http::json_retry_after(body, "/parameters/retry_after");
+const RETRY_HINT: BodyHint =
+    |body| json_wait(body, "/parameters/retry_after", Duration::from_secs(1));
 
 /// A `telegram` notifier ready to send.
 #[derive(Debug)]
@@ -258,9 +259,11 @@ impl Telegram {
         let token = self.spec.bot_token.expose_secret();
         let url = push::endpoint(&self.spec.api_url, &format!("bot{token}/sendMessage"));
         let body = message.to_string().into_bytes();
-        let sent = (self.http)
-            .post_hinted(url, HeaderMap::new(), body, Some(RETRY_HINT))
-            .await;
+        let request = JsonRequest {
+            hint: Some(RETRY_HINT),
+            ..JsonRequest::post(HeaderMap::new())
+        };
+        let sent = self.http.send_json(request, url, body).await;
         push::masked(sent, &[token])
     }
 }
@@ -269,8 +272,8 @@ impl Channel for Telegram {
     const MERGES: bool = true;
 
     /// POSTs [`render`]'s JSON to `/bot<token>/sendMessage`. 2xx is delivered; 408,
-    /// 429 and 5xx (after the answer's `Retry-After`, or else its
-    /// `parameters.retry_after`), connection errors and timeouts are
+    /// 429 (after its `parameters.retry_after`, else its `Retry-After`) and 5xx (after
+    /// its `Retry-After`), connection errors and timeouts are
     /// [`DeliveryError::Retry`]; other statuses (a chat not found, a bot blocked) are
     /// [`DeliveryError::Reject`]. No reason shows the token.
     async fn send(&self, alert: &Alert) -> Result<(), DeliveryError> {
