@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use toml::Spanned;
 use url::Url;
 
-use crate::http::HttpShell;
+use crate::http::{self, HttpShell};
 use crate::push::{self, Urgency};
 use crate::text;
 use crate::validate::{self, ConfigIssue};
@@ -175,7 +175,7 @@ impl Gotify {
         let sent = (self.http)
             .post_json_with(self.endpoint.clone(), headers, body)
             .await;
-        push::masked(sent, &[token])
+        http::masked(sent, &[token])
     }
 }
 

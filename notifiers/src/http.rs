@@ -380,6 +380,31 @@ async fn read_prefix(response: &mut reqwest::Response) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
+/// `result` with every one of `secrets` (of four characters or more: shorter would
+/// blank out unrelated words) replaced by `***` in its reason, for channels whose
+/// secret travels where the shared shell does not know to mask it (a token in the URL's
+/// path, in a header or in the body: the push channels, Matrix's bearer token), should a receiver echo it.
+pub(crate) fn masked(
+    result: Result<(), DeliveryError>,
+    secrets: &[&str],
+) -> Result<(), DeliveryError> {
+    let mask = |mut reason: String| {
+        for secret in secrets.iter().filter(|s| s.chars().count() >= 4) {
+            reason = reason.replace(secret, "***");
+        }
+        reason
+    };
+    result.map_err(|error| match error {
+        DeliveryError::Retry { reason, after } => DeliveryError::Retry {
+            reason: mask(reason),
+            after,
+        },
+        DeliveryError::Reject { reason } => DeliveryError::Reject {
+            reason: mask(reason),
+        },
+    })
+}
+
 /// Belt and braces: a reason must not carry the URL even if an error or a receiver
 /// echoes it, nor the parts of it that are the credential of a chat webhook: the path
 /// (`/services/T000/B000/XXXX`), the query, and a password.
@@ -713,5 +738,30 @@ mod tests {
             long.to_string(),
             format!("HTTP 400 Bad Request: {}…", "x".repeat(BODY_CHARS - 1))
         );
+    }
+
+    #[test]
+    fn masking_replaces_each_secret() {
+        let error = Err(DeliveryError::Reject {
+            reason: "HTTP 401: bad token s3cr3t-token for user u".into(),
+        });
+        assert_eq!(
+            masked(error, &["s3cr3t-token", "u"]),
+            Err(DeliveryError::Reject {
+                reason: "HTTP 401: bad token *** for user u".into()
+            })
+        );
+        let error = Err(DeliveryError::Retry {
+            reason: "HTTP 503: s3cr3t".into(),
+            after: None,
+        });
+        assert_eq!(
+            masked(error, &["s3cr3t"]),
+            Err(DeliveryError::Retry {
+                reason: "HTTP 503: ***".into(),
+                after: None
+            })
+        );
+        assert_eq!(masked(Ok(()), &["x"]), Ok(()));
     }
 }

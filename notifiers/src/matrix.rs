@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use toml::Spanned;
 use url::Url;
 
-use crate::http::{HttpShell, JsonRequest, json_wait};
+use crate::http::{self, HttpShell, JsonRequest, json_wait};
 use crate::text::{self, ELLIPSIS};
 use crate::validate::{self, ConfigIssue};
 use crate::{Alert, BuildError, Channel, DeliveryError, NotifierPlugin};
@@ -260,27 +260,7 @@ impl Channel for Matrix {
         let url = send_url(&self.spec.homeserver, &self.spec.room_id, &txn_id(alert));
         let body = render(alert).to_string().into_bytes();
         let result = self.http.send_json(request, url, body).await;
-        result.map_err(|error| hide(error, token))
-    }
-}
-
-/// `error` with `token` masked, should a homeserver quote the request's header.
-fn hide(error: DeliveryError, token: &str) -> DeliveryError {
-    let mask = |reason: String| {
-        if token.chars().count() >= 4 {
-            reason.replace(token, "***")
-        } else {
-            reason
-        }
-    };
-    match error {
-        DeliveryError::Retry { reason, after } => DeliveryError::Retry {
-            reason: mask(reason),
-            after,
-        },
-        DeliveryError::Reject { reason } => DeliveryError::Reject {
-            reason: mask(reason),
-        },
+        http::masked(result, &[token])
     }
 }
 

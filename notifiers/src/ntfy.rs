@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use toml::Spanned;
 use url::Url;
 
-use crate::http::HttpShell;
+use crate::http::{self, HttpShell};
 use crate::push::{self, Urgency};
 use crate::text::{self, ELLIPSIS};
 use crate::validate::{self, ConfigIssue};
@@ -352,7 +352,7 @@ impl Ntfy {
             Some(NtfyAuth::Basic { password, .. }) => secrets.push(password.expose_secret()),
             None => {}
         }
-        push::masked(sent, &secrets)
+        http::masked(sent, &secrets)
     }
 }
 

@@ -1,12 +1,12 @@
 //! What the push channels (`ntfy`, `pushover`, `telegram`, `gotify`) share: a message
-//! cut to a provider's size limit, a digest that fits one, how urgent an alert is, the
-//! provider's endpoint below a configurable base URL, and reasons with the channel's
-//! secrets masked.
+//! cut to a provider's size limit, a digest that fits one, how urgent an alert is, and the
+//! provider's endpoint below a configurable base URL (their secrets are masked by
+//! `http::masked`).
 
 use url::Url;
 
 use crate::text::{self, ELLIPSIS};
-use crate::{Alert, DeliveryError, Event, Severity};
+use crate::{Alert, Event, Severity};
 
 /// How urgent a message is, for the providers that rank them: an open alert by its
 /// severity, a recovery or a test below both.
@@ -87,31 +87,6 @@ pub(crate) fn endpoint(base: &Url, path: &str) -> Url {
     url
 }
 
-/// `result` with every one of `secrets` (of four characters or more: shorter would
-/// blank out unrelated words) replaced by `***` in its reason, for channels whose
-/// secret travels where the shared shell does not know to mask it (a token in the URL's
-/// path, in a header or in the body), should a receiver echo it.
-pub(crate) fn masked(
-    result: Result<(), DeliveryError>,
-    secrets: &[&str],
-) -> Result<(), DeliveryError> {
-    let mask = |mut reason: String| {
-        for secret in secrets.iter().filter(|s| s.chars().count() >= 4) {
-            reason = reason.replace(secret, "***");
-        }
-        reason
-    };
-    result.map_err(|error| match error {
-        DeliveryError::Retry { reason, after } => DeliveryError::Retry {
-            reason: mask(reason),
-            after,
-        },
-        DeliveryError::Reject { reason } => DeliveryError::Reject {
-            reason: mask(reason),
-        },
-    })
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -179,31 +154,6 @@ mod tests {
             let url = endpoint(&base.parse().unwrap(), "message");
             assert_eq!(url.as_str(), expected, "{base}");
         }
-    }
-
-    #[test]
-    fn masking_replaces_each_secret() {
-        let error = Err(DeliveryError::Reject {
-            reason: "HTTP 401: bad token s3cr3t-token for user u".into(),
-        });
-        assert_eq!(
-            masked(error, &["s3cr3t-token", "u"]),
-            Err(DeliveryError::Reject {
-                reason: "HTTP 401: bad token *** for user u".into()
-            })
-        );
-        let error = Err(DeliveryError::Retry {
-            reason: "HTTP 503: s3cr3t".into(),
-            after: None,
-        });
-        assert_eq!(
-            masked(error, &["s3cr3t"]),
-            Err(DeliveryError::Retry {
-                reason: "HTTP 503: ***".into(),
-                after: None
-            })
-        );
-        assert_eq!(masked(Ok(()), &["x"]), Ok(()));
     }
 }
 
@@ -284,8 +234,9 @@ pub(crate) fn validated<C: crate::NotifierPlugin>(
 pub(crate) async fn assert_answers_classified<F, Fut>(send: F, secrets: &[&str])
 where
     F: Fn(String, std::time::Duration) -> Fut,
-    Fut: std::future::Future<Output = Result<(), DeliveryError>>,
+    Fut: std::future::Future<Output = Result<(), crate::DeliveryError>>,
 {
+    use crate::DeliveryError;
     use klaxon_testkit::{Request, Response, Server};
     use std::time::Duration;
 

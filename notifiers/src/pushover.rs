@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use toml::Spanned;
 use url::Url;
 
-use crate::http::HttpShell;
+use crate::http::{self, HttpShell};
 use crate::push::{self, Urgency};
 use crate::text::{self, ELLIPSIS};
 use crate::validate::{self, ConfigIssue};
@@ -197,7 +197,7 @@ impl Pushover {
             .iter()
             .map(|s| url::form_urlencoded::byte_serialize(s.as_bytes()).collect())
             .collect();
-        let sent = push::masked(sent, &[token, user, &encoded[0], &encoded[1]]);
+        let sent = http::masked(sent, &[token, user, &encoded[0], &encoded[1]]);
         sent.map_err(|error| match error {
             DeliveryError::Retry { reason, after } => DeliveryError::Retry {
                 reason,

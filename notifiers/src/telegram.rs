@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use toml::Spanned;
 use url::Url;
 
-use crate::http::{BodyHint, HttpShell, JsonRequest, json_wait};
+use crate::http::{self, BodyHint, HttpShell, JsonRequest, json_wait};
 use crate::push;
 use crate::text::{self, ELLIPSIS};
 use crate::validate::{self, ConfigIssue};
@@ -264,7 +264,7 @@ impl Telegram {
             ..JsonRequest::post(HeaderMap::new())
         };
         let sent = self.http.send_json(request, url, body).await;
-        push::masked(sent, &[token])
+        http::masked(sent, &[token])
     }
 }
 
