@@ -145,8 +145,16 @@ fn the_reference_validates_to_every_type_and_keeps_each_kind() {
     let env = |name: &str| match name {
         "SLACK_WEBHOOK_URL" => Some("https://hooks.slack.com/services/T0/B0/x".to_owned()),
         "TEAMS_WEBHOOK_URL" => Some("https://example.webhook.office.com/x".to_owned()),
+        "DISCORD_WEBHOOK_URL" | "MATTERMOST_WEBHOOK_URL" | "GOOGLECHAT_WEBHOOK_URL" => {
+            Some("https://hooks.example.com/x".to_owned())
+        }
+        "MATRIX_ACCESS_TOKEN" => Some("not-a-real-secret".to_owned()),
         "SMTP_PASSWORD" | "HOOK_SECRET" | "KLAXON_TOKEN" => Some("not-a-real-secret".to_owned()),
         "PAGERDUTY_ROUTING_KEY" | "OPSGENIE_API_KEY" => Some("not-a-real-secret".to_owned()),
+        "NTFY_TOPIC" | "NTFY_TOKEN" | "PUSHOVER_TOKEN" | "PUSHOVER_USER" => {
+            Some("not-a-real-secret".to_owned())
+        }
+        "TELEGRAM_BOT_TOKEN" | "GOTIFY_TOKEN" => Some("not-a-real-secret".to_owned()),
         _ => None,
     };
     let config = klaxon::config::load(&reference_path(), &env).unwrap();

@@ -74,6 +74,10 @@ struct World {
     target: Server,
     /// A paging API refusing every request, quoting its body and `Authorization`.
     pager: Server,
+    /// The push channels' receiver: `/ok/…` and ntfy's bearer login (at the root, where
+    /// ntfy takes JSON) are accepted, anything else is refused quoting the whole request
+    /// (path, headers and body).
+    push: Server,
     env: Vec<(String, String)>,
     /// Files that hold the canary on purpose (the configs and `${file:…}` secrets).
     inputs: Vec<PathBuf>,
@@ -111,6 +115,22 @@ impl World {
             ))
         })
         .await;
+        let push = Server::start(|r: &Request| {
+            let bearer = r
+                .header("authorization")
+                .is_some_and(|a| a.starts_with("Bearer "));
+            if r.path.starts_with("/ok/") || (r.path == "/" && bearer) {
+                return Response::ok("{\"ok\":true,\"status\":1}");
+            }
+            let headers: Vec<String> = r.headers.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+            Response::status(401).body(format!(
+                "refused {} {} {}",
+                r.path,
+                headers.join(", "),
+                r.text()
+            ))
+        })
+        .await;
         let dir = tempfile::tempdir().unwrap();
         let mut world = Self {
             dir,
@@ -118,18 +138,27 @@ impl World {
             bad,
             target,
             pager,
+            push,
             env: vec![
                 ("LISTEN_TOKEN".into(), format!("token-{CANARY}")),
                 ("SLACK_OK_URL".into(), String::new()),
                 ("SMTP_PASSWORD".into(), format!("pw-{CANARY}")),
                 ("API_TOKEN".into(), format!("api-{CANARY}")),
                 ("PD_ROUTING_KEY".into(), format!("pd-{CANARY}")),
+                ("NTFY_TOKEN".into(), format!("tk-{CANARY}")),
+                ("NTFY_TOPIC".into(), format!("topic-{CANARY}")),
+                ("PUSHOVER_TOKEN".into(), format!("app-{CANARY}")),
+                ("PUSHOVER_USER".into(), format!("user-{CANARY}")),
+                ("TELEGRAM_BOT_TOKEN".into(), format!("7:tg-{CANARY}")),
+                ("GOTIFY_TOKEN".into(), format!("gotify-{CANARY}")),
+                ("MATRIX_TOKEN".into(), format!("mx-{CANARY}")),
             ],
             inputs: Vec::new(),
         };
         world.env[1].1 = world.ok.url(&format!("/slack/{CANARY}"));
         world.input("hook_secret", &format!("hmac-{CANARY}\n"), 0o600);
         world.input("basic_pw", &format!("basic-{CANARY}\n"), 0o600);
+        world.input("ntfy_pw", &format!("ntfy-{CANARY}\n"), 0o600);
         // Readable by the group: `validate` warns about it.
         let hb = world.ok.url(&format!("/hb/{CANARY}"));
         world.input("hb_url", &hb, 0o640);
@@ -157,6 +186,7 @@ impl World {
         let bad = self.bad.addr().port();
         let target = self.target.addr().port();
         let pager = self.pager.addr().port();
+        let push = self.push.addr().port();
         let closed = closed_port();
         let smtp = smtp_refusing_logins();
         let payloads = self.path("command-payloads.json");
@@ -176,7 +206,9 @@ file = "logs/klaxon.log"
 
 [defaults]
 retry = {{ attempts = 1 }}
-notify = ["slack_ok", "slack_bad", "hook_ok", "hook_bad", "cmd", "console", "pd", "og"]
+notify = ["slack_ok", "slack_bad", "hook_ok", "hook_bad", "cmd", "console", "pd", "og",
+          "discord_ok", "discord_bad", "mattermost_ok", "mattermost_bad",
+          "googlechat_ok", "googlechat_bad", "matrix_ok", "matrix_bad"]
 
 [notifiers.slack_ok]
 type = "slack"
@@ -185,6 +217,49 @@ webhook_url = "${{SLACK_OK_URL}}"
 [notifiers.slack_bad]
 type = "slack"
 webhook_url = "http://127.0.0.1:{bad}/slack/{CANARY}"
+
+[notifiers.discord_ok]
+type = "discord"
+webhook_url = "http://127.0.0.1:{ok}/discord/{CANARY}"
+
+[notifiers.discord_bad]
+type = "discord"
+webhook_url = "http://127.0.0.1:{bad}/discord/{CANARY}"
+
+[notifiers.mattermost_ok]
+type = "mattermost"
+webhook_url = "http://127.0.0.1:{ok}/mattermost/{CANARY}"
+
+[notifiers.mattermost_bad]
+type = "mattermost"
+webhook_url = "http://127.0.0.1:{bad}/mattermost/{CANARY}"
+
+[notifiers.googlechat_ok]
+type = "googlechat"
+webhook_url = "http://127.0.0.1:{ok}/googlechat/v1/spaces/S/messages?key=k&token={CANARY}"
+
+[notifiers.googlechat_bad]
+type = "googlechat"
+webhook_url = "http://127.0.0.1:{bad}/googlechat/v1/spaces/S/messages?key=k&token={CANARY}"
+
+[notifiers.matrix_ok]
+type = "matrix"
+homeserver = "http://127.0.0.1:{ok}/matrix"
+access_token = "${{MATRIX_TOKEN}}"
+room_id = "!room:example.org"
+
+[notifiers.matrix_bad]
+type = "matrix"
+homeserver = "http://127.0.0.1:{bad}/matrix"
+access_token = "literal-mx-{CANARY}"
+room_id = "!room:example.org"
+
+# Quotes the `Authorization` header it was sent.
+[notifiers.matrix_echo]
+type = "matrix"
+homeserver = "http://127.0.0.1:{target}/matrix"
+access_token = "${{MATRIX_TOKEN}}"
+room_id = "!room:example.org"
 
 [notifiers.teams_closed]
 type = "teams"
@@ -231,6 +306,53 @@ type = "opsgenie"
 api_key = "og-{CANARY}"
 url = "http://127.0.0.1:{pager}/opsgenie"
 
+[notifiers.ntfy_ok]
+type = "ntfy"
+url = "http://127.0.0.1:{push}"
+topic = "topic-{CANARY}"
+token = "${{NTFY_TOKEN}}"
+
+[notifiers.ntfy_bad]
+type = "ntfy"
+url = "http://127.0.0.1:{push}"
+topic = "${{NTFY_TOPIC}}"
+username = "klaxon"
+password = "${{file:ntfy_pw}}"
+
+[notifiers.pushover_ok]
+type = "pushover"
+token = "${{PUSHOVER_TOKEN}}"
+user = "user-{CANARY}"
+api_url = "http://127.0.0.1:{push}/ok/pushover"
+
+[notifiers.pushover_bad]
+type = "pushover"
+token = "literal-{CANARY}"
+user = "${{PUSHOVER_USER}}"
+api_url = "http://127.0.0.1:{push}/bad/pushover"
+
+[notifiers.telegram_ok]
+type = "telegram"
+bot_token = "${{TELEGRAM_BOT_TOKEN}}"
+chat_id = 42
+api_url = "http://127.0.0.1:{push}/ok/telegram"
+
+[notifiers.telegram_bad]
+type = "telegram"
+bot_token = "1:{CANARY}"
+chat_id = "@ops"
+api_url = "http://127.0.0.1:{push}/bad/telegram"
+
+[notifiers.gotify_ok]
+type = "gotify"
+url = "http://127.0.0.1:{push}/ok/gotify"
+token = "${{GOTIFY_TOKEN}}"
+
+[notifiers.gotify_bad]
+type = "gotify"
+url = "http://127.0.0.1:{push}/bad/gotify"
+token = "gotify-{CANARY}"
+
 [jobs.bearer]
 every = "1h"
 heartbeat = "${{file:hb_url}}"
@@ -266,6 +388,13 @@ type = "script"
 shell = "echo CRITICAL - the script failed; exit 2"
 env = {{ PGPASSWORD = "pg-{CANARY}" }}
 
+[jobs.push]
+every = "1h"
+notify = {push_notifiers:?}
+[jobs.push.check]
+type = "script"
+shell = "exit 2"
+
 [jobs.slow-notifiers]
 every = "1h"
 notify = ["teams_closed", "am_closed", "mail"]
@@ -275,6 +404,7 @@ host = "127.0.0.1"
 port = {closed}
 "#,
             payloads = payloads.display(),
+            push_notifiers = PUSH_OK.iter().chain(&PUSH_BAD).collect::<Vec<_>>(),
         )
     }
 
@@ -317,6 +447,10 @@ fn broken_configs(world: &World) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// The push channels' notifiers that deliver, and those refused.
+const PUSH_OK: [&str; 4] = ["ntfy_ok", "pushover_ok", "telegram_ok", "gotify_ok"];
+const PUSH_BAD: [&str; 4] = ["ntfy_bad", "pushover_bad", "telegram_bad", "gotify_bad"];
+
 /// A command to run, and the exit codes it may end with.
 struct Step {
     args: Vec<String>,
@@ -340,10 +474,19 @@ fn commands() -> Vec<Step> {
         step(&["jobs"], &[0]),
         step(&["jobs", "--json"], &[0]),
     ];
-    for job in ["bearer", "basic", "header", "userinfo", "script"] {
+    for job in ["bearer", "basic", "header", "userinfo", "script", "push"] {
         steps.push(step(&["once", job], &[1]));
     }
-    for notifier in ["slack_ok", "hook_ok", "cmd", "console"] {
+    for notifier in [
+        "slack_ok",
+        "hook_ok",
+        "cmd",
+        "console",
+        "discord_ok",
+        "mattermost_ok",
+        "googlechat_ok",
+        "matrix_ok",
+    ] {
         steps.push(step(&["notify", "test", notifier], &[0]));
     }
     for notifier in [
@@ -354,7 +497,18 @@ fn commands() -> Vec<Step> {
         "mail",
         "pd",
         "og",
+        "discord_bad",
+        "mattermost_bad",
+        "googlechat_bad",
+        "matrix_bad",
+        "matrix_echo",
     ] {
+        steps.push(step(&["notify", "test", notifier], &[1]));
+    }
+    for notifier in PUSH_OK {
+        steps.push(step(&["notify", "test", notifier], &[0]));
+    }
+    for notifier in PUSH_BAD {
         steps.push(step(&["notify", "test", notifier], &[1]));
     }
     // `exec`: the job's heartbeat (from a `${file:}`), and one given on the command line.
@@ -530,6 +684,27 @@ fn collect(world: &World, outputs: &mut Vec<Output>) {
             }
         }
     }
+    // ntfy's topic and Pushover's keys travel in the body by design: everything else
+    // in those bodies is searched.
+    for r in world.push.requests() {
+        let bytes = if r.path.contains("/pushover") {
+            let kept: Vec<(String, String)> = url::form_urlencoded::parse(&r.body)
+                .into_owned()
+                .filter(|(k, _)| k != "token" && k != "user")
+                .collect();
+            format!("{kept:?}").into_bytes()
+        } else if r.path == "/" {
+            let mut body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+            body.as_object_mut().unwrap().remove("topic");
+            body.to_string().into_bytes()
+        } else {
+            r.body
+        };
+        outputs.push(Output {
+            what: format!("body of {} {} to the push receiver", r.method, r.path),
+            bytes,
+        });
+    }
     for (name, server) in [
         ("ok", &world.ok),
         ("bad", &world.bad),
@@ -610,11 +785,33 @@ async fn the_canary_never_appears_in_anything_klaxon_writes_or_sends() {
             .count()
     };
     assert!(sent(&world.ok, "/slack/") >= 2, "slack_ok got nothing");
+    let ntfy = world
+        .push
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/")
+        .count();
+    assert!(ntfy >= 4, "ntfy_ok and ntfy_bad sent {ntfy} in all");
+    for path in ["/ok/pushover", "/ok/telegram", "/ok/gotify", "/bad/"] {
+        assert!(
+            sent(&world.push, path) >= 2,
+            "the push receiver got nothing at {path}"
+        );
+    }
     assert!(sent(&world.ok, "/webhook/") >= 2, "hook_ok got nothing");
     assert!(sent(&world.bad, "/slack/") >= 2, "slack_bad got nothing");
     assert!(
         sent(&world.target, "/bearer") >= 2,
         "the target got nothing"
+    );
+    for channel in ["discord", "mattermost", "googlechat", "matrix"] {
+        let prefix = format!("/{channel}/");
+        assert!(sent(&world.ok, &prefix) >= 2, "{channel} ok got nothing");
+        assert!(sent(&world.bad, &prefix) >= 2, "{channel} bad got nothing");
+    }
+    assert!(
+        sent(&world.target, "/matrix/") >= 1,
+        "matrix_echo got nothing"
     );
     assert!(sent(&world.ok, "/hb/") >= 2, "no job heartbeat pings");
     assert!(sent(&world.pager, "/v2/enqueue") >= 2, "pd got nothing");
@@ -635,9 +832,18 @@ async fn the_canary_never_appears_in_anything_klaxon_writes_or_sends() {
     for field in [
         "`notifiers.slack_bad.webhook_url` is a secret written in the config",
         "`notifiers.am_closed.urls[]` is a secret written in the config",
+        "`notifiers.discord_bad.webhook_url` is a secret written in the config",
+        "`notifiers.mattermost_bad.webhook_url` is a secret written in the config",
+        "`notifiers.googlechat_bad.webhook_url` is a secret written in the config",
+        "`notifiers.matrix_bad.access_token` is a secret written in the config",
         "`jobs.header.check.headers.Authorization` is a secret written in the config",
         "`jobs.userinfo.check.url` is a secret written in the config",
         "`notifiers.og.api_key` is a secret written in the config",
+        "`notifiers.ntfy_ok.topic` is a secret written in the config",
+        "`notifiers.pushover_ok.user` is a secret written in the config",
+        "`notifiers.pushover_bad.token` is a secret written in the config",
+        "`notifiers.telegram_bad.bot_token` is a secret written in the config",
+        "`notifiers.gotify_bad.token` is a secret written in the config",
         "secret file `",
     ] {
         assert!(

@@ -1,6 +1,8 @@
-//! How the HTTP channels deliver: one POST of a JSON body with a deadline, the answer
-//! classified as delivered, worth a retry, or rejected. Reasons never contain the URL,
-//! which for chat webhooks is the credential itself.
+//! How the HTTP channels deliver: one request of a JSON body (a POST, or what a
+//! [`JsonRequest`] says) with a deadline, the answer classified as delivered, worth a
+//! retry (after the receiver's `Retry-After`, or the wait a provider gives in a 429's
+//! body), or rejected. Reasons never contain the URL, which for chat webhooks is the
+//! credential itself.
 //!
 //! Redirects are never followed: reqwest would turn the POST into a GET on a 301, 302
 //! or 303, the GET could answer 200, and the message would count as delivered while no
@@ -10,8 +12,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, LOCATION, RETRY_AFTER};
+use reqwest::{Method, StatusCode};
 
 use crate::{BuildError, DeliveryError};
 
@@ -54,8 +56,64 @@ pub(crate) async fn post_json_with<U>(
 where
     U: reqwest::IntoUrl + AsRef<str> + Clone,
 {
+    let request = JsonRequest::post(headers);
+    send_json(client, request, url, body, timeout).await
+}
+
+/// Reads how long to wait from the body of a 429, for providers that put their retry
+/// hint there rather than (or more precisely than) in `Retry-After` (Telegram's
+/// `parameters.retry_after`, Discord's `retry_after`, Matrix's `retry_after_ms`; see
+/// [`json_wait`]). A plain `fn`, so a channel passes one without capturing anything.
+pub(crate) type BodyHint = fn(&str) -> Option<Duration>;
+
+/// How a channel's request differs from a plain POST: its method (Matrix PUTs), its
+/// extra headers, and where a 429 says how long to wait.
+pub(crate) struct JsonRequest {
+    pub(crate) method: Method,
+    pub(crate) headers: HeaderMap,
+    /// Consulted first on a 429; `Retry-After` when it finds nothing.
+    pub(crate) hint: Option<BodyHint>,
+}
+
+impl JsonRequest {
+    /// A POST with `headers` and no hint in the body.
+    pub(crate) fn post(headers: HeaderMap) -> Self {
+        Self {
+            method: Method::POST,
+            headers,
+            hint: None,
+        }
+    }
+}
+
+/// The number at JSON `pointer` in `body` times `unit` (`retry_after` seconds as a
+/// float, `retry_after_ms`), capped as `Retry-After` is: a [`BodyHint`]'s work.
+pub(crate) fn json_wait(body: &str, pointer: &str, unit: Duration) -> Option<Duration> {
+    let value: serde_json::Value = serde_json::from_str(body).ok()?;
+    let n = value.pointer(pointer)?.as_f64()?;
+    let wait = Duration::try_from_secs_f64(n * unit.as_secs_f64()).ok()?;
+    Some(wait.min(MAX_RETRY_AFTER))
+}
+
+/// [`post_json_with`] for any [`JsonRequest`]: the same classification, with a 429's
+/// wait read from its body by the request's hint when it has one.
+pub(crate) async fn send_json<U>(
+    client: &reqwest::Client,
+    request: JsonRequest,
+    url: U,
+    body: Vec<u8>,
+    timeout: Duration,
+) -> Result<(), DeliveryError>
+where
+    U: reqwest::IntoUrl + AsRef<str> + Clone,
+{
+    let JsonRequest {
+        method,
+        headers,
+        hint,
+    } = request;
     let sent = client
-        .post(url.clone())
+        .request(method, url.clone())
         .header(CONTENT_TYPE, "application/json")
         .headers(headers)
         .timeout(timeout)
@@ -74,8 +132,10 @@ where
         // Its body is not quoted: it often spells out the `Location`.
         return Err(redirect_error(status, response.headers(), url.as_ref()));
     }
-    let after = retry_after(response.headers(), SystemTime::now());
+    let header = retry_after(response.headers(), SystemTime::now());
     let body = read_prefix(&mut response).await;
+    let hinted = hint.filter(|_| status == StatusCode::TOO_MANY_REQUESTS);
+    let after = hinted.and_then(|read| read(&body)).or(header);
     Err(status_error(status, after, &body, url.as_ref()))
 }
 
@@ -132,6 +192,19 @@ impl HttpShell {
         U: reqwest::IntoUrl + AsRef<str> + Clone,
     {
         post_json_with(&self.client, url, headers, body, self.timeout).await
+    }
+
+    /// [`send_json`] through this shell's client and deadline.
+    pub(crate) async fn send_json<U>(
+        &self,
+        request: JsonRequest,
+        url: U,
+        body: Vec<u8>,
+    ) -> Result<(), DeliveryError>
+    where
+        U: reqwest::IntoUrl + AsRef<str> + Clone,
+    {
+        send_json(&self.client, request, url, body, self.timeout).await
     }
 }
 
@@ -307,6 +380,31 @@ async fn read_prefix(response: &mut reqwest::Response) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
+/// `result` with every one of `secrets` (of four characters or more: shorter would
+/// blank out unrelated words) replaced by `***` in its reason, for channels whose
+/// secret travels where the shared shell does not know to mask it (a token in the URL's
+/// path, in a header or in the body: the push channels, Matrix's bearer token), should a receiver echo it.
+pub(crate) fn masked(
+    result: Result<(), DeliveryError>,
+    secrets: &[&str],
+) -> Result<(), DeliveryError> {
+    let mask = |mut reason: String| {
+        for secret in secrets.iter().filter(|s| s.chars().count() >= 4) {
+            reason = reason.replace(secret, "***");
+        }
+        reason
+    };
+    result.map_err(|error| match error {
+        DeliveryError::Retry { reason, after } => DeliveryError::Retry {
+            reason: mask(reason),
+            after,
+        },
+        DeliveryError::Reject { reason } => DeliveryError::Reject {
+            reason: mask(reason),
+        },
+    })
+}
+
 /// Belt and braces: a reason must not carry the URL even if an error or a receiver
 /// echoes it, nor the parts of it that are the credential of a chat webhook: the path
 /// (`/services/T000/B000/XXXX`), the query, and a password.
@@ -322,6 +420,8 @@ fn scrub(reason: String, url: &str) -> String {
         // A bare `/` or a short word would blank out unrelated text.
         forms.push(u.path().to_owned());
         forms.extend(u.query().map(str::to_owned));
+        // Each value on its own too: a receiver may quote one (`token=…`) alone.
+        forms.extend(u.query_pairs().map(|(_, value)| value.into_owned()));
         forms.extend(u.password().map(str::to_owned));
         forms.push(u.path().trim_start_matches('/').to_owned());
     }
@@ -403,6 +503,141 @@ mod tests {
             assert_eq!(retry_after(&headers(value), now), expected, "{value}");
         }
         assert_eq!(retry_after(&HeaderMap::new(), now), None);
+    }
+
+    #[test]
+    fn waits_read_from_a_body() {
+        let secs = Duration::from_secs(1);
+        let ms = Duration::from_millis(1);
+        let cases = [
+            (r#"{"retry_after": 1.5}"#, "/retry_after", secs, Some(1_500)),
+            (
+                r#"{"retry_after_ms": 2000}"#,
+                "/retry_after_ms",
+                ms,
+                Some(2_000),
+            ),
+            (
+                r#"{"parameters": {"retry_after": 3}}"#,
+                "/parameters/retry_after",
+                secs,
+                Some(3_000),
+            ),
+            (
+                r#"{"retry_after": 1e12}"#,
+                "/retry_after",
+                secs,
+                Some(86_400_000),
+            ),
+            (
+                r#"{"ok":false,"error_code":429,"parameters":{"retry_after":7}}"#,
+                "/retry_after",
+                secs,
+                None,
+            ),
+            (r#"{"retry_after": 0.5}"#, "/retry_after", secs, Some(500)),
+            (r#"{"retry_after": -1}"#, "/retry_after", secs, None),
+            (r#"{"retry_after": "soon"}"#, "/retry_after", secs, None),
+            (r#"{"retry_after": "3"}"#, "/retry_after", secs, None),
+            (r#"{"other": 1}"#, "/retry_after", secs, None),
+            ("rate limited", "/retry_after", secs, None),
+        ];
+        for (body, pointer, unit, expected) in cases {
+            let expected = expected.map(Duration::from_millis);
+            assert_eq!(json_wait(body, pointer, unit), expected, "{body}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_hint_outranks_retry_after_on_a_429_only() {
+        use klaxon_testkit::{Response, Server};
+        let hint: BodyHint = |body| json_wait(body, "/retry_after", Duration::from_secs(1));
+        let client = delivery_client().unwrap();
+        let answer = |status| {
+            Response::status(status)
+                .header("Retry-After", "7")
+                .body(r#"{"retry_after": 0.25}"#)
+        };
+        let mut afters = Vec::new();
+        for (status, body) in [(429, true), (503, true), (429, false)] {
+            let server = Server::start(move |_| {
+                if body {
+                    answer(status)
+                } else {
+                    Response::status(status).header("Retry-After", "7")
+                }
+            })
+            .await;
+            let request = JsonRequest {
+                method: Method::PUT,
+                headers: HeaderMap::new(),
+                hint: Some(hint),
+            };
+            let error = send_json(
+                &client,
+                request,
+                server.url("/x"),
+                b"{}".to_vec(),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap_err();
+            assert_eq!(server.requests()[0].method, "PUT");
+            let DeliveryError::Retry { after, .. } = error else {
+                panic!("not a retry: {error:?}");
+            };
+            afters.push(after);
+        }
+        assert_eq!(
+            afters,
+            [
+                Some(Duration::from_millis(250)),
+                Some(Duration::from_secs(7)),
+                Some(Duration::from_secs(7)),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_hint_serves_without_retry_after_and_never_turns_a_refusal() {
+        use klaxon_testkit::{Response, Server};
+        let body = r#"{"ok":false,"parameters":{"retry_after":9}}"#;
+        let hint: BodyHint =
+            |body| json_wait(body, "/parameters/retry_after", Duration::from_secs(1));
+        let client = delivery_client().unwrap();
+        let send = |url: String, hint| {
+            let client = client.clone();
+            async move {
+                let request = JsonRequest {
+                    hint,
+                    ..JsonRequest::post(HeaderMap::new())
+                };
+                send_json(
+                    &client,
+                    request,
+                    url,
+                    b"{}".to_vec(),
+                    Duration::from_secs(5),
+                )
+                .await
+                .unwrap_err()
+            }
+        };
+        let flooded = Server::start(move |_| Response::status(429).body(body)).await;
+        let after = |e: DeliveryError| match e {
+            DeliveryError::Retry { after, .. } => after,
+            DeliveryError::Reject { reason } => panic!("rejected: {reason}"),
+        };
+        assert_eq!(
+            after(send(flooded.url("/x"), Some(hint)).await),
+            Some(Duration::from_secs(9))
+        );
+        assert_eq!(after(send(flooded.url("/x"), None).await), None);
+        assert_eq!(flooded.requests()[0].method, "POST");
+        // A refusal stays a refusal, whatever its body says.
+        let refusing = Server::start(move |_| Response::status(400).body(body)).await;
+        let error = send(refusing.url("/x"), Some(hint)).await;
+        assert!(matches!(error, DeliveryError::Reject { .. }), "{error:?}");
     }
 
     #[test]
@@ -524,5 +759,30 @@ mod tests {
             long.to_string(),
             format!("HTTP 400 Bad Request: {}…", "x".repeat(BODY_CHARS - 1))
         );
+    }
+
+    #[test]
+    fn masking_replaces_each_secret() {
+        let error = Err(DeliveryError::Reject {
+            reason: "HTTP 401: bad token s3cr3t-token for user u".into(),
+        });
+        assert_eq!(
+            masked(error, &["s3cr3t-token", "u"]),
+            Err(DeliveryError::Reject {
+                reason: "HTTP 401: bad token *** for user u".into()
+            })
+        );
+        let error = Err(DeliveryError::Retry {
+            reason: "HTTP 503: s3cr3t".into(),
+            after: None,
+        });
+        assert_eq!(
+            masked(error, &["s3cr3t"]),
+            Err(DeliveryError::Retry {
+                reason: "HTTP 503: ***".into(),
+                after: None
+            })
+        );
+        assert_eq!(masked(Ok(()), &["x"]), Ok(()));
     }
 }

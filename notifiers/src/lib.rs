@@ -13,21 +13,31 @@
 //! whether to try again; nothing here retries on its own.
 
 pub mod alertmanager;
+pub mod chat_hook;
 pub mod command;
 pub mod desktop;
+pub mod discord;
 pub mod email;
 #[cfg(test)]
 mod fixtures;
+pub mod googlechat;
+pub mod gotify;
 mod http;
 pub mod keyed;
 pub mod log;
+pub mod matrix;
+pub mod mattermost;
+pub mod ntfy;
 pub mod opsgenie;
 pub mod pagerduty;
 #[macro_use]
 mod plugin;
+mod push;
+pub mod pushover;
 pub mod rfc3339;
 pub mod slack;
 pub mod teams;
+pub mod telegram;
 pub mod text;
 mod validate;
 pub mod webhook;
@@ -152,11 +162,19 @@ pub struct Acknowledged {
 notifiers! {
     Slack(slack::SlackConfig) = "slack",
     Teams(teams::TeamsConfig) = "teams",
+    Discord(discord::DiscordConfig) = "discord",
+    Mattermost(mattermost::MattermostConfig) = "mattermost",
+    GoogleChat(googlechat::GoogleChatConfig) = "googlechat",
+    Matrix(matrix::MatrixConfig) = "matrix",
     Email(email::EmailConfig) = "email",
     Webhook(webhook::WebhookConfig) = "webhook",
     Alertmanager(alertmanager::AlertmanagerConfig) = "alertmanager",
     Command(command::CommandConfig) = "command",
     Log(log::LogConfig) = "log",
+    Ntfy(ntfy::NtfyConfig) = "ntfy",
+    Pushover(pushover::PushoverConfig) = "pushover",
+    Telegram(telegram::TelegramConfig) = "telegram",
+    Gotify(gotify::GotifyConfig) = "gotify",
     Pagerduty(pagerduty::PagerdutyConfig) = "pagerduty",
     Opsgenie(opsgenie::OpsgenieConfig) = "opsgenie",
     Desktop(desktop::DesktopConfig) = "desktop",

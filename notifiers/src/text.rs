@@ -335,6 +335,118 @@ pub fn truncate<'a>(text: &'a str, max_chars: usize, marker: &str) -> Cow<'a, st
     Cow::Owned(format!("{}{marker}", &text[..cut]))
 }
 
+/// The colour of an alert for chat formats that tint a message (`0xRRGGBB`): red for
+/// a critical or unknown failure, amber for a warning, green for a recovery, blue for a
+/// test.
+pub fn colour(alert: &Alert) -> u32 {
+    match (alert.event, alert.severity) {
+        (Event::Recovery, _) | (_, Severity::Ok) => 0x2E_B6_7D,
+        (Event::Test, _) => 0x1D_9B_D1,
+        (_, Severity::Warning) => 0xEC_B2_2E,
+        (_, Severity::Critical | Severity::Unknown) => 0xE0_1E_5A,
+    }
+}
+
+/// The characters Markdown-flavoured chat formats (Discord, Mattermost) give a meaning:
+/// each is written with a backslash before it, which both render as the character.
+const MARKDOWN_SPECIAL: &str = "\\`*_~|<>#[]()";
+
+/// `text` as it must be written in a Markdown-flavoured chat message so it shows as
+/// written: ``\ ` * _ ~ | < > # [ ] ( )`` backslash-escaped (no emphasis, no code,
+/// no link, no quote, no heading), and a zero-width space after every `@` so no value
+/// can mention `@everyone` or `@channel`. At most `max_chars` characters, cut with
+/// `marker` between two characters, never inside an escape.
+pub fn escape_markdown(text: &str, max_chars: usize, marker: &str) -> String {
+    let escaped = |c: char, out: &mut String| {
+        if MARKDOWN_SPECIAL.contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+        if c == '@' {
+            out.push('\u{200b}');
+        }
+    };
+    let mut whole = String::with_capacity(text.len());
+    for c in text.chars() {
+        escaped(c, &mut whole);
+    }
+    if whole.chars().count() <= max_chars {
+        return whole;
+    }
+    let room = max_chars.saturating_sub(marker.chars().count());
+    let (mut cut, mut chars) = (String::new(), 0);
+    for c in text.chars() {
+        let mut one = String::new();
+        escaped(c, &mut one);
+        let width = one.chars().count();
+        if chars + width > room {
+            break;
+        }
+        cut.push_str(&one);
+        chars += width;
+    }
+    cut.push_str(marker);
+    cut
+}
+
+/// `text` inside a Markdown code block: a line of three backticks before and after,
+/// and a zero-width space inside every two backticks in a row, so no three inside can
+/// end the block early. Code blocks show their text as written, so nothing else is
+/// escaped.
+pub fn code_block(text: &str) -> String {
+    fence(&unfenced(text))
+}
+
+fn unfenced(text: &str) -> String {
+    text.replace("``", "`\u{200b}`")
+}
+
+fn fence(safe: &str) -> String {
+    format!("```\n{safe}\n```")
+}
+
+/// The facts a Markdown-flavoured chat message lays out as fields beside its body
+/// ([`markdown_body`] has the reason): `(label, value, short)`, each value
+/// [`escape_markdown`]d within `max_chars`; `short` for all but the check and the alert
+/// id, which take a line of their own.
+pub fn markdown_fields(alert: &Alert, max_chars: usize) -> Vec<(&'static str, String, bool)> {
+    facts(alert)
+        .into_iter()
+        .filter(|(label, _)| *label != "Reason")
+        .map(|(label, value)| {
+            let short = !matches!(label, "Check" | "Alert");
+            (label, escape_markdown(&value, max_chars, ELLIPSIS), short)
+        })
+        .collect()
+}
+
+/// A Markdown-flavoured chat message's body: the reason ([`escape_markdown`]), then the
+/// output's tail in a [`code_block`], within `room` characters: the output keeps its end
+/// (where a failing command says why) and the reason is cut first.
+pub fn markdown_body(alert: &Alert, room: usize) -> String {
+    let output = output_tail(alert).map(|output| {
+        let safe = unfenced(&output);
+        // The fences and their line breaks take 8, the line break before them 1.
+        let over = (safe.chars().count() + 9).saturating_sub(room / 2);
+        if over == 0 {
+            return fence(&safe);
+        }
+        // Keep the output's end.
+        let kept: String = safe.chars().skip(over + ELLIPSIS.chars().count()).collect();
+        fence(&format!("{ELLIPSIS}{kept}"))
+    });
+    let output_chars = output.as_ref().map_or(0, |o| o.chars().count() + 1);
+    let mut description =
+        escape_markdown(&alert.summary, room.saturating_sub(output_chars), ELLIPSIS);
+    if let Some(output) = output {
+        if !description.is_empty() {
+            description.push('\n');
+        }
+        description.push_str(&output);
+    }
+    description
+}
+
 /// Line breaks become spaces, so a title stays one line.
 fn one_line(text: &str) -> Cow<'_, str> {
     if text.contains(['\n', '\r']) {
@@ -354,6 +466,27 @@ fn one_line(text: &str) -> Cow<'_, str> {
 mod tests {
     use super::*;
     use crate::fixtures;
+
+    #[test]
+    fn markdown_is_escaped_and_cut_between_escapes() {
+        assert_eq!(
+            escape_markdown("*a* _b_ `c` [d](e) <f> #g ~h~ |i| \\ @here", 100, "…"),
+            "\\*a\\* \\_b\\_ \\`c\\` \\[d\\]\\(e\\) \\<f\\> \\#g \\~h\\~ \\|i\\| \\\\ @\u{200b}here"
+        );
+        assert_eq!(escape_markdown("plain", 5, "…"), "plain");
+        // `ab*` needs four characters; with the marker, only `ab` fits in four.
+        assert_eq!(escape_markdown("ab*cd", 4, "…"), "ab…");
+        assert_eq!(escape_markdown("ab*cd", 5, "…"), "ab\\*…");
+        assert_eq!(escape_markdown("a@b", 3, "…"), "a…");
+    }
+
+    #[test]
+    fn code_blocks_cannot_be_closed_early() {
+        assert_eq!(
+            code_block("x\n```\n````"),
+            "```\nx\n`\u{200b}``\n`\u{200b}``\u{200b}`\n```"
+        );
+    }
 
     #[test]
     fn failure_text() {

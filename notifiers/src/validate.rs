@@ -44,25 +44,46 @@ pub(crate) fn secret_webhook_url(
 ) -> Option<SecretString> {
     let span = value.span();
     let secret = value.into_inner();
-    let text = secret.expose_secret().trim();
-    let problem = if text.is_empty() {
-        format!("`{key}` must not be empty")
-    } else {
-        match Url::parse(text) {
-            Err(_) => format!("`{key}` is not a valid URL"),
-            Ok(url) if url.scheme() == "https" => return Some(secret),
-            Ok(url) if url.scheme() == "http" && is_loopback_url(&url) => return Some(secret),
-            Ok(url) if url.scheme() == "http" => {
-                format!("`{key}` must use `https`: plain `http` is allowed only to a loopback host")
-            }
-            Ok(url) => format!(
-                "`{key}` must be an `https` URL, found scheme `{}`",
-                url.scheme()
-            ),
+    match https_or_loopback(secret.expose_secret(), key) {
+        Ok(_) => Some(secret),
+        Err(problem) => {
+            issues.push(ConfigIssue::new(span, problem));
+            None
         }
-    };
-    issues.push(ConfigIssue::new(span, problem));
-    None
+    }
+}
+
+/// A URL that credentials are sent to (a Matrix homeserver, which is given an access
+/// token): `https`, or `http` to a loopback host. Messages may show it.
+pub(crate) fn https_url(
+    value: &Spanned<String>,
+    key: &str,
+    issues: &mut Vec<ConfigIssue>,
+) -> Option<Url> {
+    https_or_loopback(value.get_ref(), key)
+        .map_err(|problem| issues.push(ConfigIssue::new(value.span(), problem)))
+        .ok()
+}
+
+/// `text` as an `https` URL, or an `http` one to a loopback host; the problem, which
+/// never quotes `text`, otherwise.
+fn https_or_loopback(text: &str, key: &str) -> Result<Url, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(format!("`{key}` must not be empty"));
+    }
+    match Url::parse(text) {
+        Err(_) => Err(format!("`{key}` is not a valid URL")),
+        Ok(url) if url.scheme() == "https" => Ok(url),
+        Ok(url) if url.scheme() == "http" && is_loopback_url(&url) => Ok(url),
+        Ok(url) if url.scheme() == "http" => Err(format!(
+            "`{key}` must use `https`: plain `http` is allowed only to a loopback host"
+        )),
+        Ok(url) => Err(format!(
+            "`{key}` must be an `https` URL, found scheme `{}`",
+            url.scheme()
+        )),
+    }
 }
 
 /// An `http` or `https` URL that is not a secret, so messages may show it.
