@@ -209,7 +209,7 @@ pub(crate) mod wording {
         Alert: api-20260329T001502Z";
     pub(crate) const DIGEST_BODY: &str = "- DOWN api on macbook: HTTP 503 Service Unavailable (3 of 3 attempts, 7.2s)\n\
          - WARNING disk on macbook: disk 85% full (2 of 3 attempts, 1.3s)\n\
-         - RECOVERED db on macbook after 1h 5m";
+         - RECOVERED db on macbook after 1h 5m (down 10:15–11:20)";
 }
 
 /// A channel's table read from `toml` and validated: the spec, and every problem.

@@ -433,7 +433,7 @@ mod tests {
                  \n\
                  - DOWN api on macbook: HTTP 503 Service Unavailable (3 of 3 attempts, 7.2s)\n\
                  - WARNING disk on macbook: disk 85% full (2 of 3 attempts, 1.3s)\n\
-                 - RECOVERED db on macbook after 1h 5m"
+                 - RECOVERED db on macbook after 1h 5m (down 10:15–11:20)"
             )
         );
     }
