@@ -16,8 +16,7 @@
 //! - [`bell`]: how the delivery loop is woken for new messages;
 //! - `carried`: what a check carries from run to run (a `log` check's read position);
 //! - `history`: pruning old runs; `health`: the write probe behind `/healthz`;
-//!   `by_hand`: `klaxon outbox` (list, retry, drop); `silences`: `klaxon silence`;
-//!   `carried`: what a check carries from one run to the next (a `log` check's offset).
+//!   `by_hand`: `klaxon outbox` (list, retry, drop); `silences`: `klaxon silence`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
