@@ -542,14 +542,14 @@ fn a_digest_is_one_message_naming_every_job() {
         "2 alerts on macbook: 1 down, 1 recovered\n\
          \n\
          - DOWN api on macbook: HTTP 503 Service Unavailable (3 of 3 attempts, 7.2s)\n\
-         - RECOVERED db on macbook after 1h 5m"
+         - RECOVERED db on macbook after 1h 5m (down 10:15–11:20)"
     );
     let html = parts[1]["body"].as_str().unwrap().replace("\r\n", "\n");
     assert!(
         html.contains(
             "<ul>\n\
              <li>DOWN api on macbook: HTTP 503 Service Unavailable (3 of 3 attempts, 7.2s)</li>\n\
-             <li>RECOVERED db on macbook after 1h 5m</li>\n\
+             <li>RECOVERED db on macbook after 1h 5m (down 10:15–11:20)</li>\n\
              </ul>"
         ),
         "{html}"
