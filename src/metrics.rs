@@ -244,8 +244,9 @@ impl Metrics {
         let _one = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
         self.job_up.clear();
         let now = Utc::now();
+        let silences = store.silences(now, false)?;
         for job in &config.jobs {
-            let silenced = crate::status::silenced(config, store, &job.name, now)?.is_some();
+            let silenced = crate::status::silenced(config, &silences, &job.name, now).is_some();
             self.job_silenced
                 .get_or_create(&JobLabels {
                     job: job.name.clone(),

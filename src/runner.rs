@@ -417,28 +417,18 @@ pub async fn record(
             }
             let store = rt.store.clone();
             let names: Vec<String> = jobs().map(str::to_owned).collect();
-            // What the store holds of these jobs (reads work on a full disk).
-            let stored = tokio::task::spawn_blocking(move || {
-                names
+            let name = job.name.clone();
+            // What the store holds of these jobs, and the silence covering this one
+            // (reads work on a full disk), in one trip to a blocking thread.
+            let (stored, stored_silence) = tokio::task::spawn_blocking(move || {
+                let states = names
                     .into_iter()
                     .filter_map(|n| store.job_state(&n).ok().map(|s| (n, s)))
-                    .collect::<std::collections::HashMap<_, _>>()
+                    .collect::<std::collections::HashMap<_, _>>();
+                let silence = store.silence_of(&name, finished_at).ok().flatten();
+                (states, silence.map(|s| s.silenced()))
             })
             .await?;
-            // What silences it: a silence in the store (reads work on a full disk),
-            // or the maintenance window.
-            let stored_silence = {
-                let store = rt.store.clone();
-                let name = job.name.clone();
-                tokio::task::spawn_blocking(move || store.silence_of(&name, finished_at))
-                    .await?
-                    .ok()
-                    .flatten()
-                    .map(|s| crate::alert::Silenced {
-                        by: s.describe(),
-                        until: s.ends_at,
-                    })
-            };
             let mut record = record.clone();
             record.silenced =
                 crate::alert::Silenced::longer(stored_silence, transition.maintenance.clone())

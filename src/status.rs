@@ -35,21 +35,23 @@ pub struct Acknowledgement {
     pub comment: Option<String>,
 }
 
-/// What silences `job` at `now`: a silence in the store or a maintenance window.
+/// What silences `job` at `now`: one of `silences` (those in force, read once for all
+/// jobs) or a maintenance window; the one that lasts longest.
 pub fn silenced(
     config: &Config,
-    store: &Store,
+    silences: &[crate::store::Silence],
     job: &str,
     now: DateTime<Utc>,
-) -> Result<Option<crate::alert::Silenced>, StoreError> {
-    let stored = store.silence_of(job, now)?.map(|s| crate::alert::Silenced {
-        by: s.describe(),
-        until: s.ends_at,
-    });
-    Ok(crate::alert::Silenced::longer(
+) -> Option<crate::alert::Silenced> {
+    let stored = silences
+        .iter()
+        .filter(|s| s.active_at(now) && s.covers(job))
+        .max_by_key(|s| s.ends_at)
+        .map(crate::store::Silence::silenced);
+    crate::alert::Silenced::longer(
         stored,
         crate::quiet::maintenance(&config.maintenance, job, now),
-    ))
+    )
 }
 
 /// `t` in the job's zone, as RFC 3339.
@@ -80,11 +82,12 @@ pub fn rows(
 ) -> Result<Vec<JobStatus>, StoreError> {
     let last_fires = store.last_fires(config.jobs.iter().map(|j| j.name.as_str()))?;
     let undelivered = store.undelivered()?;
+    let silences = store.silences(now, false)?;
     let mut rows = Vec::with_capacity(config.jobs.len());
     for job in &config.jobs {
         let state = store.job_state(&job.name)?;
         let (pending, given_up) = undelivered.get(&job.name).copied().unwrap_or_default();
-        let silence = silenced(config, store, &job.name, now)?;
+        let silence = silenced(config, &silences, &job.name, now);
         let acknowledged =
             state
                 .open

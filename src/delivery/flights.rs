@@ -236,20 +236,26 @@ impl Flights {
         let mut groups: Vec<(String, Vec<OutboxItem>)> = Vec::new();
         // Quiet hours hold a (notifier, job)'s messages when every one of them waits:
         // one severe enough to go now takes the older ones before it along, in order.
-        let quiet = |item: &OutboxItem| quiet_until(rt, item, now);
+        let ready: Vec<(OutboxItem, Option<DateTime<Utc>>)> = ready
+            .into_iter()
+            .map(|item| {
+                let until = quiet_until(rt, &item, now);
+                (item, until)
+            })
+            .collect();
         let going: HashSet<(String, String)> = ready
             .iter()
-            .filter(|i| quiet(i).is_none())
-            .map(|i| (i.notifier.clone(), i.alert.job.clone()))
+            .filter(|(_, until)| until.is_none())
+            .map(|(i, _)| (i.notifier.clone(), i.alert.job.clone()))
             .collect();
-        for item in ready {
+        for (item, quiet) in ready {
             let key = (item.notifier.clone(), item.alert.job.clone());
             if self.busy.contains(&key) {
                 self.behind.insert(key);
                 continue;
             }
             if !going.contains(&key)
-                && let Some(until) = quiet(&item)
+                && let Some(until) = quiet
             {
                 wake = earliest(wake, Some(until));
                 self.held.insert(key);

@@ -29,4 +29,3 @@ pub use policy::GIVE_UP_AFTER;
 pub(crate) use policy::backoff;
 pub use resend::resend_firing;
 pub(crate) use send::send_now;
-pub use send::{Delivery, deliver};

@@ -14,21 +14,12 @@ use crate::store::{Mark, OutboxItem};
 
 /// How one delivery try went.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Delivery {
+pub(super) enum Delivery {
     Delivered,
     /// Will be tried again after this long.
     Deferred(Duration),
     /// Refused for good, or its notifier no longer exists.
     GaveUp,
-}
-
-/// Tries to deliver one message and records the outcome in the store.
-pub async fn deliver(rt: &Runtime, item: &OutboxItem) -> Delivery {
-    let (delivery, mark) = try_once(rt, item).await;
-    if let Some(mark) = mark {
-        record(rt.store.mark(&[mark]));
-    }
-    delivery
 }
 
 /// Tries to deliver one message; the outcome is for the caller to record (`None`: it

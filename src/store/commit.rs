@@ -88,10 +88,7 @@ fn write_run(
         Change::Alert(transition) => {
             // A silence added a moment ago (by `klaxon silence`, whether or not the
             // agent runs) holds this run's messages.
-            let stored = silence_in(conn, &run.job, run.finished_at)?.map(|s| Silenced {
-                by: s.describe(),
-                until: s.ends_at,
-            });
+            let stored = silence_in(conn, &run.job, run.finished_at)?.map(|s| s.silenced());
             let silenced = Silenced::longer(stored, transition.maintenance.clone());
             let (state, messages) = transition.apply_reading(
                 &before,

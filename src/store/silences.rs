@@ -50,6 +50,14 @@ impl Silence {
             None => format!("silence {}", self.id),
         }
     }
+
+    /// What it does to a run it covers: silenced, by it, until its end.
+    pub fn silenced(&self) -> crate::alert::Silenced {
+        crate::alert::Silenced {
+            by: self.describe(),
+            until: self.ends_at,
+        }
+    }
 }
 
 /// Whether the job name or glob `pattern` matches `job`.
