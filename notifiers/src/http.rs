@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use reqwest::header::{CONTENT_TYPE, HeaderMap, LOCATION, RETRY_AFTER};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 
 use crate::{BuildError, DeliveryError};
@@ -378,6 +378,16 @@ async fn read_prefix(response: &mut reqwest::Response) -> String {
     }
     bytes.truncate(BODY_BYTES);
     String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// A credential as a header value marked sensitive (kept out of reqwest's debug
+/// output), or a [`DeliveryError::Reject`] with `reason` when a header cannot carry it.
+pub(crate) fn secret_header(value: &str, reason: &str) -> Result<HeaderValue, DeliveryError> {
+    let mut value = HeaderValue::from_str(value).map_err(|_| DeliveryError::Reject {
+        reason: reason.into(),
+    })?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 /// `result` with every one of `secrets` (of four characters or more: shorter would

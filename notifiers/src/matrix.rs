@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use klaxon_config_core::{SecretKey, Seg};
 use reqwest::Method;
-use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+use reqwest::header::{AUTHORIZATION, HeaderMap};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -245,12 +245,10 @@ impl Channel for Matrix {
     async fn send(&self, alert: &Alert) -> Result<(), DeliveryError> {
         let token = self.spec.access_token.expose_secret();
         let mut headers = HeaderMap::new();
-        let Ok(mut bearer) = HeaderValue::from_str(&format!("Bearer {token}")) else {
-            return Err(DeliveryError::Reject {
-                reason: "`access_token` holds characters an HTTP header cannot carry".into(),
-            });
-        };
-        bearer.set_sensitive(true);
+        let bearer = http::secret_header(
+            &format!("Bearer {token}"),
+            "`access_token` holds characters an HTTP header cannot carry",
+        )?;
         headers.insert(AUTHORIZATION, bearer);
         let request = JsonRequest {
             method: Method::PUT,

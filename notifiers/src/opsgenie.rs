@@ -13,13 +13,14 @@
 //! plain text, so nothing is escaped beyond JSON's own.
 
 use klaxon_config_core::{SecretKey, Seg};
-use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+use reqwest::header::{AUTHORIZATION, HeaderMap};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use toml::Spanned;
 use url::Url;
 
+use crate::http;
 use crate::keyed::{Api, ApiRequest, Keyed, KeyedSpec};
 use crate::text::{self, ELLIPSIS};
 use crate::validate::ConfigIssue;
@@ -162,12 +163,10 @@ pub struct AlertApi;
 impl Api for AlertApi {
     fn request(alert: &Alert, spec: &KeyedSpec) -> Result<ApiRequest, DeliveryError> {
         let key = spec.key.expose_secret();
-        let Ok(mut auth) = HeaderValue::from_str(&format!("GenieKey {key}")) else {
-            return Err(DeliveryError::Reject {
-                reason: "`api_key` holds characters an HTTP header cannot carry".into(),
-            });
-        };
-        auth.set_sensitive(true);
+        let auth = http::secret_header(
+            &format!("GenieKey {key}"),
+            "`api_key` holds characters an HTTP header cannot carry",
+        )?;
         let mut headers = HeaderMap::new();
         headers.insert(AUTHORIZATION, auth);
         let request = render(alert);
