@@ -398,20 +398,11 @@ pub(crate) fn masked(
     result: Result<(), DeliveryError>,
     secrets: &[&str],
 ) -> Result<(), DeliveryError> {
-    let mask = |mut reason: String| {
+    rewording(result, |mut reason| {
         for secret in secrets.iter().filter(|s| s.chars().count() >= 4) {
             reason = reason.replace(secret, "***");
         }
         reason
-    };
-    result.map_err(|error| match error {
-        DeliveryError::Retry { reason, after } => DeliveryError::Retry {
-            reason: mask(reason),
-            after,
-        },
-        DeliveryError::Reject { reason } => DeliveryError::Reject {
-            reason: mask(reason),
-        },
     })
 }
 
@@ -447,20 +438,27 @@ fn scrub(reason: String, url: &str) -> String {
 /// `result` with every appearance of `secret` (a credential sent in a header or the
 /// body, which a receiver could echo in its answer) in its reason shown as `***`.
 pub(crate) fn hiding(result: Result<(), DeliveryError>, secret: &str) -> Result<(), DeliveryError> {
-    let hide = |reason: String| {
+    rewording(result, |reason| {
         if secret.is_empty() {
             reason
         } else {
             reason.replace(secret, "***")
         }
-    };
-    result.map_err(|e| match e {
+    })
+}
+
+/// `result` with its reason, whether worth a retry or not, passed through `reword`.
+fn rewording(
+    result: Result<(), DeliveryError>,
+    reword: impl Fn(String) -> String,
+) -> Result<(), DeliveryError> {
+    result.map_err(|error| match error {
         DeliveryError::Retry { reason, after } => DeliveryError::Retry {
-            reason: hide(reason),
+            reason: reword(reason),
             after,
         },
         DeliveryError::Reject { reason } => DeliveryError::Reject {
-            reason: hide(reason),
+            reason: reword(reason),
         },
     })
 }
