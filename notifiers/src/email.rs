@@ -748,7 +748,7 @@ fn scrub(reason: String, credentials: &EmailCredentials) -> String {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::fixtures;
+    use crate::fixtures::{self, span_of};
 
     const FULL: &str = r#"
 host = "smtp.example.com"
@@ -762,14 +762,7 @@ ca_file = "/etc/klaxon/ca.pem"
 "#;
 
     fn validate(toml: &str) -> (Option<EmailSpec>, Vec<ConfigIssue>) {
-        let config: EmailConfig = toml::from_str(toml).unwrap();
-        let mut issues = Vec::new();
-        (config.validate(&mut issues), issues)
-    }
-
-    fn span_of(toml: &str, needle: &str) -> std::ops::Range<usize> {
-        let at = toml.find(needle).unwrap();
-        at..at + needle.len()
+        fixtures::validated::<EmailConfig>(toml)
     }
 
     #[test]

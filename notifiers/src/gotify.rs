@@ -200,7 +200,7 @@ mod tests {
     use klaxon_testkit::{Response, Server};
 
     fn validate(toml: &str) -> (Option<GotifySpec>, Vec<ConfigIssue>) {
-        push::validated::<GotifyConfig>(toml)
+        fixtures::validated::<GotifyConfig>(toml)
     }
 
     #[test]

@@ -458,9 +458,7 @@ mod tests {
     // --- validation ---
 
     fn validate(toml: &str) -> (Option<MatrixSpec>, Vec<ConfigIssue>) {
-        let config: MatrixConfig = toml::from_str(toml).unwrap();
-        let mut issues = Vec::new();
-        (config.validate(&mut issues), issues)
+        fixtures::validated::<MatrixConfig>(toml)
     }
 
     #[test]

@@ -373,17 +373,12 @@ impl Channel for Ntfy {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::fixtures;
+    use crate::fixtures::{self, span_of};
     use crate::push::wording;
     use klaxon_testkit::{Response, Server};
 
     fn validate(toml: &str) -> (Option<NtfySpec>, Vec<ConfigIssue>) {
-        push::validated::<NtfyConfig>(toml)
-    }
-
-    fn span_of(toml: &str, needle: &str) -> std::ops::Range<usize> {
-        let at = toml.find(needle).unwrap();
-        at..at + needle.len()
+        fixtures::validated::<NtfyConfig>(toml)
     }
 
     #[test]

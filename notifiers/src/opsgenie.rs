@@ -183,21 +183,14 @@ impl Api for AlertApi {
 mod tests {
     use super::*;
     use crate::Channel;
-    use crate::fixtures;
+    use crate::fixtures::{self, span_of};
     use klaxon_testkit::{Response, Server};
     use std::time::Duration;
 
     const KEY: &str = "eb243592-faa2-4ba2-a551q-1afdf565c889";
 
     fn validate(toml: &str) -> (Option<OpsgenieSpec>, Vec<ConfigIssue>) {
-        let config: OpsgenieConfig = toml::from_str(toml).unwrap();
-        let mut issues = Vec::new();
-        (config.validate(&mut issues), issues)
-    }
-
-    fn span_of(toml: &str, needle: &str) -> std::ops::Range<usize> {
-        let at = toml.find(needle).unwrap();
-        at..at + needle.len()
+        fixtures::validated::<OpsgenieConfig>(toml)
     }
 
     #[test]
