@@ -282,17 +282,10 @@ impl Drop for GroupGuard {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::fixtures;
+    use crate::fixtures::{self, span_of};
 
     fn validate(toml: &str) -> (Option<CommandSpec>, Vec<ConfigIssue>) {
-        let config: CommandConfig = toml::from_str(toml).unwrap();
-        let mut issues = Vec::new();
-        (config.validate(&mut issues), issues)
-    }
-
-    fn span_of(toml: &str, needle: &str) -> std::ops::Range<usize> {
-        let at = toml.find(needle).unwrap();
-        at..at + needle.len()
+        fixtures::validated::<CommandConfig>(toml)
     }
 
     #[test]

@@ -249,19 +249,19 @@ pub fn render(alert: &Alert) -> Rendered {
     let mut html = format!(
         "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n<title>{t}</title>\n\
          </head>\n<body>\n<h2>{t}</h2>\n<table>\n",
-        t = escape(&title)
+        t = text::escape_html(&title)
     );
     for (label, value) in text::facts(alert) {
         html.push_str(&format!(
             "<tr><th align=\"left\">{label}</th><td>{}</td></tr>\n",
-            escape(&value).replace('\n', "<br>")
+            text::escape_html(&value).replace('\n', "<br>")
         ));
     }
     html.push_str("</table>\n");
     if let Some(output) = text::output_tail(alert) {
         html.push_str(&format!(
             "<p><strong>Output:</strong></p>\n<pre>{}</pre>\n",
-            escape(&output)
+            text::escape_html(&output)
         ));
     }
     html.push_str("</body>\n</html>\n");
@@ -280,10 +280,10 @@ pub fn render_digest(alerts: &[Alert]) -> Rendered {
     let mut html = format!(
         "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n<title>{t}</title>\n\
          </head>\n<body>\n<h2>{t}</h2>\n<ul>\n",
-        t = escape(&title)
+        t = text::escape_html(&title)
     );
     for line in text::digest_lines(alerts) {
-        html.push_str(&format!("<li>{}</li>\n", escape(&line)));
+        html.push_str(&format!("<li>{}</li>\n", text::escape_html(&line)));
     }
     html.push_str("</ul>\n</body>\n</html>\n");
     Rendered {
@@ -291,22 +291,6 @@ pub fn render_digest(alerts: &[Alert]) -> Rendered {
         text: text::render_digest_text(alerts),
         html,
     }
-}
-
-/// HTML's five special characters as entities, so no value can add markup.
-fn escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#39;"),
-            c => escaped.push(c),
-        }
-    }
-    escaped
 }
 
 /// An `email` notifier ready to send. Connects anew for every message: alerts are rare,
@@ -748,7 +732,7 @@ fn scrub(reason: String, credentials: &EmailCredentials) -> String {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::fixtures;
+    use crate::fixtures::{self, span_of};
 
     const FULL: &str = r#"
 host = "smtp.example.com"
@@ -762,14 +746,7 @@ ca_file = "/etc/klaxon/ca.pem"
 "#;
 
     fn validate(toml: &str) -> (Option<EmailSpec>, Vec<ConfigIssue>) {
-        let config: EmailConfig = toml::from_str(toml).unwrap();
-        let mut issues = Vec::new();
-        (config.validate(&mut issues), issues)
-    }
-
-    fn span_of(toml: &str, needle: &str) -> std::ops::Range<usize> {
-        let at = toml.find(needle).unwrap();
-        at..at + needle.len()
+        fixtures::validated::<EmailConfig>(toml)
     }
 
     #[test]

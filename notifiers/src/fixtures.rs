@@ -1,5 +1,6 @@
 //! Test-only: one fixed outage of job `api`, as each event reports it, so every channel's
-//! exact-payload tests describe the same alert; and a CA certificate for `ca_file` tests.
+//! exact-payload tests describe the same alert; a CA certificate for `ca_file` tests; and
+//! the config-test helpers every channel's validation tests use.
 
 use chrono::{DateTime, FixedOffset};
 
@@ -135,3 +136,20 @@ BAMCA0gAMEUCIH6f9ic3yHGIjjpohOBUa+OkDfYloBY2A8i6IrdIoVfSAiEAlOzH
 Ox/LbK+D9JQZxqBYS3bwY3y7BEpnaFVZReEzbN4=
 -----END CERTIFICATE-----
 ";
+
+/// A channel's table read from `toml` and validated: the spec, and every problem.
+#[allow(clippy::unwrap_used)]
+pub(crate) fn validated<C: crate::NotifierPlugin>(
+    toml: &str,
+) -> (Option<C::Spec>, Vec<crate::ConfigIssue>) {
+    let config: C = toml::from_str(toml).unwrap();
+    let mut issues = Vec::new();
+    (config.validate(&mut issues), issues)
+}
+
+/// Where `needle`'s first appearance in `toml` is, as a config issue's span.
+#[allow(clippy::unwrap_used)]
+pub(crate) fn span_of(toml: &str, needle: &str) -> std::ops::Range<usize> {
+    let at = toml.find(needle).unwrap();
+    at..at + needle.len()
+}

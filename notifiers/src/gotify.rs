@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use klaxon_config_core::{SecretKey, Seg};
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{HeaderMap, HeaderName};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -163,12 +163,7 @@ impl Gotify {
 
     async fn post(&self, message: &Value) -> Result<(), DeliveryError> {
         let token = self.spec.token.expose_secret();
-        let Ok(mut value) = HeaderValue::from_str(token) else {
-            return Err(DeliveryError::Reject {
-                reason: "the token cannot be sent in an HTTP header".into(),
-            });
-        };
-        value.set_sensitive(true);
+        let value = http::secret_header(token, "the token cannot be sent in an HTTP header")?;
         let mut headers = HeaderMap::new();
         headers.insert(HeaderName::from_static(TOKEN_HEADER), value);
         let body = message.to_string().into_bytes();
@@ -205,7 +200,7 @@ mod tests {
     use klaxon_testkit::{Response, Server};
 
     fn validate(toml: &str) -> (Option<GotifySpec>, Vec<ConfigIssue>) {
-        push::validated::<GotifyConfig>(toml)
+        fixtures::validated::<GotifyConfig>(toml)
     }
 
     #[test]

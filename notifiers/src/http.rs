@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use reqwest::header::{CONTENT_TYPE, HeaderMap, LOCATION, RETRY_AFTER};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 
 use crate::{BuildError, DeliveryError};
@@ -380,6 +380,16 @@ async fn read_prefix(response: &mut reqwest::Response) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
+/// A credential as a header value marked sensitive (kept out of reqwest's debug
+/// output), or a [`DeliveryError::Reject`] with `reason` when a header cannot carry it.
+pub(crate) fn secret_header(value: &str, reason: &str) -> Result<HeaderValue, DeliveryError> {
+    let mut value = HeaderValue::from_str(value).map_err(|_| DeliveryError::Reject {
+        reason: reason.into(),
+    })?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
 /// `result` with every one of `secrets` (of four characters or more: shorter would
 /// blank out unrelated words) replaced by `***` in its reason, for channels whose
 /// secret travels where the shared shell does not know to mask it (a token in the URL's
@@ -388,20 +398,11 @@ pub(crate) fn masked(
     result: Result<(), DeliveryError>,
     secrets: &[&str],
 ) -> Result<(), DeliveryError> {
-    let mask = |mut reason: String| {
+    rewording(result, |mut reason| {
         for secret in secrets.iter().filter(|s| s.chars().count() >= 4) {
             reason = reason.replace(secret, "***");
         }
         reason
-    };
-    result.map_err(|error| match error {
-        DeliveryError::Retry { reason, after } => DeliveryError::Retry {
-            reason: mask(reason),
-            after,
-        },
-        DeliveryError::Reject { reason } => DeliveryError::Reject {
-            reason: mask(reason),
-        },
     })
 }
 
@@ -437,20 +438,27 @@ fn scrub(reason: String, url: &str) -> String {
 /// `result` with every appearance of `secret` (a credential sent in a header or the
 /// body, which a receiver could echo in its answer) in its reason shown as `***`.
 pub(crate) fn hiding(result: Result<(), DeliveryError>, secret: &str) -> Result<(), DeliveryError> {
-    let hide = |reason: String| {
+    rewording(result, |reason| {
         if secret.is_empty() {
             reason
         } else {
             reason.replace(secret, "***")
         }
-    };
-    result.map_err(|e| match e {
+    })
+}
+
+/// `result` with its reason, whether worth a retry or not, passed through `reword`.
+fn rewording(
+    result: Result<(), DeliveryError>,
+    reword: impl Fn(String) -> String,
+) -> Result<(), DeliveryError> {
+    result.map_err(|error| match error {
         DeliveryError::Retry { reason, after } => DeliveryError::Retry {
-            reason: hide(reason),
+            reason: reword(reason),
             after,
         },
         DeliveryError::Reject { reason } => DeliveryError::Reject {
-            reason: hide(reason),
+            reason: reword(reason),
         },
     })
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use klaxon_config_core::{SecretKey, Seg};
 use reqwest::Method;
-use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+use reqwest::header::{AUTHORIZATION, HeaderMap};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -129,14 +129,20 @@ pub fn render(alert: &Alert) -> Value {
     let alert = &bounded;
     let mut html = format!(
         "<p><strong>{}</strong></p>\n<ul>\n",
-        escape(&text::title(alert))
+        text::escape_html(&text::title(alert))
     );
     for (label, value) in text::facts(alert) {
-        html.push_str(&format!("<li><b>{label}</b>: {}</li>\n", escape(&value)));
+        html.push_str(&format!(
+            "<li><b>{label}</b>: {}</li>\n",
+            text::escape_html(&value)
+        ));
     }
     html.push_str("</ul>");
     if let Some(output) = text::output_tail(alert) {
-        html.push_str(&format!("\n<pre><code>{}</code></pre>", escape(&output)));
+        html.push_str(&format!(
+            "\n<pre><code>{}</code></pre>",
+            text::escape_html(&output)
+        ));
     }
     json!({
         "msgtype": "m.text",
@@ -144,22 +150,6 @@ pub fn render(alert: &Alert) -> Value {
         "format": "org.matrix.custom.html",
         "formatted_body": html,
     })
-}
-
-/// HTML's five special characters as entities.
-fn escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#39;"),
-            c => escaped.push(c),
-        }
-    }
-    escaped
 }
 
 /// The transaction id of one message: the same for every redelivery of it, so the
@@ -245,12 +235,10 @@ impl Channel for Matrix {
     async fn send(&self, alert: &Alert) -> Result<(), DeliveryError> {
         let token = self.spec.access_token.expose_secret();
         let mut headers = HeaderMap::new();
-        let Ok(mut bearer) = HeaderValue::from_str(&format!("Bearer {token}")) else {
-            return Err(DeliveryError::Reject {
-                reason: "`access_token` holds characters an HTTP header cannot carry".into(),
-            });
-        };
-        bearer.set_sensitive(true);
+        let bearer = http::secret_header(
+            &format!("Bearer {token}"),
+            "`access_token` holds characters an HTTP header cannot carry",
+        )?;
         headers.insert(AUTHORIZATION, bearer);
         let request = JsonRequest {
             method: Method::PUT,
@@ -460,9 +448,7 @@ mod tests {
     // --- validation ---
 
     fn validate(toml: &str) -> (Option<MatrixSpec>, Vec<ConfigIssue>) {
-        let config: MatrixConfig = toml::from_str(toml).unwrap();
-        let mut issues = Vec::new();
-        (config.validate(&mut issues), issues)
+        fixtures::validated::<MatrixConfig>(toml)
     }
 
     #[test]

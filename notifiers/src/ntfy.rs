@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use klaxon_config_core::{SecretKey, Seg};
-use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+use reqwest::header::{AUTHORIZATION, HeaderMap};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -331,12 +331,7 @@ impl Ntfy {
         let mut headers = HeaderMap::new();
         let login = self.spec.auth.as_ref().map(NtfyAuth::header);
         if let Some(login) = &login {
-            let Ok(mut value) = HeaderValue::from_str(login) else {
-                return Err(DeliveryError::Reject {
-                    reason: "the login cannot be sent in an HTTP header".into(),
-                });
-            };
-            value.set_sensitive(true);
+            let value = http::secret_header(login, "the login cannot be sent in an HTTP header")?;
             headers.insert(AUTHORIZATION, value);
         }
         let body = message.to_string().into_bytes();
@@ -378,17 +373,12 @@ impl Channel for Ntfy {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::fixtures;
+    use crate::fixtures::{self, span_of};
     use crate::push::wording;
     use klaxon_testkit::{Response, Server};
 
     fn validate(toml: &str) -> (Option<NtfySpec>, Vec<ConfigIssue>) {
-        push::validated::<NtfyConfig>(toml)
-    }
-
-    fn span_of(toml: &str, needle: &str) -> std::ops::Range<usize> {
-        let at = toml.find(needle).unwrap();
-        at..at + needle.len()
+        fixtures::validated::<NtfyConfig>(toml)
     }
 
     #[test]

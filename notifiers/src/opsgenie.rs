@@ -13,13 +13,14 @@
 //! plain text, so nothing is escaped beyond JSON's own.
 
 use klaxon_config_core::{SecretKey, Seg};
-use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+use reqwest::header::{AUTHORIZATION, HeaderMap};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use toml::Spanned;
 use url::Url;
 
+use crate::http;
 use crate::keyed::{Api, ApiRequest, Keyed, KeyedSpec};
 use crate::text::{self, ELLIPSIS};
 use crate::validate::ConfigIssue;
@@ -162,12 +163,10 @@ pub struct AlertApi;
 impl Api for AlertApi {
     fn request(alert: &Alert, spec: &KeyedSpec) -> Result<ApiRequest, DeliveryError> {
         let key = spec.key.expose_secret();
-        let Ok(mut auth) = HeaderValue::from_str(&format!("GenieKey {key}")) else {
-            return Err(DeliveryError::Reject {
-                reason: "`api_key` holds characters an HTTP header cannot carry".into(),
-            });
-        };
-        auth.set_sensitive(true);
+        let auth = http::secret_header(
+            &format!("GenieKey {key}"),
+            "`api_key` holds characters an HTTP header cannot carry",
+        )?;
         let mut headers = HeaderMap::new();
         headers.insert(AUTHORIZATION, auth);
         let request = render(alert);
@@ -184,21 +183,14 @@ impl Api for AlertApi {
 mod tests {
     use super::*;
     use crate::Channel;
-    use crate::fixtures;
+    use crate::fixtures::{self, span_of};
     use klaxon_testkit::{Response, Server};
     use std::time::Duration;
 
     const KEY: &str = "eb243592-faa2-4ba2-a551q-1afdf565c889";
 
     fn validate(toml: &str) -> (Option<OpsgenieSpec>, Vec<ConfigIssue>) {
-        let config: OpsgenieConfig = toml::from_str(toml).unwrap();
-        let mut issues = Vec::new();
-        (config.validate(&mut issues), issues)
-    }
-
-    fn span_of(toml: &str, needle: &str) -> std::ops::Range<usize> {
-        let at = toml.find(needle).unwrap();
-        at..at + needle.len()
+        fixtures::validated::<OpsgenieConfig>(toml)
     }
 
     #[test]

@@ -140,7 +140,7 @@ impl Api for EventsApi {
 mod tests {
     use super::*;
     use crate::Channel;
-    use crate::fixtures;
+    use crate::fixtures::{self, span_of};
     use klaxon_testkit::{Response, Server};
     use std::time::Duration;
     use url::Url;
@@ -148,14 +148,7 @@ mod tests {
     const KEY: &str = "R0UTING-KEY-SECRET";
 
     fn validate(toml: &str) -> (Option<PagerdutySpec>, Vec<ConfigIssue>) {
-        let config: PagerdutyConfig = toml::from_str(toml).unwrap();
-        let mut issues = Vec::new();
-        (config.validate(&mut issues), issues)
-    }
-
-    fn span_of(toml: &str, needle: &str) -> std::ops::Range<usize> {
-        let at = toml.find(needle).unwrap();
-        at..at + needle.len()
+        fixtures::validated::<PagerdutyConfig>(toml)
     }
 
     #[test]

@@ -212,17 +212,6 @@ pub(crate) mod wording {
          - RECOVERED db on macbook after 1h 5m (down 10:15–11:20)";
 }
 
-/// A channel's table read from `toml` and validated: the spec, and every problem.
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-pub(crate) fn validated<C: crate::NotifierPlugin>(
-    toml: &str,
-) -> (Option<C::Spec>, Vec<crate::ConfigIssue>) {
-    let config: C = toml::from_str(toml).unwrap();
-    let mut issues = Vec::new();
-    (config.validate(&mut issues), issues)
-}
-
 /// What every push channel's delivery must do with a receiver's answers, checked
 /// against real local receivers: `send` posts one message to the receiver at the base
 /// URL it is given, within the deadline it is given. A 5xx and a 429 (with its

@@ -234,7 +234,7 @@ mod tests {
     use klaxon_testkit::{Response, Server};
 
     fn validate(toml: &str) -> (Option<PushoverSpec>, Vec<ConfigIssue>) {
-        push::validated::<PushoverConfig>(toml)
+        fixtures::validated::<PushoverConfig>(toml)
     }
 
     #[test]

@@ -296,7 +296,7 @@ impl Channel for Slack {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::fixtures;
+    use crate::fixtures::{self, span_of};
     use klaxon_testkit::{Response, Server};
 
     fn header(title: &str) -> Value {
@@ -719,11 +719,6 @@ mod tests {
         let spec = parse(toml).unwrap().validate(&mut issues);
         assert!(spec.is_none(), "{toml} should not validate");
         issues
-    }
-
-    fn span_of(toml: &str, needle: &str) -> std::ops::Range<usize> {
-        let at = toml.find(needle).unwrap();
-        at..at + needle.len()
     }
 
     #[test]

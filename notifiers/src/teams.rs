@@ -509,18 +509,11 @@ impl Channel for Teams {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::fixtures;
+    use crate::fixtures::{self, span_of};
     use klaxon_testkit::{Response, Server};
 
     fn validate(toml: &str) -> (Option<TeamsSpec>, Vec<ConfigIssue>) {
-        let config: TeamsConfig = toml::from_str(toml).unwrap();
-        let mut issues = Vec::new();
-        (config.validate(&mut issues), issues)
-    }
-
-    fn span_of(toml: &str, needle: &str) -> std::ops::Range<usize> {
-        let at = toml.find(needle).unwrap();
-        at..at + needle.len()
+        fixtures::validated::<TeamsConfig>(toml)
     }
 
     #[test]

@@ -296,7 +296,7 @@ mod tests {
     const TOKEN: &str = "123456:ABC-DEF1234ghIkl-zyx57W2v1u123ew11";
 
     fn validate(toml: &str) -> (Option<TelegramSpec>, Vec<ConfigIssue>) {
-        push::validated::<TelegramConfig>(toml)
+        fixtures::validated::<TelegramConfig>(toml)
     }
 
     #[test]

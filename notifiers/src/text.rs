@@ -351,6 +351,23 @@ pub fn colour(alert: &Alert) -> u32 {
 /// each is written with a backslash before it, which both render as the character.
 const MARKDOWN_SPECIAL: &str = "\\`*_~|<>#[]()";
 
+/// HTML's five special characters as entities, so no value can add markup (the
+/// `email` and `matrix` channels' HTML bodies).
+pub fn escape_html(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
+
 /// `text` as it must be written in a Markdown-flavoured chat message so it shows as
 /// written: ``\ ` * _ ~ | < > # [ ] ( )`` backslash-escaped (no emphasis, no code,
 /// no link, no quote, no heading), and a zero-width space after every `@` so no value

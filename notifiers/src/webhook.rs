@@ -190,19 +190,12 @@ impl Channel for Webhook {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::fixtures;
+    use crate::fixtures::{self, span_of};
     use klaxon_testkit::{Response, Server};
     use serde_json::{Value, json};
 
     fn validate(toml: &str) -> (Option<WebhookSpec>, Vec<ConfigIssue>) {
-        let config: WebhookConfig = toml::from_str(toml).unwrap();
-        let mut issues = Vec::new();
-        (config.validate(&mut issues), issues)
-    }
-
-    fn span_of(toml: &str, needle: &str) -> std::ops::Range<usize> {
-        let at = toml.find(needle).unwrap();
-        at..at + needle.len()
+        fixtures::validated::<WebhookConfig>(toml)
     }
 
     #[test]
