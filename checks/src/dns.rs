@@ -466,13 +466,7 @@ impl Probe for DnsCheck {
         };
         let lookup = resolver.lookup(self.spec.name.clone(), self.spec.record);
         let answer = match tokio::time::timeout(timeout, lookup).await {
-            Err(_) => {
-                return Outcome::new(
-                    Severity::Critical,
-                    format!("timed out after {}", text::duration(timeout)),
-                    start.elapsed(),
-                );
-            }
+            Err(_) => Err(Failure::Timeout),
             Ok(Ok(lookup)) => {
                 let wanted = self.spec.record;
                 let answers: Vec<String> = lookup
@@ -490,11 +484,7 @@ impl Probe for DnsCheck {
         };
         let elapsed = start.elapsed();
         if answer == Err(Failure::Timeout) {
-            return Outcome::new(
-                Severity::Critical,
-                format!("timed out after {}", text::duration(timeout)),
-                elapsed,
-            );
+            return Outcome::new(Severity::Critical, text::timed_out(timeout), elapsed);
         }
         self.judge(answer, elapsed)
     }

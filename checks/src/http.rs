@@ -800,11 +800,7 @@ impl Probe for HttpCheck {
         let result = tokio::time::timeout(timeout, self.fetch()).await;
         let elapsed = start.elapsed();
         let mut outcome = match result {
-            Err(_) => Outcome::new(
-                Severity::Critical,
-                format!("timed out after {}", text::duration(timeout)),
-                elapsed,
-            ),
+            Err(_) => Outcome::new(Severity::Critical, text::timed_out(timeout), elapsed),
             Ok(Err(e)) => Outcome::new(Severity::Critical, describe_error(e), elapsed),
             Ok(Ok(fetched)) => {
                 let outcome = self.judge(&fetched, elapsed);

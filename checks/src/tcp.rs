@@ -213,11 +213,7 @@ impl Probe for TcpCheck {
         let result = tokio::time::timeout(timeout, self.connect()).await;
         let elapsed = start.elapsed();
         let mut outcome = match result {
-            Err(_) => Outcome::new(
-                Severity::Critical,
-                format!("timed out after {}", text::duration(timeout)),
-                elapsed,
-            ),
+            Err(_) => Outcome::new(Severity::Critical, text::timed_out(timeout), elapsed),
             Ok(Err(reason)) => Outcome::new(Severity::Critical, reason, elapsed),
             Ok(Ok(certificate)) => {
                 let how = match (self.spec.starttls, self.spec.tls) {
