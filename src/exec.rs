@@ -211,22 +211,14 @@ async fn warn_overdue(
     max: Duration,
     started_at: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<()> {
-    let tries = Tries {
-        made: 1,
-        allowed: plan.retry.attempts(),
-    };
-    let times = Times {
-        started_at,
-        elapsed: max,
-        fire_at: None,
-    };
     let next_run = plan
         .trigger
         .as_ref()
         .and_then(|t| t.next_after(rt.clock.now()));
-    let outcome = crate::runner::still_running(max);
+    let allowed = plan.retry.attempts();
     let finished =
-        crate::runner::record(rt, &plan.subject, outcome, tries, times, next_run).await?;
+        crate::runner::record_still_running(rt, &plan.subject, started_at, max, allowed, next_run)
+            .await?;
     let left =
         crate::delivery::deliver_within(rt, finished.messages, crate::heartbeat::EXIT_WAIT).await;
     if left > 0 {

@@ -166,16 +166,31 @@ pub fn over_time(mut outcome: Outcome, elapsed: Duration, max: Option<Duration>)
     outcome
 }
 
-/// The warning of a run still going after its `max_duration` (an `exec` command, a
-/// heartbeat's `/start` without its end yet): `still running after 10m (max_duration
-/// 10m)`, recorded as a run of its own so it alerts while the run goes on.
-pub fn still_running(max: Duration) -> Outcome {
+/// Records the warning of a run begun `started_at` and still going after its
+/// `max_duration` (an `exec` command, a heartbeat's `/start` without its end yet):
+/// `still running after 10m (max_duration 10m)`, a run of its own (one try of
+/// `allowed`) so it alerts while the run goes on.
+pub async fn record_still_running(
+    rt: &Arc<Runtime>,
+    job: &Subject,
+    started_at: DateTime<Utc>,
+    max: Duration,
+    allowed: u32,
+    next_run: Option<DateTime<Utc>>,
+) -> anyhow::Result<Finished> {
     let max_text = humantime::format_duration(max);
-    Outcome::new(
+    let outcome = Outcome::new(
         Severity::Warning,
         format!("still running after {max_text} (max_duration {max_text})"),
         max,
-    )
+    );
+    let tries = Tries { made: 1, allowed };
+    let times = Times {
+        started_at,
+        elapsed: max,
+        fire_at: None,
+    };
+    record(rt, job, outcome, tries, times, next_run).await
 }
 
 /// Records a run cut short by a shutdown in history as `interrupted`, with what its

@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::config::Job;
-use crate::runner::{Subject, Times, Tries};
+use crate::runner::Subject;
 use crate::runtime::Runtime;
 
 /// The runs begun and not yet ended, by job.
@@ -70,17 +70,7 @@ async fn overdue(
     at: DateTime<Utc>,
     max: Duration,
 ) -> anyhow::Result<()> {
-    let tries = Tries {
-        made: 1,
-        allowed: 1,
-    };
-    let times = Times {
-        started_at: at,
-        elapsed: max,
-        fire_at: None,
-    };
     let next_run = job.trigger.next_after(rt.clock.now());
-    let outcome = crate::runner::still_running(max);
-    crate::runner::record(rt, &Subject::from(job), outcome, tries, times, next_run).await?;
+    crate::runner::record_still_running(rt, &Subject::from(job), at, max, 1, next_run).await?;
     Ok(())
 }

@@ -212,7 +212,7 @@ impl OneAtATime {
         };
         match tokio::time::timeout(timeout, answer).await {
             Err(_) => {
-                let summary = format!("timed out after {}", crate::text::duration(timeout));
+                let summary = crate::text::timed_out(timeout);
                 Outcome::new(Severity::Critical, summary, start.elapsed())
             }
             Ok(Err(lost)) => Outcome::new(

@@ -2,8 +2,10 @@
 //! `cert_crit` limits and their validation, reading a server certificate's subject and
 //! `notAfter`, and judging how long it has left.
 
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use rustls::pki_types::pem::PemObject;
 use toml::Spanned;
 
 use crate::validate::{self, ConfigIssue};
@@ -52,6 +54,22 @@ impl CertInfo {
             humantime::format_rfc3339_seconds(self.not_after)
         )
     }
+}
+
+/// Every certificate in a `ca_file` (PEM), for the `http` and `tcp` checks; failures
+/// name the key and the file.
+pub(crate) fn read_ca_file(
+    path: &Path,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+    let shown = path.display();
+    let pem = std::fs::read(path).map_err(|e| format!("`ca_file` `{shown}`: {e}"))?;
+    let certs = rustls::pki_types::CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("`ca_file` `{shown}`: not a PEM certificate: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!("`ca_file` `{shown}`: no PEM certificate in it"));
+    }
+    Ok(certs)
 }
 
 /// A DER certificate's subject and `notAfter`.

@@ -226,7 +226,7 @@ impl Probe for DiskCheck {
                 match tokio::time::timeout(timeout, answer.wait_for(Option::is_some)).await {
                     Err(_) => Outcome::new(
                         Severity::Critical,
-                        format!("timed out after {}", text::duration(timeout)),
+                        text::timed_out(timeout),
                         start.elapsed(),
                     ),
                     Ok(answered) => self.answered(answered.map(|a| a.clone()), start),

@@ -90,15 +90,14 @@ impl Server {
     async fn addr(&self) -> Result<SocketAddr, String> {
         let (host, port) = match self {
             Server::Addr(addr) => return Ok(*addr),
-            Server::Host(host, port) => (host.clone(), *port),
+            Server::Host(host, port) => (host, *port),
         };
         let shown = format!("{host}:{port}");
-        crate::blocking::CHECKS
-            .run(move || std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port)))
+        validate::lookup(host, port)
             .await
-            .map_err(|e| format!("cannot look up the server `{shown}`: {e}"))?
-            .map_err(|e| format!("server `{shown}`: {}", text::dns_failure(&e.to_string())))?
-            .next()
+            .map_err(|e| format!("server `{shown}`: {e}"))?
+            .first()
+            .copied()
             .ok_or_else(|| format!("server `{shown}` has no address"))
     }
 }
@@ -136,9 +135,10 @@ fn server(raw: &Spanned<String>, issues: &mut Vec<ConfigIssue>) -> Option<Server
         && host
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_');
-    match port {
-        Some(port) if name_ok => return Some(Server::Host(host.to_owned(), port)),
-        _ => {}
+    if let Some(port) = port
+        && name_ok
+    {
+        return Some(Server::Host(host.to_owned(), port));
     }
     issues.push(ConfigIssue::new(
         raw.span(),
@@ -466,13 +466,7 @@ impl Probe for DnsCheck {
         };
         let lookup = resolver.lookup(self.spec.name.clone(), self.spec.record);
         let answer = match tokio::time::timeout(timeout, lookup).await {
-            Err(_) => {
-                return Outcome::new(
-                    Severity::Critical,
-                    format!("timed out after {}", text::duration(timeout)),
-                    start.elapsed(),
-                );
-            }
+            Err(_) => Err(Failure::Timeout),
             Ok(Ok(lookup)) => {
                 let wanted = self.spec.record;
                 let answers: Vec<String> = lookup
@@ -490,11 +484,7 @@ impl Probe for DnsCheck {
         };
         let elapsed = start.elapsed();
         if answer == Err(Failure::Timeout) {
-            return Outcome::new(
-                Severity::Critical,
-                format!("timed out after {}", text::duration(timeout)),
-                elapsed,
-            );
+            return Outcome::new(Severity::Critical, text::timed_out(timeout), elapsed);
         }
         self.judge(answer, elapsed)
     }

@@ -143,17 +143,7 @@ impl CheckPlugin for FileConfig {
                 ),
             ));
         }
-        let min_count = match &self.min_count {
-            Some(raw) if *raw.get_ref() < 0 => {
-                issues.push(ConfigIssue::new(
-                    raw.span(),
-                    format!("`min_count` must be 0 or more, found {}", raw.get_ref()),
-                ));
-                None
-            }
-            Some(raw) => u64::try_from(*raw.get_ref()).ok(),
-            None => None,
-        };
+        let min_count = validate::count(&self.min_count, "min_count", issues).flatten();
         let exists = self.exists.as_ref().is_none_or(|e| *e.get_ref());
         if !exists {
             let limits = [

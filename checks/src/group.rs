@@ -268,7 +268,7 @@ impl Ending {
     pub fn describe(&self, program: &str, timeout: Duration) -> String {
         match self {
             Ending::Exited(status) => exit_text(*status),
-            Ending::TimedOut => format!("timed out after {}", text::duration(timeout)),
+            Ending::TimedOut => text::timed_out(timeout),
             Ending::Interrupted => "interrupted".to_owned(),
             Ending::Lost(e) => format!("lost track of `{program}`: {e}"),
         }

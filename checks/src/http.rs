@@ -769,17 +769,11 @@ impl HttpCheck {
         }
         let mut builder = client_builder();
         if let Some(path) = &spec.ca_file {
-            let shown = path.display();
-            let pem = std::fs::read(path)
-                .map_err(|e| BuildError::Other(format!("`ca_file` `{shown}`: {e}")))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                BuildError::Other(format!("`ca_file` `{shown}`: not a PEM certificate: {e}"))
-            })?;
-            if certs.is_empty() {
-                return Err(BuildError::Other(format!(
-                    "`ca_file` `{shown}`: no PEM certificate in it"
-                )));
-            }
+            let certs = cert::read_ca_file(path)
+                .map_err(BuildError::Other)?
+                .iter()
+                .map(|der| reqwest::Certificate::from_der(der))
+                .collect::<Result<Vec<_>, _>>()?;
             builder = builder.tls_certs_merge(certs);
         }
         if !spec.tls_verify {
@@ -806,11 +800,7 @@ impl Probe for HttpCheck {
         let result = tokio::time::timeout(timeout, self.fetch()).await;
         let elapsed = start.elapsed();
         let mut outcome = match result {
-            Err(_) => Outcome::new(
-                Severity::Critical,
-                format!("timed out after {}", text::duration(timeout)),
-                elapsed,
-            ),
+            Err(_) => Outcome::new(Severity::Critical, text::timed_out(timeout), elapsed),
             Ok(Err(e)) => Outcome::new(Severity::Critical, describe_error(e), elapsed),
             Ok(Ok(fetched)) => {
                 let outcome = self.judge(&fetched, elapsed);

@@ -93,26 +93,6 @@ impl LogSpec {
     }
 }
 
-fn count(
-    raw: &Option<Spanned<i64>>,
-    key: &str,
-    issues: &mut Vec<ConfigIssue>,
-) -> Option<Option<u64>> {
-    let Some(raw) = raw else {
-        return Some(None);
-    };
-    match u64::try_from(*raw.get_ref()) {
-        Ok(n) => Some(Some(n)),
-        Err(_) => {
-            issues.push(ConfigIssue::new(
-                raw.span(),
-                format!("`{key}` must be 0 or more, found {}", raw.get_ref()),
-            ));
-            None
-        }
-    }
-}
-
 impl CheckPlugin for LogConfig {
     type Spec = LogSpec;
     type Runtime = LogCheck;
@@ -126,8 +106,8 @@ impl CheckPlugin for LogConfig {
         let before = issues.len();
         let path = validate::absolute_path(&self.path, "path", issues);
         let pattern = validate::regex(&self.pattern, "pattern", issues);
-        let warn = count(&self.warn_matches, "warn_matches", issues);
-        let max = count(&self.max_matches, "max_matches", issues);
+        let warn = validate::count(&self.warn_matches, "warn_matches", issues);
+        let max = validate::count(&self.max_matches, "max_matches", issues);
         let start = match self.start.as_ref().map(|s| (s, s.get_ref().as_str())) {
             None | Some((_, "end")) => Some(Start::End),
             Some((_, "beginning")) => Some(Start::Beginning),

@@ -230,11 +230,7 @@ impl Probe for PingCheck {
         let result = tokio::time::timeout(timeout, self.ping()).await;
         let elapsed = start.elapsed();
         match result {
-            Err(_) => Outcome::new(
-                Severity::Critical,
-                format!("timed out after {}", text::duration(timeout)),
-                elapsed,
-            ),
+            Err(_) => Outcome::new(Severity::Critical, text::timed_out(timeout), elapsed),
             Ok(Err(reason)) => Outcome::new(Severity::Critical, reason, elapsed),
             Ok(Ok(pinged)) => self.judge(&pinged, elapsed),
         }

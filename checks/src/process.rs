@@ -246,11 +246,7 @@ impl Probe for ProcessCheck {
         let result = tokio::time::timeout(timeout, self.measure()).await;
         let elapsed = start.elapsed();
         match result {
-            Err(_) => Outcome::new(
-                Severity::Critical,
-                format!("timed out after {}", text::duration(timeout)),
-                elapsed,
-            ),
+            Err(_) => Outcome::new(Severity::Critical, text::timed_out(timeout), elapsed),
             Ok(Err((severity, reason))) => Outcome::new(severity, reason, elapsed),
             Ok(Ok(usage)) => self.judge(usage, elapsed),
         }

@@ -16,7 +16,6 @@ use std::time::{Duration, SystemTime};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use serde::Deserialize;
 use tokio::net::TcpStream;
@@ -214,11 +213,7 @@ impl Probe for TcpCheck {
         let result = tokio::time::timeout(timeout, self.connect()).await;
         let elapsed = start.elapsed();
         let mut outcome = match result {
-            Err(_) => Outcome::new(
-                Severity::Critical,
-                format!("timed out after {}", text::duration(timeout)),
-                elapsed,
-            ),
+            Err(_) => Outcome::new(Severity::Critical, text::timed_out(timeout), elapsed),
             Ok(Err(reason)) => Outcome::new(Severity::Critical, reason, elapsed),
             Ok(Ok(certificate)) => {
                 let how = match (self.spec.starttls, self.spec.tls) {
@@ -329,7 +324,7 @@ fn tls_config(ca_file: Option<&Path>, verify: bool) -> Result<Arc<rustls::Client
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let verifier: Arc<dyn ServerCertVerifier> = if verify {
         let extra = match ca_file {
-            Some(path) => read_ca_file(path)?,
+            Some(path) => cert::read_ca_file(path)?,
             None => Vec::new(),
         };
         let verifier =
@@ -346,20 +341,6 @@ fn tls_config(ca_file: Option<&Path>, verify: bool) -> Result<Arc<rustls::Client
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
     Ok(Arc::new(config))
-}
-
-/// Every certificate in a PEM file, with the wording the `http` check uses for the same
-/// key.
-fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let shown = path.display();
-    let pem = std::fs::read(path).map_err(|e| format!("`ca_file` `{shown}`: {e}"))?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("`ca_file` `{shown}`: not a PEM certificate: {e}"))?;
-    if certs.is_empty() {
-        return Err(format!("`ca_file` `{shown}`: no PEM certificate in it"));
-    }
-    Ok(certs)
 }
 
 /// `tls_verify = false`: any certificate for any name is accepted. The handshake's

@@ -9,6 +9,11 @@ pub(crate) fn duration(d: Duration) -> String {
     humantime::format_duration(d).to_string()
 }
 
+/// The summary of a check that did not finish within `timeout`: `timed out after 5s`.
+pub(crate) fn timed_out(timeout: Duration) -> String {
+    format!("timed out after {}", duration(timeout))
+}
+
 /// A measured time, short: `12ms` below a second, else seconds with one decimal
 /// (`2.3s`, `2s`).
 pub(crate) fn elapsed(d: Duration) -> String {

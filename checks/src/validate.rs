@@ -74,6 +74,28 @@ pub(crate) fn absolute_path(
     None
 }
 
+/// An optional count, 0 or more: `Some(None)` when it is not set, `None` (reported as
+/// `key`) when it is negative.
+pub(crate) fn count(
+    raw: &Option<Spanned<i64>>,
+    key: &str,
+    issues: &mut Vec<ConfigIssue>,
+) -> Option<Option<u64>> {
+    let Some(raw) = raw else {
+        return Some(None);
+    };
+    match u64::try_from(*raw.get_ref()) {
+        Ok(n) => Some(Some(n)),
+        Err(_) => {
+            issues.push(ConfigIssue::new(
+                raw.span(),
+                format!("`{key}` must be 0 or more, found {}", raw.get_ref()),
+            ));
+            None
+        }
+    }
+}
+
 /// Compiles a regex, reporting `key` and regex's own one-line reason on failure.
 pub(crate) fn regex(
     value: &Spanned<String>,

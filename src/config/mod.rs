@@ -573,31 +573,26 @@ impl<'a> Loader<'a> {
     }
 
     fn duration(&mut self, value: &Text, key: &str) -> Option<Duration> {
-        match humantime::parse_duration(value.get_ref().trim()) {
-            Ok(d) => Some(d),
-            Err(_) => {
-                self.diagnostics.push(Diagnostic::at(
-                    value.span(),
-                    format!(
-                        "`{key}`: expected a duration like `30s`, `5m` or `1h30m`, found `{}`",
-                        value.get_ref()
-                    ),
-                ));
-                None
-            }
-        }
+        self.core_issues(|issues| klaxon_config_core::duration(value, key, issues))
     }
 
     fn positive_duration(&mut self, value: &Text, key: &str) -> Option<Duration> {
-        let d = self.duration(value, key)?;
-        if d.is_zero() {
-            self.diagnostics.push(Diagnostic::at(
-                value.span(),
-                format!("`{key}` must be greater than zero"),
-            ));
-            return None;
-        }
-        Some(d)
+        self.core_issues(|issues| klaxon_config_core::positive_duration(value, key, issues))
+    }
+
+    /// Runs one of [`klaxon_config_core`]'s validators, its problems becoming diagnostics.
+    fn core_issues<T>(
+        &mut self,
+        validate: impl FnOnce(&mut Vec<klaxon_config_core::ConfigIssue>) -> Option<T>,
+    ) -> Option<T> {
+        let mut issues = Vec::new();
+        let value = validate(&mut issues);
+        self.diagnostics.extend(
+            issues
+                .into_iter()
+                .map(|i| Diagnostic::at(i.span, i.message)),
+        );
+        value
     }
 
     fn count(&mut self, value: &Spanned<i64>, key: &str, min: i64, max: i64) -> Option<u32> {
