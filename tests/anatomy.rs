@@ -1,16 +1,18 @@
 //! The plugin anatomy (README "Writing a plugin"): every type registered in `checks!`
-//! and `notifiers!` is read from its table the way the agent reads it, keeps its `type`
-//! through `kind()` raw and validated, and is documented in `config/reference.toml` and
-//! README.md. A type registered without its example or its documentation fails here.
+//! and `notifiers!` parses from its table in `config/reference.toml` the way the agent
+//! reads it (`CheckSpec::parse`, `NotifierSpec::parse`: straight to the validated spec),
+//! keeps its `type` through `kind()`, and is documented in README.md. A type registered
+//! without its example or its documentation fails here.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use klaxon_checks::CheckConfig;
-use klaxon_notifiers::NotifierConfig;
+use klaxon_checks::CheckSpec;
+use klaxon_config_core::ParseError;
+use klaxon_notifiers::NotifierSpec;
 use toml::Spanned;
-use toml::de::{DeTable, DeValue, ValueDeserializer};
+use toml::de::{DeTable, DeValue};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -20,8 +22,37 @@ fn reference_path() -> PathBuf {
     root().join("config/reference.toml")
 }
 
+/// Stand-ins for the secrets the reference reads from the environment.
+fn env(name: &str) -> Option<String> {
+    match name {
+        "SLACK_WEBHOOK_URL" => Some("https://hooks.slack.com/services/T0/B0/x".to_owned()),
+        "TEAMS_WEBHOOK_URL" => Some("https://example.webhook.office.com/x".to_owned()),
+        "DISCORD_WEBHOOK_URL" | "MATTERMOST_WEBHOOK_URL" | "GOOGLECHAT_WEBHOOK_URL" => {
+            Some("https://hooks.example.com/x".to_owned())
+        }
+        "MATRIX_ACCESS_TOKEN" => Some("not-a-real-secret".to_owned()),
+        "SMTP_PASSWORD" | "HOOK_SECRET" | "KLAXON_TOKEN" => Some("not-a-real-secret".to_owned()),
+        "PAGERDUTY_ROUTING_KEY" | "OPSGENIE_API_KEY" => Some("not-a-real-secret".to_owned()),
+        "NTFY_TOPIC" | "NTFY_TOKEN" | "PUSHOVER_TOKEN" | "PUSHOVER_USER" => {
+            Some("not-a-real-secret".to_owned())
+        }
+        "TELEGRAM_BOT_TOKEN" | "GOTIFY_TOKEN" => Some("not-a-real-secret".to_owned()),
+        _ => None,
+    }
+}
+
+/// The reference with every `${NAME}` it reads from the environment replaced by its
+/// [`env`] stand-in, as the agent replaces it before a plugin sees its table.
 fn reference() -> String {
-    std::fs::read_to_string(reference_path()).unwrap()
+    let mut text = std::fs::read_to_string(reference_path()).unwrap();
+    while let Some(start) = text.find("${") {
+        let end = start + text[start..].find('}').unwrap();
+        let name = &text[start + 2..end];
+        // `${file:PATH}` and the like are only named in comments.
+        let value = env(name).unwrap_or_else(|| name.replace(':', "="));
+        text.replace_range(start..=end, &value);
+    }
+    text
 }
 
 fn table<'a>(value: &'a Spanned<DeValue<'static>>, what: &str) -> &'a DeTable<'static> {
@@ -32,7 +63,7 @@ fn table<'a>(value: &'a Spanned<DeValue<'static>>, what: &str) -> &'a DeTable<'s
 }
 
 /// A plugin's table in the reference: its `type`, and the rest as the agent hands it to
-/// the plugin's deserializer.
+/// the plugin's `parse`.
 struct Example {
     at: String,
     kind: String,
@@ -87,18 +118,19 @@ fn unique(types: &[&str]) {
 
 #[test]
 fn every_type_is_registered_once() {
-    unique(CheckConfig::TYPES);
-    unique(NotifierConfig::TYPES);
+    unique(CheckSpec::TYPES);
+    unique(NotifierSpec::TYPES);
 }
 
-/// Every one of `types` has an example in the reference, which its crate's deserializer
-/// (`read`: the `type`, the rest of the table; the kind read back) reads as that type,
-/// and a misspelt `type` is refused naming every registered one.
+/// Every one of `types` has an example in the reference, which its crate's `parse`
+/// (`read`: the `type`, the rest of the table; the kind of the spec read back) reads
+/// and validates as that type, and a misspelt `type` is refused naming every
+/// registered one.
 fn each_type_reads_as_itself(
     what: &str,
     types: &[&str],
     examples: &[Example],
-    read: impl Fn(&str, Spanned<DeValue<'static>>) -> Result<&'static str, toml::de::Error>,
+    read: impl Fn(&str, Spanned<DeValue<'static>>) -> Result<&'static str, ParseError>,
 ) {
     for kind in types {
         let found: Vec<&Example> = examples.iter().filter(|e| e.kind == *kind).collect();
@@ -112,51 +144,32 @@ fn each_type_reads_as_itself(
         }
     }
     let empty = Spanned::new(0..0, DeValue::Table(DeTable::new()));
-    let err = read("no-such-type", empty).unwrap_err();
+    let Err(ParseError::Shape(err)) = read("no-such-type", empty) else {
+        panic!("a misspelt {what} `type` was not refused as the wrong shape");
+    };
     for kind in types {
         assert!(err.message().contains(kind), "{err}");
     }
 }
 
 #[test]
-fn every_check_type_deserializes_from_its_reference_example_and_keeps_its_kind() {
+fn every_check_type_parses_from_its_reference_example_and_keeps_its_kind() {
     let (checks, _) = examples();
-    each_type_reads_as_itself("check", CheckConfig::TYPES, &checks, |kind, body| {
-        CheckConfig::deserialize(kind, ValueDeserializer::from(body)).map(|c| c.kind())
+    each_type_reads_as_itself("check", CheckSpec::TYPES, &checks, |kind, body| {
+        CheckSpec::parse(kind, body).map(|spec| spec.kind())
     });
 }
 
 #[test]
-fn every_notifier_type_deserializes_from_its_reference_example_and_keeps_its_kind() {
+fn every_notifier_type_parses_from_its_reference_example_and_keeps_its_kind() {
     let (_, notifiers) = examples();
-    each_type_reads_as_itself(
-        "notifier",
-        NotifierConfig::TYPES,
-        &notifiers,
-        |kind, body| {
-            NotifierConfig::deserialize(kind, ValueDeserializer::from(body)).map(|c| c.kind())
-        },
-    );
+    each_type_reads_as_itself("notifier", NotifierSpec::TYPES, &notifiers, |kind, body| {
+        NotifierSpec::parse(kind, body).map(|spec| spec.kind())
+    });
 }
 
 #[test]
 fn the_reference_validates_to_every_type_and_keeps_each_kind() {
-    // Stand-ins for the secrets the reference reads from the environment.
-    let env = |name: &str| match name {
-        "SLACK_WEBHOOK_URL" => Some("https://hooks.slack.com/services/T0/B0/x".to_owned()),
-        "TEAMS_WEBHOOK_URL" => Some("https://example.webhook.office.com/x".to_owned()),
-        "DISCORD_WEBHOOK_URL" | "MATTERMOST_WEBHOOK_URL" | "GOOGLECHAT_WEBHOOK_URL" => {
-            Some("https://hooks.example.com/x".to_owned())
-        }
-        "MATRIX_ACCESS_TOKEN" => Some("not-a-real-secret".to_owned()),
-        "SMTP_PASSWORD" | "HOOK_SECRET" | "KLAXON_TOKEN" => Some("not-a-real-secret".to_owned()),
-        "PAGERDUTY_ROUTING_KEY" | "OPSGENIE_API_KEY" => Some("not-a-real-secret".to_owned()),
-        "NTFY_TOPIC" | "NTFY_TOKEN" | "PUSHOVER_TOKEN" | "PUSHOVER_USER" => {
-            Some("not-a-real-secret".to_owned())
-        }
-        "TELEGRAM_BOT_TOKEN" | "GOTIFY_TOKEN" => Some("not-a-real-secret".to_owned()),
-        _ => None,
-    };
     let config = klaxon::config::load(&reference_path(), &env).unwrap();
     let (checks, notifiers) = examples();
 
@@ -169,9 +182,9 @@ fn the_reference_validates_to_every_type_and_keeps_each_kind() {
     assert_eq!(validated, written);
 
     let checks: BTreeSet<&str> = config.jobs.iter().map(|j| j.check.kind()).collect();
-    assert_eq!(checks, CheckConfig::TYPES.iter().copied().collect());
+    assert_eq!(checks, CheckSpec::TYPES.iter().copied().collect());
     let notifiers: BTreeSet<&str> = config.notifiers.iter().map(|n| n.spec.kind()).collect();
-    assert_eq!(notifiers, NotifierConfig::TYPES.iter().copied().collect());
+    assert_eq!(notifiers, NotifierSpec::TYPES.iter().copied().collect());
 }
 
 /// The text of README's `### TITLE` section, up to the next heading of its level or
@@ -194,14 +207,14 @@ fn section(readme: &str, title: &str) -> String {
 fn every_type_is_documented_in_the_readme() {
     let readme = std::fs::read_to_string(Path::new(&root()).join("README.md")).unwrap();
     let checks = section(&readme, "Checks");
-    for kind in CheckConfig::TYPES {
+    for kind in CheckSpec::TYPES {
         assert!(
             checks.contains(&format!("\n**`{kind}`**")),
             "README.md's `### Checks` has no `**`{kind}`**` paragraph"
         );
     }
     let notifiers = section(&readme, "Notifiers");
-    for kind in NotifierConfig::TYPES {
+    for kind in NotifierSpec::TYPES {
         assert!(
             notifiers.contains(&format!("\n| `{kind}` |")),
             "README.md's `### Notifiers` table has no `{kind}` row"

@@ -23,9 +23,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use klaxon_checks::{Check, CheckConfig, Shared};
+use klaxon_checks::{Check, CheckSpec, Shared};
 use toml::Spanned;
-use toml::de::{DeTable, DeValue, ValueDeserializer};
+use toml::de::{DeTable, DeValue};
 
 /// Bounds one check; a check this slow on loopback is an error, not a data point.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -93,7 +93,8 @@ fn parse_opts() -> Result<Opts, String> {
 }
 
 /// Builds the check exactly as a config file would: the TOML table goes through
-/// `CheckConfig::deserialize` over a spanned value, then validation, then `Check::build`.
+/// `CheckSpec::parse` over a spanned value (deserialized, then validated), then
+/// `Check::build`.
 fn build_check(opts: &Opts, shared: &Shared) -> Result<Check, String> {
     let text = format!(
         "url = {:?}\nexpect_status = [200]\nbody_contains = {:?}\n",
@@ -101,12 +102,7 @@ fn build_check(opts: &Opts, shared: &Shared) -> Result<Check, String> {
     );
     let table = DeTable::parse(&text).map_err(|e| e.to_string())?;
     let value = Spanned::new(0..text.len(), DeValue::Table(table.into_inner()));
-    let config = CheckConfig::deserialize("http", ValueDeserializer::from(value))
-        .map_err(|e| e.to_string())?;
-    let mut issues = Vec::new();
-    let spec = config
-        .validate(&mut issues)
-        .ok_or_else(|| format!("invalid check: {issues:?}"))?;
+    let spec = CheckSpec::parse("http", value).map_err(|e| format!("invalid check: {e}"))?;
     Check::build(&spec, shared).map_err(|e| e.to_string())
 }
 

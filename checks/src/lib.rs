@@ -1,13 +1,14 @@
 //! klaxon's check plugins. One module per kind owns its raw config struct (what the TOML
 //! says, implementing [`CheckPlugin`]), its validated spec (typed values, no I/O) and its
 //! runtime (implementing [`Probe`]). This root registers each kind with one line of
-//! `checks!` (see `plugin.rs`), which makes the closed enums that dispatch over them with
-//! `match`.
+//! `checks!` (see `plugin.rs`), which makes the one closed enum, [`CheckSpec`], that
+//! dispatches over them with `match`.
 //!
-//! Config flows raw → validated → built: [`CheckConfig::deserialize`] mirrors the file,
-//! [`CheckConfig::validate`] collects every problem with its location, and
-//! [`Check::build`] makes clients. Running a check never fails: every problem with the
-//! target is an [`Outcome`] with a severity and a summary.
+//! Config flows raw → validated → built: [`CheckSpec::parse`] reads the file's table as
+//! the kind's raw struct and validates it, collecting every problem with its location,
+//! and [`Check::build`] makes clients: one [`Check`] whatever the kind. Running a check
+//! never fails: every problem with the target is an [`Outcome`] with a severity and a
+//! summary.
 
 pub mod blocking;
 mod cert;
@@ -36,9 +37,9 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-pub use klaxon_config_core::SecretKey;
+pub use klaxon_config_core::{ParseError, SecretKey};
 pub use metric::Metric;
-pub use plugin::{CheckPlugin, Passive, Probe};
+pub use plugin::{Check, CheckPlugin, Passive, Probe};
 pub use validate::ConfigIssue;
 
 /// How a check went, ordered from best to worst (`unknown` is alerted as critical).
@@ -197,16 +198,13 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-    use crate::test_support::config;
+    use toml::Spanned;
+    use toml::de::{DeTable, DeValue};
 
     fn spec(kind: &str, text: &str) -> CheckSpec {
-        let table = match kind {
-            "process" => CheckConfig::Process(config(text)),
-            "disk" => CheckConfig::Disk(config(text)),
-            "heartbeat" => CheckConfig::Heartbeat(config(text)),
-            other => panic!("{other}"),
-        };
-        table.validate(&mut Vec::new()).unwrap()
+        // The document's own span is empty; a check table spans its text, as in a file.
+        let table = DeValue::Table(DeTable::parse(text).unwrap().into_inner());
+        CheckSpec::parse(kind, Spanned::new(0..text.len(), table)).unwrap()
     }
 
     #[tokio::test]

@@ -1,18 +1,19 @@
 //! The anatomy of a check: what one kind's file implements ([`CheckPlugin`] on its raw
-//! config, [`Probe`] on its runtime) and the `checks!` macro whose one line per kind in
-//! the crate root makes the closed enums ([`CheckConfig`](crate::CheckConfig),
-//! [`CheckSpec`](crate::CheckSpec), [`Check`](crate::Check)), the `type` names and every
-//! `match` over them. Nothing is registered at run time: a kind missing a method is a
-//! compile error.
+//! config, [`Probe`] on its runtime), the `checks!` macro whose one line per kind in the
+//! crate root makes the one closed enum, [`CheckSpec`](crate::CheckSpec) (its `type`
+//! names, its `parse` straight from the table to the validated spec, and every `match`
+//! over the kinds), and the built [`Check`], one struct over any probe. Nothing is
+//! registered at run time: a kind missing a method is a compile error.
 
 use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use klaxon_config_core::SecretKey;
 use serde::de::DeserializeOwned;
 
-use crate::{BuildError, ConfigIssue, Outcome, Shared};
+use crate::{BuildError, CheckSpec, ConfigIssue, Outcome, Shared};
 
 /// A kind's raw `[jobs.NAME.check]` table (less its `type`), and what the agent must know
 /// about the kind beside its runtime.
@@ -88,63 +89,118 @@ impl Probe for Passive {
     }
 }
 
+/// A future of a [`DynProbe`]: boxed, so the trait can be used as `dyn`.
+type Running<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// [`Probe`] with its futures boxed, so that one [`Check`] holds any probe. Its only
+/// implementation is the one below, for every [`Probe`]: a kind's file never sees it.
+pub(crate) trait DynProbe: fmt::Debug + Send + Sync {
+    /// [`Probe::run_until`].
+    fn run_until<'a>(
+        &'a self,
+        timeout: Duration,
+        interrupt: Running<'a, ()>,
+    ) -> Running<'a, Outcome>;
+
+    /// [`Probe::commit`].
+    fn commit(&self) -> Option<String>;
+
+    /// [`Probe::wants_restore`].
+    fn wants_restore(&self) -> bool;
+
+    /// [`Probe::restore`].
+    fn restore(&self, state: Option<&str>);
+}
+
+impl<P: Probe> DynProbe for P {
+    fn run_until<'a>(
+        &'a self,
+        timeout: Duration,
+        interrupt: Running<'a, ()>,
+    ) -> Running<'a, Outcome> {
+        Box::pin(Probe::run_until(self, timeout, interrupt))
+    }
+
+    fn commit(&self) -> Option<String> {
+        Probe::commit(self)
+    }
+
+    fn wants_restore(&self) -> bool {
+        Probe::wants_restore(self)
+    }
+
+    fn restore(&self, state: Option<&str>) {
+        Probe::restore(self, state)
+    }
+}
+
+/// A check ready to run: the probe its spec built, and the `type` it was configured as.
+#[derive(Debug)]
+pub struct Check {
+    kind: &'static str,
+    probe: Box<dyn DynProbe>,
+}
+
+impl Check {
+    /// Builds the runtime for a spec, reusing `shared` clients where it can.
+    ///
+    /// `heartbeat` checks are fed by pings the agent stores, and judged with
+    /// [`heartbeat::evaluate`](crate::heartbeat::evaluate); they have no runtime here and
+    /// report [`BuildError::Unsupported`].
+    pub fn build(spec: &CheckSpec, shared: &Shared) -> Result<Check, BuildError> {
+        Ok(Check {
+            kind: spec.kind(),
+            probe: spec.probe(shared)?,
+        })
+    }
+
+    /// The check's type, as `type` names it in the config.
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    /// Runs one try. `timeout` bounds the whole try; when it fires the result is
+    /// critical, "timed out after …", and everything the try started is stopped.
+    pub async fn run(&self, timeout: Duration) -> Outcome {
+        self.run_until(timeout, std::future::pending()).await
+    }
+
+    /// [`Check::run`], stopped early when `interrupt` completes (klaxon is stopping): a
+    /// script's group gets SIGTERM, then SIGKILL after
+    /// [`script::KILL_GRACE`](crate::script::KILL_GRACE), and the outcome is
+    /// [`Outcome::interrupted`]; so is a `disk` run waiting for a `statfs` still stuck
+    /// from an earlier run. Other kinds are bounded by `timeout` and run to their end.
+    pub async fn run_until(
+        &self,
+        timeout: Duration,
+        interrupt: impl Future<Output = ()> + Send,
+    ) -> Outcome {
+        self.probe.run_until(timeout, Box::pin(interrupt)).await
+    }
+
+    /// Ends a run (see [`Probe::commit`]): the state to keep for the next one.
+    pub fn commit(&self) -> Option<String> {
+        self.probe.commit()
+    }
+
+    /// Whether the check wants its committed state back (see [`Probe::wants_restore`]).
+    pub fn wants_restore(&self) -> bool {
+        self.probe.wants_restore()
+    }
+
+    /// Hands back the state the last commit returned (see [`Probe::restore`]).
+    pub fn restore(&self, state: Option<&str>) {
+        self.probe.restore(state)
+    }
+}
+
 /// Declares the check kinds: one line each, `Variant(module::Config) = "type"`, where
-/// `Config` implements [`CheckPlugin`]. Makes the three enums, the list of `type` names,
-/// the deserializer that picks a variant by `type`, and the methods that forward to each
-/// kind.
+/// `Config` implements [`CheckPlugin`]. Makes [`CheckSpec`] (one variant per kind,
+/// holding its validated spec), the list of `type` names, the `parse` that reads a table
+/// as the raw struct its `type` names and validates it, and the methods that forward to
+/// each kind.
 macro_rules! checks {
     ($($variant:ident($config:ty) = $kind:literal),+ $(,)?) => {
-        /// The raw `[jobs.NAME.check]` table, less its `type` key, as the file says it.
-        // Few of these exist (one per job, made at load) and they are matched, not moved
-        // in hot loops: boxing the HTTP variant would buy nothing.
-        #[allow(clippy::large_enum_variant)]
-        #[derive(Debug)]
-        pub enum CheckConfig {
-            $($variant($config)),+
-        }
-
-        impl CheckConfig {
-            /// The values `type` may take.
-            pub const TYPES: &'static [&'static str] = &[$($kind),+];
-
-            /// Every kind's secret keys (see [`CheckPlugin::SECRET_KEYS`]).
-            pub const SECRET_KEYS: &'static [&'static [$crate::SecretKey]] =
-                &[$(<$config as $crate::CheckPlugin>::SECRET_KEYS),+];
-
-            /// Deserializes the rest of a check table whose `type` is `kind`.
-            ///
-            /// `kind` must be one of [`Self::TYPES`]; the caller reports other values.
-            pub fn deserialize<'de, D>(kind: &str, de: D) -> Result<Self, D::Error>
-            where
-                D: serde::Deserializer<'de>,
-            {
-                use serde::de::Error;
-                Ok(match kind {
-                    $($kind => CheckConfig::$variant(serde::Deserialize::deserialize(de)?),)+
-                    other => return Err(D::Error::unknown_variant(other, Self::TYPES)),
-                })
-            }
-
-            /// The `type` this table was read as.
-            pub fn kind(&self) -> &'static str {
-                match self {
-                    $(CheckConfig::$variant(_) => $kind),+
-                }
-            }
-
-            /// Turns the raw table into typed settings, pushing every problem to
-            /// `issues`. Returns `None` when there was at least one.
-            pub fn validate(self, issues: &mut Vec<$crate::ConfigIssue>) -> Option<CheckSpec> {
-                let before = issues.len();
-                let spec = match self {
-                    $(CheckConfig::$variant(c) => {
-                        $crate::CheckPlugin::validate(c, issues).map(CheckSpec::$variant)
-                    })+
-                };
-                if issues.len() > before { None } else { spec }
-            }
-        }
-
         /// A validated check: typed values, nothing opened or connected yet.
         // Few of these exist (one per job, made at load) and they are matched, not moved
         // in hot loops: boxing the HTTP variant would buy nothing.
@@ -155,6 +211,29 @@ macro_rules! checks {
         }
 
         impl CheckSpec {
+            /// The values `type` may take.
+            pub const TYPES: &'static [&'static str] = &[$($kind),+];
+
+            /// Every kind's secret keys (see [`CheckPlugin::SECRET_KEYS`]).
+            pub const SECRET_KEYS: &'static [&'static [$crate::SecretKey]] =
+                &[$(<$config as $crate::CheckPlugin>::SECRET_KEYS),+];
+
+            /// Reads the rest of a `[jobs.NAME.check]` table whose `type` is `kind` (the
+            /// spans of the file kept) as that kind's raw config, then validates it.
+            /// Fails with the table's shape error (an unknown key or `type`, a wrong
+            /// value type) or with every problem validation found, each located.
+            pub fn parse(
+                kind: &str,
+                table: toml::Spanned<toml::de::DeValue<'_>>,
+            ) -> Result<CheckSpec, $crate::ParseError> {
+                match kind {
+                    $($kind => klaxon_config_core::parse_table(table, |raw: $config, issues| {
+                        $crate::CheckPlugin::validate(raw, issues).map(CheckSpec::$variant)
+                    }),)+
+                    other => Err(klaxon_config_core::unknown_type(other, Self::TYPES)),
+                }
+            }
+
             /// The check's type, as `type` names it in the config.
             pub fn kind(&self) -> &'static str {
                 match self {
@@ -178,72 +257,17 @@ macro_rules! checks {
                     $(CheckSpec::$variant(_) => <$config as $crate::CheckPlugin>::ACTIVE),+
                 }
             }
-        }
 
-        /// A check ready to run.
-        // Few of these exist (one per job, made at load) and they are matched, not moved
-        // in hot loops: boxing the HTTP variant would buy nothing.
-        #[allow(clippy::large_enum_variant)]
-        #[derive(Debug)]
-        pub enum Check {
-            $($variant(<$config as $crate::CheckPlugin>::Runtime)),+
-        }
-
-        impl Check {
-            /// Builds the runtime for a spec, reusing `shared` clients where it can.
-            ///
-            /// `heartbeat` checks are fed by pings the agent stores, and judged with
-            /// [`heartbeat::evaluate`]; they have no runtime here and report
-            /// [`BuildError::Unsupported`].
-            pub fn build(spec: &CheckSpec, shared: &Shared) -> Result<Check, BuildError> {
-                Ok(match spec {
+            /// Builds the kind's probe, for [`Check::build`].
+            fn probe(
+                &self,
+                shared: &Shared,
+            ) -> Result<Box<dyn $crate::plugin::DynProbe>, BuildError> {
+                Ok(match self {
                     $(CheckSpec::$variant(s) => {
-                        Check::$variant(<$config as $crate::CheckPlugin>::build(s, shared)?)
+                        Box::new(<$config as $crate::CheckPlugin>::build(s, shared)?)
                     })+
                 })
-            }
-
-            /// Runs one try. `timeout` bounds the whole try; when it fires the result is
-            /// critical, "timed out after …", and everything the try started is stopped.
-            pub async fn run(&self, timeout: Duration) -> Outcome {
-                self.run_until(timeout, std::future::pending()).await
-            }
-
-            /// [`Check::run`], stopped early when `interrupt` completes (klaxon is
-            /// stopping): a script's group gets SIGTERM, then SIGKILL after
-            /// [`script::KILL_GRACE`], and the outcome is [`Outcome::interrupted`]; so
-            /// is a `disk` run waiting for a `statfs` still stuck from an earlier run.
-            /// Other kinds are bounded by `timeout` and run to their end.
-            pub async fn run_until(
-                &self,
-                timeout: Duration,
-                interrupt: impl std::future::Future<Output = ()> + Send,
-            ) -> Outcome {
-                match self {
-                    $(Check::$variant(c) => $crate::Probe::run_until(c, timeout, interrupt).await),+
-                }
-            }
-
-            /// Ends a run (see [`Probe::commit`]): the state to keep for the next one.
-            pub fn commit(&self) -> Option<String> {
-                match self {
-                    $(Check::$variant(c) => $crate::Probe::commit(c)),+
-                }
-            }
-
-            /// Whether the check wants its committed state back (see
-            /// [`Probe::wants_restore`]).
-            pub fn wants_restore(&self) -> bool {
-                match self {
-                    $(Check::$variant(c) => $crate::Probe::wants_restore(c)),+
-                }
-            }
-
-            /// Hands back the state the last commit returned (see [`Probe::restore`]).
-            pub fn restore(&self, state: Option<&str>) {
-                match self {
-                    $(Check::$variant(c) => $crate::Probe::restore(c, state)),+
-                }
             }
         }
     };

@@ -1,9 +1,12 @@
 //! What both plugin crates (`klaxon-checks`, `klaxon-notifiers`) share to validate
-//! their config, and nothing else: a located problem ([`ConfigIssue`]), parsing of the
-//! durations and sizes the config writes as strings, and how a plugin declares which of
-//! its keys hold secrets ([`SecretKey`]). A leaf: it depends on no other klaxon crate, so
-//! the plugin crates stay independent of each other and of the agent.
+//! their config, and nothing else: a located problem ([`ConfigIssue`]), the one way a
+//! table becomes a validated spec ([`parse_table`], failing with [`ParseError`]),
+//! parsing of the durations and sizes the config writes as strings, and how a plugin
+//! declares which of its keys hold secrets ([`SecretKey`]). A leaf: it depends on no
+//! other klaxon crate, so the plugin crates stay independent of each other and of the
+//! agent.
 
+mod parse;
 mod secret;
 
 use std::ops::Range;
@@ -11,6 +14,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+pub use parse::{ParseError, parse_table, unknown_type};
 pub use secret::{SecretKey, SecretKind, Seg};
 
 /// One problem in a plugin's config, at a byte range of the config file.

@@ -1103,7 +1103,11 @@ ca_file = ""
         let debug = format!("{email:?}");
         assert!(!debug.contains("hunter2"), "{debug}");
         assert!(debug.contains("password: ***"), "{debug}");
-        let notifier = crate::Notifier::Email(Box::new(email));
+        let notifier = crate::Notifier::build(
+            &crate::NotifierSpec::Email(spec(EmailTls::Starttls, 587)),
+            &reqwest::Client::new(),
+        )
+        .unwrap();
         assert!(!format!("{notifier:?}").contains("hunter2"));
     }
 

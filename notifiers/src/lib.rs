@@ -2,8 +2,10 @@
 //! (implementing [`NotifierPlugin`]: validation, secret keys, pacing), its validated
 //! spec, a pure `render` of an [`Alert`] into the channel's payload, and a runtime
 //! implementing [`Channel`] that delivers it. This root registers each channel with one
-//! line of `notifiers!` (see `plugin.rs`), which makes the closed enums that dispatch
-//! with `match`. The HTTP channels share one shell (`http.rs`): client, deadline,
+//! line of `notifiers!` (see `plugin.rs`), which makes the one closed enum,
+//! [`NotifierSpec`]: [`NotifierSpec::parse`] reads a table straight to the validated
+//! spec, and [`Notifier::build`] makes the [`Notifier`] that sends, one struct whatever
+//! the channel. The HTTP channels share one shell (`http.rs`): client, deadline,
 //! `ca_file`, and the answer's classification.
 //!
 //! Several messages for one person-read channel go out as one digest
@@ -48,8 +50,8 @@ use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
 
 pub use http::{delivery_client, post_text};
-pub use klaxon_config_core::SecretKey;
-pub use plugin::{Channel, NotifierPlugin};
+pub use klaxon_config_core::{ParseError, SecretKey};
+pub use plugin::{Channel, Notifier, NotifierPlugin};
 pub use validate::ConfigIssue;
 
 /// The severity an alert reports.
@@ -210,29 +212,31 @@ mod tests {
     use super::*;
     use klaxon_testkit::{Response, Server};
 
+    fn build(spec: NotifierSpec) -> Notifier {
+        Notifier::build(&spec, &reqwest::Client::new()).unwrap()
+    }
+
     fn slack(url: &str) -> Notifier {
-        let spec = slack::SlackSpec {
+        build(NotifierSpec::Slack(slack::SlackSpec {
             webhook_url: url.into(),
-        };
-        Notifier::Slack(slack::Slack::new(spec, reqwest::Client::new()))
+        }))
     }
 
     fn webhook(url: &str) -> Notifier {
-        let spec = webhook::WebhookSpec {
+        build(NotifierSpec::Webhook(webhook::WebhookSpec {
             url: url.parse().unwrap(),
             secret: None,
             ca_file: None,
-        };
-        Notifier::Webhook(webhook::Webhook::new(spec, &reqwest::Client::new()).unwrap())
+        }))
     }
 
     #[test]
     fn only_channels_a_person_reads_merge() {
         let merging: Vec<(&str, bool)> = [
-            Notifier::Log(log::Log::new(log::LogSpec)),
+            build(NotifierSpec::Log(log::LogSpec)),
             slack("https://hooks.example.com/x"),
             webhook("https://example.com/hook"),
-            Notifier::Command(command::Command::new(command::CommandSpec {
+            build(NotifierSpec::Command(command::CommandSpec {
                 argv: vec!["true".into()],
                 timeout: command::DEFAULT_TIMEOUT,
             })),

@@ -1,18 +1,21 @@
 //! The anatomy of a notifier: what one channel's file implements ([`NotifierPlugin`] on
-//! its raw config, [`Channel`] on its runtime) and the `notifiers!` macro whose one line per channel in the crate root makes the closed enums
-//! ([`NotifierConfig`](crate::NotifierConfig), [`NotifierSpec`](crate::NotifierSpec),
-//! [`Notifier`](crate::Notifier)), the `type` names and every `match` over them. Nothing
-//! is registered at run time: a channel missing a method is a compile error.
+//! its raw config, [`Channel`] on its runtime), the `notifiers!` macro whose one line per
+//! channel in the crate root makes the one closed enum,
+//! [`NotifierSpec`](crate::NotifierSpec) (its `type` names, its `parse` straight from the
+//! table to the validated spec, and every `match` over the channels), and the built
+//! [`Notifier`], one struct over any channel. Nothing is registered at run time: a
+//! channel missing a method is a compile error.
 
 use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use klaxon_config_core::SecretKey;
 use serde::de::DeserializeOwned;
 
 use crate::alertmanager::Posted;
-use crate::{Alert, BuildError, ConfigIssue, DeliveryError};
+use crate::{Alert, BuildError, ConfigIssue, DeliveryError, NotifierSpec};
 
 /// A channel's raw `[notifiers.NAME]` table (less the keys every notifier shares), and
 /// what the agent must know about the channel beside its runtime.
@@ -102,20 +105,121 @@ impl<C: Channel> Channel for Box<C> {
     }
 }
 
+/// A future of a [`DynChannel`]: boxed, so the trait can be used as `dyn`.
+type Sending<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// [`Channel`] with its futures boxed, so that one [`Notifier`] holds any channel. Its
+/// only implementation is the one below, for every [`Channel`]: a channel's file never
+/// sees it.
+pub(crate) trait DynChannel: fmt::Debug + Send + Sync {
+    /// [`Channel::MERGES`].
+    fn merges(&self) -> bool;
+
+    /// [`Channel::send`].
+    fn send<'a>(&'a self, alert: &'a Alert) -> Sending<'a, Result<(), DeliveryError>>;
+
+    /// [`Channel::send_digest`].
+    fn send_digest<'a>(&'a self, alerts: &'a [Alert]) -> Sending<'a, Result<(), DeliveryError>>;
+
+    /// [`Channel::send_to_replicas`].
+    fn send_to_replicas<'a>(&'a self, alert: &'a Alert) -> Sending<'a, Posted>;
+}
+
+impl<C: Channel> DynChannel for C {
+    fn merges(&self) -> bool {
+        C::MERGES
+    }
+
+    fn send<'a>(&'a self, alert: &'a Alert) -> Sending<'a, Result<(), DeliveryError>> {
+        Box::pin(Channel::send(self, alert))
+    }
+
+    fn send_digest<'a>(&'a self, alerts: &'a [Alert]) -> Sending<'a, Result<(), DeliveryError>> {
+        Box::pin(Channel::send_digest(self, alerts))
+    }
+
+    fn send_to_replicas<'a>(&'a self, alert: &'a Alert) -> Sending<'a, Posted> {
+        Box::pin(Channel::send_to_replicas(self, alert))
+    }
+}
+
+/// A notifier ready to send: the runtime its spec built, and the `type` it was
+/// configured as.
+#[derive(Debug)]
+pub struct Notifier {
+    kind: &'static str,
+    channel: Box<dyn DynChannel>,
+}
+
+impl Notifier {
+    /// Builds the runtime for a spec. `client` is the agent's
+    /// [`delivery_client`](crate::delivery_client), which follows no redirects (a 3xx is
+    /// a rejection, not a delivery); a notifier with its own `ca_file` builds a client
+    /// (or, for email, TLS settings) of its own, and fails with [`BuildError::Setup`]
+    /// when that file cannot be read or holds no certificate.
+    pub fn build(spec: &NotifierSpec, client: &reqwest::Client) -> Result<Notifier, BuildError> {
+        Ok(Notifier {
+            kind: spec.kind(),
+            channel: spec.channel(client)?,
+        })
+    }
+
+    /// The notifier's type, as `type` names it in the config.
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    /// Whether this channel merges several messages into one digest: the channels a
+    /// person reads ([`Channel::MERGES`]). The others take each message on its own, and
+    /// the agent sends them one by one.
+    pub fn merges(&self) -> bool {
+        self.channel.merges()
+    }
+
+    /// Delivers several messages as one digest that names every job
+    /// ([`text`](crate::text) words it; each channel's `render_digest` lays it out
+    /// within its limits). With one message it is [`Notifier::send`]; with none it sends
+    /// nothing. A channel that does not [merge](Notifier::merges) sends each message in
+    /// turn and stops at the first error, which it returns. Never retries by itself;
+    /// never logs a secret.
+    pub async fn send_digest(&self, alerts: &[Alert]) -> Result<(), DeliveryError> {
+        match alerts {
+            [] => Ok(()),
+            [alert] => self.send(alert).await,
+            _ => self.channel.send_digest(alerts).await,
+        }
+    }
+
+    /// [`Notifier::send`], also naming every replica of an Alertmanager cluster that did
+    /// not take the message, even when another did and it counts as delivered (see
+    /// [`Alertmanager::post`](crate::alertmanager::Alertmanager::post)). The other
+    /// channels have no replicas.
+    pub async fn send_to_replicas(&self, alert: &Alert) -> Posted {
+        self.channel.send_to_replicas(alert).await
+    }
+
+    /// Delivers one message. Never retries by itself; never logs a secret.
+    pub async fn send(&self, alert: &Alert) -> Result<(), DeliveryError> {
+        self.channel.send(alert).await
+    }
+}
+
 /// Declares the notifier channels: one line each, `Variant(module::Config) = "type"`,
-/// where `Config` implements [`NotifierPlugin`]. Makes the three enums, the list of
-/// `type` names, the deserializer that picks a variant by `type`, and the methods that
-/// forward to each channel.
+/// where `Config` implements [`NotifierPlugin`]. Makes [`NotifierSpec`] (one variant per
+/// channel, holding its validated spec), the list of `type` names, the `parse` that
+/// reads a table as the raw struct its `type` names and validates it, and the methods
+/// that forward to each channel.
 macro_rules! notifiers {
     ($($variant:ident($config:ty) = $kind:literal),+ $(,)?) => {
-        /// The raw `[notifiers.NAME]` table, less the keys every notifier shares (`type`,
-        /// `fallback`, `fallback_after`, `min_severity`), which the agent handles.
-        #[derive(Debug)]
-        pub enum NotifierConfig {
-            $($variant($config)),+
+        /// A validated notifier: typed values (secrets in redacting types), nothing
+        /// connected. The keys every notifier shares (`type`, `fallback`,
+        /// `fallback_after`, `min_severity`, `quiet`) are the agent's, not part of it.
+        #[derive(Debug, Clone)]
+        pub enum NotifierSpec {
+            $($variant(<$config as $crate::NotifierPlugin>::Spec)),+
         }
 
-        impl NotifierConfig {
+        impl NotifierSpec {
             /// The values `type` may take.
             pub const TYPES: &'static [&'static str] = &[$($kind),+];
 
@@ -123,46 +227,23 @@ macro_rules! notifiers {
             pub const SECRET_KEYS: &'static [&'static [$crate::SecretKey]] =
                 &[$(<$config as $crate::NotifierPlugin>::SECRET_KEYS),+];
 
-            /// Deserializes the rest of a notifier table whose `type` is `kind`.
-            pub fn deserialize<'de, D>(kind: &str, de: D) -> Result<Self, D::Error>
-            where
-                D: serde::Deserializer<'de>,
-            {
-                use serde::de::Error;
-                Ok(match kind {
-                    $($kind => NotifierConfig::$variant(serde::Deserialize::deserialize(de)?),)+
-                    other => return Err(D::Error::unknown_variant(other, Self::TYPES)),
-                })
-            }
-
-            /// The `type` this table was read as.
-            pub fn kind(&self) -> &'static str {
-                match self {
-                    $(NotifierConfig::$variant(_) => $kind),+
+            /// Reads the rest of a `[notifiers.NAME]` table whose `type` is `kind` (the
+            /// shared keys taken off, the spans of the file kept) as that channel's raw
+            /// config, then validates it. Fails with the table's shape error (an
+            /// unknown key or `type`, a wrong value type) or with every problem
+            /// validation found, each located.
+            pub fn parse(
+                kind: &str,
+                table: toml::Spanned<toml::de::DeValue<'_>>,
+            ) -> Result<NotifierSpec, $crate::ParseError> {
+                match kind {
+                    $($kind => klaxon_config_core::parse_table(table, |raw: $config, issues| {
+                        $crate::NotifierPlugin::validate(raw, issues).map(NotifierSpec::$variant)
+                    }),)+
+                    other => Err(klaxon_config_core::unknown_type(other, Self::TYPES)),
                 }
             }
 
-            /// Turns the raw table into typed settings, pushing every problem to
-            /// `issues`. Returns `None` when there was at least one.
-            pub fn validate(self, issues: &mut Vec<$crate::ConfigIssue>) -> Option<NotifierSpec> {
-                let before = issues.len();
-                let spec = match self {
-                    $(NotifierConfig::$variant(c) => {
-                        $crate::NotifierPlugin::validate(c, issues).map(NotifierSpec::$variant)
-                    })+
-                };
-                if issues.len() > before { None } else { spec }
-            }
-        }
-
-        /// A validated notifier: typed values (secrets in redacting types), nothing
-        /// connected.
-        #[derive(Debug, Clone)]
-        pub enum NotifierSpec {
-            $($variant(<$config as $crate::NotifierPlugin>::Spec)),+
-        }
-
-        impl NotifierSpec {
             /// The notifier's type, as `type` names it in the config.
             pub fn kind(&self) -> &'static str {
                 match self {
@@ -189,82 +270,17 @@ macro_rules! notifiers {
                     })+
                 }
             }
-        }
 
-        /// A notifier ready to send.
-        #[derive(Debug)]
-        pub enum Notifier {
-            $($variant(<$config as $crate::NotifierPlugin>::Channel)),+
-        }
-
-        impl Notifier {
-            /// Builds the runtime for a spec. `client` is the agent's
-            /// [`delivery_client`], which follows no redirects (a 3xx is a rejection,
-            /// not a delivery); a notifier with its own `ca_file` builds a client (or,
-            /// for email, TLS settings) of its own, and fails with
-            /// [`BuildError::Setup`] when that file cannot be read or holds no
-            /// certificate.
-            pub fn build(
-                spec: &NotifierSpec,
+            /// Builds the channel's runtime, for [`Notifier::build`].
+            fn channel(
+                &self,
                 client: &reqwest::Client,
-            ) -> Result<Notifier, $crate::BuildError> {
-                Ok(match spec {
+            ) -> Result<Box<dyn $crate::plugin::DynChannel>, $crate::BuildError> {
+                Ok(match self {
                     $(NotifierSpec::$variant(s) => {
-                        Notifier::$variant(<$config as $crate::NotifierPlugin>::build(s, client)?)
+                        Box::new(<$config as $crate::NotifierPlugin>::build(s, client)?)
                     })+
                 })
-            }
-
-            /// The notifier's type, as `type` names it in the config.
-            pub fn kind(&self) -> &'static str {
-                match self {
-                    $(Notifier::$variant(_) => $kind),+
-                }
-            }
-
-            /// Whether this channel merges several messages into one digest: the
-            /// channels a person reads ([`Channel::MERGES`]). The others take each
-            /// message on its own, and the agent sends them one by one.
-            pub fn merges(&self) -> bool {
-                match self {
-                    $(Notifier::$variant(_) => {
-                        <<$config as $crate::NotifierPlugin>::Channel as $crate::Channel>::MERGES
-                    })+
-                }
-            }
-
-            /// Delivers several messages as one digest that names every job ([`text`]
-            /// words it; each channel's `render_digest` lays it out within its limits).
-            /// With one message it is [`Notifier::send`]; with none it sends nothing. A
-            /// channel that does not [merge](Notifier::merges) sends each message in
-            /// turn and stops at the first error, which it returns. Never retries by
-            /// itself; never logs a secret.
-            pub async fn send_digest(&self, alerts: &[Alert]) -> Result<(), $crate::DeliveryError> {
-                match alerts {
-                    [] => return Ok(()),
-                    [alert] => return self.send(alert).await,
-                    _ => {}
-                }
-                match self {
-                    $(Notifier::$variant(n) => $crate::Channel::send_digest(n, alerts).await),+
-                }
-            }
-
-            /// [`Notifier::send`], also naming every replica of an Alertmanager cluster
-            /// that did not take the message, even when another did and it counts as
-            /// delivered (see [`alertmanager::Alertmanager::post`]). The other channels
-            /// have no replicas.
-            pub async fn send_to_replicas(&self, alert: &Alert) -> $crate::alertmanager::Posted {
-                match self {
-                    $(Notifier::$variant(n) => $crate::Channel::send_to_replicas(n, alert).await),+
-                }
-            }
-
-            /// Delivers one message. Never retries by itself; never logs a secret.
-            pub async fn send(&self, alert: &Alert) -> Result<(), $crate::DeliveryError> {
-                match self {
-                    $(Notifier::$variant(n) => $crate::Channel::send(n, alert).await),+
-                }
             }
         }
     };

@@ -1,11 +1,11 @@
 //! The `[notifiers.*]` examples of SPEC.md "Configuration", read the way the agent reads
-//! them: the shared keys taken off, the rest through `NotifierConfig::deserialize` with
-//! toml's `ValueDeserializer`, then validated.
+//! them: the shared keys taken off, the rest through `NotifierSpec::parse`, which reads it
+//! as the channel's raw table and validates it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use klaxon_notifiers::{ConfigIssue, NotifierConfig, NotifierSpec};
+use klaxon_notifiers::{ConfigIssue, NotifierSpec, ParseError};
 use toml::Spanned;
-use toml::de::{DeTable, DeValue, ValueDeserializer};
+use toml::de::{DeTable, DeValue};
 
 /// SPEC.md's notifier examples, with its `${VAR}` secrets already substituted.
 const SPEC_EXAMPLE: &str = r#"
@@ -47,8 +47,8 @@ command = ["/usr/local/bin/notify-me"]
 type = "log"
 "#;
 
-/// Every notifier of a document as (name, kind, deserialize result), shared keys removed.
-fn notifiers(source: &str) -> Vec<(String, String, Result<NotifierConfig, toml::de::Error>)> {
+/// Every notifier of a document as (name, kind, parse result), shared keys removed.
+fn notifiers(source: &str) -> Vec<(String, String, Result<NotifierSpec, ParseError>)> {
     let doc = DeTable::parse(source).unwrap();
     let Some(DeValue::Table(notifiers)) = doc.get_ref().get("notifiers").map(|v| v.get_ref())
     else {
@@ -68,8 +68,8 @@ fn notifiers(source: &str) -> Vec<(String, String, Result<NotifierConfig, toml::
             table.remove(shared);
         }
         let body = Spanned::new(value.span(), DeValue::Table(table));
-        let config = NotifierConfig::deserialize(&kind, ValueDeserializer::from(body));
-        out.push((name.get_ref().to_string(), kind, config));
+        let spec = NotifierSpec::parse(&kind, body);
+        out.push((name.get_ref().to_string(), kind, spec));
     }
     out
 }
@@ -90,12 +90,8 @@ fn every_spec_example_validates() {
             "log"
         ]
     );
-    for (name, kind, config) in found {
-        let config = config.unwrap_or_else(|e| panic!("{name}: {e}"));
-        let mut issues = Vec::new();
-        let spec = config.validate(&mut issues);
-        assert_eq!(issues, [], "{name}");
-        let spec: NotifierSpec = spec.unwrap();
+    for (name, kind, spec) in found {
+        let spec = spec.unwrap_or_else(|e| panic!("{name}: {e:?}"));
         assert_eq!(spec.kind(), kind);
         let debug = format!("{spec:?}");
         assert!(!debug.contains("SECRET"), "{name} shows a secret: {debug}");
@@ -105,16 +101,14 @@ fn every_spec_example_validates() {
 #[test]
 fn problems_are_located_in_the_file() {
     let source = "[notifiers.chat]\ntype = \"slack\"\nwebhook_url = \"http://hooks.slack.com/X\"\n";
-    let (_, _, config) = notifiers(source).remove(0);
-    let mut issues = Vec::new();
-    assert!(config.unwrap().validate(&mut issues).is_none());
+    let (_, _, spec) = notifiers(source).remove(0);
     let at = source.find("\"http://").unwrap();
     assert_eq!(
-        issues,
-        [ConfigIssue::new(
+        spec.unwrap_err(),
+        ParseError::Invalid(vec![ConfigIssue::new(
             at..at + "\"http://hooks.slack.com/X\"".len(),
             "`webhook_url` must use `https`: plain `http` is allowed only to a loopback host"
-        )]
+        )])
     );
 }
 
@@ -122,8 +116,10 @@ fn problems_are_located_in_the_file() {
 fn unknown_keys_and_types_are_rejected() {
     let source =
         "[notifiers.chat]\ntype = \"slack\"\nwebhook_url = \"https://x\"\nchannel = \"#ops\"\n";
-    let (_, _, config) = notifiers(source).remove(0);
-    let error = config.unwrap_err();
+    let (_, _, spec) = notifiers(source).remove(0);
+    let Err(ParseError::Shape(error)) = spec else {
+        panic!("{spec:?}");
+    };
     assert!(
         error.message().starts_with("unknown field `channel`"),
         "{error}"
@@ -132,8 +128,10 @@ fn unknown_keys_and_types_are_rejected() {
     assert_eq!(error.span(), Some(at..at + "channel".len()));
 
     let source = "[notifiers.x]\ntype = \"pager\"\n";
-    let (_, _, config) = notifiers(source).remove(0);
-    let error = config.unwrap_err();
+    let (_, _, spec) = notifiers(source).remove(0);
+    let Err(ParseError::Shape(error)) = spec else {
+        panic!("{spec:?}");
+    };
     assert!(
         error.message().starts_with("unknown variant `pager`"),
         "{error}"

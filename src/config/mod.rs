@@ -20,8 +20,9 @@ use std::time::Duration;
 
 use chrono::DateTime;
 use chrono_tz::Tz;
-use klaxon_checks::{CheckConfig, CheckSpec};
-use klaxon_notifiers::{NotifierConfig, NotifierSpec};
+use klaxon_checks::CheckSpec;
+use klaxon_config_core::{ConfigIssue, ParseError};
+use klaxon_notifiers::NotifierSpec;
 use secrecy::SecretString;
 use serde::de::DeserializeOwned;
 use toml::Spanned;
@@ -583,7 +584,7 @@ impl<'a> Loader<'a> {
     /// Runs one of [`klaxon_config_core`]'s validators, its problems becoming diagnostics.
     fn core_issues<T>(
         &mut self,
-        validate: impl FnOnce(&mut Vec<klaxon_config_core::ConfigIssue>) -> Option<T>,
+        validate: impl FnOnce(&mut Vec<ConfigIssue>) -> Option<T>,
     ) -> Option<T> {
         let mut issues = Vec::new();
         let value = validate(&mut issues);
@@ -827,7 +828,7 @@ impl<'a> Loader<'a> {
         let mut out = Vec::new();
         for (name, span, mut table) in tables {
             let context = format!("`[notifiers.{name}]`");
-            let Some(kind) = self.take_type(&mut table, &span, &context, NotifierConfig::TYPES)
+            let Some(kind) = self.take_type(&mut table, &span, &context, NotifierSpec::TYPES)
             else {
                 continue;
             };
@@ -842,18 +843,17 @@ impl<'a> Loader<'a> {
                 &context,
             );
             let body = Spanned::new(span.clone(), DeValue::Table(table));
-            let config = match NotifierConfig::deserialize(&kind, ValueDeserializer::from(body)) {
-                Ok(c) => c,
-                Err(e) => {
-                    let at = e.span().unwrap_or(span.clone());
-                    let message = self.humanize(e.message(), &context, &at);
-                    self.diagnostics.push(Diagnostic::at(at, message));
+            let spec = match NotifierSpec::parse(&kind, body) {
+                Ok(spec) => Some(spec),
+                Err(ParseError::Shape(e)) => {
+                    self.shape_error(&e, &context, &span);
                     continue;
                 }
+                Err(ParseError::Invalid(issues)) => {
+                    self.plugin_issues(issues);
+                    None
+                }
             };
-            let mut issues = Vec::new();
-            let spec = config.validate(&mut issues);
-            self.plugin_issues(issues.into_iter().map(|i| (i.span, i.message)));
             let Some(routing) = routing else { continue };
             let fallback = routing.fallback.and_then(|f| {
                 let target = f.get_ref();
@@ -912,14 +912,30 @@ impl<'a> Loader<'a> {
         (out, names)
     }
 
-    fn plugin_issues(&mut self, issues: impl Iterator<Item = (std::ops::Range<usize>, String)>) {
-        for (span, message) in issues {
+    /// Reports what a plugin's validation found ([`ParseError::Invalid`]), each problem
+    /// at its place, with substituted secrets masked; none at a value that came from an
+    /// unset variable, which has its own error.
+    fn plugin_issues(&mut self, issues: Vec<ConfigIssue>) {
+        for ConfigIssue { span, message } in issues {
             if self.unresolved.contains(&span) {
                 continue;
             }
             let message = interpolate::scrub(&message, &span, &self.substituted);
             self.diagnostics.push(Diagnostic::at(span, message));
         }
+    }
+
+    /// Reports a plugin table of the wrong shape ([`ParseError::Shape`]) where serde
+    /// found it, or at the whole `table` when it could not say.
+    fn shape_error(
+        &mut self,
+        error: &toml::de::Error,
+        context: &str,
+        table: &std::ops::Range<usize>,
+    ) {
+        let at = error.span().unwrap_or(table.clone());
+        let message = self.humanize(error.message(), context, &at);
+        self.diagnostics.push(Diagnostic::at(at, message));
     }
 
     /// Splits a section of named tables (`[jobs.NAME]`, `[notifiers.NAME]`) into its
@@ -1052,7 +1068,7 @@ impl<'a> Loader<'a> {
                 job_span.clone(),
                 format!(
                     "job `{job}` has no check: add a `[jobs.{job}.check]` table with a `type` ({})",
-                    quoted(CheckConfig::TYPES)
+                    quoted(CheckSpec::TYPES)
                 ),
             ));
             return None;
@@ -1063,21 +1079,19 @@ impl<'a> Loader<'a> {
                 .push(Diagnostic::at(span, format!("{context} must be a table")));
             return None;
         };
-        let kind = self.take_type(&mut table, &span, &context, CheckConfig::TYPES)?;
+        let kind = self.take_type(&mut table, &span, &context, CheckSpec::TYPES)?;
         let body = Spanned::new(span.clone(), DeValue::Table(table));
-        let config = match CheckConfig::deserialize(&kind, ValueDeserializer::from(body)) {
-            Ok(c) => c,
-            Err(e) => {
-                let at = e.span().unwrap_or(span);
-                let message = self.humanize(e.message(), &context, &at);
-                self.diagnostics.push(Diagnostic::at(at, message));
-                return None;
+        match CheckSpec::parse(&kind, body) {
+            Ok(spec) => Some(spec),
+            Err(ParseError::Shape(e)) => {
+                self.shape_error(&e, &context, &span);
+                None
             }
-        };
-        let mut issues = Vec::new();
-        let spec = config.validate(&mut issues);
-        self.plugin_issues(issues.into_iter().map(|i| (i.span, i.message)));
-        spec
+            Err(ParseError::Invalid(issues)) => {
+                self.plugin_issues(issues);
+                None
+            }
+        }
     }
 
     #[allow(clippy::too_many_arguments)]

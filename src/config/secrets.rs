@@ -13,9 +13,9 @@ use std::ops::Range;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use klaxon_checks::CheckConfig;
+use klaxon_checks::CheckSpec;
 use klaxon_config_core::{SecretKey, SecretKind as Kind};
-use klaxon_notifiers::NotifierConfig;
+use klaxon_notifiers::NotifierSpec;
 
 /// Segment of a field path outside a plugin's table: a fixed key, or any key (`*`: a job
 /// name).
@@ -113,9 +113,9 @@ fn kind_of(path: &[Option<&str>]) -> Option<Kind> {
         matches.then_some(*kind)
     });
     outside.or_else(|| match path {
-        [Some("notifiers"), Some(_), rest @ ..] => in_plugin(rest, NotifierConfig::SECRET_KEYS),
+        [Some("notifiers"), Some(_), rest @ ..] => in_plugin(rest, NotifierSpec::SECRET_KEYS),
         [Some("jobs"), Some(_), Some("check"), rest @ ..] => {
-            in_plugin(rest, CheckConfig::SECRET_KEYS)
+            in_plugin(rest, CheckSpec::SECRET_KEYS)
         }
         _ => None,
     })
