@@ -85,26 +85,6 @@ pub trait Channel: fmt::Debug + Send + Sync {
     }
 }
 
-/// A boxed runtime (for one much larger than the others) sends as the runtime does.
-impl<C: Channel> Channel for Box<C> {
-    const MERGES: bool = C::MERGES;
-
-    fn send(&self, alert: &Alert) -> impl Future<Output = Result<(), DeliveryError>> + Send {
-        (**self).send(alert)
-    }
-
-    fn send_digest(
-        &self,
-        alerts: &[Alert],
-    ) -> impl Future<Output = Result<(), DeliveryError>> + Send {
-        (**self).send_digest(alerts)
-    }
-
-    fn send_to_replicas(&self, alert: &Alert) -> impl Future<Output = Posted> + Send {
-        (**self).send_to_replicas(alert)
-    }
-}
-
 /// A future of a [`DynChannel`]: boxed, so the trait can be used as `dyn`.
 type Sending<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
