@@ -107,6 +107,7 @@ impl Config {
                 heartbeat: None,
                 wake_delay: Duration::from_secs(15),
                 group_wait: Duration::from_secs(5),
+                online: None,
                 notify: Vec::new(),
             }),
             log,
@@ -139,14 +140,24 @@ pub struct AgentSettings {
     pub heartbeat: Option<AgentHeartbeat>,
     pub wake_delay: Duration,
     pub group_wait: Duration,
-    /// `agent.notify`: who hears that the agent cannot write its state (default: every
-    /// notifier a job notifies, in file order).
+    /// `agent.online`: how the agent tells that the machine is offline (off when unset).
+    pub online: Option<OnlineSettings>,
+    /// `agent.notify`: who hears that the agent cannot write its state, or that it is
+    /// back online (default: every notifier a job notifies, in file order).
     pub notify: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
 pub struct AgentHeartbeat {
     pub url: SecretString,
+    pub every: Duration,
+}
+
+/// `agent.online`: the machine is online while one of `targets` answers; they are asked
+/// every `every`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnlineSettings {
+    pub targets: Vec<crate::online::Target>,
     pub every: Duration,
 }
 
@@ -230,6 +241,9 @@ pub struct Job {
     pub coalesce: bool,
     pub max_instances: u32,
     pub check: CheckSpec,
+    /// Whether a run needs the network (`network`; by default the check's kind says):
+    /// with `agent.online`, such runs are not judged while the machine is offline.
+    pub network: bool,
     /// What is checked, for messages and logs: the check's target with every value
     /// that came from `${…}` replaced by `***`.
     pub target: String,
@@ -690,6 +704,7 @@ impl<'a> Loader<'a> {
         let group_wait = raw.group_wait.map_or(Some(Duration::from_secs(5)), |d| {
             self.duration(&d, "group_wait")
         });
+        let online = raw.online.and_then(|o| self.online(o));
         if self.diagnostics.len() > before {
             return None;
         }
@@ -703,7 +718,44 @@ impl<'a> Loader<'a> {
             heartbeat,
             wake_delay: wake_delay?,
             group_wait: group_wait?,
+            online,
             notify: Vec::new(),
+        })
+    }
+
+    /// `agent.online`: at least one target, each `host:port` or an http(s) URL, and a
+    /// positive `every` (default 30 s).
+    fn online(&mut self, raw: raw::RawOnline) -> Option<OnlineSettings> {
+        let before = self.diagnostics.len();
+        if raw.targets.get_ref().is_empty() {
+            self.diagnostics.push(Diagnostic::at(
+                raw.targets.span(),
+                "`online.targets` must name at least one target (`host:port` or an http(s) URL)",
+            ));
+        }
+        let targets: Vec<_> = raw
+            .targets
+            .get_ref()
+            .iter()
+            .filter_map(|t| match crate::online::Target::parse(t.get_ref()) {
+                Ok(target) => Some(target),
+                Err(e) => {
+                    self.diagnostics
+                        .push(Diagnostic::at(t.span(), format!("`online.targets`: {e}")));
+                    None
+                }
+            })
+            .collect();
+        let every = match &raw.every {
+            Some(e) => self.positive_duration(e, "online.every"),
+            None => Some(Duration::from_secs(30)),
+        };
+        if self.diagnostics.len() > before {
+            return None;
+        }
+        Some(OnlineSettings {
+            targets,
+            every: every?,
         })
     }
 
@@ -1168,6 +1220,17 @@ impl<'a> Loader<'a> {
             Some(m) => self.count(m, "max_instances", 1, 1_000),
             None => Some(1),
         };
+        let network = match (&raw.network, &check) {
+            (Some(n), Some(c)) if !c.is_active() => {
+                self.diagnostics.push(Diagnostic::at(
+                    n.span(),
+                    "`network` is for jobs the agent runs; a `heartbeat` job is fed by pings",
+                ));
+                None
+            }
+            (Some(n), _) => Some(*n.get_ref()),
+            (None, c) => Some(c.as_ref().is_some_and(CheckSpec::is_network)),
+        };
         Some(Job {
             name,
             trigger: trigger?,
@@ -1183,6 +1246,7 @@ impl<'a> Loader<'a> {
             misfire_grace,
             coalesce: raw.coalesce.or(defaults.coalesce).unwrap_or(true),
             max_instances: max_instances?,
+            network: network?,
             target: interpolate::redact(&check.as_ref()?.target(), &self.substituted),
             check: check?,
         })
