@@ -1642,6 +1642,48 @@ port = 1
     }
 
     #[test]
+    fn agent_online_is_off_unless_set_and_network_defaults_to_the_check_kind() {
+        use crate::config::tests_support::load_text;
+        let jobs = "[jobs.web]\nevery = \"1m\"\n[jobs.web.check]\ntype = \"http\"\nurl = \"http://127.0.0.1/\"\n\
+                    [jobs.lan]\nevery = \"1m\"\nnetwork = false\n[jobs.lan.check]\ntype = \"tcp\"\nhost = \"127.0.0.1\"\nport = 5432\n\
+                    [jobs.sync]\nevery = \"1m\"\nnetwork = true\n[jobs.sync.check]\ntype = \"script\"\nshell = \"rsync\"\n\
+                    [jobs.disk]\nevery = \"1m\"\n[jobs.disk.check]\ntype = \"disk\"\npath = \"/\"\nmin_free = \"1%\"\n";
+        let config = load_text(jobs).unwrap();
+        assert_eq!(config.agent.online, None);
+        let network: Vec<_> = config
+            .jobs
+            .iter()
+            .map(|j| (j.name.as_str(), j.network))
+            .collect();
+        assert_eq!(
+            network,
+            [
+                ("web", true),
+                ("lan", false),
+                ("sync", true),
+                ("disk", false)
+            ]
+        );
+        let config = load_text(&format!(
+            "[agent]\nonline = {{ targets = [\"1.1.1.1:53\", \"https://example.com\"] }}\n{jobs}"
+        ))
+        .unwrap();
+        let online = config.agent.online.unwrap();
+        assert_eq!(online.every, Duration::from_secs(30));
+        let shown: Vec<_> = online.targets.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["1.1.1.1:53", "https://example.com/"]);
+        let unknown = load_text(&format!(
+            "[agent]\nonline = {{ targets = [\"1.1.1.1:53\"], evry = \"1m\" }}\n{jobs}"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            unknown.contains("unknown key `evry`") && unknown.contains("did you mean `every`?"),
+            "{unknown}"
+        );
+    }
+
+    #[test]
     fn agent_notify_defaults_to_the_notifiers_jobs_use_and_takes_a_list() {
         let notifiers = "[notifiers.a]\ntype = \"log\"\n[notifiers.b]\ntype = \"log\"\n\
                          [notifiers.c]\ntype = \"log\"\n";
