@@ -371,6 +371,43 @@ mod tests {
         assert_eq!(state.note(true, at(770)), None, "back once, not again");
     }
 
+    #[tokio::test]
+    async fn a_failed_run_is_judged_only_when_a_round_confirms_the_network() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let settings = OnlineSettings {
+            targets: vec![Target::parse(&listener.local_addr().unwrap().to_string()).unwrap()],
+            every: Duration::from_secs(30),
+        };
+        let online = Online::new(&settings, reqwest::Client::new());
+        assert!(
+            online.confirm(Instant::now(), at(0)).await,
+            "the target answers"
+        );
+        assert_eq!(online.offline_since(), None);
+        assert_eq!(online.not_judged("api"), None);
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let before = Instant::now();
+        assert!(
+            !online.confirm(Instant::now(), at(5)).await,
+            "nothing answers now"
+        );
+        assert_eq!(online.offline_since(), Some(at(5)));
+        // A failure from before the last round ended shares its answer: no new round
+        // (which would find the target back).
+        let _back = tokio::net::TcpListener::bind(addr).await.unwrap();
+        assert!(
+            !online.confirm(before, at(6)).await,
+            "the last round's answer"
+        );
+        assert_eq!(
+            online.offline_since(),
+            Some(at(5)),
+            "one period, from the first"
+        );
+        assert_eq!(online.not_judged("api"), Some(at(5)));
+    }
+
     #[test]
     fn the_back_online_message_says_how_long_and_how_many_runs() {
         let back = |secs, unjudged| Back {

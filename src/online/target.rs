@@ -94,6 +94,7 @@ impl fmt::Display for Target {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
@@ -142,6 +143,35 @@ mod tests {
         for (text, want) in table {
             assert_eq!(Target::parse(text), Err(want.to_owned()), "{text}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_target_answers_by_a_connection_or_any_http_response() {
+        let client = reqwest::Client::new();
+        let timeout = Duration::from_secs(5);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tcp = Target::parse(&listener.local_addr().unwrap().to_string()).unwrap();
+        assert!(
+            tcp.answers(&client, timeout).await,
+            "a listening port answers"
+        );
+        drop(listener);
+        assert!(
+            !tcp.answers(&client, timeout).await,
+            "a closed port does not"
+        );
+        // A 503 is an answer: the network works, whatever the server thinks of itself.
+        let server = klaxon_testkit::Server::start(|_| klaxon_testkit::Response::status(503)).await;
+        let http = Target::parse(&server.url("/up")).unwrap();
+        assert!(http.answers(&client, timeout).await);
+        assert_eq!(server.requests()[0].method, "HEAD");
+        let addr = server.addr();
+        drop(server);
+        let gone = Target::parse(&format!("http://{addr}/up")).unwrap();
+        assert!(
+            !gone.answers(&client, timeout).await,
+            "nothing listens: no answer"
+        );
     }
 
     #[test]
