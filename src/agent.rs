@@ -273,6 +273,9 @@ fn reloaded(current: &Arc<Runtime>, loader: &Loader, mode: Mode) -> anyhow::Resu
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
+    if config.agent.online != current.config.agent.online {
+        tracing::warn!("`agent.online` changed; it is read at start: restart klaxon to use it");
+    }
     let mut new = Runtime::with_store(config, mode, current.clock.clone(), current.store.clone())?;
     new.metrics = current.metrics.clone(); // counters survive reloads
     // Pings of runs from before the reload are still waited for at shutdown.

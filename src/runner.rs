@@ -260,7 +260,11 @@ pub async fn record_offline(
         ),
         None => format!("not run: {offline}"),
     };
-    tracing::info!(job = %job.name, "{summary}; no alert state changed");
+    // Each fire while offline would log a line; the agent said once that it is offline.
+    match last {
+        Some(_) => tracing::info!(job = %job.name, "{summary}; no alert state changed"),
+        None => tracing::debug!(job = %job.name, "{summary}; no alert state changed"),
+    }
     record_unjudged(
         rt,
         &job.name,
