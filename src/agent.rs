@@ -56,6 +56,12 @@ pub async fn run(
     };
     let mut built = Runtime::build(config, mode, Arc::new(SystemClock))?;
     built.unwritten = Some(Arc::default());
+    // `agent.online` is read at start, like `agent.heartbeat`: a reload keeps it.
+    if let Some(settings) = &built.config.agent.online {
+        let client = klaxon_notifiers::delivery_client()
+            .map_err(|e| anyhow::anyhow!("cannot set up the HTTP client of agent.online: {e}"))?;
+        built.online = Some(Arc::new(crate::online::Online::new(settings, client)));
+    }
     let mut rt = Arc::new(built);
     if mode == Mode::Live
         && let Err(e) = rt.store.listen_for_others()
@@ -96,6 +102,15 @@ pub async fn run(
         shutdown.child_token(),
     ));
     let (runtimes, watched) = tokio::sync::watch::channel(rt.clone());
+    let (resume, resumes) = mpsc::unbounded_channel();
+    let online = rt.online.clone().map(|online| {
+        tokio::spawn(crate::online::watch(
+            online,
+            watched.clone(),
+            resume,
+            shutdown.child_token(),
+        ))
+    });
     let watcher = tokio::spawn(crate::unwritten::watch(
         watched,
         alive.clone(),
@@ -147,6 +162,7 @@ pub async fn run(
         dispatch(&rt),
         shutdown.clone(),
         reloads,
+        resumes,
         alive,
     ));
 
@@ -188,6 +204,9 @@ pub async fn run(
         }
     }
     let _ = scheduler.await;
+    if let Some(online) = online {
+        let _ = online.await;
+    }
     listener.stop().await;
     let _ = probe.await;
     let _ = pool_probe.await;
@@ -254,12 +273,17 @@ fn reloaded(current: &Arc<Runtime>, loader: &Loader, mode: Mode) -> anyhow::Resu
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
+    if config.agent.online != current.config.agent.online {
+        tracing::warn!("`agent.online` changed; it is read at start: restart klaxon to use it");
+    }
     let mut new = Runtime::with_store(config, mode, current.clock.clone(), current.store.clone())?;
     new.metrics = current.metrics.clone(); // counters survive reloads
     // Pings of runs from before the reload are still waited for at shutdown.
     new.pinger = current.pinger.clone();
     // Runs kept while the store cannot be written are written by the same agent.
     new.unwritten = current.unwritten.clone();
+    // So does what is known of the network.
+    new.online = current.online.clone();
     Ok(Arc::new(new))
 }
 

@@ -18,6 +18,7 @@ pub mod liveness;
 pub mod lockfile;
 pub mod logging;
 pub mod metrics;
+pub mod online;
 pub mod private;
 pub mod quiet;
 pub mod retry;

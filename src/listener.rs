@@ -374,7 +374,13 @@ async fn handle(req: Request<Incoming>, state: &State, peer: SocketAddr) -> Resp
         },
         Route::Metrics => {
             let rendered = crate::store::THREADS
-                .run(move || rt.metrics.render(&rt.config, &rt.store))
+                .run(move || {
+                    let offline = rt
+                        .online
+                        .as_ref()
+                        .is_some_and(|o| o.offline_since().is_some());
+                    rt.metrics.render(&rt.config, &rt.store, offline)
+                })
                 .await;
             match rendered {
                 Ok(Ok(body)) => reply(StatusCode::OK, crate::metrics::CONTENT_TYPE, body),

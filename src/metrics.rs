@@ -104,6 +104,7 @@ pub struct Metrics {
     deliveries: Family<DeliveryLabels, Counter>,
     replica_failures: Family<ReplicaLabels, Counter>,
     outbox: Family<OutboxLabels, Gauge>,
+    offline: Gauge,
     /// One scrape at a time: each refills the gauges read from the store.
     scrape: Mutex<()>,
 }
@@ -174,6 +175,12 @@ impl Metrics {
             "Messages in the outbox not delivered: pending (still tried) or given_up",
             outbox.clone(),
         );
+        let offline = Gauge::default();
+        registry.register(
+            "klaxon_offline",
+            "1 while no target of agent.online answers (network checks are not judged), else 0",
+            offline.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         registry.register(
             "klaxon_build_info",
@@ -195,6 +202,7 @@ impl Metrics {
             deliveries,
             replica_failures,
             outbox,
+            offline,
             scrape: Mutex::new(()),
         }
     }
@@ -238,10 +246,17 @@ impl Metrics {
             .inc();
     }
 
-    /// The exposition: the counters as they are, and the gauges read from `store` for
-    /// the jobs of `config` (the running config). Blocks on the store.
-    pub fn render(&self, config: &Config, store: &Store) -> Result<String, StoreError> {
+    /// The exposition: the counters as they are, the gauges read from `store` for the
+    /// jobs of `config` (the running config), and whether the machine is `offline`.
+    /// Blocks on the store.
+    pub fn render(
+        &self,
+        config: &Config,
+        store: &Store,
+        offline: bool,
+    ) -> Result<String, StoreError> {
         let _one = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
+        self.offline.set(i64::from(offline));
         self.job_up.clear();
         let now = Utc::now();
         let silences = store.silences(now, false)?;
@@ -312,7 +327,10 @@ mod tests {
         metrics.delivery("slack", DeliveryResult::Retry);
         metrics.replica_failure("am", "10.0.0.7:9093");
 
-        let text = metrics.render(&config, &store).unwrap();
+        let text = metrics.render(&config, &store, false).unwrap();
+        assert_eq!(sample(&text, "klaxon_offline "), Some(0.0), "{text}");
+        let offline = metrics.render(&config, &store, true).unwrap();
+        assert_eq!(sample(&offline, "klaxon_offline "), Some(1.0), "{offline}");
         let runs = "klaxon_runs_total{job=\"api\",severity=\"critical\"} ";
         assert_eq!(sample(&text, runs), Some(2.0), "{text}");
         let count = "klaxon_run_duration_seconds_count{job=\"api\",severity=\"critical\"} ";

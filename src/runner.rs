@@ -5,6 +5,8 @@
 //! A run cut short because klaxon is stopping (its script stopped, or a retry it still
 //! had to make not started) is not a result: it is recorded as `interrupted`, moves no
 //! alert state and sends nothing (see [`record_interrupted`]).
+//! Nor is a network run while the machine is offline (`agent.online`): it is recorded
+//! as `offline`, the same way (see [`crate::online`]).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -68,6 +70,20 @@ pub async fn run_job(
         .get(&job.name)
         .ok_or_else(|| anyhow::anyhow!("job `{}` has no built check", job.name))?
         .clone();
+    // Offline, a network check is not run: its answer would say nothing of its target.
+    let online = rt.online.as_ref().filter(|_| job.network);
+    if let Some(since) = online.and_then(|o| o.not_judged(&job.name)) {
+        let times = Times {
+            started_at: rt.clock.now(),
+            elapsed: Duration::ZERO,
+            fire_at,
+        };
+        let tries = Tries {
+            made: 0,
+            allowed: retry.attempts(),
+        };
+        return record_offline(rt, job, since, None, tries, times).await;
+    }
     let pings = job
         .heartbeat
         .as_ref()
@@ -116,6 +132,17 @@ pub async fn run_job(
         drop(pings);
         let last = (!outcome.interrupted).then_some(outcome.summary.as_str());
         return record_interrupted(rt, &job.name, last, tries, times).await;
+    }
+    // A network run that failed is judged once a probe round says the network works.
+    if let Some(online) = online.filter(|_| !ok)
+        && !online
+            .confirm(tokio::time::Instant::now(), rt.clock.now())
+            .await
+        && let Some(since) = online.not_judged(&job.name)
+    {
+        drop(pings);
+        let last = Some(outcome.summary.as_str());
+        return record_offline(rt, job, since, last, tries, times).await;
     }
     let outcome = over_time(outcome, elapsed, job.max_duration);
     if let Some(pings) = pings {
@@ -209,16 +236,66 @@ pub async fn record_interrupted(
         None => format!("interrupted by shutdown during try {made} of {allowed}"),
     };
     tracing::info!(job = %job, attempts = made, "{summary}; no alert state changed");
+    record_unjudged(rt, job, INTERRUPTED, summary, made, times).await
+}
+
+/// Records a network run of `job` while the machine is offline (since `since`) as
+/// `offline`: not run at all, or run with `last` its last try's summary. Like an
+/// interrupted run, it moves no alert state and sends nothing.
+pub async fn record_offline(
+    rt: &Arc<Runtime>,
+    job: &Job,
+    since: DateTime<Utc>,
+    last: Option<&str>,
+    tries: Tries,
+    times: Times,
+) -> anyhow::Result<Finished> {
+    let since =
+        klaxon_notifiers::text::timestamp(&since.with_timezone(&job.timezone).fixed_offset());
+    let offline = format!("offline since {since} (no target of agent.online answers)");
+    let summary = match last {
+        Some(last) => format!(
+            "not judged: {offline}; try {} of {}: {last}",
+            tries.made, tries.allowed
+        ),
+        None => format!("not run: {offline}"),
+    };
+    // Each fire while offline would log a line; the agent said once that it is offline.
+    match last {
+        Some(_) => tracing::info!(job = %job.name, "{summary}; no alert state changed"),
+        None => tracing::debug!(job = %job.name, "{summary}; no alert state changed"),
+    }
+    record_unjudged(
+        rt,
+        &job.name,
+        crate::online::OFFLINE,
+        summary,
+        tries.made,
+        times,
+    )
+    .await
+}
+
+/// Writes a run that is no result (`why`: `interrupted`, `offline`) to history, as its
+/// severity and its `skipped`, leaving the job's alert state alone.
+async fn record_unjudged(
+    rt: &Arc<Runtime>,
+    job: &str,
+    why: &str,
+    summary: String,
+    attempts: u32,
+    times: Times,
+) -> anyhow::Result<Finished> {
     let record = RunRecord {
         job: job.to_owned(),
         started_at: times.started_at,
         finished_at: times.finished_at(),
-        severity: INTERRUPTED.into(),
-        attempts: made,
+        severity: why.into(),
+        attempts,
         elapsed: times.elapsed,
         summary,
         output: None,
-        skipped: Some(INTERRUPTED.into()),
+        skipped: Some(why.into()),
         metrics: Vec::new(),
         fire_at: times.fire_at,
         silenced: None,
@@ -230,7 +307,7 @@ pub async fn record_interrupted(
         .await??;
     Ok(Finished {
         record,
-        // An interrupted run says nothing about the target.
+        // A run that is no result says nothing about the target.
         severity: Severity::Unknown,
         messages: Vec::new(),
     })

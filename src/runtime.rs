@@ -70,6 +70,9 @@ pub struct Runtime {
     /// Where runs go while the store cannot be written (the agent only; `None` for
     /// `once`, `exec` and `ping`, which fail instead); kept across reloads.
     pub unwritten: Option<Arc<crate::unwritten::Unwritten>>,
+    /// Whether the machine is online (`agent.online`, the agent only; `None` when unset
+    /// and for `once`, which judges every run); kept across reloads.
+    pub online: Option<Arc<crate::online::Online>>,
 }
 
 impl fmt::Debug for Runtime {
@@ -130,6 +133,7 @@ impl Runtime {
             metrics: Default::default(),
             pinger,
             unwritten: None,
+            online: None,
         })
     }
 }

@@ -28,6 +28,10 @@
 //!     `wake_delay` has passed, so the network can come back first.
 //!   - A backward jump moves `every` jobs back with the clock, so they keep their
 //!     interval; cron and `at` fires are never dispatched twice.
+//! - **Back online.** Jobs whose runs were not judged while the machine was offline
+//!   (`agent.online`) come in on `resumes`: each runs again once `wake_delay` has
+//!   passed (and any hold after a wake with it), as its last fire, instead of waiting
+//!   for its next one.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -337,6 +341,23 @@ impl Timeline {
         self.rebuild();
     }
 
+    /// Runs each of `jobs` (by name) that is still scheduled and active now, as its last
+    /// fire: the machine is back online and their runs were not judged.
+    fn resume(&self, jobs: &[String], now: DateTime<Utc>, dispatch: &dyn Dispatch) {
+        for slot in &self.slots {
+            if !slot.job.check.is_active() || !jobs.contains(&slot.job.name) {
+                continue;
+            }
+            let fire = Fire {
+                nominal: slot.last_fired.unwrap_or(now),
+                due: now,
+                next_run: slot.next.map(|n| shift(n, slot.delay_c)),
+            };
+            tracing::info!(job = %slot.job.name, "back online: running again");
+            dispatch.run(&slot.job, fire);
+        }
+    }
+
     /// When the earliest fire is due, in ns since the epoch.
     fn next_due(&self) -> Option<i64> {
         self.heap.peek().map(|Reverse((due, _))| *due)
@@ -581,8 +602,9 @@ impl Alarm {
 }
 
 /// Runs the loop until `shutdown`. `remembered` is what the store knows of each job's
-/// last fire; `reloads` brings new job sets (SIGHUP, `--watch`); `alive` is stamped on
-/// every turn (the listener's `/healthz`).
+/// last fire; `reloads` brings new job sets (SIGHUP, `--watch`); `resumes` the jobs to
+/// run again now that the machine is back online; `alive` is stamped on every turn (the
+/// listener's `/healthz`).
 #[allow(clippy::too_many_arguments)]
 pub async fn run_loop(
     jobs: Vec<Arc<Job>>,
@@ -592,6 +614,7 @@ pub async fn run_loop(
     mut dispatch: Arc<dyn Dispatch>,
     shutdown: CancellationToken,
     mut reloads: mpsc::Receiver<Reload>,
+    mut resumes: mpsc::UnboundedReceiver<Vec<String>>,
     alive: Arc<crate::liveness::Liveness>,
 ) {
     let mut timeline = Timeline::new(jobs, &remembered, clock.now());
@@ -600,6 +623,8 @@ pub async fn run_loop(
     let mut last_mono = tokio::time::Instant::now();
     // After a forward jump, overdue jobs wait until this (monotonic) instant.
     let mut hold: Option<tokio::time::Instant> = None;
+    // Jobs to run again once the network is back, and from when.
+    let mut resume: Option<(tokio::time::Instant, Vec<String>)> = None;
     let alarm = clock.is_system().then(Alarm::new).flatten();
     // tokio's sleep: the loop's timer without an alarm, and the ceiling of its waits
     // (CLOCK_CHECK) with one. Reset, not made anew, on each turn.
@@ -634,6 +659,9 @@ pub async fn run_loop(
         if !held {
             hold = None;
             timeline.fire_due(wall, dispatch.as_ref());
+            if let Some((_, jobs)) = resume.take_if(|(at, _)| mono >= *at) {
+                timeline.resume(&jobs, wall, dispatch.as_ref());
+            }
         }
         // With an alarm, wake at the next fire, but at most once per WAKE_QUANTUM: fires
         // closer together than that (10,000 jobs spread over a second) share a wake.
@@ -648,9 +676,16 @@ pub async fn run_loop(
             Some(h) => h.saturating_duration_since(mono),
             None => until_due,
         }
-        .min(CLOCK_CHECK);
+        .min(CLOCK_CHECK)
+        .min(
+            resume
+                .as_ref()
+                .map_or(CLOCK_CHECK, |(at, _)| at.saturating_duration_since(mono)),
+        );
         let ring = match (&alarm, hold, target) {
-            (Some(alarm), None, Some(t)) if until_due < CLOCK_CHECK => alarm.set(t),
+            (Some(alarm), None, Some(t)) if until_due < CLOCK_CHECK && resume.is_none() => {
+                alarm.set(t)
+            }
             (Some(alarm), ..) => {
                 alarm.unset();
                 false
@@ -674,6 +709,13 @@ pub async fn run_loop(
             () = shutdown.cancelled() => break,
             () = &mut sleep => {}
             () = rung => {}
+            Some(jobs) = resumes.recv() => {
+                let at = tokio::time::Instant::now() + wake_delay;
+                match resume.as_mut() {
+                    Some((_, pending)) => pending.extend(jobs),
+                    None => resume = Some((at, jobs)),
+                }
+            }
             reload = reloads.recv() => {
                 if let Some(reload) = reload {
                     timeline.reload(reload.jobs, clock.now());
@@ -786,6 +828,7 @@ mod tests {
         recorder: Arc<Recorder>,
         shutdown: CancellationToken,
         reload: mpsc::Sender<Reload>,
+        resume: mpsc::UnboundedSender<Vec<String>>,
         task: tokio::task::JoinHandle<()>,
     }
 
@@ -798,6 +841,7 @@ mod tests {
             });
             let shutdown = CancellationToken::new();
             let (reload, reloads) = mpsc::channel(1);
+            let (resume, resumes) = mpsc::unbounded_channel();
             let task = tokio::spawn(run_loop(
                 jobs(toml),
                 remembered,
@@ -806,6 +850,7 @@ mod tests {
                 recorder.clone(),
                 shutdown.clone(),
                 reloads,
+                resumes,
                 Default::default(),
             ));
             // Let the loop start before the test moves time.
@@ -817,6 +862,7 @@ mod tests {
                 recorder,
                 shutdown,
                 reload,
+                resume,
                 task,
             }
         }
@@ -926,6 +972,33 @@ mod tests {
         // The missed fires were coalesced, and `strict` was too late for its grace.
         assert!(events.iter().any(|e| matches!(e, Event::Skip { job, why, .. } if job == "minutely" && why.starts_with("coalesced: 120 missed fire(s)"))), "{events:#?}");
         assert!(events.iter().any(|e| matches!(e, Event::Skip { job, why, .. } if job == "strict" && why == "missed by 45s (misfire_grace 10s)")), "{events:#?}");
+        h.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn jobs_not_judged_while_offline_run_again_after_wake_delay_as_their_last_fire() {
+        let toml = format!(
+            "{}{}",
+            tcp_job("api", "every = \"1h\""),
+            tcp_job("other", "every = \"1h\"")
+        );
+        let h = Harness::start(&toml, "2026-05-01T10:00:00Z", HashMap::new()).await;
+        advance(Duration::from_secs(1)).await;
+        assert_eq!(h.runs().len(), 2, "both ran at start");
+        advance(Duration::from_secs(60)).await;
+        // Back online: `api` had a run that was not judged.
+        h.resume.send(vec!["api".into()]).unwrap();
+        advance(Duration::from_secs(14)).await;
+        assert_eq!(h.runs(), [], "ran before wake_delay");
+        advance(Duration::from_secs(2)).await;
+        let runs = h.runs();
+        let names: Vec<_> = runs.iter().map(|(job, ..)| job.as_str()).collect();
+        assert_eq!(names, ["api"], "{runs:?}");
+        // As its last fire: the schedule keeps its phase.
+        assert_eq!(runs[0].1, t("2026-05-01T10:00:00Z"));
+        advance(Duration::from_secs(3_600)).await;
+        let nominals: Vec<_> = h.runs().into_iter().map(|(_, n, _)| n).collect();
+        assert_eq!(nominals, [t("2026-05-01T11:00:00Z"); 2]);
         h.stop().await;
     }
 
@@ -1110,6 +1183,7 @@ mod tests {
             starts.clone(),
             shutdown.clone(),
             reloads,
+            mpsc::unbounded_channel().1,
             Default::default(),
         ));
         tokio::time::sleep(Duration::from_millis(1_300)).await;

@@ -414,6 +414,23 @@ fn end(rt: &Arc<Runtime>, outage: Outage, stop: &CancellationToken) {
 
 /// The agent's own message about an outage of its store, as of `at`.
 fn agent_alert(rt: &Runtime, outage: &Outage, at: DateTime<Utc>) -> Alert {
+    let check = CheckInfo {
+        kind: "agent".into(),
+        target: rt.config.agent.state_dir.display().to_string(),
+    };
+    agent_message(rt, check, outage.since, at, outage.id.clone())
+}
+
+/// A message of the agent about itself (job [`AGENT_JOB`]), about `check`, as of `at`,
+/// of a trouble that began `since`: a critical failure with no summary yet, which the
+/// caller fills in (or turns into a recovery).
+pub fn agent_message(
+    rt: &Runtime,
+    check: CheckInfo,
+    since: DateTime<Utc>,
+    at: DateTime<Utc>,
+    id: String,
+) -> Alert {
     let agent = &rt.config.agent;
     let local = |t: DateTime<Utc>| t.with_timezone(&agent.timezone).fixed_offset();
     Alert {
@@ -422,21 +439,18 @@ fn agent_alert(rt: &Runtime, outage: &Outage, at: DateTime<Utc>) -> Alert {
         job: AGENT_JOB.into(),
         agent: agent.name.clone(),
         severity: Severity::Critical,
-        check: CheckInfo {
-            kind: "agent".into(),
-            target: agent.state_dir.display().to_string(),
-        },
+        check,
         summary: String::new(),
         output: None,
         attempts: 1,
         max_attempts: 1,
         elapsed_ms: 0,
         started_at: local(at),
-        failing_since: Some(local(outage.since)),
+        failing_since: Some(local(since)),
         last_success: None,
         next_run: None,
         downtime_ms: None,
-        id: outage.id.clone(),
+        id,
         acknowledged: None,
     }
 }

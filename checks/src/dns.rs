@@ -154,6 +154,8 @@ impl CheckPlugin for DnsConfig {
     type Spec = DnsSpec;
     type Runtime = DnsCheck;
 
+    const NETWORK: bool = true;
+
     fn build(spec: &DnsSpec, _shared: &Shared) -> Result<DnsCheck, BuildError> {
         Ok(DnsCheck::new(spec.clone()))
     }

@@ -227,6 +227,8 @@ impl CheckPlugin for HttpConfig {
     type Spec = HttpSpec;
     type Runtime = HttpCheck;
 
+    const NETWORK: bool = true;
+
     const SECRET_KEYS: &'static [SecretKey] = &[
         SecretKey::url(&[Seg::Key("url")]),
         SecretKey::always(&[Seg::Key("headers"), Seg::SecretName]),

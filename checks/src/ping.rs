@@ -127,6 +127,8 @@ impl CheckPlugin for PingConfig {
     type Spec = PingSpec;
     type Runtime = PingCheck;
 
+    const NETWORK: bool = true;
+
     fn build(spec: &PingSpec, _shared: &Shared) -> Result<PingCheck, BuildError> {
         Ok(PingCheck { spec: spec.clone() })
     }

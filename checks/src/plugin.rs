@@ -33,6 +33,12 @@ pub trait CheckPlugin: DeserializeOwned + fmt::Debug {
     /// are fed by pings).
     const ACTIVE: bool = true;
 
+    /// Whether a run of this check needs the network to say anything about its target
+    /// (`http`, `tcp`, `dns`, `ping`): with `agent.online`, the agent does not judge
+    /// such a run while the machine is offline. A job can say so of any check
+    /// (`network = true`, for a script that needs the network).
+    const NETWORK: bool = false;
+
     /// Turns the raw table into typed settings, pushing every problem to `issues`.
     fn validate(self, issues: &mut Vec<ConfigIssue>) -> Option<Self::Spec>;
 
@@ -255,6 +261,14 @@ macro_rules! checks {
             pub fn is_active(&self) -> bool {
                 match self {
                     $(CheckSpec::$variant(_) => <$config as $crate::CheckPlugin>::ACTIVE),+
+                }
+            }
+
+            /// Whether a run needs the network to judge its target (see
+            /// [`CheckPlugin::NETWORK`]).
+            pub fn is_network(&self) -> bool {
+                match self {
+                    $(CheckSpec::$variant(_) => <$config as $crate::CheckPlugin>::NETWORK),+
                 }
             }
 

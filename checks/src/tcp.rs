@@ -83,6 +83,8 @@ impl CheckPlugin for TcpConfig {
     type Spec = TcpSpec;
     type Runtime = TcpCheck;
 
+    const NETWORK: bool = true;
+
     fn build(spec: &TcpSpec, _shared: &Shared) -> Result<TcpCheck, BuildError> {
         TcpCheck::try_new(spec.clone())
     }

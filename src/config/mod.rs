@@ -108,6 +108,7 @@ impl Config {
                 heartbeat: None,
                 wake_delay: Duration::from_secs(15),
                 group_wait: Duration::from_secs(5),
+                online: None,
                 notify: Vec::new(),
             }),
             log,
@@ -140,14 +141,24 @@ pub struct AgentSettings {
     pub heartbeat: Option<AgentHeartbeat>,
     pub wake_delay: Duration,
     pub group_wait: Duration,
-    /// `agent.notify`: who hears that the agent cannot write its state (default: every
-    /// notifier a job notifies, in file order).
+    /// `agent.online`: how the agent tells that the machine is offline (off when unset).
+    pub online: Option<OnlineSettings>,
+    /// `agent.notify`: who hears that the agent cannot write its state, or that it is
+    /// back online (default: every notifier a job notifies, in file order).
     pub notify: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
 pub struct AgentHeartbeat {
     pub url: SecretString,
+    pub every: Duration,
+}
+
+/// `agent.online`: the machine is online while one of `targets` answers; they are asked
+/// every `every`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnlineSettings {
+    pub targets: Vec<crate::online::Target>,
     pub every: Duration,
 }
 
@@ -231,6 +242,9 @@ pub struct Job {
     pub coalesce: bool,
     pub max_instances: u32,
     pub check: CheckSpec,
+    /// Whether a run needs the network (`network`; by default the check's kind says):
+    /// with `agent.online`, such runs are not judged while the machine is offline.
+    pub network: bool,
     /// What is checked, for messages and logs: the check's target with every value
     /// that came from `${…}` replaced by `***`.
     pub target: String,
@@ -691,6 +705,7 @@ impl<'a> Loader<'a> {
         let group_wait = raw.group_wait.map_or(Some(Duration::from_secs(5)), |d| {
             self.duration(&d, "group_wait")
         });
+        let online = raw.online.and_then(|o| self.online(o));
         if self.diagnostics.len() > before {
             return None;
         }
@@ -704,7 +719,44 @@ impl<'a> Loader<'a> {
             heartbeat,
             wake_delay: wake_delay?,
             group_wait: group_wait?,
+            online,
             notify: Vec::new(),
+        })
+    }
+
+    /// `agent.online`: at least one target, each `host:port` or an http(s) URL, and a
+    /// positive `every` (default 30 s).
+    fn online(&mut self, raw: raw::RawOnline) -> Option<OnlineSettings> {
+        let before = self.diagnostics.len();
+        if raw.targets.get_ref().is_empty() {
+            self.diagnostics.push(Diagnostic::at(
+                raw.targets.span(),
+                "`online.targets` must name at least one target (`host:port` or an http(s) URL)",
+            ));
+        }
+        let targets: Vec<_> = raw
+            .targets
+            .get_ref()
+            .iter()
+            .filter_map(|t| match crate::online::Target::parse(t.get_ref()) {
+                Ok(target) => Some(target),
+                Err(e) => {
+                    self.diagnostics
+                        .push(Diagnostic::at(t.span(), format!("`online.targets`: {e}")));
+                    None
+                }
+            })
+            .collect();
+        let every = match &raw.every {
+            Some(e) => self.positive_duration(e, "online.every"),
+            None => Some(Duration::from_secs(30)),
+        };
+        if self.diagnostics.len() > before {
+            return None;
+        }
+        Some(OnlineSettings {
+            targets,
+            every: every?,
         })
     }
 
@@ -1182,6 +1234,17 @@ impl<'a> Loader<'a> {
             Some(m) => self.count(m, "max_instances", 1, 1_000),
             None => Some(1),
         };
+        let network = match (&raw.network, &check) {
+            (Some(n), Some(c)) if !c.is_active() => {
+                self.diagnostics.push(Diagnostic::at(
+                    n.span(),
+                    "`network` is for jobs the agent runs; a `heartbeat` job is fed by pings",
+                ));
+                None
+            }
+            (Some(n), _) => Some(*n.get_ref()),
+            (None, c) => Some(c.as_ref().is_some_and(CheckSpec::is_network)),
+        };
         Some(Job {
             name,
             trigger: trigger?,
@@ -1197,6 +1260,7 @@ impl<'a> Loader<'a> {
             misfire_grace,
             coalesce: raw.coalesce.or(defaults.coalesce).unwrap_or(true),
             max_instances: max_instances?,
+            network: network?,
             target: interpolate::redact(&check.as_ref()?.target(), &self.substituted),
             check: check?,
         })
@@ -1588,6 +1652,48 @@ port = 1
         assert_eq!(
             config.warnings,
             ["job `a` notifies nobody: set `notify` on it or in `[defaults]`"]
+        );
+    }
+
+    #[test]
+    fn agent_online_is_off_unless_set_and_network_defaults_to_the_check_kind() {
+        use crate::config::tests_support::load_text;
+        let jobs = "[jobs.web]\nevery = \"1m\"\n[jobs.web.check]\ntype = \"http\"\nurl = \"http://127.0.0.1/\"\n\
+                    [jobs.lan]\nevery = \"1m\"\nnetwork = false\n[jobs.lan.check]\ntype = \"tcp\"\nhost = \"127.0.0.1\"\nport = 5432\n\
+                    [jobs.sync]\nevery = \"1m\"\nnetwork = true\n[jobs.sync.check]\ntype = \"script\"\nshell = \"rsync\"\n\
+                    [jobs.disk]\nevery = \"1m\"\n[jobs.disk.check]\ntype = \"disk\"\npath = \"/\"\nmin_free = \"1%\"\n";
+        let config = load_text(jobs).unwrap();
+        assert_eq!(config.agent.online, None);
+        let network: Vec<_> = config
+            .jobs
+            .iter()
+            .map(|j| (j.name.as_str(), j.network))
+            .collect();
+        assert_eq!(
+            network,
+            [
+                ("web", true),
+                ("lan", false),
+                ("sync", true),
+                ("disk", false)
+            ]
+        );
+        let config = load_text(&format!(
+            "[agent]\nonline = {{ targets = [\"1.1.1.1:53\", \"https://example.com\"] }}\n{jobs}"
+        ))
+        .unwrap();
+        let online = config.agent.online.unwrap();
+        assert_eq!(online.every, Duration::from_secs(30));
+        let shown: Vec<_> = online.targets.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["1.1.1.1:53", "https://example.com/"]);
+        let unknown = load_text(&format!(
+            "[agent]\nonline = {{ targets = [\"1.1.1.1:53\"], evry = \"1m\" }}\n{jobs}"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            unknown.contains("unknown key `evry`") && unknown.contains("did you mean `every`?"),
+            "{unknown}"
         );
     }
 

@@ -24,6 +24,7 @@ pub struct RawAgent {
     pub heartbeat: Option<RawAgentHeartbeat>,
     pub wake_delay: Option<Text>,
     pub group_wait: Option<Text>,
+    pub online: Option<RawOnline>,
     /// Validated with the notifiers (see `Loader::agent_notify`).
     pub notify: Option<Vec<Text>>,
 }
@@ -32,6 +33,14 @@ pub struct RawAgent {
 #[serde(deny_unknown_fields)]
 pub struct RawAgentHeartbeat {
     pub url: Text,
+    pub every: Option<Text>,
+}
+
+/// `agent.online = { targets = [...], every = "30s" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOnline {
+    pub targets: Spanned<Vec<Text>>,
     pub every: Option<Text>,
 }
 
@@ -102,6 +111,7 @@ pub struct RawJob {
     pub misfire_grace: Option<Text>,
     pub coalesce: Option<bool>,
     pub max_instances: Option<Spanned<i64>>,
+    pub network: Option<Spanned<bool>>,
 }
 
 /// The keys every notifier has, taken out of its table before the rest goes to the

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Store, StoreError, from_ms, lock, ms, write_tx};
+use crate::alert::NewMessage;
 /// How long a claim on an outbox message lasts: a process that reads a message to send
 /// it claims it, and no other process sends it until the claim is released (the try is
 /// recorded) or lapses (its owner died). Far longer than a delivery try takes (the
@@ -273,6 +274,49 @@ impl Store {
         drop(conn);
         self.committed();
         Ok(Some(copy))
+    }
+
+    /// Puts the agent's own `messages` (not made by a run: "back online") in the
+    /// outbox at `now`, in one transaction, for the delivery worker to send.
+    pub fn enqueue_messages(
+        &self,
+        messages: Vec<NewMessage>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = write_tx(&mut conn)?;
+        let mut fresh = Vec::with_capacity(messages.len());
+        for m in messages {
+            tx.execute(
+                "INSERT INTO outbox (alert_id, job, notifier, event, payload, created_at, next_attempt_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+                params![
+                    m.alert.id,
+                    m.alert.job,
+                    m.notifier,
+                    m.alert.event.as_str(),
+                    serde_json::to_string(&m.alert)?,
+                    ms(now),
+                ],
+            )?;
+            fresh.push(Fresh {
+                item: OutboxItem {
+                    id: tx.last_insert_rowid(),
+                    notifier: m.notifier,
+                    alert: m.alert,
+                    attempts: 0,
+                    next_attempt_at: now,
+                    created_at: now,
+                    fallback_sent: false,
+                },
+                claimed: false,
+            });
+        }
+        tx.commit()?;
+        self.fresh(fresh);
+        drop(conn);
+        self.committed();
+        Ok(())
     }
 
     /// Undelivered messages whose next attempt is due at `now`, oldest first.
