@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # HTTP check throughput, klaxon next to its peers, all against the same local nginx in
 # the same run (a benchmark, not a test):
-#   * klaxon:  `cargo bench -p klaxon-checks --bench http_throughput` (release), K tasks
+#   * klaxon:  `cargo bench -p klaxon-checks --bench check_throughput` (release), K tasks
 #              looping `Check::run`, counting checks that validated status 200 and body;
 #   * wrk:     the raw loopback ceiling of that nginx (../shared/bench/peers/wrk_bench.py);
 #   * APScheduler (AsyncIOScheduler) + aiohttp, APS_N jobs every 1 s
@@ -86,14 +86,14 @@ klaxon_run() { # conc out.json
 }
 
 cd "$ROOT"
-echo "== building the bench (release): cargo bench -p klaxon-checks --bench http_throughput"
+echo "== building the bench (release): cargo bench -p klaxon-checks --bench check_throughput"
 # Built once; every run then starts the executable cargo bench runs (the same
 # `--bench` argument), so no rebuild or manifest reload falls inside a measurement.
-[ -n "${BENCH_BIN:-}" ] || BENCH_BIN=$(timeout 1800 cargo bench -q -p klaxon-checks --bench http_throughput --no-run \
+[ -n "${BENCH_BIN:-}" ] || BENCH_BIN=$(timeout 1800 cargo bench -q -p klaxon-checks --bench check_throughput --no-run \
   --message-format=json | $PY -c 'import json, sys
 for line in sys.stdin:
     m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "http_throughput":
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "check_throughput":
         print(m["executable"])')
 [ -x "$BENCH_BIN" ] || { echo "could not build the bench" >&2; exit 1; }
 if (exec 3<>/dev/tcp/127.0.0.1/18080) 2>/dev/null; then

@@ -1,9 +1,12 @@
 //! The `ping` check through `klaxon once`, as root: with `net.ipv4.ping_group_range`
 //! set to allow no group the run names the sysctl, and with it allowing all, loopback
 //! (IPv4 and IPv6) answers; then against a network namespace this suite creates (a veth
-//! pair), with every other echo request dropped on the way (deterministic loss; plus
-//! `tc netem` loss on the link where the kernel has it) and one address dropping ICMP
-//! (nftables). `.ci/run` installs iproute2 and nftables and runs it with
+//! pair): one address dropping ICMP (nftables), one dropping every other echo request
+//! (an nftables counter: deterministic loss), and random loss of half the requests on
+//! the link, judged with a binomial margin. The random loss is `tc netem` where the
+//! kernel has sch_netem and nftables' `numgen random` on the same veth where it does not
+//! (this project's CI kernel has no netem); either way the case runs and asserts, and
+//! the test prints which mechanism it used. `.ci/run` installs iproute2 and nftables and runs it with
 //! `cargo test -p klaxon --features system-tests --test system_ping`. The sysctl and the
 //! namespace are restored and removed however the test ends.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -207,31 +210,50 @@ fn ping_needs_no_root_and_judges_loss_on_a_real_link() {
     );
     assert!(out.contains("\n  loss=50%"), "{out}");
 
-    // `tc netem` loss on the link, where the kernel has netem: most of 20 requests get
-    // through and some are lost (each with chance 1/2: all or none is 1 in 10^6).
+    // Random loss on the link: `tc netem` on the host's end of the veth where the kernel
+    // has it (CONFIG_NET_SCH_NETEM), otherwise nftables on the namespace's end
+    // (`numgen random`), each dropping an echo request with chance 1/2. Of 40 requests,
+    // 5 to 35 get through except with chance 2·10^-7 (binomial), and any loss from 1 to
+    // 39 is the same verdict: a warning (`warn_loss = 0%`, `max_loss = 99%`).
     let netem = Command::new("tc")
         .args([
             "qdisc", "add", "dev", &ns.veth, "root", "netem", "loss", "50%",
         ])
         .output()
-        .unwrap();
-    if netem.status.success() {
-        let jobs = ping_job(
-            "netem",
-            &format!(
-                "host = \"{net}.2\"\ncount = 20\ninterval = \"20ms\"\nwarn_loss = \"0%\"\nmax_loss = \"99%\""
-            ),
-        );
-        let (code, out) = once(dir.path(), &jobs, "netem");
-        assert_eq!(code, Some(1), "{out}");
-        assert!(out.starts_with("netem: warning: "), "{out}");
-        assert!(out.contains("% loss (warn 0%): "), "{out}");
+        .unwrap_or_else(|e| panic!("`tc`: {e} (install iproute2; .ci/run does this)"));
+    let mechanism = if netem.status.success() {
+        "tc netem loss 50%".to_owned()
     } else {
-        // Some kernels are built without sch_netem (CONFIG_NET_SCH_NETEM): the
-        // counter above is then the only loss on the link.
-        eprintln!(
-            "tc netem is not available here ({}): the netem case is not run",
+        in_ns(&format!(
+            "nft add rule inet klaxon input iifname {peer} ip daddr {net}.2 icmp type echo-request numgen random mod 100 < 50 drop"
+        ));
+        format!(
+            "nftables numgen random mod 100 < 50 drop (tc netem: {})",
             text(&netem.stderr).trim()
-        );
-    }
+        )
+    };
+    let jobs = ping_job(
+        "random",
+        &format!(
+            "host = \"{net}.2\"\ncount = 40\ninterval = \"20ms\"\nwarn_loss = \"0%\"\nmax_loss = \"99%\""
+        ),
+    );
+    let (code, out) = once(dir.path(), &jobs, "random");
+    assert_eq!(code, Some(1), "{mechanism}: {out}");
+    assert!(
+        out.starts_with("random: warning: ") && out.contains("% loss (warn 0%): "),
+        "{mechanism}: {out}"
+    );
+    let replies: u32 = out
+        .split_once("(warn 0%): ")
+        .and_then(|(_, rest)| rest.split_once(" of 40 replies from "))
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap_or_else(|| panic!("{mechanism}: no reply count in {out}"));
+    eprintln!("random loss on the link by {mechanism}: {replies} of 40 replies");
+    assert!(
+        (5..=35).contains(&replies),
+        "{mechanism}: {replies} of 40 replies, far from half: {out}"
+    );
+    let loss = format!("\n  loss={}%", f64::from(40 - replies) * 2.5);
+    assert!(out.contains(&loss), "{mechanism}: {loss:?} in {out}");
 }

@@ -652,29 +652,70 @@ mod tests {
         );
     }
 
+    /// Whether this process may open an unprivileged ICMP socket, as the kernel decides
+    /// it (`ping_init_sock`): its effective group or one of its supplementary groups lies
+    /// in `net.ipv4.ping_group_range`. Returns the range read, to quote in failures.
+    #[cfg(target_os = "linux")]
+    fn ping_allowed() -> (bool, String) {
+        let range = std::fs::read_to_string("/proc/sys/net/ipv4/ping_group_range")
+            .expect("reading /proc/sys/net/ipv4/ping_group_range");
+        let bounds: Vec<u32> = range
+            .split_whitespace()
+            .map(|n| n.parse().expect("ping_group_range holds two numbers"))
+            .collect();
+        let (low, high) = (bounds[0], bounds[1]);
+        let mut gids = nix::unistd::getgroups().expect("getgroups");
+        gids.push(nix::unistd::getegid());
+        let allowed = gids.iter().any(|gid| (low..=high).contains(&gid.as_raw()));
+        (
+            allowed,
+            format!("ping_group_range `{}`, groups {gids:?}", range.trim()),
+        )
+    }
+
+    /// macOS (the other platform klaxon runs on) gives every user ICMP datagram sockets.
+    #[cfg(not(target_os = "linux"))]
+    fn ping_allowed() -> (bool, String) {
+        (true, "not Linux: no ping_group_range".to_owned())
+    }
+
     #[tokio::test]
-    async fn loopback_answers_or_the_error_names_the_sysctl() {
+    async fn loopback_outcome_follows_ping_group_range() {
         let spec = config::<PingConfig>("host = \"127.0.0.1\"\ninterval = \"50ms\"")
             .validate(&mut Vec::new())
             .unwrap();
+        let (allowed, why) = ping_allowed();
         let r = PingCheck { spec }.run(Duration::from_secs(5)).await;
-        // Whether this machine allows unprivileged ICMP is its sysctl's say; the system
-        // suite sets it both ways and asserts each.
-        if r.summary
-            .starts_with("ICMP: unprivileged ping is not allowed")
-        {
+        // The system suite (tests/system_ping.rs) sets the sysctl both ways; a change
+        // while this ran would make the expectation stale, so say so instead.
+        assert_eq!(
+            ping_allowed().1,
+            why,
+            "ping_group_range changed during the test"
+        );
+        if allowed {
+            assert_eq!(r.severity, Severity::Ok, "{why}: {}", r.summary);
             assert!(
-                r.summary.contains("net.ipv4.ping_group_range"),
-                "{}",
+                r.summary
+                    .starts_with("3 of 3 replies from 127.0.0.1, rtt min/avg/max "),
+                "{why}: {}",
                 r.summary
             );
+            let names: Vec<&str> = r.metrics.iter().map(|m| m.name.as_str()).collect();
+            assert_eq!(names, ["rtt_min", "rtt_avg", "rtt_max", "loss"], "{why}");
+            assert!(r.metrics[..3].iter().all(|m| m.value >= 0.0), "{why}");
+            assert_eq!(r.metrics[3].value, 0.0, "{why}");
         } else {
-            assert_eq!(r.severity, Severity::Ok, "{}", r.summary);
+            assert_eq!(r.severity, Severity::Critical, "{why}: {}", r.summary);
             assert!(
-                r.summary.starts_with("3 of 3 replies from 127.0.0.1"),
-                "{}",
+                r.summary
+                    .starts_with("ICMP: unprivileged ping is not allowed for this user's group")
+                    && r.summary
+                        .contains("`sysctl -w net.ipv4.ping_group_range=\"0 2147483647\"`"),
+                "{why}: {}",
                 r.summary
             );
+            assert!(r.metrics.is_empty(), "{why}: {:?}", r.metrics);
         }
     }
 

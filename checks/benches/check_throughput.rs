@@ -1,19 +1,25 @@
-//! HTTP check throughput: how many *validated* `http` checks per second klaxon's check
-//! runtime completes against one local server (a benchmark, not a test; `cargo test`
-//! never runs it).
+//! Check throughput: how many *validated* checks per second klaxon's check runtime
+//! completes against one local server (a benchmark, not a test; `cargo test` never runs
+//! it). By default an `http` check (bench/http_checks.sh); `--type` and `--table` give
+//! any other check, as its `[jobs.NAME.check]` table would (bench/checks.sh: `dns`).
 //!
 //! K tasks on a multi-thread tokio runtime each loop `Check::run` on their own check
-//! (as K jobs would), all sharing one `Shared` client like the agent does. Every check
-//! parses the status (`expect_status = [200]`) and the body (`body_contains`); only
-//! outcomes of severity `ok` that finish inside the measurement window are counted.
+//! (as K jobs would), all sharing one `Shared` client like the agent does. The default
+//! `http` check parses the status (`expect_status = [200]`) and the body
+//! (`body_contains`); only outcomes of severity `ok` that finish inside the measurement
+//! window are counted.
 //!
-//!     cargo bench -p klaxon-checks --bench http_throughput -- \
+//!     cargo bench -p klaxon-checks --bench check_throughput -- \
 //!         --url http://127.0.0.1:18080/ --concurrency 64 --duration 10 --warmup 2
+//!     cargo bench -p klaxon-checks --bench check_throughput -- --type dns \
+//!         --table 'name = "a.test"
+//!     server = "127.0.0.1:5353"
+//!     expect = ["10.0.0.1"]' --concurrency 1 --duration 10
 //!
 //! Every flag also reads an environment variable (`KLAXON_BENCH_URL`,
 //! `KLAXON_BENCH_CONCURRENCY`, `KLAXON_BENCH_DURATION`, `KLAXON_BENCH_WARMUP`,
-//! `KLAXON_BENCH_THREADS`, `KLAXON_BENCH_BODY`, `KLAXON_BENCH_JSON`,
-//! `KLAXON_BENCH_WATCH_PIDS`); flags win. `--watch-pids 12,13` also reports the CPU those
+//! `KLAXON_BENCH_THREADS`, `KLAXON_BENCH_BODY`, `KLAXON_BENCH_TYPE`,
+//! `KLAXON_BENCH_TABLE`, `KLAXON_BENCH_JSON`, `KLAXON_BENCH_WATCH_PIDS`); flags win. `--watch-pids 12,13` also reports the CPU those
 //! processes (the server) used in the window, and the whole machine's busy CPU, so the
 //! split between klaxon, the server and anything else running is known.
 //! Prints a human summary and one `RESULT {json}` line; `--json PATH` also writes it.
@@ -38,6 +44,10 @@ struct Opts {
     /// Runtime worker threads; 0 = tokio's default (one per core).
     threads: usize,
     body_contains: String,
+    /// The check's `type`; `http` unless given.
+    kind: String,
+    /// The check's table as TOML; unless given, the `http` check of `url`.
+    table: Option<String>,
     json: Option<String>,
     watch_pids: Vec<u32>,
 }
@@ -50,6 +60,8 @@ fn parse_opts() -> Result<Opts, String> {
     let mut warmup = env("KLAXON_BENCH_WARMUP");
     let mut threads = env("KLAXON_BENCH_THREADS");
     let mut body = env("KLAXON_BENCH_BODY");
+    let mut kind = env("KLAXON_BENCH_TYPE");
+    let mut table = env("KLAXON_BENCH_TABLE");
     let mut json = env("KLAXON_BENCH_JSON");
     let mut watch = env("KLAXON_BENCH_WATCH_PIDS");
     let mut args = std::env::args().skip(1);
@@ -61,6 +73,8 @@ fn parse_opts() -> Result<Opts, String> {
             "--warmup" => &mut warmup,
             "--threads" => &mut threads,
             "--body-contains" => &mut body,
+            "--type" => &mut kind,
+            "--table" => &mut table,
             "--json" => &mut json,
             "--watch-pids" => &mut watch,
             // `cargo bench` passes `--bench` to every harness-less bench.
@@ -82,6 +96,8 @@ fn parse_opts() -> Result<Opts, String> {
         warmup: num(warmup, 2.0, "warmup")?,
         threads: num(threads, 0, "threads")?,
         body_contains: body.unwrap_or_else(|| "ok".to_owned()),
+        kind: kind.unwrap_or_else(|| "http".to_owned()),
+        table,
         json,
         watch_pids: watch
             .unwrap_or_default()
@@ -94,16 +110,19 @@ fn parse_opts() -> Result<Opts, String> {
 
 /// Builds the check exactly as a config file would: the TOML table goes through
 /// `CheckSpec::parse` over a spanned value (deserialized, then validated), then
-/// `Check::build`.
-fn build_check(opts: &Opts, shared: &Shared) -> Result<Check, String> {
-    let text = format!(
-        "url = {:?}\nexpect_status = [200]\nbody_contains = {:?}\n",
-        opts.url, opts.body_contains
-    );
+/// `Check::build`. Returns the check and its target (what it checks, as messages name it).
+fn build_check(opts: &Opts, shared: &Shared) -> Result<(Check, String), String> {
+    let text = opts.table.clone().unwrap_or_else(|| {
+        format!(
+            "url = {:?}\nexpect_status = [200]\nbody_contains = {:?}\n",
+            opts.url, opts.body_contains
+        )
+    });
     let table = DeTable::parse(&text).map_err(|e| e.to_string())?;
     let value = Spanned::new(0..text.len(), DeValue::Table(table.into_inner()));
-    let spec = CheckSpec::parse("http", value).map_err(|e| format!("invalid check: {e}"))?;
-    Check::build(&spec, shared).map_err(|e| e.to_string())
+    let spec = CheckSpec::parse(&opts.kind, value).map_err(|e| format!("invalid check: {e}"))?;
+    let check = Check::build(&spec, shared).map_err(|e| e.to_string())?;
+    Ok((check, spec.target()))
 }
 
 /// Linux reports CPU times in USER_HZ ticks, which is 100 on every Linux ABI.
@@ -193,16 +212,17 @@ fn pct_ms(sorted: &[u32], p: f64) -> f64 {
 async fn measure(opts: &Opts) -> Result<serde_json::Value, String> {
     let shared = Shared::new().map_err(|e| e.to_string())?;
     // One check per task, as K jobs would have, sharing the client and its pool.
+    let target = build_check(opts, &shared)?.1;
     let checks = (0..opts.concurrency)
-        .map(|_| build_check(opts, &shared).map(Arc::new))
+        .map(|_| build_check(opts, &shared).map(|(c, _)| Arc::new(c)))
         .collect::<Result<Vec<_>, _>>()?;
 
     // Fail fast and clearly when the server is not there or does not validate.
     let probe = checks[0].run(CHECK_TIMEOUT).await;
     if !probe.severity.is_ok() {
         return Err(format!(
-            "the check does not pass against {}: {}",
-            opts.url, probe.summary
+            "the {} check does not pass against {}: {}",
+            opts.kind, target, probe.summary
         ));
     }
 
@@ -239,7 +259,8 @@ async fn measure(opts: &Opts) -> Result<serde_json::Value, String> {
     let pct = |v: Option<f64>| v.map(|c| 100.0 * c / window);
     let rate = total.ok as f64 / window;
     Ok(serde_json::json!({
-        "url": opts.url,
+        "type": opts.kind,
+        "target": target,
         "concurrency": opts.concurrency,
         "threads": opts.threads,
         "window_s": window,
@@ -265,7 +286,7 @@ fn main() -> ExitCode {
     let opts = match parse_opts() {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("http_throughput: {e}");
+            eprintln!("check_throughput: {e}");
             return ExitCode::from(2);
         }
     };
@@ -281,14 +302,15 @@ fn main() -> ExitCode {
     let r = match result {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("http_throughput: {e}");
+            eprintln!("check_throughput: {e}");
             return ExitCode::FAILURE;
         }
     };
     let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
     println!(
-        "klaxon http checks: {:.0} validated/s (c={}, {:.1} s window), p50 {:.2} ms, \
+        "klaxon {} checks: {:.0} validated/s (c={}, {:.1} s window), p50 {:.2} ms, \
          p99 {:.2} ms, CPU {:.2} s ({:.0} %, {:.1} us/check), errors {}",
+        opts.kind,
         f("checks_per_s"),
         opts.concurrency,
         f("window_s"),
@@ -315,7 +337,7 @@ fn main() -> ExitCode {
     if let Some(path) = &opts.json
         && let Err(e) = std::fs::write(path, format!("{r}\n"))
     {
-        eprintln!("http_throughput: writing {path}: {e}");
+        eprintln!("check_throughput: writing {path}: {e}");
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
