@@ -402,8 +402,11 @@ async fn handle(req: Request<Incoming>, state: &State, peer: SocketAddr) -> Resp
             Route::Ack(job) if scoped(presented, token, Action::Ack, job) => {
                 Some(Grant::Scoped(Action::Ack))
             }
-            // The job is in the body: checked once it is read.
-            Route::Silences if method == Method::POST => Some(Grant::Scoped(Action::Silence)),
+            // The job is in the body: the token is checked once it is read (with no
+            // token at all, nothing is read).
+            Route::Silences if method == Method::POST && presented.is_some() => {
+                Some(Grant::Scoped(Action::Silence))
+            }
             _ => None,
         },
     };

@@ -558,6 +558,17 @@ async fn ntfy_buttons_acknowledge_and_silence_through_the_listener() {
             "silence token, longer",
             press(silence, silence_url, Some(r#"{"jobs":["db"],"for":"30d"}"#)).await,
         ),
+        (
+            "no token, the button's silence",
+            client
+                .post(silence_url)
+                .body(silence["body"].as_str().unwrap().to_owned())
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+        ),
     ];
     for (what, status) in refused {
         assert_eq!(status, 401, "{what}: {}", log());
