@@ -1,7 +1,9 @@
 //! The listener's API for silences and acknowledgements (`agent.listen_token`
 //! required): `GET /api/silences`, `POST /api/silences`, `DELETE /api/silences/ID`,
 //! `POST /api/ack/JOB`. Each answers JSON; a mistake in the request is a 400 that says
-//! what is wrong. They write the same store as `klaxon silence` and `klaxon ack`.
+//! what is wrong. They write the same store as `klaxon silence` and `klaxon ack`. A
+//! notification button's scoped token is taken for one job's ack or silence only (see
+//! [`crate::listener`]).
 
 use std::sync::Arc;
 
@@ -9,6 +11,8 @@ use bytes::Bytes;
 use hyper::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
+
+use klaxon_notifiers::buttons::SILENCE_FOR;
 
 use crate::runtime::Runtime;
 
@@ -54,6 +58,28 @@ fn store_failed(e: impl std::fmt::Display) -> Answer {
 fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, Answer> {
     serde_json::from_slice(body)
         .map_err(|e| error(StatusCode::BAD_REQUEST, format!("bad JSON body: {e}")))
+}
+
+/// The job a `POST /api/silences` body silences if it is what a "Silence 1h" button
+/// asks for: one job, `for` [`SILENCE_FOR`], no `until`. A button's scoped token is
+/// checked against that job before the request is taken, so it cannot silence another
+/// job, several, or for longer.
+pub fn button_silence_job(body: &Bytes) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Asked {
+        jobs: Vec<String>,
+        #[serde(rename = "for")]
+        length: Option<String>,
+        until: Option<serde_json::Value>,
+    }
+    let asked: Asked = serde_json::from_slice(body).ok()?;
+    if asked.length.as_deref() != Some(SILENCE_FOR) || asked.until.is_some() {
+        return None;
+    }
+    match <[String; 1]>::try_from(asked.jobs) {
+        Ok([job]) => Some(job),
+        Err(_) => None,
+    }
 }
 
 /// `GET /api/silences`: the silences in force.

@@ -10,6 +10,11 @@
 //!   job begins, judged against its `max_duration`: [`crate::started`]) need `Authorization: Bearer TOKEN`
 //!   when `agent.listen_token` is set. The token is compared in constant time and never
 //!   logged, whether presented or expected.
+//! - The API (`/api/...`, [`crate::api`]) always needs the token. A notification button
+//!   presents a token scoped to one action on one job
+//!   ([`klaxon_notifiers::buttons::scoped_token`]): it is taken for `POST /api/ack/JOB`
+//!   of that job, or for a `POST /api/silences` of that job alone for `1h` (what the
+//!   button sends: [`crate::api::button_silence_job`]), and refused everywhere else. It too is compared in constant time and never logged.
 //!
 //! The listener binds once, at start: a port in use is an error that stops the agent.
 //! It serves the agent's current runtime, which a reload replaces; it stops accepting
@@ -37,6 +42,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+use klaxon_notifiers::buttons::{Action, scoped_token};
 
 use crate::liveness::{Health, Liveness};
 use crate::runtime::Runtime;
@@ -307,16 +314,55 @@ fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
 /// Whether an `Authorization` header carries `token` as a bearer token. The comparison
 /// takes the same time wherever the two differ; an empty token matches nothing.
 fn authorized(header: Option<&HeaderValue>, token: &SecretString) -> bool {
-    let expected = token.expose_secret().as_bytes();
+    bearer_is(header, token.expose_secret())
+}
+
+/// Whether an `Authorization` header carries the token scoped to `action` on `job`
+/// (derived from `token`, which must not be empty), compared as [`authorized`] does.
+fn scoped(header: Option<&HeaderValue>, token: &SecretString, action: Action, job: &str) -> bool {
+    let token = token.expose_secret();
+    !token.is_empty() && bearer_is(header, &scoped_token(token, action, job))
+}
+
+fn bearer_is(header: Option<&HeaderValue>, expected: &str) -> bool {
     let presented = header
         .and_then(|h| h.to_str().ok())
         .and_then(|v| v.trim().split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, t)| t.trim().as_bytes());
     match presented {
-        Some(presented) if !expected.is_empty() => presented.ct_eq(expected).into(),
+        Some(presented) if !expected.is_empty() => presented.ct_eq(expected.as_bytes()).into(),
         _ => false,
     }
+}
+
+/// What a request may do: everything its route allows (no token needed, or the full
+/// token), or only what a button's scoped token allows; `None` when refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Grant {
+    Full,
+    /// A scoped token for this action; its job is checked against the request's.
+    Scoped(Action),
+}
+
+/// The 401 for a request without a token good for it; the log says why, never what
+/// was presented.
+fn refuse(peer: SocketAddr, path: &str, presented: bool) -> Response<Body> {
+    let why = if presented {
+        "wrong bearer token"
+    } else {
+        "no bearer token"
+    };
+    tracing::warn!(%peer, path, "listener request refused: {why}");
+    let mut response = text(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized: this endpoint needs `Authorization: Bearer TOKEN` (`agent.listen_token`)",
+    );
+    response.headers_mut().insert(
+        WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"klaxon\""),
+    );
+    response
 }
 
 fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
@@ -348,24 +394,24 @@ async fn handle(req: Request<Incoming>, state: &State, peer: SocketAddr) -> Resp
         );
     }
     let needs_token = api || matches!(found, Route::Status | Route::Ping(_) | Route::Start(_));
-    if let (true, Some(token)) = (needs_token, &rt.config.agent.listen_token)
-        && !authorized(req.headers().get(AUTHORIZATION), token)
-    {
-        let why = if req.headers().contains_key(AUTHORIZATION) {
-            "wrong bearer token"
-        } else {
-            "no bearer token"
-        };
-        tracing::warn!(%peer, path, "listener request refused: {why}");
-        let mut response = text(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized: this endpoint needs `Authorization: Bearer TOKEN` (`agent.listen_token`)",
-        );
-        response.headers_mut().insert(
-            WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"klaxon\""),
-        );
-        return response;
+    let presented = req.headers().get(AUTHORIZATION);
+    let grant = match (needs_token, &rt.config.agent.listen_token) {
+        (false, _) | (true, None) => Some(Grant::Full),
+        (true, Some(token)) if authorized(presented, token) => Some(Grant::Full),
+        (true, Some(token)) => match found {
+            Route::Ack(job) if scoped(presented, token, Action::Ack, job) => {
+                Some(Grant::Scoped(Action::Ack))
+            }
+            // The job is in the body: the token is checked once it is read (with no
+            // token at all, nothing is read).
+            Route::Silences if method == Method::POST && presented.is_some() => {
+                Some(Grant::Scoped(Action::Silence))
+            }
+            _ => None,
+        },
+    };
+    if grant.is_none() {
+        return refuse(peer, path, presented.is_some());
     }
     match found {
         Route::Healthz => match state.alive.health() {
@@ -405,10 +451,26 @@ async fn handle(req: Request<Incoming>, state: &State, peer: SocketAddr) -> Resp
         Route::Ping(name) => ping(&rt, &state.started, name, peer, false).await,
         Route::Start(name) => ping(&rt, &state.started, name, peer, true).await,
         Route::Silences if method != Method::POST => answer(crate::api::list(&rt).await),
-        Route::Silences => match body(req).await {
-            Ok(body) => answer(crate::api::add(&rt, &body).await),
-            Err(response) => response,
-        },
+        Route::Silences => {
+            let token = rt.config.agent.listen_token.clone();
+            let scope = (grant == Some(Grant::Scoped(Action::Silence)))
+                .then(|| req.headers().get(AUTHORIZATION).cloned());
+            match body(req).await {
+                Ok(body) => {
+                    if let (Some(presented), Some(token)) = (scope, &token) {
+                        let job = crate::api::button_silence_job(&body);
+                        let ok = job.is_some_and(|job| {
+                            scoped(presented.as_ref(), token, Action::Silence, &job)
+                        });
+                        if !ok {
+                            return refuse(peer, path, true);
+                        }
+                    }
+                    answer(crate::api::add(&rt, &body).await)
+                }
+                Err(response) => response,
+            }
+        }
         Route::Silence(id) => answer(crate::api::expire(&rt, id).await),
         Route::Ack(job) => match body(req).await {
             Ok(body) => answer(crate::api::ack(&rt, job, &body).await),

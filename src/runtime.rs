@@ -10,6 +10,8 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use klaxon_checks::Check;
 use klaxon_notifiers::Notifier;
+use klaxon_notifiers::buttons::Buttons;
+use secrecy::ExposeSecret;
 use tokio::sync::Semaphore;
 
 use crate::config::Config;
@@ -114,9 +116,10 @@ impl Runtime {
         // Notifiers and pings follow no redirects, unlike the `http` check's client.
         let delivery = klaxon_notifiers::delivery_client()
             .context("cannot set up the HTTP client of notifiers")?;
+        let buttons = buttons(&config);
         let mut notifiers = HashMap::new();
         for entry in &config.notifiers {
-            let notifier = Notifier::build(&entry.spec, &delivery)
+            let notifier = Notifier::build(&entry.spec, &delivery, buttons.as_ref())
                 .with_context(|| format!("notifier `{}`", entry.name))?;
             notifiers.insert(entry.name.clone(), Arc::new(notifier));
         }
@@ -136,4 +139,13 @@ impl Runtime {
             online: None,
         })
     }
+}
+
+/// The buttons messages offer: with both `agent.listen_url` and `agent.listen_token`.
+fn buttons(config: &Config) -> Option<Buttons> {
+    let agent = &config.agent;
+    let url = agent.listen_url.clone()?;
+    // An empty token lets nobody in; tokens derived from it would be guessable.
+    let token = (agent.listen_token.clone()).filter(|t| !t.expose_secret().is_empty())?;
+    Some(Buttons::new(url, token))
 }

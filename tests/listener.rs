@@ -528,6 +528,19 @@ fn validate_warns_about_a_listener_open_to_other_machines() {
         empty.contains("warning: `agent.listen_token` is empty"),
         "{empty}"
     );
+    // A `listen_url` whose buttons cannot work: no token to scope, no listener.
+    let alone = write("[agent]\nlisten_url = \"https://box.example.com:9850\"\n");
+    for warning in [
+        "warning: `agent.listen_url` is set but `listen_token` is not: messages carry no buttons",
+        "warning: `agent.listen_url` is set but `agent.listen` is not: no listener answers the buttons",
+    ] {
+        assert!(alone.contains(warning), "{alone}");
+    }
+    let whole = write(
+        "[agent]\nlisten = \"0.0.0.0:9850\"\nlisten_token = \"${KLAXON_TOKEN}\"\n\
+         listen_url = \"https://box.example.com:9850\"\n",
+    );
+    assert!(!whole.contains("listen_url"), "{whole}");
 }
 
 /// `urls = [up, down]`: the agent counts the message delivered (the replica that is up

@@ -446,6 +446,172 @@ async fn the_listener_api_adds_lists_and_expires_silences_and_acknowledges() {
     assert_eq!(off.status(), 403);
 }
 
+/// The buttons of an ntfy message, pressed as the phone would: the agent (listener,
+/// `listen_url`, `listen_token`) sends a failing job's DOWN to an ntfy receiver with
+/// "Acknowledge" and "Silence 1h" as `http` actions; the test performs each action's
+/// request (URL, method, headers, body as received) against the real listener, and
+/// `klaxon status` shows the alert acknowledged and the job silenced for an hour. Each
+/// action's token is refused for another job, another route, and another silence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ntfy_buttons_acknowledge_and_silence_through_the_listener() {
+    let hook = Server::start(|_| Response::ok("ok")).await;
+    let ntfy = Server::start(|_| Response::ok("{\"id\":\"x\"}")).await;
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let setup = Setup::new(
+        &hook,
+        &format!(
+            "\n[notifiers.phone]\ntype = \"ntfy\"\nurl = \"{}\"\ntopic = \"alerts\"\n",
+            ntfy.url("/")
+        ),
+    );
+    let config = std::fs::read_to_string(setup.config())
+        .unwrap()
+        .replacen(
+            "timezone = \"UTC\"\n",
+            &format!(
+                "timezone = \"UTC\"\nlisten = \"127.0.0.1:{port}\"\nlisten_token = \"tok-3f9a\"\n\
+                 listen_url = \"{base}/\"\n"
+            ),
+            1,
+        )
+        .replacen("notify = [\"hook\"]", "notify = [\"hook\", \"phone\"]", 1);
+    std::fs::write(setup.config(), config).unwrap();
+    setup.recover("web");
+    let agent = Agent::start(&setup.config(), &setup.dir.path().join("agent.log"));
+    ntfy.wait_for(1, Duration::from_secs(15)).await;
+    let message = ntfy.requests()[0].json();
+    assert_eq!(message["title"], "DOWN db on box: exit 2", "{message}");
+    let actions = message["actions"].as_array().unwrap().clone();
+    let labels: Vec<&str> = actions
+        .iter()
+        .map(|a| a["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(labels, ["Acknowledge", "Silence 1h"]);
+    let log = || agent.log();
+    assert!(!message.to_string().contains("tok-3f9a"), "{message}");
+
+    let client = reqwest::Client::new();
+    // What an `http` action does: its method, URL, headers and body.
+    let press = |action: &serde_json::Value, url: &str, body: Option<&str>| {
+        let mut request = client.request(
+            action["method"].as_str().unwrap().parse().unwrap(),
+            url.to_owned(),
+        );
+        for (name, value) in action["headers"].as_object().unwrap() {
+            request = request.header(name.as_str(), value.as_str().unwrap());
+        }
+        let body = body
+            .or(action["body"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        async move { request.body(body).send().await.unwrap().status().as_u16() }
+    };
+    let (ack, silence) = (&actions[0], &actions[1]);
+    let (ack_url, silence_url) = (
+        ack["url"].as_str().unwrap(),
+        silence["url"].as_str().unwrap(),
+    );
+    assert_eq!(ack_url, format!("{base}/api/ack/db"));
+    assert_eq!(silence_url, format!("{base}/api/silences"));
+    let refused = [
+        (
+            "ack token, another job",
+            press(ack, &format!("{base}/api/ack/web"), None).await,
+        ),
+        (
+            "ack token, the silence route",
+            press(ack, silence_url, Some(silence["body"].as_str().unwrap())).await,
+        ),
+        (
+            "ack token, /status",
+            client
+                .get(format!("{base}/status"))
+                .header(
+                    "authorization",
+                    ack["headers"]["Authorization"].as_str().unwrap(),
+                )
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+        ),
+        (
+            "silence token, the ack route",
+            press(silence, ack_url, Some("")).await,
+        ),
+        (
+            "silence token, another job",
+            press(silence, silence_url, Some(r#"{"jobs":["web"],"for":"1h"}"#)).await,
+        ),
+        (
+            "silence token, two jobs",
+            press(
+                silence,
+                silence_url,
+                Some(r#"{"jobs":["db","web"],"for":"1h"}"#),
+            )
+            .await,
+        ),
+        (
+            "silence token, longer",
+            press(silence, silence_url, Some(r#"{"jobs":["db"],"for":"30d"}"#)).await,
+        ),
+        (
+            "no token, the button's silence",
+            client
+                .post(silence_url)
+                .body(silence["body"].as_str().unwrap().to_owned())
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+        ),
+    ];
+    for (what, status) in refused {
+        assert_eq!(status, 401, "{what}: {}", log());
+    }
+    let listed = setup.ok(&["silence", "list"]);
+    assert_eq!(listed.trim(), "no silences in force");
+
+    assert_eq!(press(ack, ack_url, None).await, 200, "{}", log());
+    assert_eq!(press(silence, silence_url, None).await, 201, "{}", log());
+    let status: serde_json::Value = serde_json::from_str(&setup.ok(&["status", "--json"])).unwrap();
+    let db = &status[0];
+    assert_eq!(db["job"], "db");
+    assert_eq!(db["acknowledged"]["by"], "notification button", "{db}");
+    let silences: serde_json::Value =
+        serde_json::from_str(&setup.ok(&["silence", "list", "--json"])).unwrap();
+    let made = &silences[0];
+    assert_eq!(made["jobs"], serde_json::json!(["db"]));
+    assert_eq!(made["created_by"], "notification button");
+    let at =
+        |v: &serde_json::Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
+    assert_eq!(
+        at(&made["ends_at"]) - at(&made["starts_at"]),
+        chrono::TimeDelta::hours(1)
+    );
+    assert_eq!(db["silenced_by"], format!("silence {}", made["id"]), "{db}");
+    assert_eq!(at(&db["silenced_until"]), at(&made["ends_at"]));
+    // The full token still works everywhere.
+    let full = client
+        .post(format!("{base}/api/ack/db"))
+        .bearer_auth("tok-3f9a")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(full.status(), 200);
+    let logged = log();
+    assert!(!logged.contains("tok-3f9a"), "{logged}");
+    for action in &actions {
+        let header = action["headers"]["Authorization"].as_str().unwrap();
+        let token = header.strip_prefix("Bearer ").unwrap();
+        assert!(!logged.contains(token), "{logged}");
+    }
+}
+
 mod quiet_hours {
     //! Quiet hours, with the clock driven: runs are recorded through `runner::record`
     //! (the agent's own path) and the outbox is worked through `delivery::round` (one

@@ -2,7 +2,9 @@
 //! `dbus-daemon --session` (Debian's `dbus-daemon`, which `.ci/run` installs) on a socket
 //! of its own and registers a freedesktop Notifications service on it that records every
 //! `Notify` call. `klaxon once` then shows a failure and its recovery there, as the
-//! notification server of a desktop session would get them. Run with
+//! notification server of a desktop session would get them; `klaxon run` with a
+//! listener shows a DOWN with buttons and acknowledges when the service says "ack" was
+//! pressed. Run with
 //! `cargo test -p klaxon --features system-tests --test system_desktop`.
 #![cfg(all(unix, not(target_os = "macos")))]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -28,6 +30,8 @@ struct Shown {
     body: String,
     /// Each hint in GVariant text form: `byte 0x02`, `"message-new-instant"`, `true`.
     hints: BTreeMap<String, String>,
+    /// Action keys and labels, in turn.
+    actions: Vec<String>,
 }
 
 /// What a notification server offers on `org.freedesktop.Notifications`.
@@ -45,7 +49,7 @@ impl Recorder {
         app_icon: String,
         summary: String,
         body: String,
-        _actions: Vec<String>,
+        actions: Vec<String>,
         hints: std::collections::HashMap<String, OwnedVariant>,
         _expire_timeout: i32,
     ) -> u32 {
@@ -59,12 +63,15 @@ impl Recorder {
                 .iter()
                 .map(|(k, v)| (k.clone(), (**v).to_string()))
                 .collect(),
+            actions,
         });
         u32::try_from(shown.len()).unwrap()
     }
 
     fn get_capabilities(&self) -> Vec<String> {
-        ["body", "body-markup", "sound"].map(String::from).to_vec()
+        ["actions", "body", "body-markup", "sound"]
+            .map(String::from)
+            .to_vec()
     }
 
     fn get_server_information(&self) -> (String, String, String, String) {
@@ -113,11 +120,35 @@ impl Drop for Bus {
     }
 }
 
+/// A [`Recorder`] serving `org.freedesktop.Notifications` on `bus`: its connection (the
+/// service lives as long as it) and what it was asked to show.
+async fn serve(bus: &Bus) -> (zbus::Connection, Arc<Mutex<Vec<Shown>>>) {
+    let shown = Arc::new(Mutex::new(Vec::new()));
+    let server = zbus::connection::Builder::address(bus.address.as_str())
+        .name("org.freedesktop.Notifications")
+        .serve_at(
+            "/org/freedesktop/Notifications",
+            Recorder {
+                shown: shown.clone(),
+            },
+        )
+        .build()
+        .await
+        .unwrap();
+    (server, shown)
+}
+
 fn config(dir: &Path, sound: bool) -> std::path::PathBuf {
+    config_with(dir, sound, "")
+}
+
+/// The config, with `agent` keys added.
+fn config_with(dir: &Path, sound: bool, agent: &str) -> std::path::PathBuf {
     let config = format!(
         r#"[agent]
 name = "ci"
 state_dir = "{state}"
+{agent}
 
 [notifiers.popup]
 type = "desktop"
@@ -166,18 +197,7 @@ fn hints(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 async fn failure_and_recovery_show_on_the_session_bus() {
     let dir = tempfile::tempdir().unwrap();
     let bus = Bus::start(dir.path());
-    let shown = Arc::new(Mutex::new(Vec::new()));
-    let _server = zbus::connection::Builder::address(bus.address.as_str())
-        .name("org.freedesktop.Notifications")
-        .serve_at(
-            "/org/freedesktop/Notifications",
-            Recorder {
-                shown: shown.clone(),
-            },
-        )
-        .build()
-        .await
-        .unwrap();
+    let (_server, shown) = serve(&bus).await;
 
     let loud = config(dir.path(), true);
     assert_eq!(once(&loud, &bus, "2").await, 1);
@@ -199,6 +219,8 @@ async fn failure_and_recovery_show_on_the_session_bus() {
                     ("sound-name", "\"message-new-instant\""),
                     ("urgency", "byte 0x02"),
                 ]),
+                // No `listen_url`: no buttons.
+                actions: Vec::new(),
             },
             Shown {
                 app_name: "klaxon".into(),
@@ -209,6 +231,7 @@ async fn failure_and_recovery_show_on_the_session_bus() {
                     ("sound-name", "\"message-new-instant\""),
                     ("urgency", "byte 0x00"),
                 ]),
+                actions: Vec::new(),
             },
             Shown {
                 app_name: "klaxon".into(),
@@ -216,6 +239,7 @@ async fn failure_and_recovery_show_on_the_session_bus() {
                 summary: "WARNING db on ci".into(),
                 body: "db &lt;down&gt; &amp; out".into(),
                 hints: hints(&[("suppress-sound", "true"), ("urgency", "byte 0x01")]),
+                actions: Vec::new(),
             },
         ]
     );
@@ -257,4 +281,120 @@ async fn a_bus_without_a_notification_service_keeps_the_message() {
             && error.contains("org.freedesktop.Notifications"),
         "{error}"
     );
+}
+
+/// A running `klaxon run`, killed on drop.
+struct Agent {
+    child: Child,
+    log: std::path::PathBuf,
+}
+
+impl Agent {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The buttons of a desktop notification: `klaxon run` with a listener, `listen_url` and
+/// `listen_token` shows the DOWN with the actions `ack` ("Acknowledge") and `silence`
+/// ("Silence 1h"); when the notification service emits `ActionInvoked` with `ack` for
+/// it, the agent calls its own listener with the scoped token and `klaxon status` shows
+/// the alert acknowledged by the button.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pressed_acknowledge_button_acknowledges_through_the_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = Bus::start(dir.path());
+    let (server, shown) = serve(&bus).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let path = config_with(
+        dir.path(),
+        false,
+        &format!(
+            "timezone = \"UTC\"\nlisten = \"127.0.0.1:{port}\"\nlisten_token = \"tok-d35k\"\n\
+             listen_url = \"http://127.0.0.1:{port}\""
+        ),
+    );
+    std::fs::write(dir.path().join("code"), "2").unwrap();
+    let log = dir.path().join("agent.log");
+    let child = klaxon()
+        .arg("--config")
+        .arg(&path)
+        .arg("run")
+        .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("start klaxon run");
+    let agent = Agent { child, log };
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let down = loop {
+        if let Some(first) = shown.lock().unwrap().first().cloned() {
+            break first;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing shown:\n{}",
+            agent.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(down.summary, "DOWN db on ci");
+    assert_eq!(
+        down.actions,
+        ["ack", "Acknowledge", "silence", "Silence 1h"]
+    );
+
+    // The Recorder numbers notifications from 1. The agent starts waiting for the
+    // signal once `Notify` has answered, so the press is repeated until it lands (as a
+    // person would press again); after the first, nobody is waiting for more.
+    let acknowledged = loop {
+        server
+            .emit_signal(
+                None::<zbus::names::BusName<'_>>,
+                "/org/freedesktop/Notifications",
+                "org.freedesktop.Notifications",
+                "ActionInvoked",
+                &(1u32, "ack"),
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let out = klaxon()
+            .arg("--config")
+            .arg(&path)
+            .args(["status", "--json"])
+            .output()
+            .unwrap();
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        if !status[0]["acknowledged"].is_null() {
+            break status[0]["acknowledged"].clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not acknowledged:\n{}",
+            agent.log()
+        );
+    };
+    assert_eq!(acknowledged["by"], "notification button", "{acknowledged}");
+    let logged = agent.log();
+    assert!(
+        logged.contains("desktop notification button pressed"),
+        "{logged}"
+    );
+    assert!(!logged.contains("tok-d35k"), "{logged}");
+    // Nothing else was shown: the silence button was not pressed, nothing recovered.
+    assert_eq!(shown.lock().unwrap().len(), 1);
 }

@@ -8,12 +8,21 @@
 //! Without a session bus, or with no notification service on it, the delivery fails
 //! with a reason that says so and is retried: the message waits in the outbox (until a
 //! session starts, or the day is up) while the other notifiers deliver theirs.
+//!
+//! With [`Buttons`], a notification about an open alert on Linux and the BSDs offers the
+//! actions `ack` ("Acknowledge") and `silence` ("Silence 1h"). klaxon itself performs a
+//! pressed one: after `Notify` a task of the process waits for the service's
+//! `ActionInvoked` for that notification, until it closes (`NotificationClosed`) or for
+//! [`BUTTON_LIFETIME`], and then POSTs the button to the listener with its scoped token.
+//! A process that exits (`klaxon once`) takes its buttons with it. macOS notifications
+//! carry no actions.
 
 use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::buttons::{Action, Button, Buttons};
 use crate::text::{self, ELLIPSIS};
 use crate::validate::ConfigIssue;
 use crate::{Alert, BuildError, Channel, DeliveryError, Event, NotifierPlugin, Severity};
@@ -28,6 +37,8 @@ pub const DIGEST_LINES: usize = 10;
 pub const SOUND_NAME: &str = "message-new-instant";
 /// The sound macOS plays when `sound = true`.
 pub const MAC_SOUND_NAME: &str = "Default";
+/// How long the buttons of a notification that is never closed keep working.
+pub const BUTTON_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// The raw `[notifiers.NAME]` table of `type = "desktop"`.
 #[derive(Debug, Deserialize)]
@@ -49,6 +60,15 @@ impl NotifierPlugin for DesktopConfig {
 
     fn build(spec: &DesktopSpec, _client: &reqwest::Client) -> Result<Desktop, BuildError> {
         Ok(Desktop::new(spec.clone()))
+    }
+
+    /// Buttons are pressed through `client`, the agent's delivery client.
+    fn build_with(
+        spec: &DesktopSpec,
+        client: &reqwest::Client,
+        buttons: Option<&Buttons>,
+    ) -> Result<Desktop, BuildError> {
+        Ok(Desktop::new(spec.clone()).with_buttons(buttons.cloned(), client.clone()))
     }
 }
 
@@ -80,6 +100,8 @@ pub struct Note {
     /// A freedesktop icon name.
     pub icon: &'static str,
     pub sound: bool,
+    /// The buttons offered, in order (Linux and the BSDs only).
+    pub actions: Vec<Action>,
 }
 
 /// The urgency and icon of an alert: critical (or unknown) failures and reminders are
@@ -97,8 +119,9 @@ fn tone(alert: &Alert) -> (Urgency, &'static str) {
 
 /// Renders an alert as a notification: the summary is the title without the reason
 /// (`DOWN api on macbook`, `RECOVERED api on macbook after 1h 5m`), the body the
-/// alert's summary (the reason), with the urgency and icon of [`tone`].
-pub fn render(alert: &Alert, spec: &DesktopSpec) -> Note {
+/// alert's summary (the reason), with the urgency and icon of [`tone`] and an action
+/// for each of `buttons`.
+pub fn render(alert: &Alert, spec: &DesktopSpec, buttons: &[Button]) -> Note {
     let (urgency, icon) = tone(alert);
     Note {
         summary: text::headline(alert),
@@ -106,12 +129,13 @@ pub fn render(alert: &Alert, spec: &DesktopSpec) -> Note {
         urgency,
         icon,
         sound: spec.sound,
+        actions: buttons.iter().map(|b| b.action).collect(),
     }
 }
 
 /// Renders several alerts as one notification: [`text::digest_title`] over the first
 /// [`DIGEST_LINES`] of [`text::digest_lines`], one a line, then the jobs of the rest
-/// ([`text::and_more`]); the urgency of the most urgent.
+/// ([`text::and_more`]); the urgency of the most urgent. A digest carries no buttons.
 pub fn render_digest(alerts: &[Alert], spec: &DesktopSpec) -> Note {
     let mut lines = text::digest_lines(alerts);
     if lines.len() > DIGEST_LINES {
@@ -133,6 +157,7 @@ pub fn render_digest(alerts: &[Alert], spec: &DesktopSpec) -> Note {
         urgency,
         icon,
         sound: spec.sound,
+        actions: Vec::new(),
     }
 }
 
@@ -154,6 +179,9 @@ pub fn escape(text: &str) -> String {
 pub struct Desktop {
     spec: DesktopSpec,
     timeout: Duration,
+    buttons: Option<Buttons>,
+    /// Presses buttons.
+    client: reqwest::Client,
 }
 
 impl Desktop {
@@ -164,12 +192,29 @@ impl Desktop {
         Self {
             spec,
             timeout: Self::TIMEOUT,
+            buttons: None,
+            client: reqwest::Client::new(),
         }
     }
 
-    /// Shows `note`; every failure is worth a retry (a session may start later).
-    async fn show(&self, note: Note) -> Result<(), DeliveryError> {
-        match tokio::time::timeout(self.timeout, show(note)).await {
+    /// The same notifier, offering `buttons` on notifications about an open alert and
+    /// pressing them through `client`.
+    pub fn with_buttons(self, buttons: Option<Buttons>, client: reqwest::Client) -> Self {
+        Self {
+            buttons,
+            client,
+            ..self
+        }
+    }
+
+    /// Shows `note`, whose actions are `buttons`; every failure is worth a retry (a
+    /// session may start later).
+    async fn show(&self, note: Note, buttons: Vec<Button>) -> Result<(), DeliveryError> {
+        let pressing = Pressing {
+            buttons,
+            client: self.client.clone(),
+        };
+        match tokio::time::timeout(self.timeout, show(note, pressing)).await {
             Ok(result) => result,
             Err(_) => Err(DeliveryError::Retry {
                 reason: format!(
@@ -187,14 +232,27 @@ impl Channel for Desktop {
 
     /// Shows [`render`]'s notification. No session bus, no notification service on it,
     /// or no answer within [`Desktop::TIMEOUT`] are [`DeliveryError::Retry`].
+    /// With buttons, a notification about an open alert offers them.
     async fn send(&self, alert: &Alert) -> Result<(), DeliveryError> {
-        self.show(render(alert, &self.spec)).await
+        let buttons = (self.buttons.as_ref())
+            .map(|b| b.for_alert(alert))
+            .unwrap_or_default();
+        self.show(render(alert, &self.spec, &buttons), buttons)
+            .await
     }
 
     /// Shows [`render_digest`]'s one notification for several alerts.
     async fn send_digest(&self, alerts: &[Alert]) -> Result<(), DeliveryError> {
-        self.show(render_digest(alerts, &self.spec)).await
+        self.show(render_digest(alerts, &self.spec), Vec::new())
+            .await
     }
+}
+
+/// The buttons of a notification being shown, and the client that presses them.
+#[cfg_attr(target_os = "macos", allow(dead_code))]
+struct Pressing {
+    buttons: Vec<Button>,
+    client: reqwest::Client,
 }
 
 fn retry(reason: String) -> DeliveryError {
@@ -204,9 +262,10 @@ fn retry(reason: String) -> DeliveryError {
     }
 }
 
-/// Calls `Notify` on the session bus, as notify-rust does through zbus.
+/// Calls `Notify` on the session bus, as notify-rust does through zbus; with buttons,
+/// leaves a task waiting for one to be pressed ([`wait_for_press`]).
 #[cfg(all(unix, not(target_os = "macos")))]
-async fn show(note: Note) -> Result<(), DeliveryError> {
+async fn show(note: Note, pressing: Pressing) -> Result<(), DeliveryError> {
     use notify_rust::{Hint, Notification};
 
     // zbus would fall back to `$XDG_RUNTIME_DIR/bus`, as D-Bus does.
@@ -237,15 +296,58 @@ async fn show(note: Note) -> Result<(), DeliveryError> {
     } else {
         notification.hint(Hint::SuppressSound(true));
     }
+    for action in &note.actions {
+        notification.action(action.key(), action.label());
+    }
     match notification.show_async().await {
-        Ok(_handle) => Ok(()),
+        Ok(handle) => {
+            if !pressing.buttons.is_empty() {
+                tokio::spawn(wait_for_press(handle, pressing));
+            }
+            Ok(())
+        }
         Err(e) => Err(retry(format!("cannot show a desktop notification: {e}"))),
     }
 }
 
-/// Posts to Notification Center (blocking, so on tokio's blocking threads).
+/// Waits for the service's `ActionInvoked` for `handle`'s notification (until it is
+/// closed, or [`BUTTON_LIFETIME`]) and presses the button it names.
+#[cfg(all(unix, not(target_os = "macos")))]
+async fn wait_for_press(handle: notify_rust::NotificationHandle, pressing: Pressing) {
+    let mut invoked = None;
+    let waited = tokio::time::timeout(
+        BUTTON_LIFETIME,
+        handle.wait_for_action_async(|response| {
+            if let notify_rust::NotificationResponse::Action(key) = response {
+                invoked = Action::from_key(key);
+            }
+        }),
+    )
+    .await;
+    if waited.is_err() {
+        return;
+    }
+    let Some(button) = pressing.buttons.iter().find(|b| Some(b.action) == invoked) else {
+        return;
+    };
+    match button.press(&pressing.client).await {
+        Ok(()) => tracing::info!(
+            notifier = "desktop",
+            action = button.action.key(),
+            "desktop notification button pressed"
+        ),
+        Err(reason) => tracing::warn!(
+            notifier = "desktop",
+            action = button.action.key(),
+            "a desktop notification button failed: {reason}"
+        ),
+    }
+}
+
+/// Posts to Notification Center (blocking, so on tokio's blocking threads). Its
+/// notifications carry no buttons.
 #[cfg(not(all(unix, not(target_os = "macos"))))]
-async fn show(note: Note) -> Result<(), DeliveryError> {
+async fn show(note: Note, _pressing: Pressing) -> Result<(), DeliveryError> {
     let shown = tokio::task::spawn_blocking(move || {
         let mut notification = notify_rust::Notification::new();
         notification
@@ -302,6 +404,7 @@ mod tests {
             urgency,
             icon,
             sound: false,
+            actions: Vec::new(),
         }
     }
 
@@ -346,10 +449,25 @@ mod tests {
             ),
         ];
         for (alert, expected) in cases {
-            assert_eq!(render(&alert, &QUIET), expected, "{:?}", alert.event);
+            assert_eq!(render(&alert, &QUIET, &[]), expected, "{:?}", alert.event);
         }
-        let loud = render(&fixtures::failure(), &DesktopSpec { sound: true });
+        let loud = render(&fixtures::failure(), &DesktopSpec { sound: true }, &[]);
         assert!(loud.sound);
+    }
+
+    #[test]
+    fn an_open_alert_offers_its_buttons_as_actions() {
+        let buttons = Buttons::new("http://127.0.0.1:9850".parse().unwrap(), "tok".into());
+        let failure = fixtures::failure();
+        let note = render(&failure, &QUIET, &buttons.for_alert(&failure));
+        assert_eq!(note.actions, [Action::Ack, Action::Silence]);
+        let keys: Vec<_> = note.actions.iter().map(|a| (a.key(), a.label())).collect();
+        assert_eq!(keys, [("ack", "Acknowledge"), ("silence", "Silence 1h")]);
+        let recovery = fixtures::recovery();
+        assert_eq!(
+            render(&recovery, &QUIET, &buttons.for_alert(&recovery)).actions,
+            []
+        );
     }
 
     #[test]
@@ -366,7 +484,7 @@ mod tests {
             summary: "x".repeat(5_000),
             ..fixtures::failure()
         };
-        let body = render(&alert, &QUIET).body;
+        let body = render(&alert, &QUIET, &[]).body;
         assert_eq!(body.chars().count(), BODY_CHARS);
         assert!(body.ends_with(ELLIPSIS));
     }

@@ -1105,6 +1105,7 @@ ca_file = ""
         let notifier = crate::Notifier::build(
             &crate::NotifierSpec::Email(spec(EmailTls::Starttls, 587)),
             &reqwest::Client::new(),
+            None,
         )
         .unwrap();
         assert!(!format!("{notifier:?}").contains("hunter2"));

@@ -12,9 +12,12 @@
 //! ([`Notifier::send_digest`]), each channel's `render_digest` apart from its send.
 //! The wording every channel shares lives in [`text`]. Delivery failures are classified
 //! ([`DeliveryError::Retry`] or [`DeliveryError::Reject`]) so the caller can decide
-//! whether to try again; nothing here retries on its own.
+//! whether to try again; nothing here retries on its own. [`buttons`] are what a
+//! message about an open alert may offer ("Acknowledge", "Silence 1h") on the channels
+//! that can show them.
 
 pub mod alertmanager;
+pub mod buttons;
 pub mod chat_hook;
 pub mod command;
 pub mod desktop;
@@ -213,7 +216,7 @@ mod tests {
     use klaxon_testkit::{Response, Server};
 
     fn build(spec: NotifierSpec) -> Notifier {
-        Notifier::build(&spec, &reqwest::Client::new()).unwrap()
+        Notifier::build(&spec, &reqwest::Client::new(), None).unwrap()
     }
 
     fn slack(url: &str) -> Notifier {

@@ -2,13 +2,17 @@
 //! `message`, `priority` and `tags` to the server's root URL), on ntfy.sh or a server of
 //! one's own, logging in with an access token or a username and password. Owns its
 //! config, the pure [`render`] of an alert (and [`render_digest`] of several), and
-//! [`Ntfy::send`].
+//! [`Ntfy::send`]. With [`Buttons`] (`agent.listen_url` and `listen_token` set), a
+//! message about an open alert carries "Acknowledge" and "Silence 1h" as `http` actions
+//! that the phone posts to the listener with a token scoped to that action and job.
 //!
 //! The API: <https://docs.ntfy.sh/publish/#publish-as-json> (the body),
 //! <https://docs.ntfy.sh/publish/#message-priority> (priorities 1 to 5),
 //! <https://docs.ntfy.sh/publish/#access-tokens> and
 //! <https://docs.ntfy.sh/publish/#username-password> (the `Authorization` header),
-//! <https://docs.ntfy.sh/publish/#limitations> (a message of at most 4,096 bytes).
+//! <https://docs.ntfy.sh/publish/#limitations> (a message of at most 4,096 bytes),
+//! <https://docs.ntfy.sh/publish/#action-buttons> (`actions`, the `http` action's
+//! `url`, `method`, `headers`, `body` and `clear`).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -23,6 +27,7 @@ use serde_json::{Value, json};
 use toml::Spanned;
 use url::Url;
 
+use crate::buttons::{Button, Buttons};
 use crate::http::{self, HttpShell};
 use crate::push::{self, Urgency};
 use crate::text::{self, ELLIPSIS};
@@ -94,6 +99,14 @@ impl NotifierPlugin for NtfyConfig {
 
     fn build(spec: &NtfySpec, client: &reqwest::Client) -> Result<Ntfy, BuildError> {
         Ntfy::new(spec.clone(), client)
+    }
+
+    fn build_with(
+        spec: &NtfySpec,
+        client: &reqwest::Client,
+        buttons: Option<&Buttons>,
+    ) -> Result<Ntfy, BuildError> {
+        Ok(Ntfy::new(spec.clone(), client)?.with_buttons(buttons.cloned()))
     }
 }
 
@@ -252,17 +265,36 @@ fn emoji(urgency: Urgency, test: bool) -> &'static str {
 }
 
 /// Renders an alert for `topic`: `title` ([`text::title`]), `message` (the facts and
-/// output, [`push::body`], within [`MESSAGE_BYTES`]), `priority` and `tags` (an emoji).
+/// output, [`push::body`], within [`MESSAGE_BYTES`]), `priority`, `tags` (an emoji),
+/// and, when there are `buttons`, `actions`: one `http` action each, which POSTs the
+/// button's body with its scoped token and clears the notification.
 /// Plain text: ntfy renders no markup unless asked to, so nothing needs escaping.
-pub fn render(alert: &Alert, topic: &str) -> Value {
+pub fn render(alert: &Alert, topic: &str, buttons: &[Button]) -> Value {
     let urgency = push::urgency(alert);
-    message(
+    let mut message = message(
         topic,
         &text::title(alert),
         &push::body(alert, MESSAGE_BYTES),
         urgency,
         emoji(urgency, alert.event == Event::Test),
-    )
+    );
+    if !buttons.is_empty() {
+        message["actions"] = buttons.iter().map(action).collect();
+    }
+    message
+}
+
+/// A button as an ntfy `http` action.
+fn action(button: &Button) -> Value {
+    json!({
+        "action": "http",
+        "label": button.action.label(),
+        "url": button.url.as_str(),
+        "method": "POST",
+        "headers": { "Authorization": button.authorization() },
+        "body": button.body,
+        "clear": true,
+    })
 }
 
 /// Renders several alerts as one message: [`text::digest_title`], one line per alert
@@ -306,6 +338,7 @@ fn fit_bytes(text: &str, max: usize) -> String {
 pub struct Ntfy {
     spec: NtfySpec,
     http: HttpShell,
+    buttons: Option<Buttons>,
 }
 
 impl Ntfy {
@@ -316,7 +349,16 @@ impl Ntfy {
     /// trusts `ca_file` (failing with [`BuildError::Setup`] when it cannot be read).
     pub fn new(spec: NtfySpec, client: &reqwest::Client) -> Result<Self, BuildError> {
         let http = HttpShell::new(client, spec.ca_file.as_deref(), Self::TIMEOUT)?;
-        Ok(Self { spec, http })
+        Ok(Self {
+            spec,
+            http,
+            buttons: None,
+        })
+    }
+
+    /// The same notifier, offering `buttons` on messages about an open alert.
+    pub fn with_buttons(self, buttons: Option<Buttons>) -> Self {
+        Self { buttons, ..self }
     }
 
     /// The same notifier with another delivery deadline than [`Ntfy::TIMEOUT`].
@@ -327,7 +369,7 @@ impl Ntfy {
 
     /// POSTs `message` to the server's root with the login, masking the topic and
     /// the credentials in every reason.
-    async fn post(&self, message: &Value) -> Result<(), DeliveryError> {
+    async fn post(&self, message: &Value, buttons: &[Button]) -> Result<(), DeliveryError> {
         let mut headers = HeaderMap::new();
         let login = self.spec.auth.as_ref().map(NtfyAuth::header);
         if let Some(login) = &login {
@@ -347,6 +389,7 @@ impl Ntfy {
             Some(NtfyAuth::Basic { password, .. }) => secrets.push(password.expose_secret()),
             None => {}
         }
+        secrets.extend(buttons.iter().map(|b| b.token.expose_secret()));
         http::masked(sent, &secrets)
     }
 }
@@ -357,14 +400,19 @@ impl Channel for Ntfy {
     /// POSTs [`render`]'s JSON. 2xx is delivered; 408, 429 (with its `Retry-After`),
     /// 5xx, connection errors and timeouts are [`DeliveryError::Retry`]; other statuses
     /// are [`DeliveryError::Reject`]. No reason shows the topic or the login.
+    /// With buttons, a message about an open alert carries them ([`Buttons::for_alert`]).
     async fn send(&self, alert: &Alert) -> Result<(), DeliveryError> {
-        self.post(&render(alert, self.spec.topic.expose_secret()))
-            .await
+        let buttons = (self.buttons.as_ref())
+            .map(|b| b.for_alert(alert))
+            .unwrap_or_default();
+        let message = render(alert, self.spec.topic.expose_secret(), &buttons);
+        self.post(&message, &buttons).await
     }
 
-    /// POSTs [`render_digest`]'s JSON, classified as [`Ntfy::send`]'s.
+    /// POSTs [`render_digest`]'s JSON, classified as [`Ntfy::send`]'s. A digest names
+    /// several jobs and carries no buttons.
     async fn send_digest(&self, alerts: &[Alert]) -> Result<(), DeliveryError> {
-        self.post(&render_digest(alerts, self.spec.topic.expose_secret()))
+        self.post(&render_digest(alerts, self.spec.topic.expose_secret()), &[])
             .await
     }
 }
@@ -540,7 +588,7 @@ mod tests {
             ),
         ];
         for (alert, json) in cases {
-            assert_eq!(render(&alert, "alerts"), json, "{:?}", alert.event);
+            assert_eq!(render(&alert, "alerts", &[]), json, "{:?}", alert.event);
         }
     }
 
@@ -557,6 +605,55 @@ mod tests {
         );
     }
 
+    fn buttons() -> Buttons {
+        Buttons::new(
+            "https://box.example.com:9850".parse().unwrap(),
+            "tok-SECRET".into(),
+        )
+    }
+
+    #[test]
+    fn an_open_alert_carries_http_actions_with_scoped_tokens() {
+        use crate::buttons::{Action, scoped_token};
+        let alert = fixtures::failure();
+        let mut json = expected(
+            wording::FAILURE_TITLE,
+            wording::FAILURE_BODY,
+            5,
+            "rotating_light",
+        );
+        json["actions"] = json!([
+            {
+                "action": "http",
+                "label": "Acknowledge",
+                "url": "https://box.example.com:9850/api/ack/api",
+                "method": "POST",
+                "headers": {
+                    "Authorization": format!("Bearer {}", scoped_token("tok-SECRET", Action::Ack, "api"))
+                },
+                "body": "{\"by\":\"notification button\"}",
+                "clear": true,
+            },
+            {
+                "action": "http",
+                "label": "Silence 1h",
+                "url": "https://box.example.com:9850/api/silences",
+                "method": "POST",
+                "headers": {
+                    "Authorization": format!("Bearer {}", scoped_token("tok-SECRET", Action::Silence, "api"))
+                },
+                "body": "{\"by\":\"notification button\",\"for\":\"1h\",\"jobs\":[\"api\"]}",
+                "clear": true,
+            },
+        ]);
+        let rendered = render(&alert, "alerts", &buttons().for_alert(&alert));
+        assert_eq!(rendered, json);
+        assert!(!rendered.to_string().contains("tok-SECRET"));
+        let recovery = fixtures::recovery();
+        let rendered = render(&recovery, "alerts", &buttons().for_alert(&recovery));
+        assert!(rendered.get("actions").is_none(), "{rendered}");
+    }
+
     #[test]
     fn long_texts_fit_in_bytes() {
         let alert = Alert {
@@ -564,7 +661,7 @@ mod tests {
             output: Some("ü".repeat(5_000)),
             ..fixtures::failure()
         };
-        let message = render(&alert, "alerts");
+        let message = render(&alert, "alerts", &[]);
         let body = message["message"].as_str().unwrap();
         assert!(body.len() <= MESSAGE_BYTES, "{} bytes", body.len());
         assert!(body.ends_with(ELLIPSIS));
@@ -614,7 +711,7 @@ mod tests {
             assert_eq!(request.path, "/");
             assert_eq!(request.header("content-type"), Some("application/json"));
             assert_eq!(request.header("authorization"), header);
-            assert_eq!(request.json(), render(&alert, "alerts-SECRET"));
+            assert_eq!(request.json(), render(&alert, "alerts-SECRET", &[]));
         }
         let alerts = fixtures::digest();
         ntfy(&server.url("/"), None)
@@ -624,6 +721,32 @@ mod tests {
         let requests = server.requests();
         assert_eq!(requests.len(), 4);
         assert_eq!(requests[3].json(), render_digest(&alerts, "alerts-SECRET"));
+    }
+
+    #[tokio::test]
+    async fn sends_buttons_on_an_open_alert_only() {
+        let server = Server::start(|_| Response::ok("{\"id\":\"x\"}")).await;
+        let built = NtfyConfig::build_with(
+            &ntfy(&server.url("/"), None).spec,
+            &reqwest::Client::new(),
+            Some(&buttons()),
+        )
+        .unwrap();
+        let (failure, recovery) = (fixtures::failure(), fixtures::recovery());
+        built.send(&failure).await.unwrap();
+        built.send(&recovery).await.unwrap();
+        built.send_digest(&fixtures::digest()).await.unwrap();
+        let requests = server.requests();
+        let bodies: Vec<Value> = requests.iter().map(|r| r.json()).collect();
+        assert_eq!(
+            bodies,
+            [
+                render(&failure, "alerts-SECRET", &buttons().for_alert(&failure)),
+                render(&recovery, "alerts-SECRET", &[]),
+                render_digest(&fixtures::digest(), "alerts-SECRET"),
+            ]
+        );
+        assert_eq!(bodies[0]["actions"].as_array().unwrap().len(), 2);
     }
 
     #[tokio::test]

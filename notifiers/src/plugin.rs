@@ -15,6 +15,7 @@ use klaxon_config_core::SecretKey;
 use serde::de::DeserializeOwned;
 
 use crate::alertmanager::Posted;
+use crate::buttons::Buttons;
 use crate::{Alert, BuildError, ConfigIssue, DeliveryError, NotifierSpec};
 
 /// A channel's raw `[notifiers.NAME]` table (less the keys every notifier shares), and
@@ -37,6 +38,18 @@ pub trait NotifierPlugin: DeserializeOwned + fmt::Debug {
     /// a channel with a `ca_file` builds its own and fails with [`BuildError::Setup`]
     /// when that file cannot be read.
     fn build(spec: &Self::Spec, client: &reqwest::Client) -> Result<Self::Channel, BuildError>;
+
+    /// Builds the runtime for an agent whose messages may carry [`Buttons`]
+    /// (`agent.listen_url` and `listen_token` both set). A channel that can show buttons
+    /// overrides it; the others build as [`NotifierPlugin::build`] does and show none.
+    fn build_with(
+        spec: &Self::Spec,
+        client: &reqwest::Client,
+        buttons: Option<&Buttons>,
+    ) -> Result<Self::Channel, BuildError> {
+        let _ = buttons;
+        Self::build(spec, client)
+    }
 
     /// The least time between two messages, for receivers that limit the rate.
     fn min_interval(_spec: &Self::Spec) -> Option<Duration> {
@@ -136,11 +149,16 @@ impl Notifier {
     /// [`delivery_client`](crate::delivery_client), which follows no redirects (a 3xx is
     /// a rejection, not a delivery); a notifier with its own `ca_file` builds a client
     /// (or, for email, TLS settings) of its own, and fails with [`BuildError::Setup`]
-    /// when that file cannot be read or holds no certificate.
-    pub fn build(spec: &NotifierSpec, client: &reqwest::Client) -> Result<Notifier, BuildError> {
+    /// when that file cannot be read or holds no certificate. `buttons` are the agent's,
+    /// for the channels that can show them ([`NotifierPlugin::build_with`]).
+    pub fn build(
+        spec: &NotifierSpec,
+        client: &reqwest::Client,
+        buttons: Option<&Buttons>,
+    ) -> Result<Notifier, BuildError> {
         Ok(Notifier {
             kind: spec.kind(),
-            channel: spec.channel(client)?,
+            channel: spec.channel(client, buttons)?,
         })
     }
 
@@ -255,10 +273,11 @@ macro_rules! notifiers {
             fn channel(
                 &self,
                 client: &reqwest::Client,
+                buttons: Option<&$crate::buttons::Buttons>,
             ) -> Result<Box<dyn $crate::plugin::DynChannel>, $crate::BuildError> {
                 Ok(match self {
                     $(NotifierSpec::$variant(s) => {
-                        Box::new(<$config as $crate::NotifierPlugin>::build(s, client)?)
+                        Box::new(<$config as $crate::NotifierPlugin>::build_with(s, client, buttons)?)
                     })+
                 })
             }

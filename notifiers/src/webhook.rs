@@ -98,10 +98,15 @@ pub fn render(alert: &Alert) -> Vec<u8> {
 /// `sha256=` and the lowercase hex HMAC-SHA256 of `body` keyed with `secret`: the value
 /// of [`SIGNATURE_HEADER`]. A receiver recomputes it over the raw body it got.
 pub fn signature(secret: &[u8], body: &[u8]) -> String {
+    format!("sha256={}", hmac_sha256_hex(secret, body))
+}
+
+/// The lowercase hex HMAC-SHA256 of `body` keyed with `secret` (also what a button's
+/// scoped token is: [`crate::buttons::scoped_token`]).
+pub fn hmac_sha256_hex(secret: &[u8], body: &[u8]) -> String {
     let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret);
     let tag = aws_lc_rs::hmac::sign(&key, body);
-    let mut hex = String::with_capacity(7 + 2 * tag.as_ref().len());
-    hex.push_str("sha256=");
+    let mut hex = String::with_capacity(2 * tag.as_ref().len());
     for byte in tag.as_ref() {
         hex.push(char::from(HEX[usize::from(byte >> 4)]));
         hex.push(char::from(HEX[usize::from(byte & 0x0f)]));

@@ -41,7 +41,8 @@ pub fn run(config: Option<&Path>, env: &dyn Env, args: NotifyArgs) -> anyhow::Re
         .into());
     };
     let client = klaxon_notifiers::delivery_client()?;
-    let notifier = Notifier::build(&entry.spec, &client)
+    // A test message carries no buttons.
+    let notifier = Notifier::build(&entry.spec, &client, None)
         .map_err(|e| anyhow::Error::new(e).context(format!("notifier `{name}`")))?;
     let alert = test_alert(&config.agent.name, &name, config.agent.timezone);
     let posted = super::runtime()?.block_on(notifier.send_to_replicas(&alert));

@@ -41,13 +41,29 @@ use crate::retry::RetryPolicy;
 use crate::schedule::{CronSchedule, Trigger};
 
 /// What is allowed but risky about the listener: reachable from other machines with no
-/// token, or a token that is empty (it lets nobody in).
+/// token, or a token that is empty (it lets nobody in); a `listen_url` whose buttons
+/// cannot work.
 fn listen_warnings(agent: &AgentSettings) -> Vec<String> {
     use secrecy::ExposeSecret;
+    let mut warnings = Vec::new();
+    if agent.listen_url.is_some() {
+        if agent.listen_token.is_none() {
+            warnings.push(
+                "`agent.listen_url` is set but `listen_token` is not: messages carry no buttons"
+                    .to_owned(),
+            );
+        }
+        if agent.listen.is_none() {
+            warnings.push(
+                "`agent.listen_url` is set but `agent.listen` is not: no listener answers the buttons"
+                    .to_owned(),
+            );
+        }
+    }
     let Some(addr) = agent.listen else {
-        return Vec::new();
+        return warnings;
     };
-    match &agent.listen_token {
+    warnings.extend(match &agent.listen_token {
         None if !addr.ip().is_loopback() => vec![format!(
             "`agent.listen` is `{addr}`, not a loopback address, and no `listen_token` is set: anyone who can reach it can read /status and post pings"
         )],
@@ -55,7 +71,8 @@ fn listen_warnings(agent: &AgentSettings) -> Vec<String> {
             vec!["`agent.listen_token` is empty: /status and /ping refuse every request".to_owned()]
         }
         _ => Vec::new(),
-    }
+    });
+    warnings
 }
 
 /// A validated config: everything the agent needs, in typed values.
@@ -104,6 +121,7 @@ impl Config {
                 state_dir: paths::default_state_dir(),
                 max_concurrent: 64,
                 listen: None,
+                listen_url: None,
                 listen_token: None,
                 heartbeat: None,
                 wake_delay: Duration::from_secs(15),
@@ -137,6 +155,8 @@ pub struct AgentSettings {
     pub state_dir: PathBuf,
     pub max_concurrent: usize,
     pub listen: Option<SocketAddr>,
+    /// `agent.listen_url`: where people reach the listener (the buttons call it).
+    pub listen_url: Option<url::Url>,
     pub listen_token: Option<SecretString>,
     pub heartbeat: Option<AgentHeartbeat>,
     pub wake_delay: Duration,
@@ -690,6 +710,7 @@ impl<'a> Loader<'a> {
                     None
                 }
             });
+        let listen_url = raw.listen_url.as_ref().and_then(|u| self.listen_url(u));
         let listen_token = raw.listen_token.map(|t| SecretString::from(t.into_inner()));
         let heartbeat = raw.heartbeat.and_then(|hb| {
             let url = self.http_url(&hb.url, "heartbeat.url")?;
@@ -715,6 +736,7 @@ impl<'a> Loader<'a> {
             state_dir,
             max_concurrent: max_concurrent as usize,
             listen,
+            listen_url,
             listen_token,
             heartbeat,
             wake_delay: wake_delay?,
@@ -791,6 +813,28 @@ impl<'a> Loader<'a> {
 
     /// A URL that may hold a secret (a ping URL with a UUID, a token): checked without
     /// ever echoing it.
+    /// `agent.listen_url`: an http(s) base URL the API's paths are appended to.
+    fn listen_url(&mut self, value: &Text) -> Option<url::Url> {
+        let parsed = url::Url::parse(value.get_ref())
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+        let Some(url) = parsed else {
+            self.diagnostics.push(Diagnostic::at(
+                value.span(),
+                "`listen_url` must be an http:// or https:// URL, like `https://box.example.com:9850`",
+            ));
+            return None;
+        };
+        if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+            self.diagnostics.push(Diagnostic::at(
+                value.span(),
+                "`listen_url` is the listener's address: no query, fragment or login in it",
+            ));
+            return None;
+        }
+        Some(url)
+    }
+
     fn http_url(&mut self, value: &Text, key: &str) -> Option<SecretString> {
         let ok = url::Url::parse(value.get_ref())
             .map(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())

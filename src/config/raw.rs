@@ -20,6 +20,7 @@ pub struct RawAgent {
     pub env_file: Option<Text>,
     pub max_concurrent: Option<Spanned<i64>>,
     pub listen: Option<Text>,
+    pub listen_url: Option<Text>,
     pub listen_token: Option<Text>,
     pub heartbeat: Option<RawAgentHeartbeat>,
     pub wake_delay: Option<Text>,
