@@ -270,9 +270,11 @@ pub struct Job {
     pub target: String,
 }
 
-/// Whether `name` may name a job or notifier: letters, digits, `-`, `_` and `.`.
+/// Whether `name` may name a job or notifier: letters, digits, `-`, `_` and `.`, and
+/// not dots alone (`.` and `..` would be path steps in `/ping/JOB` and `/api/ack/JOB`).
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
+        && !name.chars().all(|c| c == '.')
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
@@ -1057,7 +1059,10 @@ impl<'a> Loader<'a> {
             if !valid_name(&name) {
                 self.diagnostics.push(Diagnostic::at(
                     key.span(),
-                    format!("`{name}` is not a valid name: use letters, digits, `-`, `_` and `.`"),
+                    format!(
+                        "`{name}` is not a valid name: use letters, digits, `-`, `_` and `.` \
+                         (not dots alone)"
+                    ),
                 ));
                 continue;
             }
@@ -1778,7 +1783,7 @@ port = 1
 
     #[test]
     fn a_dependency_cycle_is_an_error() {
-        let err = tests_support::load_text(
+        let messages = refusals(
             r#"
 [jobs.a]
 every = "1m"
@@ -1795,9 +1800,39 @@ type = "tcp"
 host = "127.0.0.1"
 port = 1
 "#,
-        )
-        .unwrap_err();
-        let messages: Vec<_> = err.diagnostics.iter().map(|d| d.message.as_str()).collect();
+        );
         assert_eq!(messages, ["`depends_on` forms a cycle: a → b → a"]);
+    }
+
+    #[test]
+    fn a_name_of_dots_alone_is_refused_where_it_would_be_a_path_step() {
+        for (name, valid) in [
+            ("db-1.nightly", true),
+            (".hidden", true),
+            (".", false),
+            ("..", false),
+        ] {
+            assert_eq!(valid_name(name), valid, "{name}");
+        }
+        let messages = refusals(
+            r#"
+[jobs.".."]
+every = "1m"
+[jobs."..".check]
+type = "tcp"
+host = "127.0.0.1"
+port = 1
+"#,
+        );
+        assert_eq!(
+            messages,
+            ["`..` is not a valid name: use letters, digits, `-`, `_` and `.` (not dots alone)"]
+        );
+    }
+
+    /// The messages of a config that does not load.
+    fn refusals(text: &str) -> Vec<String> {
+        let err = tests_support::load_text(text).unwrap_err();
+        err.diagnostics.into_iter().map(|d| d.message).collect()
     }
 }
