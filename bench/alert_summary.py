@@ -120,7 +120,7 @@ if kl:
     print()
     print("| part | p50 | p99 |")
     print("|---|---|---|")
-    parts = [("one alert: `record()` call (spawn_blocking + SQLite txn + commit)", ("single", "record_call")),
+    parts = [("one alert: `record()` returning (store-thread commit, then the woken worker runs the send first)", ("single", "record_call")),
              ("one alert: recovery message", ("single", "recovery")),
              ("storm: `record()` calls (100 at once, one connection)", ("storm", "record_call")),
              ("storm: first arrival of each storm", ("storm", "first_of_storm")),

@@ -383,7 +383,9 @@ struct Samples {
     recovery: Vec<i64>,
     /// The last failure message, as the receiver got it.
     sample: Vec<u8>,
-    /// `record` call alone: spawn_blocking + the SQLite transaction and its commit.
+    /// `record` call: the trip to the store's thread, the SQLite transaction and its
+    /// commit, and then whatever the worker woken by the commit runs before the caller
+    /// (the delivery loop and the send it starts are woken first).
     record_call: Vec<i64>,
     /// Per storm: the first and the last arrival − t0.
     storm_first: Vec<i64>,
