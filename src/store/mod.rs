@@ -16,7 +16,8 @@
 //! - [`bell`]: how the delivery loop is woken for new messages;
 //! - `carried`: what a check carries from run to run (a `log` check's read position);
 //! - `history`: pruning old runs; `health`: the write probe behind `/healthz`;
-//!   `by_hand`: `klaxon outbox` (list, retry, drop); `silences`: `klaxon silence`.
+//!   `by_hand`: `klaxon outbox` (list, retry, drop); `silences`: `klaxon silence`;
+//!   `uptime`: the share of a job's judged runs that were ok (the uptime badge).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -37,6 +38,7 @@ mod history;
 mod migrations;
 mod outbox;
 mod silences;
+mod uptime;
 
 pub use by_hand::{Held, HeldMessage};
 use commit::Pending;
@@ -46,6 +48,7 @@ pub use history::{Pass as PrunePass, Pruned, keep_pruning, prune_for};
 use migrations::SCHEMA_VERSION;
 pub use outbox::{CLAIM_LEASE, Due, Fresh, Mark, OutboxItem};
 pub use silences::{NewSilence, Silence, check_pattern, matches as job_matches};
+pub use uptime::Uptime;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
