@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod alert;
 pub mod api;
+pub mod badge;
 pub mod cli;
 pub mod config;
 pub mod delivery;
