@@ -1,9 +1,12 @@
-//! The agent's HTTP listener (`agent.listen`): `/healthz`, `/metrics`, `/status` and
-//! `/ping/JOB`, over HTTP/1.1.
+//! The agent's HTTP listener (`agent.listen`): `/healthz`, `/metrics`, `/status`,
+//! `/ping/JOB` and the badges, over HTTP/1.1.
 //!
 //! - `/healthz` is 200 while the scheduler loop turns and 503 when it has stalled
 //!   ([`Liveness`]); `/metrics` is the Prometheus exposition ([`crate::metrics`]). Both
 //!   are open: they say nothing secret, and probes and scrapers rarely carry tokens.
+//! - `/badge/JOB.svg` and `/badge/JOB/uptime.svg` ([`crate::badge`]) are open too: a
+//!   README's image cannot carry a token. They tell anyone who reaches the listener
+//!   the job's state and uptime.
 //! - `/status` (the rows of `klaxon status --json`), `/ping/JOB` (a ping for a
 //!   passive job, as `klaxon ping` records it; GET, HEAD and POST as Healthchecks
 //!   accepts them; a body is ignored, never read) and `/ping/JOB/start` (a run of the
@@ -264,6 +267,10 @@ enum Route<'a> {
     Ack(&'a str),
     /// `/ping/JOB/start`: a run of the job begins.
     Start(&'a str),
+    /// `/badge/JOB.svg`: the job's status badge.
+    Badge(&'a str),
+    /// `/badge/JOB/uptime.svg`: the job's uptime badge.
+    UptimeBadge(&'a str),
     NotFound,
     /// A known path with a method it does not take; the value for `Allow`.
     MethodNotAllowed(&'static str),
@@ -292,6 +299,17 @@ fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
                 .filter(|job| !job.is_empty() && !job.contains('/'))
             {
                 (Route::Start(job), "GET, HEAD, POST")
+            } else if let Some(job) = path
+                .strip_prefix("/badge/")
+                .and_then(|rest| rest.strip_suffix("/uptime.svg"))
+                .filter(|job| !job.is_empty() && !job.contains('/'))
+            {
+                (Route::UptimeBadge(job), "GET, HEAD")
+            } else if let Some(job) = segment("/badge/")
+                .and_then(|rest| rest.strip_suffix(".svg"))
+                .filter(|job| !job.is_empty())
+            {
+                (Route::Badge(job), "GET, HEAD")
             } else {
                 return Route::NotFound;
             }
@@ -448,6 +466,8 @@ async fn handle(req: Request<Incoming>, state: &State, peer: SocketAddr) -> Resp
                 Err(e) => failed("status", &e),
             }
         }
+        Route::Badge(name) => badge(rt, name, false).await,
+        Route::UptimeBadge(name) => badge(rt, name, true).await,
         Route::Ping(name) => ping(&rt, &state.started, name, peer, false).await,
         Route::Start(name) => ping(&rt, &state.started, name, peer, true).await,
         Route::Silences if method != Method::POST => answer(crate::api::list(&rt).await),
@@ -478,7 +498,7 @@ async fn handle(req: Request<Incoming>, state: &State, peer: SocketAddr) -> Resp
         },
         Route::NotFound => text(
             StatusCode::NOT_FOUND,
-            "not found: try /healthz, /metrics, /status, /ping/JOB, /api/silences or /api/ack/JOB",
+            "not found: try /healthz, /metrics, /status, /ping/JOB, /badge/JOB.svg, /badge/JOB/uptime.svg, /api/silences or /api/ack/JOB",
         ),
         Route::MethodNotAllowed(allow) => {
             let mut response = text(
@@ -491,6 +511,38 @@ async fn handle(req: Request<Incoming>, state: &State, peer: SocketAddr) -> Resp
             response
         }
     }
+}
+
+/// A job's status badge, or (`uptime`) its uptime badge over
+/// [`crate::badge::UPTIME_WINDOW`]; `404` for a job the config does not have.
+async fn badge(rt: Arc<Runtime>, name: &str, uptime: bool) -> Response<Body> {
+    use crate::badge::{Badge, UPTIME_WINDOW};
+    let wanted = name.to_owned();
+    let read = crate::store::THREADS
+        .run(move || {
+            let now = rt.clock.now();
+            let job = rt.config.job(&wanted)?;
+            Some(if uptime {
+                let since = now - chrono::Duration::from_std(UPTIME_WINDOW).unwrap_or_default();
+                rt.store.uptime(&job.name, since).map(Badge::uptime)
+            } else {
+                crate::status::row(&rt.config, &rt.store, job, now).map(|row| Badge::status(&row))
+            })
+        })
+        .await;
+    let badge = match read {
+        Ok(Some(Ok(badge))) => badge,
+        Ok(None) => return text(StatusCode::NOT_FOUND, format!("no job `{name}`")),
+        Ok(Some(Err(e))) => return failed("a badge", &e),
+        Err(e) => return failed("a badge", &e),
+    };
+    let mut response = reply(StatusCode::OK, "image/svg+xml", badge.svg());
+    // GitHub's image proxy keeps an image as long as it may: a badge must be asked anew.
+    response.headers_mut().insert(
+        hyper::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, max-age=0"),
+    );
+    response
 }
 
 /// A ping (`start`: `/ping/JOB/start`, a run begins) for a passive job.
@@ -593,6 +645,16 @@ mod tests {
             Route::MethodNotAllowed("GET, HEAD, POST")
         );
         assert_eq!(route(&post, "/ping/a/start"), Route::Start("a"));
+        assert_eq!(route(&get, "/badge/backup.svg"), Route::Badge("backup"));
+        assert_eq!(route(&head, "/badge/db.dump.svg"), Route::Badge("db.dump"));
+        assert_eq!(
+            route(&get, "/badge/backup/uptime.svg"),
+            Route::UptimeBadge("backup")
+        );
+        assert_eq!(
+            route(&post, "/badge/backup.svg"),
+            Route::MethodNotAllowed("GET, HEAD")
+        );
         for path in [
             "/",
             "/ping",
@@ -602,6 +664,12 @@ mod tests {
             "/ping/a/b/start",
             "/healthz/",
             "/statusx",
+            "/badge/",
+            "/badge/.svg",
+            "/badge/backup",
+            "/badge/a/b.svg",
+            "/badge//uptime.svg",
+            "/badge/a/b/uptime.svg",
         ] {
             assert_eq!(route(&get, path), Route::NotFound, "{path}");
         }

@@ -599,3 +599,111 @@ async fn metrics_count_each_alertmanager_replica_that_failed() {
     assert_eq!(code, 0);
     assert!(!log.contains("secret-prefix"), "{log}");
 }
+
+/// One badge over HTTP: `200`, an SVG that no cache keeps; its text.
+async fn badge(agent: &Agent, path: &str) -> String {
+    let response = reqwest::get(agent.url(path)).await.unwrap();
+    assert_eq!(response.status(), 200, "{path}");
+    assert_eq!(response.headers()["content-type"], "image/svg+xml");
+    assert_eq!(response.headers()["cache-control"], "no-cache, max-age=0");
+    response.text().await.unwrap()
+}
+
+/// The badges need no token (one is set), follow the job from `up` to `down` when its
+/// target stops answering, and the uptime badge is the share of ok runs in history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn badges_follow_the_job_and_the_uptime_is_the_runs_in_history() {
+    let target = Server::start(|_| Response::ok("ok")).await;
+    let config = format!(
+        "{}[jobs.web]\nevery = \"1s\"\nretry = {{ attempts = 1 }}\n[jobs.web.check]\ntype = \"http\"\nurl = \"{}\"\n\
+         [jobs.beat]\nevery = \"1h\"\n[jobs.beat.check]\ntype = \"heartbeat\"\ngrace = \"1h\"\n",
+        agent_section("listen_token = \"${KLAXON_TOKEN}\""),
+        target.url("/health"),
+    );
+    let agent = Agent::start(&config).await;
+
+    // A job that has not run yet: pending, and no data for its uptime.
+    let beat = badge(&agent, "/badge/beat.svg").await;
+    assert!(beat.contains("<title>beat: pending</title>"), "{beat}");
+    assert!(beat.contains("fill=\"#9f9f9f\""), "{beat}");
+    let beat = badge(&agent, "/badge/beat/uptime.svg").await;
+    assert!(
+        beat.contains("<title>uptime 30d: no data</title>"),
+        "{beat}"
+    );
+
+    let until = async |what: &str, colour: &str| {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let svg = badge(&agent, "/badge/web.svg").await;
+            if svg.contains(&format!("<title>web: {what}</title>")) {
+                assert!(svg.contains(&format!("fill=\"{colour}\"")), "{svg}");
+                assert!(svg.contains(&format!(">{what}</text>")), "{svg}");
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the badge never said `{what}`:\n{svg}\n{}",
+                agent.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    until("up", "#4c1").await;
+    let all_up = badge(&agent, "/badge/web/uptime.svg").await;
+    assert!(
+        all_up.contains("<title>uptime 30d: 100%</title>"),
+        "{all_up}"
+    );
+    // The target stops answering: nothing listens on its port any more.
+    drop(target);
+    until("down", "#e05d44").await;
+
+    // The job runs every second: read the badge on both sides of history, until
+    // no run came in between.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let (svg, ok, judged) = loop {
+        let before = badge(&agent, "/badge/web/uptime.svg").await;
+        let out = klaxon(agent.dir.path())
+            .args(["history", "web", "--limit", "100000", "--json"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let after = badge(&agent, "/badge/web/uptime.svg").await;
+        if before == after {
+            let runs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let judged: Vec<&str> = runs
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| r["skipped"].is_null())
+                .map(|r| r["severity"].as_str().unwrap())
+                .filter(|s| ["ok", "warning", "critical", "unknown"].contains(s))
+                .collect();
+            let ok = judged.iter().filter(|s| **s == "ok").count() as u64;
+            break (after, ok, judged.len() as u64);
+        }
+        assert!(tokio::time::Instant::now() < deadline, "runs kept coming");
+    };
+    assert!(0 < ok && ok < judged, "{ok} of {judged} ok");
+    let hundredths = ok * 10_000 / judged;
+    let share = format!("{}.{:02}%", hundredths / 100, hundredths % 100);
+    assert!(
+        svg.contains(&format!("<title>uptime 30d: {share}</title>")),
+        "{ok} of {judged}:\n{svg}"
+    );
+    // Below 95 %, red: a down run among fewer than twenty.
+    assert!(judged < 20, "{judged} runs");
+    assert!(svg.contains("fill=\"#e05d44\""), "{svg}");
+
+    let unknown = reqwest::get(agent.url("/badge/nope.svg")).await.unwrap();
+    assert_eq!(unknown.status(), 404);
+    assert_eq!(unknown.text().await.unwrap(), "no job `nope`\n");
+    let unknown = reqwest::get(agent.url("/badge/nope/uptime.svg"))
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    let (code, log) = agent.stop();
+    assert_eq!(code, 0);
+    assert!(!log.contains("listener request refused"), "{log}");
+}
