@@ -58,8 +58,8 @@ impl NotifierPlugin for DesktopConfig {
         })
     }
 
-    fn build(spec: &DesktopSpec, _client: &reqwest::Client) -> Result<Desktop, BuildError> {
-        Ok(Desktop::new(spec.clone()))
+    fn build(spec: &DesktopSpec, client: &reqwest::Client) -> Result<Desktop, BuildError> {
+        Self::build_with(spec, client, None)
     }
 
     /// Buttons are pressed through `client`, the agent's delivery client.
@@ -68,7 +68,7 @@ impl NotifierPlugin for DesktopConfig {
         client: &reqwest::Client,
         buttons: Option<&Buttons>,
     ) -> Result<Desktop, BuildError> {
-        Ok(Desktop::new(spec.clone()).with_buttons(buttons.cloned(), client.clone()))
+        Ok(Desktop::new(spec.clone(), buttons.cloned(), client.clone()))
     }
 }
 
@@ -188,22 +188,14 @@ impl Desktop {
     /// How long the notification service may take to answer.
     pub const TIMEOUT: Duration = Duration::from_secs(10);
 
-    pub fn new(spec: DesktopSpec) -> Self {
+    /// A notifier offering `buttons` (if any) on notifications about an open alert and
+    /// pressing them through `client`.
+    pub fn new(spec: DesktopSpec, buttons: Option<Buttons>, client: reqwest::Client) -> Self {
         Self {
             spec,
             timeout: Self::TIMEOUT,
-            buttons: None,
-            client: reqwest::Client::new(),
-        }
-    }
-
-    /// The same notifier, offering `buttons` on notifications about an open alert and
-    /// pressing them through `client`.
-    pub fn with_buttons(self, buttons: Option<Buttons>, client: reqwest::Client) -> Self {
-        Self {
             buttons,
             client,
-            ..self
         }
     }
 
