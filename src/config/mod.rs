@@ -270,6 +270,13 @@ pub struct Job {
     pub target: String,
 }
 
+/// `text` as an http:// or https:// URL with a host.
+fn web_url(text: &str) -> Option<url::Url> {
+    url::Url::parse(text)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+}
+
 /// Whether `name` may name a job or notifier: letters, digits, `-`, `_` and `.`, and
 /// not dots alone (`.` and `..` would be path steps in `/ping/JOB` and `/api/ack/JOB`).
 pub fn valid_name(name: &str) -> bool {
@@ -561,12 +568,7 @@ impl<'a> Loader<'a> {
         match T::deserialize(ValueDeserializer::from(value)) {
             Ok(v) => Some(v),
             Err(e) => {
-                let span = e.span().unwrap_or(whole);
-                if self.unresolved.contains(&span) {
-                    return None;
-                }
-                let message = self.humanize(e.message(), context, &span);
-                self.diagnostics.push(Diagnostic::at(span, message));
+                self.shape_error(&e, context, &whole);
                 None
             }
         }
@@ -813,14 +815,9 @@ impl<'a> Loader<'a> {
         names
     }
 
-    /// A URL that may hold a secret (a ping URL with a UUID, a token): checked without
-    /// ever echoing it.
     /// `agent.listen_url`: an http(s) base URL the API's paths are appended to.
     fn listen_url(&mut self, value: &Text) -> Option<url::Url> {
-        let parsed = url::Url::parse(value.get_ref())
-            .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
-        let Some(url) = parsed else {
+        let Some(url) = web_url(value.get_ref()) else {
             self.diagnostics.push(Diagnostic::at(
                 value.span(),
                 "`listen_url` must be an http:// or https:// URL, like `https://box.example.com:9850`",
@@ -837,11 +834,10 @@ impl<'a> Loader<'a> {
         Some(url)
     }
 
+    /// A URL that may hold a secret (a ping URL with a UUID, a token): checked without
+    /// ever echoing it.
     fn http_url(&mut self, value: &Text, key: &str) -> Option<SecretString> {
-        let ok = url::Url::parse(value.get_ref())
-            .map(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-            .unwrap_or(false);
-        if !ok {
+        if web_url(value.get_ref()).is_none() {
             self.diagnostics.push(Diagnostic::at(
                 value.span(),
                 format!("`{key}` must be an http:// or https:// URL"),
@@ -1023,8 +1019,9 @@ impl<'a> Loader<'a> {
         }
     }
 
-    /// Reports a plugin table of the wrong shape ([`ParseError::Shape`]) where serde
-    /// found it, or at the whole `table` when it could not say.
+    /// Reports a value of the wrong shape (a serde error, a plugin's
+    /// [`ParseError::Shape`]) where serde found it, or at the whole `table` when it
+    /// could not say; nothing where a `${…}` left unset was already reported.
     fn shape_error(
         &mut self,
         error: &toml::de::Error,
@@ -1032,6 +1029,9 @@ impl<'a> Loader<'a> {
         table: &std::ops::Range<usize>,
     ) {
         let at = error.span().unwrap_or(table.clone());
+        if self.unresolved.contains(&at) {
+            return;
+        }
         let message = self.humanize(error.message(), context, &at);
         self.diagnostics.push(Diagnostic::at(at, message));
     }
