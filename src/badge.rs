@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use klaxon_notifiers::text::escape_html as escape;
 
-use crate::status::JobStatus;
+use crate::alert::SeverityName;
 use crate::store::Uptime;
 
 /// The window of the uptime badge. History older than `[history] keep` is pruned, so a
@@ -62,23 +62,23 @@ pub struct Badge {
 }
 
 impl Badge {
-    /// The status badge of a job from its `klaxon status` row: `silenced` while a
-    /// silence or maintenance window covers it, else its last severity as `up`,
+    /// The status badge of `job`: `silenced` while a silence or maintenance window
+    /// covers it (as `klaxon status` says), else its last severity as `up`,
     /// `down`, `warning` or `unknown`, and `pending` before its first run.
-    pub fn status(row: &JobStatus) -> Self {
-        let (message, colour) = if row.silenced_until.is_some() {
+    pub fn status(job: &str, severity: Option<SeverityName>, silenced: bool) -> Self {
+        let (message, colour) = if silenced {
             ("silenced", Colour::Blue)
         } else {
-            match row.severity.as_str() {
-                "ok" => ("up", Colour::BrightGreen),
-                "critical" => ("down", Colour::Red),
-                "warning" => ("warning", Colour::Orange),
-                "unknown" => ("unknown", Colour::Grey),
-                _ => ("pending", Colour::Grey),
+            match severity {
+                Some(SeverityName::Ok) => ("up", Colour::BrightGreen),
+                Some(SeverityName::Critical) => ("down", Colour::Red),
+                Some(SeverityName::Warning) => ("warning", Colour::Orange),
+                Some(SeverityName::Unknown) => ("unknown", Colour::Grey),
+                None => ("pending", Colour::Grey),
             }
         };
         Self {
-            label: row.job.clone(),
+            label: job.to_owned(),
             message: message.to_owned(),
             colour,
         }
@@ -182,21 +182,16 @@ mod tests {
 
     use super::*;
 
-    fn row(job: &str, severity: &str, silenced: bool) -> JobStatus {
-        JobStatus {
-            job: job.into(),
-            severity: severity.into(),
-            since: None,
-            consecutive_failures: 0,
-            alert_open: false,
-            last_run: None,
-            next_run: None,
-            undelivered: 0,
-            given_up: 0,
-            silenced_until: silenced.then(|| "2026-12-04T03:00:00+00:00".into()),
-            silenced_by: silenced.then(|| "silence 1".into()),
-            acknowledged: None,
-        }
+    /// The status badge of `job` whose last run was `severity` (`pending`: none yet).
+    fn status(job: &str, severity: &str, silenced: bool) -> Badge {
+        let severity = match severity {
+            "ok" => Some(SeverityName::Ok),
+            "warning" => Some(SeverityName::Warning),
+            "critical" => Some(SeverityName::Critical),
+            "unknown" => Some(SeverityName::Unknown),
+            _ => None,
+        };
+        Badge::status(job, severity, silenced)
     }
 
     fn uptime(ok: u64, judged: u64) -> Badge {
@@ -214,7 +209,7 @@ mod tests {
             ("critical", true, "silenced", "#007ec6"),
             ("ok", true, "silenced", "#007ec6"),
         ] {
-            let badge = Badge::status(&row("backup", severity, silenced));
+            let badge = status("backup", severity, silenced);
             assert_eq!(badge.label, "backup");
             assert_eq!(
                 (badge.message.as_str(), badge.colour.hex()),
@@ -263,7 +258,7 @@ mod tests {
 
     #[test]
     fn an_up_badge_is_this_svg() {
-        let svg = Badge::status(&row("backup", "ok", false)).svg();
+        let svg = status("backup", "ok", false).svg();
         assert_eq!(
             svg,
             r##"<svg xmlns="http://www.w3.org/2000/svg" width="74" height="20" role="img" aria-label="backup: up">
@@ -327,8 +322,8 @@ mod tests {
         use quick_xml::events::Event;
 
         let badges = [
-            Badge::status(&row("backup", "critical", false)),
-            Badge::status(&row("db.nightly_dump-2", "ok", true)),
+            status("backup", "critical", false),
+            status("db.nightly_dump-2", "ok", true),
             uptime(0, 0),
             uptime(2, 3),
             Badge {

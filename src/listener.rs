@@ -522,11 +522,22 @@ async fn badge(rt: Arc<Runtime>, name: &str, uptime: bool) -> Response<Body> {
         .run(move || {
             let now = rt.clock.now();
             let job = rt.config.job(&wanted)?;
+            let name = job.name.as_str();
             Some(if uptime {
                 let since = now - chrono::Duration::from_std(UPTIME_WINDOW).unwrap_or_default();
-                rt.store.uptime(&job.name, since).map(Badge::uptime)
+                rt.store.uptime(name, since).map(Badge::uptime)
             } else {
-                crate::status::row(&rt.config, &rt.store, job, now).map(|row| Badge::status(&row))
+                // What `klaxon status` says of one job: its last severity, and whether a
+                // silence or a maintenance window covers it now.
+                rt.store.silence_of(name, now).and_then(|silence| {
+                    let silenced = crate::alert::Silenced::longer(
+                        silence.map(|s| s.silenced()),
+                        crate::quiet::maintenance(&rt.config.maintenance, name, now),
+                    )
+                    .is_some();
+                    let state = rt.store.job_state(name)?;
+                    Ok(Badge::status(name, state.severity, silenced))
+                })
             })
         })
         .await;

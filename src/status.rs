@@ -83,73 +83,39 @@ pub fn rows(
     let last_fires = store.last_fires(config.jobs.iter().map(|j| j.name.as_str()))?;
     let undelivered = store.undelivered()?;
     let silences = store.silences(now, false)?;
-    config
-        .jobs
-        .iter()
-        .map(|job| {
-            let pending = undelivered.get(&job.name).copied().unwrap_or_default();
-            let last_fire = last_fires.get(&job.name).copied();
-            row_of(config, store, job, last_fire, pending, &silences, now)
-        })
-        .collect()
-}
-
-/// The row of one job of `config` as of `now`, as [`rows`] builds it (a badge reads
-/// one job, not all of them).
-pub fn row(
-    config: &Config,
-    store: &Store,
-    job: &Job,
-    now: DateTime<Utc>,
-) -> Result<JobStatus, StoreError> {
-    let last_fire = store.last_fires([job.name.as_str()])?.remove(&job.name);
-    let pending = store
-        .undelivered()?
-        .get(&job.name)
-        .copied()
-        .unwrap_or_default();
-    let silences = store.silences(now, false)?;
-    row_of(config, store, job, last_fire, pending, &silences, now)
-}
-
-/// `job`'s row from what is read once for all jobs: its last fire, its messages
-/// `(pending, given_up)`, and the silences in force.
-fn row_of(
-    config: &Config,
-    store: &Store,
-    job: &Job,
-    last_fire: Option<DateTime<Utc>>,
-    (pending, given_up): (u32, u32),
-    silences: &[crate::store::Silence],
-    now: DateTime<Utc>,
-) -> Result<JobStatus, StoreError> {
-    let state = store.job_state(&job.name)?;
-    let silence = silenced(config, silences, &job.name, now);
-    let acknowledged =
-        state
-            .open
-            .as_ref()
-            .and_then(|o| o.acked.as_ref())
-            .map(|a| Acknowledgement {
-                by: a.by.clone(),
-                at: rfc3339(a.at, job),
-                comment: a.comment.clone(),
-            });
-    Ok(JobStatus {
-        job: job.name.clone(),
-        severity: match state.severity {
-            Some(s) => klaxon_checks::Severity::from(s).to_string(),
-            None => "pending".to_owned(),
-        },
-        since: state.since.map(|t| rfc3339(t, job)),
-        consecutive_failures: state.consecutive_failures,
-        alert_open: state.open.is_some(),
-        last_run: state.last_run.map(|t| rfc3339(t, job)),
-        next_run: next_run(job, last_fire, now).map(|t| rfc3339(t, job)),
-        undelivered: pending,
-        given_up,
-        silenced_until: silence.as_ref().map(|s| rfc3339(s.until, job)),
-        silenced_by: silence.map(|s| s.by),
-        acknowledged,
-    })
+    let mut rows = Vec::with_capacity(config.jobs.len());
+    for job in &config.jobs {
+        let state = store.job_state(&job.name)?;
+        let (pending, given_up) = undelivered.get(&job.name).copied().unwrap_or_default();
+        let silence = silenced(config, &silences, &job.name, now);
+        let acknowledged =
+            state
+                .open
+                .as_ref()
+                .and_then(|o| o.acked.as_ref())
+                .map(|a| Acknowledgement {
+                    by: a.by.clone(),
+                    at: rfc3339(a.at, job),
+                    comment: a.comment.clone(),
+                });
+        rows.push(JobStatus {
+            job: job.name.clone(),
+            severity: match state.severity {
+                Some(s) => klaxon_checks::Severity::from(s).to_string(),
+                None => "pending".to_owned(),
+            },
+            since: state.since.map(|t| rfc3339(t, job)),
+            consecutive_failures: state.consecutive_failures,
+            alert_open: state.open.is_some(),
+            last_run: state.last_run.map(|t| rfc3339(t, job)),
+            next_run: next_run(job, last_fires.get(&job.name).copied(), now)
+                .map(|t| rfc3339(t, job)),
+            undelivered: pending,
+            given_up,
+            silenced_until: silence.as_ref().map(|s| rfc3339(s.until, job)),
+            silenced_by: silence.map(|s| s.by),
+            acknowledged,
+        });
+    }
+    Ok(rows)
 }
