@@ -58,8 +58,7 @@ pub async fn run(
     built.unwritten = Some(Arc::default());
     // `agent.online` is read at start, like `agent.heartbeat`: a reload keeps it.
     if let Some(settings) = &built.config.agent.online {
-        let client = klaxon_notifiers::delivery_client()
-            .map_err(|e| anyhow::anyhow!("cannot set up the HTTP client of agent.online: {e}"))?;
+        let client = built.pinger.http().clone();
         built.online = Some(Arc::new(crate::online::Online::new(settings, client)));
     }
     let mut rt = Arc::new(built);

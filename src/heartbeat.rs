@@ -143,6 +143,12 @@ pub struct Pinger {
 }
 
 impl Pinger {
+    /// The client pings go out through: the agent's delivery client, which follows no
+    /// redirects.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     pub fn new(http: reqwest::Client, mode: Mode) -> Self {
         Self {
             http,

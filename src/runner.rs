@@ -135,10 +135,9 @@ pub async fn run_job(
     }
     // A network run that failed is judged once a probe round says the network works.
     if let Some(online) = online.filter(|_| !ok)
-        && !online
-            .confirm(tokio::time::Instant::now(), rt.clock.now())
+        && let Some(since) = online
+            .unjudged(&job.name, tokio::time::Instant::now(), rt.clock.now())
             .await
-        && let Some(since) = online.not_judged(&job.name)
     {
         drop(pings);
         let last = Some(outcome.summary.as_str());

@@ -194,12 +194,47 @@ impl Online {
     /// that ended after `asked` answers, or a new one is made. When no target answers,
     /// the offline period begins (at `now`) and [`watch`] is woken to follow it.
     pub async fn confirm(&self, asked: Instant, now: DateTime<Utc>) -> bool {
-        let online = self.round(asked).await;
-        if !online && self.state().note(false, now) == Some(Change::WentOffline) {
+        self.offline_after(None, asked, now).await.is_none()
+    }
+
+    /// [`Online::confirm`] for a failed run of `job`: when no target answers, the run
+    /// is counted as not judged in the same step that notes the machine offline (so a
+    /// return noticed meanwhile cannot slip between them), and the time the machine
+    /// went offline returned.
+    pub async fn unjudged(
+        &self,
+        job: &str,
+        asked: Instant,
+        now: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        self.offline_after(Some(job), asked, now).await
+    }
+
+    async fn offline_after(
+        &self,
+        job: Option<&str>,
+        asked: Instant,
+        now: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        if self.round(asked).await {
+            return None;
+        }
+        let (went, since) = {
+            let mut state = self.state();
+            let went = state.note(false, now) == Some(Change::WentOffline);
+            (
+                went,
+                match job {
+                    Some(job) => state.not_judged(job),
+                    None => state.since(),
+                },
+            )
+        };
+        if went {
             self.went_offline();
             self.wake.notify_one();
         }
-        online
+        since
     }
 
     fn went_offline(&self) {
@@ -277,7 +312,11 @@ pub async fn watch(
                     "online again: {}; network checks resume after wake_delay",
                     back.summary()
                 );
-                tell(&rt, &online, &back).await;
+                // An offline spell in which no run went unjudged (a wake-up whose
+                // network came back within `wake_delay`) told nobody anything false.
+                if back.unjudged > 0 {
+                    tell(&rt, &online, &back).await;
+                }
                 if resume.send(back.jobs).is_err() {
                     return;
                 }
