@@ -140,10 +140,9 @@ impl<P: Probe> DynProbe for P {
     }
 }
 
-/// A check ready to run: the probe its spec built, and the `type` it was configured as.
+/// A check ready to run: the probe its spec built (its `type` is the spec's).
 #[derive(Debug)]
 pub struct Check {
-    kind: &'static str,
     probe: Box<dyn DynProbe>,
 }
 
@@ -155,14 +154,8 @@ impl Check {
     /// report [`BuildError::Unsupported`].
     pub fn build(spec: &CheckSpec, shared: &Shared) -> Result<Check, BuildError> {
         Ok(Check {
-            kind: spec.kind(),
             probe: spec.probe(shared)?,
         })
-    }
-
-    /// The check's type, as `type` names it in the config.
-    pub fn kind(&self) -> &'static str {
-        self.kind
     }
 
     /// Runs one try. `timeout` bounds the whole try; when it fires the result is
