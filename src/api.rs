@@ -12,7 +12,7 @@ use hyper::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 
-use klaxon_notifiers::buttons::SILENCE_FOR;
+use klaxon_notifiers::buttons::{PRESSED_BY, SILENCE_FOR};
 
 use crate::runtime::Runtime;
 
@@ -60,28 +60,6 @@ fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, Answer> {
         .map_err(|e| error(StatusCode::BAD_REQUEST, format!("bad JSON body: {e}")))
 }
 
-/// The job a `POST /api/silences` body silences if it is what a "Silence 1h" button
-/// asks for: one job, `for` [`SILENCE_FOR`], no `until`. A button's scoped token is
-/// checked against that job before the request is taken, so it cannot silence another
-/// job, several, or for longer.
-pub fn button_silence_job(body: &Bytes) -> Option<String> {
-    #[derive(Deserialize)]
-    struct Asked {
-        jobs: Vec<String>,
-        #[serde(rename = "for")]
-        length: Option<String>,
-        until: Option<serde_json::Value>,
-    }
-    let asked: Asked = serde_json::from_slice(body).ok()?;
-    if asked.length.as_deref() != Some(SILENCE_FOR) || asked.until.is_some() {
-        return None;
-    }
-    match <[String; 1]>::try_from(asked.jobs) {
-        Ok([job]) => Some(job),
-        Err(_) => None,
-    }
-}
-
 /// `GET /api/silences`: the silences in force.
 pub async fn list(rt: &Arc<Runtime>) -> Answer {
     let (store, now) = (rt.store.clone(), rt.clock.now());
@@ -96,11 +74,28 @@ pub async fn list(rt: &Arc<Runtime>) -> Answer {
 }
 
 /// `POST /api/silences`: adds one; 201 with it.
-pub async fn add(rt: &Arc<Runtime>, body: &Bytes) -> Answer {
-    let request: SilenceRequest = match parse(body) {
+///
+/// With `button` (a request carrying a notification button's scoped token, which
+/// `button` checks against a job), only what a "Silence 1h" button asks for is taken:
+/// one job the token is good for, `for` [`SILENCE_FOR`], no `until`, recorded as by
+/// [`PRESSED_BY`]; anything else is `None`, refused.
+pub async fn add(
+    rt: &Arc<Runtime>,
+    body: &Bytes,
+    button: Option<&(dyn Fn(&str) -> bool + Sync)>,
+) -> Option<Answer> {
+    let mut request: SilenceRequest = match parse(body) {
         Ok(r) => r,
-        Err(answer) => return answer,
+        Err(answer) => return Some(answer),
     };
+    if let Some(good_for) = button {
+        let one_job = matches!(request.jobs.as_slice(), [job] if good_for(job));
+        if !one_job || request.length.as_deref() != Some(SILENCE_FOR) || request.until.is_some() {
+            return None;
+        }
+        request.by = Some(PRESSED_BY.into());
+        request.comment = None;
+    }
     let now = rt.clock.now();
     let new = match crate::quiet::silence_request(
         request.jobs,
@@ -112,20 +107,22 @@ pub async fn add(rt: &Arc<Runtime>, body: &Bytes) -> Answer {
         rt.config.agent.timezone,
     ) {
         Ok(new) => new,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+        Err(e) => return Some(error(StatusCode::BAD_REQUEST, e)),
     };
     let store = rt.store.clone();
-    match crate::store::THREADS
-        .run(move || store.add_silence(new, now))
-        .await
-    {
-        Ok(Ok(silence)) => {
-            tracing::info!(id = silence.id, jobs = ?silence.jobs, "silence added through the listener");
-            (StatusCode::CREATED, json!(silence))
-        }
-        Ok(Err(e)) => store_failed(e),
-        Err(e) => store_failed(e),
-    }
+    Some(
+        match crate::store::THREADS
+            .run(move || store.add_silence(new, now))
+            .await
+        {
+            Ok(Ok(silence)) => {
+                tracing::info!(id = silence.id, jobs = ?silence.jobs, "silence added through the listener");
+                (StatusCode::CREATED, json!(silence))
+            }
+            Ok(Err(e)) => store_failed(e),
+            Err(e) => store_failed(e),
+        },
+    )
 }
 
 /// `DELETE /api/silences/ID`: ends it now.
@@ -149,8 +146,11 @@ pub async fn expire(rt: &Arc<Runtime>, id: &str) -> Answer {
 }
 
 /// `POST /api/ack/JOB`: acknowledges its open alert.
-pub async fn ack(rt: &Arc<Runtime>, job: &str, body: &Bytes) -> Answer {
-    let request: AckRequest = if body.iter().all(u8::is_ascii_whitespace) {
+///
+/// With `button` (the request carries the job's "Acknowledge" button token), the
+/// acknowledgement is recorded as by [`PRESSED_BY`], whatever the body says.
+pub async fn ack(rt: &Arc<Runtime>, job: &str, body: &Bytes, button: bool) -> Answer {
+    let mut request: AckRequest = if body.iter().all(u8::is_ascii_whitespace) {
         AckRequest::default()
     } else {
         match parse(body) {
@@ -158,6 +158,10 @@ pub async fn ack(rt: &Arc<Runtime>, job: &str, body: &Bytes) -> Answer {
             Err(answer) => return answer,
         }
     };
+    if button {
+        request.by = Some(PRESSED_BY.into());
+        request.comment = None;
+    }
     let Some(job) = rt.config.job(job) else {
         return error(StatusCode::NOT_FOUND, format!("no job `{job}`"));
     };

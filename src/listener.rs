@@ -17,7 +17,9 @@
 //!   presents a token scoped to one action on one job
 //!   ([`klaxon_notifiers::buttons::scoped_token`]): it is taken for `POST /api/ack/JOB`
 //!   of that job, or for a `POST /api/silences` of that job alone for `1h` (what the
-//!   button sends: [`crate::api::button_silence_job`]), and refused everywhere else. It too is compared in constant time and never logged.
+//!   button sends, checked by [`crate::api::add`] on its one reading of the body), and
+//!   refused everywhere else; what a button does is recorded as done by a button. It
+//!   too is compared in constant time and never logged.
 //!
 //! The listener binds once, at start: a port in use is an error that stops the agent.
 //! It serves the agent's current runtime, which a reload replaces; it stops accepting
@@ -472,28 +474,37 @@ async fn handle(req: Request<Incoming>, state: &State, peer: SocketAddr) -> Resp
         Route::Start(name) => ping(&rt, &state.started, name, peer, true).await,
         Route::Silences if method != Method::POST => answer(crate::api::list(&rt).await),
         Route::Silences => {
-            let token = rt.config.agent.listen_token.clone();
-            let scope = (grant == Some(Grant::Scoped(Action::Silence)))
-                .then(|| req.headers().get(AUTHORIZATION).cloned());
+            let button = (grant == Some(Grant::Scoped(Action::Silence))).then(|| {
+                (
+                    req.headers().get(AUTHORIZATION).cloned(),
+                    rt.config.agent.listen_token.clone(),
+                )
+            });
             match body(req).await {
                 Ok(body) => {
-                    if let (Some(presented), Some(token)) = (scope, &token) {
-                        let job = crate::api::button_silence_job(&body);
-                        let ok = job.is_some_and(|job| {
-                            scoped(presented.as_ref(), token, Action::Silence, &job)
-                        });
-                        if !ok {
-                            return refuse(peer, path, true);
+                    let good_for = |job: &str| match &button {
+                        Some((presented, Some(token))) => {
+                            scoped(presented.as_ref(), token, Action::Silence, job)
                         }
+                        _ => false,
+                    };
+                    let button = button
+                        .is_some()
+                        .then_some(&good_for as &(dyn Fn(&str) -> bool + Sync));
+                    match crate::api::add(&rt, &body, button).await {
+                        Some(added) => answer(added),
+                        None => refuse(peer, path, true),
                     }
-                    answer(crate::api::add(&rt, &body).await)
                 }
                 Err(response) => response,
             }
         }
         Route::Silence(id) => answer(crate::api::expire(&rt, id).await),
         Route::Ack(job) => match body(req).await {
-            Ok(body) => answer(crate::api::ack(&rt, job, &body).await),
+            Ok(body) => {
+                let button = grant == Some(Grant::Scoped(Action::Ack));
+                answer(crate::api::ack(&rt, job, &body, button).await)
+            }
             Err(response) => response,
         },
         Route::NotFound => text(
