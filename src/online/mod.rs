@@ -341,15 +341,22 @@ async fn tell(rt: &Arc<Runtime>, online: &Online, back: &Back) {
     if messages.is_empty() {
         return;
     }
-    let store = rt.store.clone();
+    let (store, kept) = (rt.store.clone(), messages.clone());
     let now = back.until;
-    match crate::store::THREADS
-        .run(move || store.enqueue_messages(messages, now))
+    let written = match crate::store::THREADS
+        .run(move || store.enqueue_messages(kept, now))
         .await
     {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!(%e, "cannot put the back-online message in the outbox"),
-        Err(e) => tracing::error!(%e, "cannot put the back-online message in the outbox"),
+        Ok(written) => written.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = written {
+        // The store cannot take it: sent from memory, as the agent sends a run's
+        // messages when their run cannot be written.
+        tracing::error!(%e, "cannot put the back-online message in the outbox; sending it from memory");
+        if let Some(unwritten) = &rt.unwritten {
+            unwritten.send(rt, messages);
+        }
     }
 }
 
