@@ -42,7 +42,7 @@
 //! connection is closed (between requests) after [`CONNECTION_LIFETIME`].
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -129,6 +129,7 @@ impl Listener {
             token = rt.config.agent.listen_token.is_some(),
             "listening on {bound}"
         );
+        tracing::info!("dashboard: {}", dashboard_url(bound));
         let (runtime, current) = watch::channel(rt.clone());
         let stop = shutdown.child_token();
         let shared = Shared {
@@ -176,6 +177,23 @@ impl Listener {
             let _ = running.task.await;
         }
     }
+}
+
+/// Where a browser on this machine reaches a listener bound to `addr`: an unspecified
+/// address (`0.0.0.0`, `[::]`) on loopback.
+pub fn dashboard_addr(addr: SocketAddr) -> SocketAddr {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, addr.port())
+}
+
+/// The agent's page for a listener bound to `addr`: `http://ADDR/`, as
+/// [`dashboard_addr`] reaches it.
+pub fn dashboard_url(addr: SocketAddr) -> String {
+    format!("http://{}/", dashboard_addr(addr))
 }
 
 /// Bounds on what one client can hold.
@@ -887,6 +905,15 @@ mod tests {
         assert_eq!(call(&guarded, "PUT", "/api/silences").await.0, 405);
         assert_eq!(call(&guarded, "DELETE", "/status").await.0, 405);
         assert_eq!(call(&guarded, "GET", "/healthz").await.0, 200);
+    }
+
+    #[test]
+    fn the_page_of_an_unspecified_address_is_on_loopback() {
+        let url = |addr: &str| dashboard_url(addr.parse().unwrap());
+        assert_eq!(url("0.0.0.0:9850"), "http://127.0.0.1:9850/");
+        assert_eq!(url("[::]:9850"), "http://[::1]:9850/");
+        assert_eq!(url("127.0.0.1:9850"), "http://127.0.0.1:9850/");
+        assert_eq!(url("192.168.1.5:80"), "http://192.168.1.5:80/");
     }
 
     #[test]
