@@ -509,7 +509,8 @@ async fn handle(req: Request<Incoming>, state: &State, peer: SocketAddr) -> Resp
             }
         }
         Route::Overview => {
-            crate::dashboard::overview_page(rt, state.alive.clone(), req.headers()).await
+            let (headers, query) = (req.headers(), req.uri().query());
+            crate::dashboard::overview_page(rt, state.alive.clone(), headers, query).await
         }
         Route::JobPage(job) => {
             crate::dashboard::job_page(rt, state.alive.clone(), job, req.headers()).await

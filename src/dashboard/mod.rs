@@ -61,17 +61,25 @@ const JS: &str = include_str!("static/klaxon.js");
 
 type Body = Full<Bytes>;
 
-/// `/`: the overview.
+/// `/` (`/?page=N`): the overview.
 pub async fn overview_page(
     rt: Arc<Runtime>,
     alive: Arc<Liveness>,
     headers: &HeaderMap,
+    query: Option<&str>,
 ) -> Response<Body> {
-    let actions = Actions::of(&rt, headers, "/");
+    let wanted = overview::Paging::wanted(query);
+    let here = if wanted > 1 {
+        format!("/?page={wanted}")
+    } else {
+        "/".to_owned()
+    };
+    let actions = Actions::of(&rt, headers, &here);
     let page = crate::store::THREADS
         .run(move || {
             let now = rt.clock.now();
-            let page = overview::gather(&rt, &alive, actions, now).map_err(|e| e.to_string())?;
+            let page =
+                overview::gather(&rt, &alive, actions, wanted, now).map_err(|e| e.to_string())?;
             page.render()
                 .map(|html| (StatusCode::OK, html))
                 .map_err(|e| e.to_string())
