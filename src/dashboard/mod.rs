@@ -165,7 +165,9 @@ fn secure(headers: &mut hyper::HeaderMap) {
         "x-content-type-options",
         HeaderValue::from_static("nosniff"),
     );
-    headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    // Not `no-referrer`: a browser then sends `Origin: null` with the forms, which
+    // the actions refuse.
+    headers.insert("referrer-policy", HeaderValue::from_static("same-origin"));
     headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
 }
 

@@ -181,9 +181,11 @@ pub struct OutboxRow {
     pub event: String,
     pub created: When,
     pub tries: u32,
-    /// `pending` (with its next try) or `given up` (with when).
+    /// `pending` or `given up`.
     pub state: &'static str,
     pub class: &'static str,
+    /// `next try`, `due`, `gave up`, and when.
+    pub when_label: &'static str,
     pub when: When,
     /// The notifier's own wording of its last failure (never with its URL or secret).
     pub last_error: String,
@@ -399,8 +401,10 @@ fn alert_row(
         Some("not sent yet: the job is silenced")
     } else if open.told.is_none() {
         Some("not recorded")
+    } else if job.notify.is_empty() {
+        Some("nobody: the job has no `notify`")
     } else {
-        Some("no notifier takes this severity")
+        Some("nobody: no notifier of the job takes this severity")
     };
     AlertRow {
         job: job.name.clone(),
@@ -423,9 +427,10 @@ fn outbox_row(rt: &Runtime, m: &HeldMessage, now: DateTime<Utc>) -> OutboxRow {
         .config
         .job(&m.job)
         .map_or(rt.config.agent.timezone, |j| j.timezone);
-    let (state, class, when) = match m.gave_up_at {
-        Some(t) => ("given up", "critical", t),
-        None => ("pending", "warning", m.next_attempt_at),
+    let (state, class, when_label, when) = match m.gave_up_at {
+        Some(t) => ("given up", "critical", "gave up", t),
+        None if m.next_attempt_at <= now => ("pending", "warning", "due", m.next_attempt_at),
+        None => ("pending", "warning", "next try", m.next_attempt_at),
     };
     OutboxRow {
         id: m.id,
@@ -437,6 +442,7 @@ fn outbox_row(rt: &Runtime, m: &HeldMessage, now: DateTime<Utc>) -> OutboxRow {
         tries: m.tries,
         state,
         class,
+        when_label,
         when: When::new(when, now, tz),
         last_error: m.last_error.clone().unwrap_or_default(),
     }
