@@ -268,3 +268,255 @@ impl Store {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use klaxon_checks::Metric;
+    use rusqlite::Connection;
+
+    use super::*;
+    use crate::store::RunRecord;
+    use crate::store::migrations::MIGRATIONS;
+    use crate::store::tests::{run, t};
+
+    fn open() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        (dir, store)
+    }
+
+    fn judged(store: &Store, r: &RunRecord) {
+        store
+            .record_run(r, |_| (JobState::default(), vec![]))
+            .unwrap();
+    }
+
+    fn unjudged(store: &Store, job: &str, at: i64, severity: &str) {
+        let mut r = run(job, at, severity);
+        r.skipped = Some(severity.into());
+        r.metrics.clear();
+        store.record_skip(&r).unwrap();
+    }
+
+    fn said(job: &str, at: i64, severity: &str, summary: &str) -> RunRecord {
+        let mut r = run(job, at, severity);
+        r.summary = summary.into();
+        r
+    }
+
+    #[test]
+    fn recent_runs_of_every_job_come_from_one_query_oldest_first() {
+        let (_dir, store) = open();
+        for at in 0..5 {
+            judged(&store, &said("api", at * 10, "ok", &format!("run {at}")));
+        }
+        unjudged(&store, "api", 45, "skipped");
+        // A message handled by hand is recorded in the history, but is no run.
+        store.record_skip(&run("api", 46, "outbox")).unwrap();
+        let mut tcp = run("db", 3, "critical");
+        tcp.metrics = vec![Metric::new("connect_ms", 4.25).with_unit("ms")];
+        tcp.elapsed = Duration::from_millis(2500);
+        judged(&store, &tcp);
+        let mut script = run("db", 4, "ok");
+        script.metrics = vec![Metric::new("time", 1.5).with_unit("s")];
+        judged(&store, &script);
+
+        let recent = store.recent_runs(["api", "db", "never"], 3).unwrap();
+        assert_eq!(recent.len(), 2, "a job without runs has no entry");
+        let api: Vec<_> = recent["api"]
+            .iter()
+            .map(|r| {
+                (
+                    r.started_at,
+                    r.severity.as_str(),
+                    r.verdict,
+                    r.summary.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            api,
+            [
+                (t(30), "ok", Verdict::Ok, "run 3"),
+                (t(40), "ok", Verdict::Ok, "run 4"),
+                (t(45), "skipped", Verdict::NotJudged, "HTTP 500"),
+            ]
+        );
+        assert_eq!(recent["api"][0].latency_ms, Some(12.5));
+        assert_eq!(recent["api"][2].latency_ms, None);
+        assert_eq!(recent["api"][0].elapsed, Duration::from_millis(1000));
+        assert_eq!(
+            recent["db"],
+            [
+                RecentRun {
+                    started_at: t(3),
+                    severity: "critical".into(),
+                    verdict: Verdict::Critical,
+                    elapsed: Duration::from_millis(2500),
+                    latency_ms: Some(4.25),
+                    summary: "HTTP 500".into(),
+                },
+                RecentRun {
+                    started_at: t(4),
+                    severity: "ok".into(),
+                    verdict: Verdict::Ok,
+                    elapsed: Duration::from_millis(1000),
+                    // A script's `time` in seconds is not taken for a latency.
+                    latency_ms: None,
+                    summary: "HTTP 500".into(),
+                },
+            ]
+        );
+        assert!(store.recent_runs([], 90).unwrap().is_empty());
+        assert_eq!(store.series("api", 2).unwrap(), recent["api"][1..]);
+        assert!(store.series("never", 2).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_job_named_like_sql_or_json_is_only_a_name() {
+        let (_dir, store) = open();
+        let odd = r#"a"b', ) OR 1=1 --"#;
+        judged(&store, &run(odd, 0, "ok"));
+        judged(&store, &run("other", 0, "ok"));
+        let recent = store.recent_runs([odd], 90).unwrap();
+        assert_eq!(recent.keys().collect::<Vec<_>>(), [odd]);
+    }
+
+    #[test]
+    fn incidents_are_stretches_of_judged_runs_that_were_not_ok() {
+        let (_dir, store) = open();
+        // Down from the first run until 30; unjudged runs in between change nothing.
+        judged(&store, &said("api", 0, "warning", "slow"));
+        unjudged(&store, "api", 5, "interrupted");
+        judged(&store, &said("api", 10, "critical", "HTTP 500"));
+        unjudged(&store, "api", 15, "offline");
+        judged(&store, &said("api", 20, "warning", "slower"));
+        judged(&store, &said("api", 30, "ok", "HTTP 200"));
+        unjudged(&store, "api", 35, "skipped");
+        judged(&store, &said("api", 40, "ok", "HTTP 200"));
+        // A single bad run, ended by the next ok.
+        judged(&store, &said("api", 50, "unknown", "cannot tell"));
+        judged(&store, &said("api", 60, "ok", "HTTP 200"));
+        // Down since 70 and still down.
+        judged(&store, &said("api", 70, "critical", "refused"));
+        unjudged(&store, "api", 75, "skipped");
+        judged(&store, &said("api", 80, "warning", "slow"));
+        judged(&store, &said("db", 70, "critical", "another job"));
+
+        let incidents = store.incidents("api", 10).unwrap();
+        assert_eq!(
+            incidents,
+            [
+                Incident {
+                    from: t(70),
+                    to: None,
+                    worst: Verdict::Critical,
+                    runs: 2,
+                    summary: "refused".into(),
+                },
+                Incident {
+                    from: t(50),
+                    to: Some(t(60)),
+                    worst: Verdict::Unknown,
+                    runs: 1,
+                    summary: "cannot tell".into(),
+                },
+                Incident {
+                    from: t(0),
+                    to: Some(t(30)),
+                    worst: Verdict::Critical,
+                    runs: 3,
+                    summary: "slow".into(),
+                },
+            ]
+        );
+        assert_eq!(incidents[0].duration(t(100)), Duration::from_secs(30));
+        assert_eq!(incidents[2].duration(t(100)), Duration::from_secs(30));
+        assert_eq!(store.incidents("api", 1).unwrap(), incidents[..1]);
+        assert!(store.incidents("never", 10).unwrap().is_empty());
+
+        let (_dir, fine) = open();
+        judged(&fine, &run("api", 0, "ok"));
+        judged(&fine, &run("api", 1, "ok"));
+        assert!(fine.incidents("api", 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn job_states_of_every_job_come_from_one_query() {
+        let (_dir, store) = open();
+        let down = JobState {
+            consecutive_failures: 2,
+            ..JobState::default()
+        };
+        store
+            .record_run(&run("api", 0, "critical"), |_| (down.clone(), vec![]))
+            .unwrap();
+        store
+            .record_run(&run("db", 0, "ok"), |_| (JobState::default(), vec![]))
+            .unwrap();
+        let states = store.job_states(["api", "never"]).unwrap();
+        assert_eq!(states.len(), 1);
+        assert_eq!(states["api"], down);
+    }
+
+    #[test]
+    fn latency_is_the_measured_response_time_of_each_kind_of_check() {
+        let m = |name: &str, unit: Option<&str>| {
+            let mut m = Metric::new(name, 7.0);
+            m.unit = unit.map(str::to_owned);
+            vec![Metric::new("status", 200.0), m]
+        };
+        assert_eq!(latency(&m("latency_ms", Some("ms"))), Some(7.0));
+        assert_eq!(latency(&m("connect_ms", Some("ms"))), Some(7.0));
+        assert_eq!(latency(&m("rtt_avg", Some("ms"))), Some(7.0));
+        assert_eq!(latency(&m("time", Some("ms"))), Some(7.0));
+        assert_eq!(latency(&m("time", Some("s"))), None);
+        assert_eq!(latency(&m("free_bytes", Some("B"))), None);
+        assert_eq!(latency(&[]), None);
+    }
+
+    /// Runs written before migration 10 get their latency from their metrics, by the
+    /// same rule as new ones.
+    #[test]
+    fn older_runs_get_their_latency_from_their_metrics() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = Connection::open(dir.path().join("klaxon.db")).unwrap();
+            for migration in &MIGRATIONS[..9] {
+                conn.execute_batch(migration).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 9).unwrap();
+            let metrics = [
+                (
+                    1,
+                    Some(r#"[{"name":"latency_ms","value":12.5,"unit":"ms"}]"#),
+                ),
+                (
+                    2,
+                    Some(
+                        r#"[{"name":"loss","value":0.0,"unit":"%"},{"name":"rtt_avg","value":0.75,"unit":"ms"}]"#,
+                    ),
+                ),
+                (3, Some(r#"[{"name":"time","value":3.0,"unit":"ms"}]"#)),
+                (4, Some(r#"[{"name":"time","value":3.0,"unit":"s"}]"#)),
+                (5, None),
+            ];
+            for (at, metrics) in metrics {
+                conn.execute(
+                    "INSERT INTO runs (job, started_at, finished_at, severity, attempts, elapsed_ms, summary, metrics)
+                     VALUES ('api', ?1, ?1, 'ok', 1, 9, 'fine', ?2)",
+                    rusqlite::params![t(at).timestamp_millis(), metrics],
+                )
+                .unwrap();
+            }
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let latencies: Vec<_> = store.recent_runs(["api"], 90).unwrap()["api"]
+            .iter()
+            .map(|r| r.latency_ms)
+            .collect();
+        assert_eq!(latencies, [Some(12.5), Some(0.75), Some(3.0), None, None]);
+    }
+}
