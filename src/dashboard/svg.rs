@@ -26,7 +26,7 @@
 
 use std::fmt::Write as _;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Timelike, Utc};
 use klaxon_notifiers::text::escape_html as escape;
 
 use crate::store::{RECENT_RUNS, RecentRun, Verdict};
@@ -121,7 +121,7 @@ pub fn sparkline(runs: &[RecentRun]) -> Option<String> {
     let mut coords = String::with_capacity(points.len() * 6);
     for (x, v) in lone_twice(&points) {
         // Whole units: the sparkline is small, and short numbers keep the page light.
-        let y = (height - 1.0 - scale(v, least, greatest) * (height - 2.0)).round();
+        let y = (height - 1.0 - scale(v, least, greatest) * (height - 2.0)).round() as i64;
         let _ = write!(coords, "{x},{y} ");
     }
     Some(format!(
@@ -295,19 +295,41 @@ fn lone_twice<T: Copy>(points: &[T]) -> impl Iterator<Item = T> + '_ {
 /// From `first` to `last` in few words: `2026-12-04 02:41 UTC` (one minute),
 /// `2026-12-04 02:41–04:10 UTC` (one day), or both moments in full.
 fn span(first: DateTime<Utc>, last: DateTime<Utc>) -> String {
-    let minute = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M").to_string();
+    let minute = |t: DateTime<Utc>| t.timestamp().div_euclid(60);
     if minute(first) == minute(last) {
         time(first)
     } else if first.date_naive() == last.date_naive() {
-        format!("{}–{} UTC", minute(first), last.format("%H:%M"))
+        let mut out = String::with_capacity(27);
+        day_minute(&mut out, first);
+        out.push('–');
+        let (h, m) = (last.hour(), last.minute());
+        let _ = write!(out, "{h:02}:{m:02} UTC");
+        out
     } else {
         format!("{} to {}", time(first), time(last))
     }
 }
 
-/// A moment as the charts write it, in UTC to the minute.
+/// A moment as the charts write it, in UTC to the minute: `2026-12-04 02:41 UTC`.
 fn time(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M UTC").to_string()
+    let mut out = String::with_capacity(20);
+    day_minute(&mut out, t);
+    out.push_str(" UTC");
+    out
+}
+
+/// `2026-12-04 02:41` onto `out`. Written by hand: the overview writes thousands, and
+/// chrono's `format` parses its pattern each time.
+fn day_minute(out: &mut String, t: DateTime<Utc>) {
+    let _ = write!(
+        out,
+        "{:04}-{:02}-{:02} {:02}:{:02}",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute()
+    );
 }
 
 /// Milliseconds as a person reads them: `4.2 ms`, `230 ms`, `1.5 s`.
