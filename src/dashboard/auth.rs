@@ -32,6 +32,10 @@
 //!   saying where to go back to;
 //! - [`LOGIN`], [`LOGOUT`], [`login_path`], and the actions' paths in
 //!   [`super::actions`].
+//!
+//! A page with forms must not send `Referrer-Policy: no-referrer`: under it a browser
+//! sends `Origin: null` with the form, which is refused as another site's
+//! (`same-origin` keeps the `Referer` and the `Origin` on this listener).
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -48,6 +52,9 @@ use subtle::ConstantTimeEq;
 
 use crate::listener::Body;
 use crate::runtime::Runtime;
+
+/// The dashboard's stylesheet, which these pages share.
+const STYLESHEET: &str = "/static/klaxon.css";
 
 /// The sign-in form's path: `GET` shows it, `POST` signs in.
 pub const LOGIN: &str = "/login";
@@ -283,7 +290,7 @@ pub(crate) fn html(status: StatusCode, title: &str, main: &str) -> Response<Body
     let body = format!(
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>{} · klaxon</title>\n</head>\n<body>\n<main>\n{main}\n</main>\n</body>\n</html>\n",
+         <title>{} · klaxon</title>\n<link rel=\"stylesheet\" href=\"{STYLESHEET}\">\n</head>\n<body>\n<main>\n{main}\n</main>\n</body>\n</html>\n",
         escape(title)
     );
     let mut response = crate::listener::reply(status, "text/html; charset=utf-8", body);
@@ -365,13 +372,31 @@ fn form(status: StatusCode, next: Option<&str>, message: Option<&str>) -> Respon
     )
 }
 
-/// `GET /login[?next=PATH]`.
-pub fn login_page(rt: &Runtime, query: Option<&str>) -> Response<Body> {
-    if rt.config.agent.listen_token.is_none() {
+/// `GET /login[?next=PATH]`: the form, or (signed in already) when the session ends
+/// and a button to sign out.
+pub fn login_page(rt: &Runtime, headers: &HeaderMap, query: Option<&str>) -> Response<Body> {
+    let Some(token) = &rt.config.agent.listen_token else {
         return refused(StatusCode::OK, NO_TOKEN, HOME);
-    }
+    };
     let query = Form::parse(query.unwrap_or_default().as_bytes());
-    form(StatusCode::OK, query.get(NEXT_FIELD), None)
+    let Some(session) = Session::from_headers(headers, token) else {
+        return form(StatusCode::OK, query.get(NEXT_FIELD), None);
+    };
+    let until = session
+        .expires_at()
+        .with_timezone(&rt.config.agent.timezone)
+        .format("%Y-%m-%d %H:%M %Z");
+    html(
+        StatusCode::OK,
+        "Signed in",
+        &format!(
+            "<h1>Signed in</h1>\n<p>This browser is signed in to klaxon until {until}.</p>\n\
+             <form method=\"post\" action=\"{LOGOUT}\">\n{}\n\
+             <button type=\"submit\">Sign out</button>\n</form>\n\
+             <p><a href=\"/\">Back to the dashboard</a></p>",
+            session.csrf_field()
+        ),
+    )
 }
 
 /// `POST /login`: the token from the form, compared with `agent.listen_token`.

@@ -539,7 +539,7 @@ mod tests {
                 ..JobState::default()
             };
             reads.states.insert(job.name.clone(), state);
-            reads.runs.insert(job.name.clone(), runs);
+            reads.runs.insert(job.name.clone(), Arc::new(runs));
             reads
                 .last_fires
                 .insert(job.name.clone(), now - chrono::Duration::seconds(20));
