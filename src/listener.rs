@@ -4,6 +4,9 @@
 //! - `/healthz` is 200 while the scheduler loop turns and 503 when it has stalled
 //!   ([`Liveness`]); `/metrics` is the Prometheus exposition ([`crate::metrics`]). Both
 //!   are open: they say nothing secret, and probes and scrapers rarely carry tokens.
+//! - `/` and `/jobs/JOB` are the dashboard's pages, `/static/...` their stylesheet and
+//!   script ([`crate::dashboard`]); open like the badges: they show what
+//!   `klaxon status` shows and never a secret.
 //! - `/badge/JOB.svg` and `/badge/JOB/uptime.svg` ([`crate::badge`]) are open too: a
 //!   README's image cannot carry a token. They tell anyone who reaches the listener
 //!   the job's state and uptime.
@@ -20,18 +23,18 @@
 //!   button sends, checked by [`crate::api::add`] on its one reading of the body), and
 //!   refused everywhere else; what a button does is recorded as done by a button. It
 //!   too is compared in constant time and never logged.
+//! - The dashboard's sign-in (`/login`, `/logout`: [`crate::dashboard::auth`]) and its
+//!   actions (`POST /jobs/JOB/silence|ack|run`, `POST /outbox/ID/retry|drop`:
+//!   [`crate::dashboard::actions`]) take a session cookie and a CSRF token, not a bearer
+//!   token; a run now is asked of the scheduler through the listener's `asks`.
 //!
 //! Routing is axum's [`Router`] ([`router`]); a path it knows with a method it does not
-//! take is a `405` with `Allow`, before any token is asked for. A handler is a function
-//! of axum extractors (`State<Shared>`, `Path<String>`, `HeaderMap`, [`Authorized`] or
-//! [`Caller`] first when it needs the token, a body last) returning
-//! `Response<Full<Bytes>>`; a plain function attaches through a closure:
-//!
-//! ```ignore
-//! .route("/jobs/{job}", get(|State(s): State<Shared>, Path(job): Path<String>| async move {
-//!     crate::dashboard::job::page(&s.runtime(), &job)
-//! }))
-//! ```
+//! take is a `405` with `Allow`, before any token is asked for. A handler is an async
+//! function of axum extractors (`State<Shared>`, `Path<String>`, `Uri`, `HeaderMap`,
+//! [`Authorized`] or [`Caller`] first when it needs the token, a body last, read with
+//! [`read`]) returning `Response<Full<Bytes>>`: a route is one line in [`router`], and a
+//! plain function elsewhere (the dashboard's) attaches through such a handler, as
+//! [`overview`], [`job_page`] and [`sign`] do.
 //!
 //! The listener binds once, at start: a port in use is an error that stops the agent.
 //! It serves the agent's current runtime, which a reload replaces; it stops accepting
@@ -53,16 +56,16 @@ use axum::routing::{delete, get, post};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
+use hyper::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, WWW_AUTHENTICATE};
 use hyper::http::request::Parts;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
@@ -70,8 +73,10 @@ use tower_http::timeout::{RequestBodyTimeout, TimeoutError};
 
 use klaxon_notifiers::buttons::{Action, scoped_token};
 
+use crate::dashboard::{actions, auth};
 use crate::liveness::{Health, Liveness};
 use crate::runtime::Runtime;
+use crate::scheduler::RunNow;
 use crate::started::Started;
 
 /// How long a client may take to send a request's headers.
@@ -89,7 +94,7 @@ pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 /// How long requests in flight at shutdown may take to finish.
 const STOP_WAIT: Duration = Duration::from_secs(5);
 
-type Body = Full<Bytes>;
+pub(crate) type Body = Full<Bytes>;
 
 /// The running listener, or nothing when `agent.listen` is not set: the agent calls
 /// the same three methods either way.
@@ -110,10 +115,11 @@ struct Running {
 impl Listener {
     /// Binds `agent.listen`, if set, and serves it until `shutdown`. Failing to bind is
     /// an error naming the address: the agent does not run without the listener it
-    /// was asked for.
+    /// was asked for. `asks` reaches the scheduler (the dashboard's "Run now").
     pub async fn start(
         rt: &Arc<Runtime>,
         alive: Arc<Liveness>,
+        asks: mpsc::Sender<RunNow>,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Self> {
         let Some(addr) = rt.config.agent.listen else {
@@ -136,6 +142,7 @@ impl Listener {
             runtime: current,
             alive,
             started: Arc::default(),
+            asks,
         };
         let task = tokio::spawn(serve(tcp, router(shared), Limits::default(), stop.clone()));
         Ok(Self {
@@ -223,6 +230,8 @@ pub(crate) struct Shared {
     alive: Arc<Liveness>,
     /// Runs of passive jobs begun with `/ping/JOB/start`, across reloads.
     started: Arc<Started>,
+    /// Runs asked for on the dashboard, to the scheduler.
+    asks: mpsc::Sender<RunNow>,
 }
 
 impl Shared {
@@ -251,6 +260,16 @@ fn router(shared: Shared) -> Router {
         .route("/api/silences", get(list_silences).post(add_silence))
         .route("/api/silences/{id}", delete(expire_silence))
         .route("/api/ack/{job}", post(ack))
+        .route("/", get(overview))
+        .route("/jobs/{job}", get(job_page))
+        .route("/static/{name}", get(asset))
+        .route(auth::LOGIN, get(login_page).post(sign::<true>))
+        .route(auth::LOGOUT, post(sign::<false>))
+        .route("/jobs/{job}/silence", post(action))
+        .route("/jobs/{job}/ack", post(action))
+        .route("/jobs/{job}/run", post(action))
+        .route("/outbox/{id}/retry", post(action))
+        .route("/outbox/{id}/drop", post(action))
         .fallback(not_found)
         .with_state(shared)
 }
@@ -475,7 +494,11 @@ fn refuse(peer: SocketAddr, path: &str, presented: bool) -> Response<Body> {
     response
 }
 
-fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
+pub(crate) fn reply(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Body> {
     let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = status;
     response
@@ -493,7 +516,7 @@ fn text(status: StatusCode, body: impl Into<String>) -> Response<Body> {
 async fn not_found() -> Response<Body> {
     text(
         StatusCode::NOT_FOUND,
-        "not found: try /healthz, /metrics, /status, /ping/JOB, /badge/JOB.svg, /badge/JOB/uptime.svg, /api/silences or /api/ack/JOB",
+        "not found: try /, /jobs/JOB, /healthz, /metrics, /status, /ping/JOB, /badge/JOB.svg, /badge/JOB/uptime.svg, /api/silences or /api/ack/JOB",
     )
 }
 
@@ -591,6 +614,75 @@ async fn ping<const START: bool>(
         return not_found().await;
     }
     passive(&shared, &job, peer, START).await
+}
+
+/// `/`: the dashboard's overview.
+async fn overview(State(shared): State<Shared>, uri: Uri, headers: HeaderMap) -> Response<Body> {
+    let (rt, alive) = (shared.runtime(), shared.alive.clone());
+    crate::dashboard::overview_page(rt, alive, &headers, uri.query()).await
+}
+
+/// `/jobs/JOB`: a job's page. It decodes the segment itself, so it gets it as sent.
+async fn job_page(State(shared): State<Shared>, uri: Uri, headers: HeaderMap) -> Response<Body> {
+    let segment = uri.path().strip_prefix("/jobs/").unwrap_or_default();
+    crate::dashboard::job_page(shared.runtime(), shared.alive.clone(), segment, &headers).await
+}
+
+/// `/static/NAME`: the dashboard's stylesheet and script.
+async fn asset(Path(name): Path<String>) -> Response<Body> {
+    crate::dashboard::asset(&name)
+        .unwrap_or_else(|| text(StatusCode::NOT_FOUND, format!("no file `{name}`")))
+}
+
+/// `GET /login`: the sign-in form.
+async fn login_page(State(shared): State<Shared>, uri: Uri, headers: HeaderMap) -> Response<Body> {
+    auth::login_page(&shared.runtime(), &headers, uri.query())
+}
+
+/// `POST /login` (`IN`) and `POST /logout`: the form and its headers, to [`auth`].
+async fn sign<const IN: bool>(
+    State(shared): State<Shared>,
+    axum::Extension(Peer(peer)): axum::Extension<Peer>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response<Body> {
+    let body = match read(body).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let rt = shared.runtime();
+    if IN {
+        auth::login(&rt, &headers, &body, peer)
+    } else {
+        auth::logout(&rt, &headers, &body, peer)
+    }
+}
+
+/// `POST /jobs/JOB/ACTION` and `POST /outbox/ID/ACTION`: the dashboard's buttons.
+async fn action(
+    State(shared): State<Shared>,
+    axum::Extension(Peer(peer)): axum::Extension<Peer>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response<Body> {
+    let Some(action) = actions::Action::at(uri.path()) else {
+        return not_found().await;
+    };
+    match read(body).await {
+        Ok(body) => {
+            actions::perform(
+                &shared.runtime(),
+                &shared.asks,
+                action,
+                &headers,
+                &body,
+                peer,
+            )
+            .await
+        }
+        Err(response) => response,
+    }
 }
 
 /// `GET /api/silences`.
@@ -790,6 +882,7 @@ mod tests {
             runtime: watch::channel(rt).1,
             alive: Arc::new(Liveness::new()),
             started: Arc::default(),
+            asks: mpsc::channel(1).0,
         }
     }
 
@@ -851,8 +944,20 @@ mod tests {
         );
         assert_eq!(call(&router, "GET", "/api/silences/1").await.1, "DELETE");
         assert_eq!(call(&router, "GET", "/api/ack/beat").await.1, "POST");
+        // The dashboard's.
+        assert_eq!(call(&router, "GET", "/").await.0, 200);
+        assert_eq!(call(&router, "HEAD", "/jobs/beat").await.0, 200);
+        assert_eq!(call(&router, "GET", "/static/klaxon.css").await.0, 200);
+        assert_eq!(call(&router, "POST", "/jobs/beat").await.1, "GET, HEAD");
+        assert_eq!(call(&router, "GET", "/login").await.0, 200);
+        assert_eq!(call(&router, "GET", "/logout").await.1, "POST");
+        assert_eq!(call(&router, "GET", "/jobs/beat/run").await.1, "POST");
+        assert_eq!(call(&router, "GET", "/outbox/3/drop").await.1, "POST");
         for path in [
-            "/",
+            "/jobs/",
+            "/jobs/a/b",
+            "/jobs/a/b/c",
+            "/static/a/b.css",
             "/ping",
             "/ping/",
             "/ping/a/b",
@@ -870,7 +975,7 @@ mod tests {
             let (status, _, body) = call(&router, "GET", path).await;
             assert_eq!(status, 404, "{path}");
             assert!(
-                body.starts_with("not found: try /healthz"),
+                body.starts_with("not found: try /, /jobs/JOB"),
                 "{path}: {body}"
             );
         }
