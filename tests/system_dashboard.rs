@@ -22,7 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use fantoccini::wd::{Capabilities, WebDriverCompatibleCommand};
-use fantoccini::{Client, ClientBuilder};
+use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value as Json, json};
 
 mod common;
@@ -55,6 +55,22 @@ fn axe_source() -> String {
             Path::new(&path).display()
         )
     })
+}
+
+/// Polls `probe` every 200 ms until it gives `Ok`, for 30 s at most; then fails saying
+/// `what` never happened and what `probe` saw last.
+async fn eventually<T>(what: &str, mut probe: impl AsyncFnMut() -> Result<T, String>) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match probe().await {
+            Ok(value) => return value,
+            Err(seen) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "never {what}; last seen:\n{seen}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Kills a child's whole process group (chromedriver and the chromium it started, or an
@@ -206,20 +222,94 @@ impl Browser {
         }
     }
 
-    /// Waits (20 s at most) until `script` returns true, then its last value of `show`.
-    async fn wait_until(&self, what: &str, script: &str, show: &str) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            if self.eval(script).await == Json::Bool(true) {
-                return;
+    /// The HTTP status of the document now shown (Navigation Timing's `responseStatus`).
+    async fn status_code(&self) -> u64 {
+        self.eval("return performance.getEntriesByType('navigation')[0].responseStatus")
+            .await
+            .as_u64()
+            .unwrap()
+    }
+
+    /// The path of the document now shown.
+    async fn path(&self) -> String {
+        self.client.current_url().await.unwrap().path().to_owned()
+    }
+
+    /// The overview's job rows as the page shows them now.
+    async fn rows(&self) -> Vec<Row> {
+        let rows = self
+            .eval(
+                "return [...document.querySelectorAll('table.jobs tbody tr')].map(tr => {
+                    const spark = tr.querySelector('svg.sparkline polyline');
+                    const sum = tr.querySelector('.sum');
+                    return {
+                        job: tr.querySelector('th a').textContent,
+                        state: tr.querySelector('.st').textContent,
+                        summary: sum ? sum.textContent : '',
+                        tags: [...tr.querySelectorAll('.tag')].map(t => t.textContent),
+                        segments: tr.querySelectorAll('svg.bar rect').length,
+                        titled: tr.querySelectorAll('svg.bar rect > title').length,
+                        points: spark ? spark.getAttribute('points').trim().split(/\\s+/).length : null,
+                    };
+                })",
+            )
+            .await;
+        serde_json::from_value(rows).unwrap()
+    }
+
+    /// The overview's row of `job`.
+    async fn row(&self, job: &str) -> Row {
+        let rows = self.rows().await;
+        rows.iter()
+            .find(|r| r.job == job)
+            .cloned()
+            .unwrap_or_else(|| panic!("no row for `{job}` in {rows:#?}"))
+    }
+
+    /// Types `token` into the sign-in form and sends it, as a person would.
+    async fn sign_in(&self, token: &str) {
+        self.goto("/login").await;
+        let field = self.client.find(Locator::Id("token")).await.unwrap();
+        field.send_keys(token).await.unwrap();
+        let button = self
+            .client
+            .find(Locator::Css("main form button[type=submit]"))
+            .await
+            .unwrap();
+        self.navigating(async || button.click().await.unwrap())
+            .await;
+    }
+
+    /// Clicks the button `label` of the form posting to `action` on the page now shown
+    /// (a real click: the form goes with its hidden fields), and waits for the answer.
+    async fn press(&self, action: &str, label: &str) {
+        let css = format!("form[action=\"{action}\"] button");
+        let mut found = None;
+        for button in self.client.find_all(Locator::Css(&css)).await.unwrap() {
+            if button.text().await.unwrap() == label {
+                found = Some(button);
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "never {what}; the page has:\n{}",
-                self.text(show).await
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        let button = found.unwrap_or_else(|| panic!("no `{label}` button posting to {action}"));
+        self.navigating(async || button.click().await.unwrap())
+            .await;
+    }
+
+    /// Does `act` (a click, a submit) and waits for the new document it leads to, which
+    /// may be at the same address (a 303 back to the page): a mark left in the old one
+    /// tells them apart.
+    async fn navigating(&self, act: impl AsyncFnOnce()) {
+        self.eval("window.__klaxonOld = true; return null").await;
+        act().await;
+        eventually("the next page", async || {
+            let script =
+                "return window.__klaxonOld === undefined && document.readyState === 'complete'";
+            match self.eval(script).await {
+                Json::Bool(true) => Ok(()),
+                other => Err(format!("{other} at {}", self.path().await)),
+            }
+        })
+        .await;
     }
 
     /// Emulates `prefers-color-scheme: scheme` and checks that the page sees it.
@@ -290,6 +380,37 @@ fn png_size(png: &[u8]) -> (u32, u32) {
     );
     let be = |b: &[u8]| u32::from_be_bytes(b.try_into().unwrap());
     (be(&png[16..20]), be(&png[20..24]))
+}
+
+/// One job's row on the overview, as the browser sees it.
+#[derive(Debug, Clone, serde::Deserialize)]
+struct Row {
+    job: String,
+    /// The state's word (`up`, `down`, …).
+    state: String,
+    /// The last run's summary.
+    summary: String,
+    /// `silenced`, `acknowledged`.
+    tags: Vec<String>,
+    /// `<rect>`s in the bar of recent runs.
+    segments: usize,
+    /// `<rect>`s that carry a `<title>`.
+    titled: usize,
+    /// Points of the latency sparkline (none: `None`).
+    points: Option<usize>,
+}
+
+/// The stretches of consecutive runs with the same severity among the newest 90 of
+/// `history` (newest first, as `klaxon history` gives it): the overview bar's segments.
+fn stretches(history: &[Json]) -> usize {
+    let newest: Vec<&Json> = history.iter().take(90).collect();
+    if newest.is_empty() {
+        return 0;
+    }
+    1 + newest
+        .windows(2)
+        .filter(|w| w[0]["severity"] != w[1]["severity"])
+        .count()
 }
 
 /// A `klaxon run` in a temp dir, in a process group of its own (its scripts too), killed
@@ -392,21 +513,17 @@ impl Agent {
         runs.as_array().unwrap().clone()
     }
 
-    /// Waits (20 s at most) until the store says `job` is `severity`.
+    /// Waits until the store says `job` is `severity`.
     async fn wait_severity(&self, job: &str, severity: &str) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
+        eventually(&format!("`{job}` {severity}"), async || {
             let row = self.status(job).await;
             if row["severity"] == severity {
-                return;
+                Ok(())
+            } else {
+                Err(format!("{row}\n{}", self.log()))
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "`{job}` never {severity}: {row}\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await;
     }
 }
 
@@ -426,26 +543,407 @@ fn script_job(name: &str, every: &str) -> String {
     )
 }
 
-/// The badges load in chromium as SVG documents and say what the store says.
+/// An `http` job on the test's own server, every second: it measures a latency.
+fn http_job(name: &str, url: &str) -> String {
+    format!(
+        "[jobs.{name}]\nevery = \"1s\"\n[jobs.{name}.check]\ntype = \"http\"\nurl = \"{url}\"\n\n"
+    )
+}
+
+/// A script job that has not run: its cron fire is on the 1st of January at 03:00.
+fn pending_job(name: &str) -> String {
+    format!(
+        "[jobs.{name}]\nschedule = \"0 3 1 1 *\"\n[jobs.{name}.check]\ntype = \"script\"\nshell = \"true\"\n\n"
+    )
+}
+
+/// A target that answers 200 after a delay that varies from request to request, so
+/// the sparkline has a shape.
+async fn target() -> klaxon_testkit::Server {
+    let mut n = 0u64;
+    klaxon_testkit::Server::start(move |_| {
+        n += 1;
+        klaxon_testkit::Response::ok("ok").delay(Duration::from_millis(5 + (n * 37) % 60))
+    })
+    .await
+}
+
+/// The overview lists every job with its state in words, a bar with one segment per
+/// stretch of same-result runs and a sparkline with a point per measured run; the job
+/// page has one segment per run; and a job that fails while the page is open turns
+/// `down` on it by the page's own refresh, without a reload.
 #[tokio::test(flavor = "multi_thread")]
-async fn badges_load_as_svg_in_chromium() {
-    let agent = Agent::start(&script_job("flaky", "1s")).await;
-    let browser = Browser::start(agent.base()).await;
+async fn the_overview_shows_each_job_and_follows_a_failure_without_a_reload() {
+    let web = target().await;
+    let jobs = [
+        http_job("web", &web.url("/health")),
+        script_job("flaky", "1s"),
+        script_job("wobbly", "1s"),
+        script_job("broken", "1s"),
+        script_job("mystery", "1s"),
+        pending_job("nightly"),
+    ]
+    .concat();
+    let agent = Agent::start(&jobs).await;
+    agent.outcome("wobbly", 1, "WARNING - 85% full");
+    agent.outcome("broken", 2, "CRITICAL - refused");
+    agent.outcome("mystery", 3, "UNKNOWN - no answer");
+    for (job, severity) in [
+        ("web", "ok"),
+        ("flaky", "ok"),
+        ("wobbly", "warning"),
+        ("broken", "critical"),
+        ("mystery", "unknown"),
+    ] {
+        agent.wait_severity(job, severity).await;
+    }
+    // flaky fails and recovers: ok, critical, ok in its history.
+    agent.outcome("flaky", 2, "CRITICAL - failed once");
+    agent.wait_severity("flaky", "critical").await;
+    agent.outcome("flaky", 0, "OK - back");
     agent.wait_severity("flaky", "ok").await;
 
-    browser.goto("/badge/flaky.svg").await;
-    let root = browser
-        .text("return document.documentElement.namespaceURI + ' ' + document.documentElement.textContent")
-        .await;
-    assert!(root.starts_with("http://www.w3.org/2000/svg "), "{root}");
-    assert!(root.contains("up"), "{root}");
+    let browser = Browser::start(agent.base()).await;
+    browser.goto("/").await;
+    assert_eq!(browser.status_code().await, 200);
+    let rows = browser.rows().await;
+    let words: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r.job.as_str(), r.state.as_str()))
+        .collect();
+    for expected in [
+        ("web", "up"),
+        ("flaky", "up"),
+        ("wobbly", "warning"),
+        ("broken", "down"),
+        ("mystery", "unknown"),
+        ("nightly", "pending"),
+    ] {
+        assert!(words.contains(&expected), "{expected:?} not in {words:?}");
+    }
+    assert_eq!(rows.len(), 6, "{rows:#?}");
+    let broken = browser.row("broken").await;
+    assert_eq!(broken.summary, "CRITICAL - refused");
 
-    agent.outcome("flaky", 2, "CRITICAL - broken");
-    agent.wait_severity("flaky", "critical").await;
-    browser.goto("/badge/flaky.svg").await;
-    let root = browser
-        .text("return document.documentElement.textContent")
+    // Segments: the job runs every second, so read its history on both sides of the page.
+    for job in ["flaky", "web", "broken", "nightly"] {
+        eventually(
+            &format!("`{job}`'s bar and sparkline matching its history"),
+            async || {
+                let before = agent.history(job).await;
+                browser.goto("/").await;
+                let row = browser.row(job).await;
+                let after = agent.history(job).await;
+                let (least, most) = (before.len().min(90), after.len().min(90));
+                let measured = job == "web";
+                let points_ok = match row.points {
+                    Some(n) => measured && (least..=most).contains(&n),
+                    None => !measured,
+                };
+                if stretches(&before) == stretches(&after)
+                    && row.segments == stretches(&after)
+                    && row.titled == row.segments
+                    && points_ok
+                {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{row:?}\nhistory: {} then {} runs, {} then {} stretches",
+                        before.len(),
+                        after.len(),
+                        stretches(&before),
+                        stretches(&after)
+                    ))
+                }
+            },
+        )
         .await;
-    assert!(root.contains("down"), "{root}");
+    }
+    assert_eq!(browser.row("flaky").await.segments, 3, "ok, critical, ok");
+    assert_eq!(browser.row("nightly").await.segments, 0);
+
+    // The job page: one segment per run, the history table, the chart.
+    eventually("`flaky`'s page matching its history", async || {
+        let before = agent.history("flaky").await.len();
+        browser.goto("/jobs/flaky").await;
+        let page = browser
+            .eval(
+                "return {
+                    state: document.querySelector('h1 .st').textContent,
+                    segments: document.querySelectorAll('svg.bar rect').length,
+                    rows: document.querySelectorAll('table.history tbody tr').length,
+                    line: document.querySelectorAll('svg.chart polyline.line').length,
+                }",
+            )
+            .await;
+        let after = agent.history("flaky").await.len();
+        let runs = |n: &Json| usize::try_from(n.as_u64().unwrap()).unwrap();
+        let in_range = |n: usize| (before.min(90)..=after.min(90)).contains(&n);
+        if page["state"] == "up"
+            && in_range(runs(&page["segments"]))
+            && runs(&page["rows"]) > 0
+            && page["line"] == 1
+        {
+            Ok(())
+        } else {
+            Err(format!("{page}\nhistory: {before} then {after} runs"))
+        }
+    })
+    .await;
+
+    // flaky fails while the overview is open: the page's script swaps in the new state.
+    browser.goto("/").await;
+    browser
+        .eval("window.__klaxonStay = 'same document'; return null")
+        .await;
+    agent.outcome("flaky", 2, "CRITICAL - disk on fire");
+    agent.wait_severity("flaky", "critical").await;
+    eventually("`flaky` down on the open page", async || {
+        let row = browser.row("flaky").await;
+        if row.state == "down" && row.summary == "CRITICAL - disk on fire" {
+            Ok(())
+        } else {
+            Err(format!("{row:?}"))
+        }
+    })
+    .await;
+    assert_eq!(
+        browser.eval("return window.__klaxonStay").await,
+        "same document",
+        "the page was reloaded, not refreshed in place"
+    );
+    browser.close().await;
+}
+
+/// Signing in takes the listen token and refuses a wrong one; a form sent without its
+/// CSRF token is refused and changes nothing; "Silence 1h", "Acknowledge" and "Run now"
+/// change the store, as `klaxon status` and `klaxon history` read it.
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_in_csrf_and_the_buttons_change_the_store() {
+    let jobs = [script_job("flaky", "1h"), script_job("broken", "1h")].concat();
+    let agent = Agent::start(&jobs).await;
+    agent.outcome("broken", 2, "CRITICAL - refused");
+    // Each runs once at start, then not for an hour.
+    agent.wait_severity("flaky", "ok").await;
+    agent.wait_severity("broken", "critical").await;
+    let browser = Browser::start(agent.base()).await;
+
+    // Signed out: no buttons, a way to sign in.
+    browser.goto("/").await;
+    let signed_out = browser
+        .eval("return [document.querySelectorAll('form[action$=\"/silence\"]').length, !!document.querySelector('a[href=\"/login\"]')]")
+        .await;
+    assert_eq!(signed_out, json!([0, true]));
+
+    // A wrong token: 401, the form again saying why, no session cookie.
+    browser.sign_in("not-the-token").await;
+    assert_eq!(browser.status_code().await, 401);
+    assert_eq!(browser.path().await, "/login");
+    let alert = browser
+        .text("return document.querySelector('[role=alert]').textContent")
+        .await;
+    assert!(!alert.is_empty());
+    assert!(
+        browser.client.find(Locator::Id("token")).await.is_ok(),
+        "no form after a wrong token"
+    );
+    let cookies = browser.client.get_all_cookies().await.unwrap();
+    assert!(
+        cookies.iter().all(|c| c.name() != "klaxon_session"),
+        "{cookies:?}"
+    );
+
+    // The right one: back on the overview, signed in, an HttpOnly SameSite=Strict cookie.
+    browser.sign_in(TOKEN).await;
+    assert_eq!(browser.path().await, "/");
+    assert_eq!(browser.status_code().await, 200);
+    let cookies = browser.client.get_all_cookies().await.unwrap();
+    let session = cookies
+        .iter()
+        .find(|c| c.name() == "klaxon_session")
+        .unwrap_or_else(|| panic!("no session cookie: {cookies:?}"));
+    assert_eq!(session.http_only(), Some(true));
+    // fantoccini does not re-export the cookie crate's `SameSite`.
+    assert_eq!(format!("{:?}", session.same_site()), "Some(Strict)");
+    assert!(!session.value().contains(TOKEN));
+    assert_eq!(
+        browser.text("return document.cookie").await,
+        "",
+        "the cookie is HttpOnly"
+    );
+
+    // "Silence 1h" without its CSRF field (removed in the page, then sent): 403, nothing
+    // silenced.
+    browser
+        .navigating(async || {
+            // One script: the page's refresh cannot swap the form back in between.
+            let script =
+                "const form = document.querySelector('form[action=\"/jobs/flaky/silence\"]');
+                 form.querySelector('input[name=csrf]').remove();
+                 form.submit();
+                 return null";
+            browser.eval(script).await;
+        })
+        .await;
+    assert_eq!(browser.status_code().await, 403);
+    let refused = browser
+        .text("return document.querySelector('main').textContent")
+        .await;
+    assert!(refused.contains("Refused"), "{refused}");
+    let row = agent.status("flaky").await;
+    assert!(
+        row["silenced_until"].is_null(),
+        "silenced without a CSRF token: {row}"
+    );
+
+    // "Silence 1h": the store has the silence, by the dashboard, for an hour.
+    browser.goto("/").await;
+    browser.press("/jobs/flaky/silence", "Silence 1h").await;
+    assert_eq!(browser.path().await, "/");
+    let row = agent.status("flaky").await;
+    let until = row["silenced_until"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not silenced: {row}"));
+    let until = chrono::DateTime::parse_from_rfc3339(until).unwrap();
+    let left = until
+        .signed_duration_since(chrono::Utc::now())
+        .num_minutes();
+    assert!((55..=60).contains(&left), "silenced for {left} min: {row}");
+    assert_eq!(row["silenced_by"], "dashboard", "{row}");
+    assert!(
+        browser
+            .row("flaky")
+            .await
+            .tags
+            .contains(&"silenced".to_owned())
+    );
+
+    // "Acknowledge" on the open alert.
+    assert_eq!(agent.status("broken").await["alert_open"], true);
+    browser.press("/jobs/broken/ack", "Acknowledge").await;
+    let row = agent.status("broken").await;
+    assert!(
+        !row["acknowledged"].is_null() && row["acknowledged"] != false,
+        "{row}"
+    );
+
+    // "Run now" on the job page: one more run in history, out of its hourly schedule.
+    let runs = agent.history("flaky").await.len();
+    browser.goto("/jobs/flaky").await;
+    browser.press("/jobs/flaky/run", "Run now").await;
+    assert_eq!(browser.path().await, "/jobs/flaky");
+    eventually("a run from \"Run now\"", async || {
+        let now = agent.history("flaky").await.len();
+        if now == runs + 1 {
+            Ok(())
+        } else {
+            Err(format!("{runs} then {now} runs"))
+        }
+    })
+    .await;
+    browser.close().await;
+}
+
+/// axe-core, run inside the page, finds no violation on the sign-in form, the overview
+/// and a job page (signed in, so with their forms), in light and dark.
+#[tokio::test(flavor = "multi_thread")]
+async fn axe_finds_no_violations_light_and_dark() {
+    let axe = axe_source();
+    let web = target().await;
+    let jobs = [
+        http_job("web", &web.url("/health")),
+        script_job("flaky", "1s"),
+        script_job("broken", "1s"),
+        pending_job("nightly"),
+    ]
+    .concat();
+    let agent = Agent::start(&jobs).await;
+    agent.outcome("broken", 2, "CRITICAL - refused");
+    agent.wait_severity("broken", "critical").await;
+    agent.wait_severity("web", "ok").await;
+    let browser = Browser::start(agent.base()).await;
+    let mut found = Vec::new();
+    for signed_in in [false, true] {
+        if signed_in {
+            browser.sign_in(TOKEN).await;
+        }
+        let pages: &[&str] = if signed_in {
+            &["/", "/jobs/flaky", "/jobs/web"]
+        } else {
+            &["/login", "/"]
+        };
+        for page in pages {
+            for scheme in ["light", "dark"] {
+                browser.color_scheme(scheme).await;
+                browser.goto(page).await;
+                for v in browser.axe_violations(&axe).await {
+                    found.push(format!("{page} ({scheme}, signed in: {signed_in}): {v}"));
+                }
+            }
+        }
+    }
+    assert!(found.is_empty(), "axe-core found:\n{}", found.join("\n"));
+    browser.close().await;
+}
+
+/// The screenshots in docs/: the overview and a job page, light and dark, of an agent
+/// with several jobs, one failing now after a recovery, history filled, an undelivered
+/// message. With `KLAXON_SCREENSHOTS=DIR` they are written there (`docs` for README's).
+#[tokio::test(flavor = "multi_thread")]
+async fn screenshots_of_a_realistic_agent() {
+    let web = target().await;
+    let api = target().await;
+    // A webhook that refuses: the outbox holds its message, with its error.
+    let hook = klaxon_testkit::Server::start(|_| klaxon_testkit::Response::status(503)).await;
+    let jobs = [
+        format!(
+            "[notifiers.ops]\ntype = \"webhook\"\nurl = \"{}\"\n\n",
+            hook.url("/hook")
+        ),
+        http_job("website", &web.url("/")),
+        http_job("api-health", &api.url("/health")),
+        script_job("backup", "2s"),
+        script_job("disk-root", "2s"),
+        script_job("queue-depth", "1s").replace("retry = {", "notify = [\"ops\"]\nretry = {"),
+        pending_job("nightly-report"),
+    ]
+    .concat();
+    let agent = Agent::start(&jobs).await;
+    agent.outcome("backup", 0, "OK - 14 GB in 3 min");
+    agent.outcome("disk-root", 1, "DISK WARNING - 86% used on /");
+    agent.outcome("queue-depth", 0, "OK - 12 messages waiting");
+    // History: a spell down and a recovery, then down again now.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    agent.outcome("queue-depth", 2, "CRITICAL - 4210 messages waiting");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    agent.outcome("queue-depth", 0, "OK - 40 messages waiting");
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    agent.outcome("queue-depth", 2, "CRITICAL - 3880 messages waiting");
+    agent.wait_severity("queue-depth", "critical").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let out = std::env::var_os("KLAXON_SCREENSHOTS").map(|dir| {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    });
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = out.as_deref().unwrap_or(scratch.path());
+    let browser = Browser::start(agent.base()).await;
+    for (page, name) in [("/", "dashboard"), ("/jobs/queue-depth", "job")] {
+        for scheme in ["light", "dark"] {
+            browser.color_scheme(scheme).await;
+            browser.goto(page).await;
+            let png = browser.screenshot().await;
+            let (width, height) = png_size(&png);
+            assert_eq!(width, 1280, "{page} {scheme}");
+            assert!(height >= 600, "{page} {scheme}: {height} px high");
+            std::fs::write(dir.join(format!("{name}-{scheme}.png")), png).unwrap();
+        }
+    }
+    // The page under the two schemes is not the same picture.
+    let light = std::fs::read(dir.join("dashboard-light.png")).unwrap();
+    let dark = std::fs::read(dir.join("dashboard-dark.png")).unwrap();
+    assert_ne!(light, dark, "light and dark look the same");
     browser.close().await;
 }
