@@ -10,6 +10,7 @@ pub mod api;
 pub mod badge;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
 pub mod delivery;
 pub mod dispatch;
 pub mod exec;

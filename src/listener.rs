@@ -20,6 +20,10 @@
 //!   button sends, checked by [`crate::api::add`] on its one reading of the body), and
 //!   refused everywhere else; what a button does is recorded as done by a button. It
 //!   too is compared in constant time and never logged.
+//! - The dashboard's sign-in (`/login`, `/logout`: [`crate::dashboard::auth`]) and its
+//!   actions (`POST /jobs/JOB/silence|ack|run`, `POST /outbox/ID/retry|drop`:
+//!   [`crate::dashboard::actions`]) take a session cookie and a CSRF token, not a bearer
+//!   token; a run now is asked of the scheduler through the listener's `asks`.
 //!
 //! The listener binds once, at start: a port in use is an error that stops the agent.
 //! It serves the agent's current runtime, which a reload replaces; it stops accepting
@@ -44,14 +48,16 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use klaxon_notifiers::buttons::{Action, scoped_token};
 
+use crate::dashboard::{actions, auth};
 use crate::liveness::{Health, Liveness};
 use crate::runtime::Runtime;
+use crate::scheduler::RunNow;
 use crate::started::Started;
 
 /// How long a client may take to send a request's headers.
@@ -66,7 +72,7 @@ pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 /// How long requests in flight at shutdown may take to finish.
 const STOP_WAIT: Duration = Duration::from_secs(5);
 
-type Body = Full<Bytes>;
+pub(crate) type Body = Full<Bytes>;
 
 /// The running listener, or nothing when `agent.listen` is not set: the agent calls
 /// the same three methods either way.
@@ -87,10 +93,11 @@ struct Running {
 impl Listener {
     /// Binds `agent.listen`, if set, and serves it until `shutdown`. Failing to bind is
     /// an error naming the address: the agent does not run without the listener it
-    /// was asked for.
+    /// was asked for. `asks` reaches the scheduler (the dashboard's "Run now").
     pub async fn start(
         rt: &Arc<Runtime>,
         alive: Arc<Liveness>,
+        asks: mpsc::Sender<RunNow>,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Self> {
         let Some(addr) = rt.config.agent.listen else {
@@ -112,6 +119,7 @@ impl Listener {
             runtime: current,
             alive,
             started: Arc::default(),
+            asks,
         };
         let task = tokio::spawn(serve(tcp, state, Limits::default(), stop.clone()));
         Ok(Self {
@@ -179,6 +187,8 @@ struct State {
     alive: Arc<Liveness>,
     /// Runs of passive jobs begun with `/ping/JOB/start`, across reloads.
     started: Arc<Started>,
+    /// Runs asked for on the dashboard, to the scheduler.
+    asks: mpsc::Sender<RunNow>,
 }
 
 async fn serve(tcp: TcpListener, state: State, limits: Limits, stop: CancellationToken) {
@@ -273,6 +283,12 @@ enum Route<'a> {
     Badge(&'a str),
     /// `/badge/JOB/uptime.svg`: the job's uptime badge.
     UptimeBadge(&'a str),
+    /// `/login`: GET the form, POST signs in.
+    Login,
+    /// `POST /logout`.
+    Logout,
+    /// `POST /jobs/JOB/ACTION` or `POST /outbox/ID/ACTION`: the dashboard's buttons.
+    Action(actions::Action<'a>),
     NotFound,
     /// A known path with a method it does not take; the value for `Allow`.
     MethodNotAllowed(&'static str),
@@ -284,6 +300,8 @@ fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
         "/metrics" => (Route::Metrics, "GET, HEAD"),
         "/status" => (Route::Status, "GET, HEAD"),
         "/api/silences" => (Route::Silences, "GET, HEAD, POST"),
+        auth::LOGIN => (Route::Login, "GET, HEAD, POST"),
+        auth::LOGOUT => (Route::Logout, "POST"),
         _ => {
             let segment = |prefix: &str| {
                 path.strip_prefix(prefix)
@@ -307,6 +325,8 @@ fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
                 .filter(|job| !job.is_empty() && !job.contains('/'))
             {
                 (Route::UptimeBadge(job), "GET, HEAD")
+            } else if let Some(action) = actions::Action::at(path) {
+                (Route::Action(action), "POST")
             } else if let Some(job) = segment("/badge/")
                 .and_then(|rest| rest.strip_suffix(".svg"))
                 .filter(|job| !job.is_empty())
@@ -319,9 +339,11 @@ fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
     };
     let read = method == Method::GET || method == Method::HEAD;
     let takes = match found {
-        Route::Ping(_) | Route::Start(_) | Route::Silences => read || method == Method::POST,
+        Route::Ping(_) | Route::Start(_) | Route::Silences | Route::Login => {
+            read || method == Method::POST
+        }
         Route::Silence(_) => method == Method::DELETE,
-        Route::Ack(_) => method == Method::POST,
+        Route::Ack(_) | Route::Logout | Route::Action(_) => method == Method::POST,
         _ => read,
     };
     if takes {
@@ -385,7 +407,11 @@ fn refuse(peer: SocketAddr, path: &str, presented: bool) -> Response<Body> {
     response
 }
 
-fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
+pub(crate) fn reply(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Body> {
     let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = status;
     response
@@ -504,6 +530,21 @@ async fn handle(req: Request<Incoming>, state: &State, peer: SocketAddr) -> Resp
             Ok(body) => {
                 let button = grant == Some(Grant::Scoped(Action::Ack));
                 answer(crate::api::ack(&rt, job, &body, button).await)
+            }
+            Err(response) => response,
+        },
+        Route::Login if method != Method::POST => auth::login_page(&rt, req.uri().query()),
+        Route::Login => match form(req).await {
+            Ok((headers, body)) => auth::login(&rt, &headers, &body, peer),
+            Err(response) => response,
+        },
+        Route::Logout => match form(req).await {
+            Ok((headers, body)) => auth::logout(&rt, &headers, &body, peer),
+            Err(response) => response,
+        },
+        Route::Action(action) => match form(req).await {
+            Ok((headers, body)) => {
+                actions::perform(&rt, &state.asks, action, &headers, &body, peer).await
             }
             Err(response) => response,
         },
@@ -629,6 +670,12 @@ async fn body(req: Request<Incoming>) -> Result<Bytes, Response<Body>> {
     }
 }
 
+/// A form's headers (its cookie, `Origin`, `Referer`) and body, as [`body`] reads it.
+async fn form(req: Request<Incoming>) -> Result<(hyper::HeaderMap, Bytes), Response<Body>> {
+    let headers = req.headers().clone();
+    Ok((headers, body(req).await?))
+}
+
 fn failed(what: &str, e: &dyn std::fmt::Display) -> Response<Body> {
     tracing::error!("listener: cannot serve {what}: {e}");
     text(
@@ -676,6 +723,18 @@ mod tests {
         assert_eq!(
             route(&post, "/badge/backup.svg"),
             Route::MethodNotAllowed("GET, HEAD")
+        );
+        assert_eq!(route(&get, "/login"), Route::Login);
+        assert_eq!(route(&post, "/login"), Route::Login);
+        assert_eq!(route(&post, "/logout"), Route::Logout);
+        assert_eq!(route(&get, "/logout"), Route::MethodNotAllowed("POST"));
+        assert_eq!(
+            route(&post, "/jobs/db/run"),
+            Route::Action(actions::Action::Run("db"))
+        );
+        assert_eq!(
+            route(&get, "/outbox/3/drop"),
+            Route::MethodNotAllowed("POST")
         );
         for path in [
             "/",
@@ -732,6 +791,7 @@ mod tests {
             runtime: watch::channel(rt).1,
             alive: Arc::new(Liveness::new()),
             started: Arc::default(),
+            asks: mpsc::channel(1).0,
         };
         let stop = CancellationToken::new();
         let task = tokio::spawn(serve(tcp, state, limits, stop.clone()));
