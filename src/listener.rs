@@ -4,6 +4,9 @@
 //! - `/healthz` is 200 while the scheduler loop turns and 503 when it has stalled
 //!   ([`Liveness`]); `/metrics` is the Prometheus exposition ([`crate::metrics`]). Both
 //!   are open: they say nothing secret, and probes and scrapers rarely carry tokens.
+//! - `/` and `/jobs/JOB` are the dashboard's pages, `/static/...` their stylesheet and
+//!   script ([`crate::dashboard`]); open like the badges: they show what
+//!   `klaxon status` shows and never a secret.
 //! - `/badge/JOB.svg` and `/badge/JOB/uptime.svg` ([`crate::badge`]) are open too: a
 //!   README's image cannot carry a token. They tell anyone who reaches the listener
 //!   the job's state and uptime.
@@ -289,6 +292,12 @@ enum Route<'a> {
     Logout,
     /// `POST /jobs/JOB/ACTION` or `POST /outbox/ID/ACTION`: the dashboard's buttons.
     Action(actions::Action<'a>),
+    /// `/`: the dashboard's overview.
+    Overview,
+    /// `/jobs/JOB`: a job's page (the segment still percent-encoded).
+    JobPage(&'a str),
+    /// `/static/NAME`: the dashboard's stylesheet and script.
+    Static(&'a str),
     NotFound,
     /// A known path with a method it does not take; the value for `Allow`.
     MethodNotAllowed(&'static str),
@@ -302,6 +311,7 @@ fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
         "/api/silences" => (Route::Silences, "GET, HEAD, POST"),
         auth::LOGIN => (Route::Login, "GET, HEAD, POST"),
         auth::LOGOUT => (Route::Logout, "POST"),
+        "/" => (Route::Overview, "GET, HEAD"),
         _ => {
             let segment = |prefix: &str| {
                 path.strip_prefix(prefix)
@@ -311,6 +321,10 @@ fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
                 (Route::Ping(job), "GET, HEAD, POST")
             } else if let Some(id) = segment("/api/silences/") {
                 (Route::Silence(id), "DELETE")
+            } else if let Some(job) = segment("/jobs/") {
+                (Route::JobPage(job), "GET, HEAD")
+            } else if let Some(name) = segment("/static/") {
+                (Route::Static(name), "GET, HEAD")
             } else if let Some(job) = segment("/api/ack/") {
                 (Route::Ack(job), "POST")
             } else if let Some(job) = path
@@ -494,6 +508,14 @@ async fn handle(req: Request<Incoming>, state: &State, peer: SocketAddr) -> Resp
                 Err(e) => failed("status", &e),
             }
         }
+        Route::Overview => {
+            crate::dashboard::overview_page(rt, state.alive.clone(), req.headers()).await
+        }
+        Route::JobPage(job) => {
+            crate::dashboard::job_page(rt, state.alive.clone(), job, req.headers()).await
+        }
+        Route::Static(name) => crate::dashboard::asset(name)
+            .unwrap_or_else(|| text(StatusCode::NOT_FOUND, format!("no file `{name}`"))),
         Route::Badge(name) => badge(rt, name, false).await,
         Route::UptimeBadge(name) => badge(rt, name, true).await,
         Route::Ping(name) => ping(&rt, &state.started, name, peer, false).await,
@@ -550,7 +572,7 @@ async fn handle(req: Request<Incoming>, state: &State, peer: SocketAddr) -> Resp
         },
         Route::NotFound => text(
             StatusCode::NOT_FOUND,
-            "not found: try /healthz, /metrics, /status, /ping/JOB, /badge/JOB.svg, /badge/JOB/uptime.svg, /api/silences or /api/ack/JOB",
+            "not found: try /, /jobs/JOB, /healthz, /metrics, /status, /ping/JOB, /badge/JOB.svg, /badge/JOB/uptime.svg, /api/silences or /api/ack/JOB",
         ),
         Route::MethodNotAllowed(allow) => {
             let mut response = text(
@@ -736,8 +758,20 @@ mod tests {
             route(&get, "/outbox/3/drop"),
             Route::MethodNotAllowed("POST")
         );
+        assert_eq!(route(&get, "/"), Route::Overview);
+        assert_eq!(route(&head, "/jobs/backup"), Route::JobPage("backup"));
+        assert_eq!(
+            route(&get, "/static/klaxon.css"),
+            Route::Static("klaxon.css")
+        );
+        assert_eq!(
+            route(&post, "/jobs/backup"),
+            Route::MethodNotAllowed("GET, HEAD")
+        );
         for path in [
-            "/",
+            "/jobs/",
+            "/jobs/a/b",
+            "/static/a/b.css",
             "/ping",
             "/ping/",
             "/ping/a/b",

@@ -137,6 +137,11 @@ impl Liveness {
             .clone()
     }
 
+    /// How long since this stamp was made (at the agent's start): its uptime.
+    pub fn uptime(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
     pub fn health(&self) -> Health {
         self.health_at(Instant::now())
     }

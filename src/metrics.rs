@@ -9,6 +9,7 @@
 
 use std::fmt::Write as _;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -101,6 +102,9 @@ pub struct Metrics {
     job_up: Family<JobLabels, Gauge>,
     job_silenced: Family<JobLabels, Gauge>,
     lateness: Histogram,
+    /// The same observations per bucket of [`LATENESS_BUCKETS`] (and one past the last),
+    /// for the dashboard: the Prometheus histogram does not hand its buckets back.
+    lateness_counts: [AtomicU64; LATENESS_BUCKETS.len() + 1],
     deliveries: Family<DeliveryLabels, Counter>,
     replica_failures: Family<ReplicaLabels, Counter>,
     outbox: Family<OutboxLabels, Gauge>,
@@ -199,6 +203,7 @@ impl Metrics {
             job_up,
             job_silenced,
             lateness,
+            lateness_counts: Default::default(),
             deliveries,
             replica_failures,
             outbox,
@@ -223,6 +228,21 @@ impl Metrics {
     pub fn dispatched(&self, due: DateTime<Utc>, now: DateTime<Utc>) {
         let late = (now - due).to_std().unwrap_or_default();
         self.lateness.observe(late.as_secs_f64());
+        let bucket = LATENESS_BUCKETS
+            .iter()
+            .position(|le| late.as_secs_f64() <= *le)
+            .unwrap_or(LATENESS_BUCKETS.len());
+        self.lateness_counts[bucket].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Scheduler lateness so far: per bucket, its upper bound in seconds (`None`: past
+    /// the last) and how many fires were that late (not cumulative).
+    pub fn lateness(&self) -> Vec<(Option<f64>, u64)> {
+        self.lateness_counts
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (LATENESS_BUCKETS.get(i).copied(), n.load(Ordering::Relaxed)))
+            .collect()
     }
 
     /// A delivery try through `notifier` ended with `result`.
@@ -350,6 +370,12 @@ mod tests {
             Some(1.0),
             "{text}"
         );
+        // The dashboard's copy: one fire in the first bucket, one in `0.025`.
+        let lateness = metrics.lateness();
+        assert_eq!(lateness.len(), LATENESS_BUCKETS.len() + 1);
+        assert_eq!(lateness[0], (Some(0.001), 1));
+        assert_eq!(lateness[3], (Some(0.025), 1));
+        assert_eq!(lateness.iter().map(|(_, n)| n).sum::<u64>(), 2);
         let retries = "klaxon_deliveries_total{notifier=\"slack\",result=\"retry\"} ";
         assert_eq!(sample(&text, retries), Some(2.0), "{text}");
         let replica = "klaxon_alertmanager_replica_failures_total{notifier=\"am\",replica=\"10.0.0.7:9093\"} ";

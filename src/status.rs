@@ -60,7 +60,7 @@ pub fn rfc3339(t: DateTime<Utc>, job: &Job) -> String {
 }
 
 /// When the job fires next, as far as the store can tell without the agent.
-fn next_run(
+pub fn next_run(
     job: &Job,
     last_fire: Option<DateTime<Utc>>,
     now: DateTime<Utc>,

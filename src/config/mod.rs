@@ -268,6 +268,10 @@ pub struct Job {
     /// What is checked, for messages and logs: the check's target with every value
     /// that came from `${…}` replaced by `***`.
     pub target: String,
+    /// The check's settings as validated, for the dashboard: its `Debug` (which the
+    /// check kinds write without secrets) with every value that came from `${…}` and
+    /// every redacted secret shown as `***`.
+    pub settings: String,
 }
 
 /// `text` as an http:// or https:// URL with a host.
@@ -1311,6 +1315,8 @@ impl<'a> Loader<'a> {
             max_instances: max_instances?,
             network: network?,
             target: interpolate::redact(&check.as_ref()?.target(), &self.substituted),
+            settings: interpolate::redact(&format!("{:#?}", check.as_ref()?), &self.substituted)
+                .replace("SecretBox<str>([REDACTED])", "***"),
             check: check?,
         })
     }

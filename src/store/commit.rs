@@ -152,8 +152,8 @@ pub(super) fn insert_run(
     silenced: Option<&str>,
 ) -> Result<(), StoreError> {
     conn.prepare_cached(
-        "INSERT INTO runs (job, started_at, finished_at, severity, attempts, elapsed_ms, summary, output, skipped, metrics, fire_at, silenced)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        "INSERT INTO runs (job, started_at, finished_at, severity, attempts, elapsed_ms, summary, output, skipped, metrics, fire_at, silenced, latency_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?
     .execute(params![
             run.job,
@@ -170,6 +170,7 @@ pub(super) fn insert_run(
                 .transpose()?,
             run.fire_at.map(ms),
             run.silenced.as_deref().or(silenced),
+            super::dashboard::latency(&run.metrics),
         ],
     )?;
     Ok(())

@@ -17,7 +17,9 @@
 //! - `carried`: what a check carries from run to run (a `log` check's read position);
 //! - `history`: pruning old runs; `health`: the write probe behind `/healthz`;
 //!   `by_hand`: `klaxon outbox` (list, retry, drop); `silences`: `klaxon silence`;
-//!   `uptime`: the share of a job's judged runs that were ok (the uptime badge).
+//!   `uptime`: the share of a job's judged runs that were ok (the uptime badge);
+//!   `dashboard`: what the dashboard's pages read (recent runs of every job in one
+//!   query, a job's incidents, its duration and latency series).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -33,6 +35,7 @@ mod bell;
 mod by_hand;
 mod carried;
 mod commit;
+mod dashboard;
 mod health;
 mod history;
 mod migrations;
@@ -44,6 +47,7 @@ pub use by_hand::{Held, HeldMessage};
 use commit::Pending;
 use commit::insert_run;
 pub use commit::{Change, NewMessage};
+pub use dashboard::{Incident, RECENT_RUNS, RecentRun, Verdict, latency};
 pub use history::{Pass as PrunePass, Pruned, keep_pruning, prune_for};
 use migrations::SCHEMA_VERSION;
 pub use outbox::{CLAIM_LEASE, Due, Fresh, Mark, OutboxItem};

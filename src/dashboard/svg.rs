@@ -1,0 +1,318 @@
+//! The dashboard's charts as inline SVG: pure functions from runs to markup, drawn on
+//! the server so the page needs no script to show them.
+//!
+//! Every chart is an `<svg role="img">` with an `aria-label` saying in words what it
+//! shows, and every segment of a bar carries a `<title>` (its time, result and
+//! summary) that the browser shows on hover and screen readers read. Text from the
+//! store is escaped. Nothing is coloured here: a segment's class names its result
+//! ([`Verdict::class`]: `sev-ok`, `sev-warning`, `sev-critical`, `sev-unknown`,
+//! `sev-none` for runs not judged) and lines have the classes `spark` and `line`, so
+//! the page's stylesheet colours them for light and dark. There are no `style`
+//! attributes (the page's Content-Security-Policy allows no inline style); the
+//! presentation attributes used (`preserveAspectRatio`, `vector-effect`) are not
+//! style. Charts scale to the box the stylesheet gives them.
+//!
+//! What a test can count:
+//! - [`bar`] (the overview): one `<rect>` per stretch of consecutive runs with the same
+//!   stored severity, oldest left, each as wide as its runs; at most
+//!   [`RECENT_RUNS`] runs. No runs: no `<rect>`, and the label says so.
+//! - [`run_bar`] (the job page): one `<rect>` per run, at most [`RECENT_RUNS`].
+//! - [`sparkline`]: one `<polyline class="spark">` with one point per run that
+//!   measured a latency (a lone point is written twice, so its round cap shows as a
+//!   dot); `None` when no run measured one.
+//! - [`chart`]: one `<polyline class="line">` with one point per judged run (two
+//!   for a lone one), and the axis labels as `<text>`: the greatest and least value
+//!   (`class="axis y"`) and the first and last run's time (`class="axis x"`).
+
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Utc};
+use klaxon_notifiers::text::escape_html as escape;
+
+use crate::store::{RECENT_RUNS, RecentRun, Verdict};
+
+/// Height of the bars' view box; the width is one unit per run slot.
+const BAR_HEIGHT: u32 = 12;
+/// Height of the sparkline's view box (its points are whole units: short to write).
+const SPARK_HEIGHT: u32 = 40;
+/// The job page chart's view box and its plot area within.
+const CHART_WIDTH: u32 = 600;
+const CHART_HEIGHT: u32 = 200;
+const PLOT_LEFT: f64 = 64.0;
+const PLOT_RIGHT: f64 = 590.0;
+const PLOT_TOP: f64 = 12.0;
+const PLOT_BOTTOM: f64 = 172.0;
+
+/// The overview's bar of a job's latest runs (oldest first, at most [`RECENT_RUNS`]
+/// are drawn: the newest), one `<rect>` per stretch of runs with the same result, so
+/// a job that has been fine for its last 90 runs costs one segment.
+pub fn bar(runs: &[RecentRun]) -> String {
+    let runs = newest(runs);
+    let mut stretches: Vec<&[RecentRun]> = Vec::new();
+    let mut start = 0;
+    for i in 1..=runs.len() {
+        if i == runs.len() || runs[i].severity != runs[start].severity {
+            stretches.push(&runs[start..i]);
+            start = i;
+        }
+    }
+    let mut out = bar_open(runs);
+    let mut x = RECENT_RUNS - runs.len();
+    for stretch in stretches {
+        let (first, last) = (&stretch[0], &stretch[stretch.len() - 1]);
+        let when = if stretch.len() == 1 {
+            time(first.started_at)
+        } else {
+            format!("{} to {}", time(first.started_at), time(last.started_at))
+        };
+        let title = format!(
+            "{when}: {} {}; last: {}",
+            count(stretch.len(), "run", "runs"),
+            last.severity,
+            last.summary
+        );
+        segment(&mut out, x, stretch.len(), last.verdict, &title);
+        x += stretch.len();
+    }
+    out.push_str("</svg>");
+    out
+}
+
+/// The job page's bar of its latest runs (oldest first, at most [`RECENT_RUNS`]): one
+/// `<rect>` per run.
+pub fn run_bar(runs: &[RecentRun]) -> String {
+    let runs = newest(runs);
+    let mut out = bar_open(runs);
+    let offset = RECENT_RUNS - runs.len();
+    for (i, run) in runs.iter().enumerate() {
+        let title = format!(
+            "{}: {}; {}",
+            time(run.started_at),
+            run.severity,
+            run.summary
+        );
+        segment(&mut out, offset + i, 1, run.verdict, &title);
+    }
+    out.push_str("</svg>");
+    out
+}
+
+/// The latest runs' latency as a line under the bar (its points at the same slots),
+/// scaled from the least to the greatest value; `None` when none of them measured a
+/// latency (a script, a disk check), so the page can leave it out.
+pub fn sparkline(runs: &[RecentRun]) -> Option<String> {
+    let runs = newest(runs);
+    let offset = RECENT_RUNS - runs.len();
+    let points: Vec<(usize, f64)> = runs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.latency_ms.map(|v| (offset + i, v)))
+        .collect();
+    let (least, greatest) = bounds(points.iter().map(|p| p.1))?;
+    let last = points[points.len() - 1].1;
+    let label = format!(
+        "latency of the last {}: {} to {}, last {}",
+        count(points.len(), "run", "runs"),
+        millis(least),
+        millis(greatest),
+        millis(last)
+    );
+    let height = f64::from(SPARK_HEIGHT);
+    let mut coords = String::with_capacity(points.len() * 6);
+    for (x, v) in lone_twice(&points) {
+        // Whole units: the sparkline is small, and short numbers keep the page light.
+        let y = (height - 1.0 - scale(v, least, greatest) * (height - 2.0)).round();
+        let _ = write!(coords, "{x},{y} ");
+    }
+    Some(format!(
+        r#"<svg class="sparkline" viewBox="0 0 {} {SPARK_HEIGHT}" preserveAspectRatio="none" role="img" aria-label="{}"><polyline class="spark" points="{}" vector-effect="non-scaling-stroke"/></svg>"#,
+        RECENT_RUNS - 1,
+        escape(&label),
+        coords.trim_end()
+    ))
+}
+
+/// The job page's chart over time of its judged runs (oldest first): their latency
+/// where the check measures one (any run has one), their duration otherwise; with the
+/// least and greatest value on the left and the first and last run's time below.
+pub fn chart(runs: &[RecentRun]) -> String {
+    let judged: Vec<&RecentRun> = runs.iter().filter(|r| r.verdict.judged()).collect();
+    let measures_latency = judged.iter().any(|r| r.latency_ms.is_some());
+    let (what, points): (&str, Vec<(DateTime<Utc>, f64)>) = if measures_latency {
+        let points = judged
+            .iter()
+            .filter_map(|r| r.latency_ms.map(|v| (r.started_at, v)))
+            .collect();
+        ("latency", points)
+    } else {
+        let points = judged
+            .iter()
+            .map(|r| (r.started_at, r.elapsed.as_secs_f64() * 1000.0))
+            .collect();
+        ("duration", points)
+    };
+    let mut out = format!(
+        r#"<svg class="chart" viewBox="0 0 {CHART_WIDTH} {CHART_HEIGHT}" role="img" aria-label="{}">"#,
+        escape(&chart_label(what, &points))
+    );
+    let Some((least, greatest)) = bounds(points.iter().map(|p| p.1)) else {
+        let _ = write!(
+            out,
+            r#"<text class="empty" x="{}" y="{}" text-anchor="middle">no runs yet</text></svg>"#,
+            CHART_WIDTH / 2,
+            CHART_HEIGHT / 2
+        );
+        return out;
+    };
+    let (t0, t1) = (points[0].0, points[points.len() - 1].0);
+    let span = (t1 - t0).num_milliseconds() as f64;
+    let _ = write!(
+        out,
+        r#"<line class="axis" x1="{PLOT_LEFT}" y1="{PLOT_BOTTOM}" x2="{PLOT_RIGHT}" y2="{PLOT_BOTTOM}"/><line class="axis" x1="{PLOT_LEFT}" y1="{PLOT_TOP}" x2="{PLOT_LEFT}" y2="{PLOT_BOTTOM}"/>"#
+    );
+    out.push_str(r#"<polyline class="line" points=""#);
+    let mut first = true;
+    for (at, v) in lone_twice(&points) {
+        let x = if span > 0.0 {
+            PLOT_LEFT + (at - t0).num_milliseconds() as f64 / span * (PLOT_RIGHT - PLOT_LEFT)
+        } else {
+            (PLOT_LEFT + PLOT_RIGHT) / 2.0
+        };
+        let y = PLOT_BOTTOM - scale(v, least, greatest) * (PLOT_BOTTOM - PLOT_TOP);
+        let sep = if first { "" } else { " " };
+        first = false;
+        let _ = write!(out, "{sep}{x:.1},{y:.1}");
+    }
+    out.push_str(r#""/>"#);
+    let _ = write!(
+        out,
+        r#"<text class="axis y" x="{}" y="{}" text-anchor="end">{}</text><text class="axis y" x="{}" y="{PLOT_BOTTOM}" text-anchor="end">{}</text>"#,
+        PLOT_LEFT - 4.0,
+        PLOT_TOP + 4.0,
+        millis(greatest),
+        PLOT_LEFT - 4.0,
+        millis(least),
+    );
+    let _ = write!(
+        out,
+        r#"<text class="axis x" x="{PLOT_LEFT}" y="{}" text-anchor="start">{}</text><text class="axis x" x="{PLOT_RIGHT}" y="{}" text-anchor="end">{}</text></svg>"#,
+        PLOT_BOTTOM + 20.0,
+        time(t0),
+        PLOT_BOTTOM + 20.0,
+        time(t1),
+    );
+    out
+}
+
+/// The chart's words: what it plots, over which runs and time, and its range.
+fn chart_label(what: &str, points: &[(DateTime<Utc>, f64)]) -> String {
+    match (
+        points.first(),
+        points.last(),
+        bounds(points.iter().map(|p| p.1)),
+    ) {
+        (Some(first), Some(last), Some((least, greatest))) => format!(
+            "{what} of {} from {} to {}: {} to {}",
+            count(points.len(), "run", "runs"),
+            time(first.0),
+            time(last.0),
+            millis(least),
+            millis(greatest)
+        ),
+        _ => format!("{what}: no runs yet"),
+    }
+}
+
+/// The newest [`RECENT_RUNS`] of `runs` (oldest first).
+fn newest(runs: &[RecentRun]) -> &[RecentRun] {
+    &runs[runs.len().saturating_sub(RECENT_RUNS)..]
+}
+
+/// A bar's `<svg>` start tag, its label counting the runs by result.
+fn bar_open(runs: &[RecentRun]) -> String {
+    let mut tally: Vec<(&str, usize)> = Vec::new();
+    for run in runs {
+        match tally.iter_mut().find(|(s, _)| *s == run.severity) {
+            Some((_, n)) => *n += 1,
+            None => tally.push((&run.severity, 1)),
+        }
+    }
+    let label = if runs.is_empty() {
+        "no runs yet".to_owned()
+    } else {
+        let counts: Vec<String> = tally.iter().map(|(s, n)| format!("{n} {s}")).collect();
+        format!(
+            "last {}: {}",
+            count(runs.len(), "run", "runs"),
+            counts.join(", ")
+        )
+    };
+    let mut out = String::with_capacity(128 + runs.len() * 96);
+    let _ = write!(
+        out,
+        r#"<svg class="bar" viewBox="0 0 {RECENT_RUNS} {BAR_HEIGHT}" preserveAspectRatio="none" role="img" aria-label="{}">"#,
+        escape(&label)
+    );
+    out
+}
+
+/// One segment of a bar: `width` slots from slot `x`, a little narrower so segments
+/// stand apart.
+fn segment(out: &mut String, x: usize, width: usize, verdict: Verdict, title: &str) {
+    let _ = write!(
+        out,
+        r#"<rect x="{x}" width="{}" height="{BAR_HEIGHT}" class="{}"><title>{}</title></rect>"#,
+        width as f64 - 0.2,
+        verdict.class(),
+        escape(title)
+    );
+}
+
+/// The least and greatest of `values`; `None` when there are none.
+fn bounds(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
+    values.fold(None, |acc, v| match acc {
+        None => Some((v, v)),
+        Some((lo, hi)) => Some((lo.min(v), hi.max(v))),
+    })
+}
+
+/// Where `v` lies from `least` (0) to `greatest` (1); the middle when all are equal.
+fn scale(v: f64, least: f64, greatest: f64) -> f64 {
+    if greatest > least {
+        (v - least) / (greatest - least)
+    } else {
+        0.5
+    }
+}
+
+/// `points`, with a lone one twice: a polyline of one point draws nothing, one of a
+/// zero-length segment draws its round cap.
+fn lone_twice<T: Copy>(points: &[T]) -> impl Iterator<Item = T> + '_ {
+    let again = (points.len() == 1).then(|| points[0]);
+    points.iter().copied().chain(again)
+}
+
+/// A moment as the charts write it, in UTC to the minute.
+fn time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// Milliseconds as a person reads them: `4.2 ms`, `230 ms`, `1.5 s`.
+fn millis(ms: f64) -> String {
+    if ms >= 1000.0 {
+        format!("{:.1} s", ms / 1000.0)
+    } else if ms >= 10.0 {
+        format!("{ms:.0} ms")
+    } else {
+        format!("{ms:.1} ms")
+    }
+}
+
+/// `n` and the noun for it: `1 run`, `3 runs`.
+fn count(n: usize, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
