@@ -157,7 +157,10 @@ fn secure(headers: &mut hyper::HeaderMap) {
         "x-content-type-options",
         HeaderValue::from_static("nosniff"),
     );
-    headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    // Not `no-referrer`: under it chromium sends `Origin: null` with the page's forms,
+    // which the actions refuse as sent from another site. `same-origin` still gives no
+    // other site a referrer.
+    headers.insert("referrer-policy", HeaderValue::from_static("same-origin"));
     headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
 }
 
