@@ -281,8 +281,10 @@ impl Browser {
     }
 
     /// Clicks the button `label` of the form posting to `action` on the page now shown
-    /// (a real click: the form goes with its hidden fields), and waits for the answer.
+    /// (a real click: the form goes with its hidden fields), and checks that the answer
+    /// led back to the page (a 303 to it).
     async fn press(&self, action: &str, label: &str) {
+        let back = self.path().await;
         let css = format!("form[action=\"{action}\"] button");
         let mut found = None;
         for button in self.client.find_all(Locator::Css(&css)).await.unwrap() {
@@ -293,6 +295,12 @@ impl Browser {
         let button = found.unwrap_or_else(|| panic!("no `{label}` button posting to {action}"));
         self.navigating(async || button.click().await.unwrap())
             .await;
+        let (path, status) = (self.path().await, self.status_code().await);
+        assert!(
+            path == back && status == 200,
+            "`{label}` led to {path} ({status}), not back to {back}:\n{}",
+            self.text("return document.body.innerText").await
+        );
     }
 
     /// Does `act` (a click, a submit) and waits for the new document it leads to, which
@@ -340,16 +348,24 @@ impl Browser {
             .execute_async(
                 "const done = arguments[arguments.length - 1];
                  axe.run(document, { resultTypes: ['violations'] })
-                    .then(r => done(r.violations.map(v =>
-                        `${v.id} (${v.impact}): ${v.help}\n` + v.nodes.map(n =>
-                            `    ${n.target.join(' ')}: ${n.failureSummary.replace(/\\n/g, ' ')}`
-                        ).join('\\n'))))
-                    .catch(e => done(['axe failed: ' + e]));",
+                    .then(r => done({
+                        passed: r.passes.length,
+                        violations: r.violations.map(v =>
+                            `${v.id} (${v.impact}): ${v.help}\n` + v.nodes.map(n =>
+                                `    ${n.target.join(' ')}: ${n.failureSummary.replace(/\\n/g, ' ')}`
+                            ).join('\\n')),
+                    }))
+                    .catch(e => done({ passed: 0, violations: ['axe failed: ' + e] }));",
                 Vec::new(),
             )
             .await
             .unwrap_or_else(|e| panic!("run axe-core: {e}"));
-        serde_json::from_value(result).unwrap()
+        // Rules that passed: proof that axe looked at a page, not at nothing.
+        assert!(
+            result["passed"].as_u64().unwrap() >= 10,
+            "axe-core checked little: {result}"
+        );
+        serde_json::from_value(result["violations"].clone()).unwrap()
     }
 
     /// A PNG of the whole page (not only the window): the window grows to the page's height.
@@ -422,9 +438,13 @@ struct Agent {
 }
 
 impl Agent {
-    /// `jobs` is TOML with `DIR` standing for the agent's directory.
-    async fn start(jobs: &str) -> Self {
+    /// `jobs` is TOML with `DIR` standing for the agent's directory; `outcomes` are the
+    /// first [`Agent::outcome`]s of script jobs, written before the agent starts.
+    async fn start(jobs: &str, outcomes: &[(&str, u8, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        for (job, exit, line) in outcomes {
+            write_outcome(dir.path(), job, *exit, line);
+        }
         let config = format!(
             "[agent]\nname = \"ci\"\nstate_dir = \"state\"\ntimezone = \"UTC\"\n\
              listen = \"127.0.0.1:0\"\nlisten_token = \"${{KLAXON_TOKEN}}\"\ngroup_wait = \"0s\"\n\n{}",
@@ -479,9 +499,7 @@ impl Agent {
 
     /// Sets what the job whose script is [`script_job`] reports next: `exit` and `line`.
     fn outcome(&self, job: &str, exit: u8, line: &str) {
-        let path = self.dir.path().join(job);
-        std::fs::write(path.with_extension("tmp"), format!("{exit}\n{line}\n")).unwrap();
-        std::fs::rename(path.with_extension("tmp"), path).unwrap();
+        write_outcome(self.dir.path(), job, exit, line);
     }
 
     /// `klaxon ARGS --json`, parsed.
@@ -531,6 +549,13 @@ impl Drop for Agent {
     fn drop(&mut self) {
         kill_group(&mut self.child);
     }
+}
+
+/// Writes `DIR/JOB` whole at once (renamed into place): a run never reads half of it.
+fn write_outcome(dir: &Path, job: &str, exit: u8, line: &str) {
+    let path = dir.join(job);
+    std::fs::write(path.with_extension("tmp"), format!("{exit}\n{line}\n")).unwrap();
+    std::fs::rename(path.with_extension("tmp"), path).unwrap();
 }
 
 /// A script job whose outcome is the file `DIR/NAME`: its first line is the exit code (0
@@ -584,10 +609,12 @@ async fn the_overview_shows_each_job_and_follows_a_failure_without_a_reload() {
         pending_job("nightly"),
     ]
     .concat();
-    let agent = Agent::start(&jobs).await;
-    agent.outcome("wobbly", 1, "WARNING - 85% full");
-    agent.outcome("broken", 2, "CRITICAL - refused");
-    agent.outcome("mystery", 3, "UNKNOWN - no answer");
+    let outcomes = [
+        ("wobbly", 1, "WARNING - 85% full"),
+        ("broken", 2, "CRITICAL - refused"),
+        ("mystery", 3, "UNKNOWN - no answer"),
+    ];
+    let agent = Agent::start(&jobs, &outcomes).await;
     for (job, severity) in [
         ("web", "ok"),
         ("flaky", "ok"),
@@ -721,8 +748,7 @@ async fn the_overview_shows_each_job_and_follows_a_failure_without_a_reload() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sign_in_csrf_and_the_buttons_change_the_store() {
     let jobs = [script_job("flaky", "1h"), script_job("broken", "1h")].concat();
-    let agent = Agent::start(&jobs).await;
-    agent.outcome("broken", 2, "CRITICAL - refused");
+    let agent = Agent::start(&jobs, &[("broken", 2, "CRITICAL - refused")]).await;
     // Each runs once at start, then not for an hour.
     agent.wait_severity("flaky", "ok").await;
     agent.wait_severity("broken", "critical").await;
@@ -789,7 +815,10 @@ async fn sign_in_csrf_and_the_buttons_change_the_store() {
     let refused = browser
         .text("return document.querySelector('main').textContent")
         .await;
-    assert!(refused.contains("Refused"), "{refused}");
+    assert!(
+        refused.contains("Refused") && refused.contains("CSRF token is missing"),
+        "{refused}"
+    );
     let row = agent.status("flaky").await;
     assert!(
         row["silenced_until"].is_null(),
@@ -799,7 +828,6 @@ async fn sign_in_csrf_and_the_buttons_change_the_store() {
     // "Silence 1h": the store has the silence, by the dashboard, for an hour.
     browser.goto("/").await;
     browser.press("/jobs/flaky/silence", "Silence 1h").await;
-    assert_eq!(browser.path().await, "/");
     let row = agent.status("flaky").await;
     let until = row["silenced_until"]
         .as_str()
@@ -809,7 +837,18 @@ async fn sign_in_csrf_and_the_buttons_change_the_store() {
         .signed_duration_since(chrono::Utc::now())
         .num_minutes();
     assert!((55..=60).contains(&left), "silenced for {left} min: {row}");
-    assert_eq!(row["silenced_by"], "dashboard", "{row}");
+    let silences = agent.json(&["silence", "list"]).await;
+    let made: Vec<(&Json, &Json)> = silences
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (&s["jobs"], &s["created_by"]))
+        .collect();
+    assert_eq!(
+        made,
+        [(&json!(["flaky"]), &json!("dashboard"))],
+        "{silences}"
+    );
     assert!(
         browser
             .row("flaky")
@@ -831,7 +870,6 @@ async fn sign_in_csrf_and_the_buttons_change_the_store() {
     let runs = agent.history("flaky").await.len();
     browser.goto("/jobs/flaky").await;
     browser.press("/jobs/flaky/run", "Run now").await;
-    assert_eq!(browser.path().await, "/jobs/flaky");
     eventually("a run from \"Run now\"", async || {
         let now = agent.history("flaky").await.len();
         if now == runs + 1 {
@@ -857,8 +895,7 @@ async fn axe_finds_no_violations_light_and_dark() {
         pending_job("nightly"),
     ]
     .concat();
-    let agent = Agent::start(&jobs).await;
-    agent.outcome("broken", 2, "CRITICAL - refused");
+    let agent = Agent::start(&jobs, &[("broken", 2, "CRITICAL - refused")]).await;
     agent.wait_severity("broken", "critical").await;
     agent.wait_severity("web", "ok").await;
     let browser = Browser::start(agent.base()).await;
@@ -908,10 +945,12 @@ async fn screenshots_of_a_realistic_agent() {
         pending_job("nightly-report"),
     ]
     .concat();
-    let agent = Agent::start(&jobs).await;
-    agent.outcome("backup", 0, "OK - 14 GB in 3 min");
-    agent.outcome("disk-root", 1, "DISK WARNING - 86% used on /");
-    agent.outcome("queue-depth", 0, "OK - 12 messages waiting");
+    let outcomes = [
+        ("backup", 0, "OK - 14 GB in 3 min"),
+        ("disk-root", 1, "DISK WARNING - 86% used on /"),
+        ("queue-depth", 0, "OK - 12 messages waiting"),
+    ];
+    let agent = Agent::start(&jobs, &outcomes).await;
     // History: a spell down and a recovery, then down again now.
     tokio::time::sleep(Duration::from_secs(12)).await;
     agent.outcome("queue-depth", 2, "CRITICAL - 4210 messages waiting");
