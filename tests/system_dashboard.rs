@@ -441,7 +441,11 @@ impl Agent {
     /// `jobs` is TOML with `DIR` standing for the agent's directory; `outcomes` are the
     /// first [`Agent::outcome`]s of script jobs, written before the agent starts.
     async fn start(jobs: &str, outcomes: &[(&str, u8, &str)]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap(), jobs, outcomes).await
+    }
+
+    /// [`Agent::start`] in `dir`, which the caller may have put files in.
+    async fn start_in(dir: tempfile::TempDir, jobs: &str, outcomes: &[(&str, u8, &str)]) -> Self {
         for (job, exit, line) in outcomes {
             write_outcome(dir.path(), job, *exit, line);
         }
@@ -565,6 +569,16 @@ fn script_job(name: &str, every: &str) -> String {
         "[jobs.{name}]\nevery = \"{every}\"\nretry = {{ attempts = 1 }}\n[jobs.{name}.check]\n\
          type = \"script\"\n\
          shell = \"f='DIR/{name}'; [ -e \\\"$f\\\" ] || {{ echo 'OK - fine'; exit 0; }}; sed -n 2p \\\"$f\\\"; exit $(head -n 1 \\\"$f\\\")\"\n\n"
+    )
+}
+
+/// A script job for the screenshots: `command` (a program in `DIR/bin`, found through
+/// `PATH`, that [`screenshots_of_a_realistic_agent`] writes) reads its outcome from
+/// `DIR/NAME` as [`script_job`]'s does, so the page shows a command a person would run.
+fn demo_job(name: &str, every: &str, command: &str, extra: &str) -> String {
+    format!(
+        "[jobs.{name}]\nevery = \"{every}\"\nretry = {{ attempts = 1 }}\n{extra}[jobs.{name}.check]\n\
+         type = \"script\"\nshell = \"{command}\"\nenv = {{ PATH = \"DIR/bin:/usr/bin:/bin\" }}\n\n"
     )
 }
 
@@ -939,10 +953,21 @@ async fn screenshots_of_a_realistic_agent() {
         ),
         http_job("website", &web.url("/")),
         http_job("api-health", &api.url("/health")),
-        script_job("backup", "2s"),
-        script_job("disk-root", "2s"),
-        script_job("queue-depth", "1s").replace("retry = {", "notify = [\"ops\"]\nretry = {"),
-        pending_job("nightly-report"),
+        demo_job(
+            "backup",
+            "2s",
+            "check_backup --max-age 26h /srv/backups",
+            "",
+        ),
+        demo_job("disk-root", "2s", "check_disk -w 20% -c 10% -p /", ""),
+        demo_job(
+            "queue-depth",
+            "1s",
+            "check_queue --warn 1000 --crit 3000",
+            "notify = [\"ops\"]\n",
+        ),
+        demo_job("nightly-report", "1s", "report --nightly", "")
+            .replace("every = \"1s\"", "schedule = \"0 3 1 1 *\""),
     ]
     .concat();
     let outcomes = [
@@ -950,7 +975,32 @@ async fn screenshots_of_a_realistic_agent() {
         ("disk-root", 1, "DISK WARNING - 86% used on /"),
         ("queue-depth", 0, "OK - 12 messages waiting"),
     ];
-    let agent = Agent::start(&jobs, &outcomes).await;
+    let dir = tempfile::Builder::new()
+        .prefix("klaxon-demo.")
+        .tempdir()
+        .unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    for (job, program) in [
+        ("backup", "check_backup"),
+        ("disk-root", "check_disk"),
+        ("queue-depth", "check_queue"),
+        ("nightly-report", "report"),
+    ] {
+        let script = bin.join(program);
+        let outcome = dir.path().join(job);
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nf='{}'\n[ -e \"$f\" ] || {{ echo 'OK - fine'; exit 0; }}\nsed -n 2p \"$f\"\nexit $(head -n 1 \"$f\")\n",
+                outcome.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+    }
+    let agent = Agent::start_in(dir, &jobs, &outcomes).await;
     // History: a spell down and a recovery, then down again now.
     tokio::time::sleep(Duration::from_secs(12)).await;
     agent.outcome("queue-depth", 2, "CRITICAL - 4210 messages waiting");
