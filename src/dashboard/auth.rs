@@ -365,13 +365,31 @@ fn form(status: StatusCode, next: Option<&str>, message: Option<&str>) -> Respon
     )
 }
 
-/// `GET /login[?next=PATH]`.
-pub fn login_page(rt: &Runtime, query: Option<&str>) -> Response<Body> {
-    if rt.config.agent.listen_token.is_none() {
+/// `GET /login[?next=PATH]`: the form, or (signed in already) when the session ends
+/// and a button to sign out.
+pub fn login_page(rt: &Runtime, headers: &HeaderMap, query: Option<&str>) -> Response<Body> {
+    let Some(token) = &rt.config.agent.listen_token else {
         return refused(StatusCode::OK, NO_TOKEN, HOME);
-    }
+    };
     let query = Form::parse(query.unwrap_or_default().as_bytes());
-    form(StatusCode::OK, query.get(NEXT_FIELD), None)
+    let Some(session) = Session::from_headers(headers, token) else {
+        return form(StatusCode::OK, query.get(NEXT_FIELD), None);
+    };
+    let until = session
+        .expires_at()
+        .with_timezone(&rt.config.agent.timezone)
+        .format("%Y-%m-%d %H:%M %Z");
+    html(
+        StatusCode::OK,
+        "Signed in",
+        &format!(
+            "<h1>Signed in</h1>\n<p>This browser is signed in to klaxon until {until}.</p>\n\
+             <form method=\"post\" action=\"{LOGOUT}\">\n{}\n\
+             <button type=\"submit\">Sign out</button>\n</form>\n\
+             <p><a href=\"/\">Back to the dashboard</a></p>",
+            session.csrf_field()
+        ),
+    )
 }
 
 /// `POST /login`: the token from the form, compared with `agent.listen_token`.

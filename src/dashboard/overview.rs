@@ -150,7 +150,7 @@ pub struct AgentInfo {
 pub struct Reads {
     pub states: HashMap<String, JobState>,
     /// Each job's recent runs, oldest first.
-    pub runs: HashMap<String, Vec<RecentRun>>,
+    pub runs: HashMap<String, std::sync::Arc<Vec<RecentRun>>>,
     pub last_fires: HashMap<String, DateTime<Utc>>,
     pub silences: Vec<Silence>,
     pub held: Vec<HeldMessage>,
@@ -197,7 +197,7 @@ pub fn build(
     for job in &config.jobs {
         let tz = job.timezone;
         let state = reads.states.get(&job.name).unwrap_or(&default_state);
-        let runs = reads.runs.get(&job.name).map_or(&[][..], Vec::as_slice);
+        let runs = reads.runs.get(&job.name).map_or(&[][..], |r| r.as_slice());
         let last = runs.iter().rev().find(|r| r.verdict.judged());
         let silence = crate::status::silenced(config, &reads.silences, &job.name, now);
         let href = job_href(&job.name);

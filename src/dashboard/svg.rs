@@ -316,3 +316,373 @@ fn count(n: usize, one: &str, many: &str) -> String {
         format!("{n} {many}")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    use quick_xml::events::{BytesStart, Event};
+    use quick_xml::{Reader, XmlVersion};
+
+    use super::*;
+
+    /// An element of a chart: its name, attributes and text (entities resolved).
+    #[derive(Debug)]
+    struct Element {
+        name: String,
+        attrs: HashMap<String, String>,
+        text: String,
+    }
+
+    /// The elements of `svg` in document order, checking it is one well-formed `<svg>`
+    /// with no `style` anywhere.
+    fn parse(svg: &str) -> Vec<Element> {
+        fn element(e: &BytesStart) -> Element {
+            let attrs = e
+                .attributes()
+                .map(|a| {
+                    let a = a.unwrap();
+                    let key = a.key.into_inner().to_owned();
+                    let value = a.normalized_value(XmlVersion::Implicit1_0).unwrap();
+                    (key, value.into_owned())
+                })
+                .collect();
+            let name = e.name().into_inner().to_owned();
+            Element {
+                name,
+                attrs,
+                text: String::new(),
+            }
+        }
+        let mut reader = Reader::from_str(svg);
+        reader.config_mut().check_end_names = true;
+        let (mut out, mut open, mut depth_zero_seen) = (Vec::<Element>::new(), Vec::new(), 0);
+        loop {
+            match reader.read_event() {
+                Ok(Event::Start(e)) => {
+                    if open.is_empty() {
+                        depth_zero_seen += 1;
+                    }
+                    open.push(out.len());
+                    out.push(element(&e));
+                }
+                Ok(Event::Empty(e)) => {
+                    assert!(!open.is_empty(), "{svg}");
+                    out.push(element(&e));
+                }
+                Ok(Event::End(_)) => {
+                    open.pop();
+                }
+                Ok(Event::Text(t)) => {
+                    let at = *open.last().unwrap();
+                    out[at].text.push_str(&t.xml10_content());
+                }
+                Ok(Event::GeneralRef(r)) => {
+                    let at = *open.last().unwrap();
+                    let c = match r.resolve_char_ref().unwrap() {
+                        Some(c) => c.to_string(),
+                        None => {
+                            let name = r.into_inner();
+                            quick_xml::escape::resolve_xml_entity(&name)
+                                .unwrap()
+                                .to_owned()
+                        }
+                    };
+                    out[at].text.push_str(&c);
+                }
+                Ok(Event::Eof) => break,
+                Ok(_) => {}
+                Err(e) => panic!("not XML: {e}\n{svg}"),
+            }
+        }
+        assert!(open.is_empty(), "{svg}");
+        assert_eq!(depth_zero_seen, 1, "{svg}");
+        assert_eq!(out[0].name, "svg");
+        assert_eq!(out[0].attrs["role"], "img");
+        assert!(!out[0].attrs["aria-label"].is_empty());
+        for e in &out {
+            assert!(!e.attrs.contains_key("style"), "{svg}");
+            assert!(
+                !e.attrs.contains_key("fill"),
+                "colour is the stylesheet's: {svg}"
+            );
+        }
+        out
+    }
+
+    fn named<'a>(elements: &'a [Element], name: &str) -> Vec<&'a Element> {
+        elements.iter().filter(|e| e.name == name).collect()
+    }
+
+    /// A rect's title: the `<title>` element right after it.
+    fn titles(elements: &[Element]) -> Vec<String> {
+        elements
+            .windows(2)
+            .filter(|w| w[0].name == "rect")
+            .map(|w| {
+                assert_eq!(w[1].name, "title");
+                w[1].text.clone()
+            })
+            .collect()
+    }
+
+    fn runs(spec: &[(&str, Option<f64>)]) -> Vec<RecentRun> {
+        spec.iter()
+            .enumerate()
+            .map(|(i, (severity, latency))| RecentRun {
+                started_at: DateTime::from_timestamp(1_790_000_000 + 60 * i as i64, 0).unwrap(),
+                severity: (*severity).into(),
+                verdict: Verdict::of(severity, false),
+                elapsed: Duration::from_millis(100 + 10 * i as u64),
+                latency_ms: *latency,
+                summary: format!("run {i}"),
+            })
+            .collect()
+    }
+
+    fn points(e: &Element) -> Vec<(f64, f64)> {
+        e.attrs["points"]
+            .split(' ')
+            .map(|p| {
+                let (x, y) = p.split_once(',').unwrap();
+                (x.parse().unwrap(), y.parse().unwrap())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_bar_has_one_segment_per_stretch_of_equal_results() {
+        // (runs, segments, their classes)
+        let table: &[(&[&str], &[&str])] = &[
+            (&[], &[]),
+            (&["ok"], &["sev-ok"]),
+            (&["ok"; 90], &["sev-ok"]),
+            (
+                &["ok", "ok", "critical", "critical", "skipped", "ok"],
+                &["sev-ok", "sev-critical", "sev-none", "sev-ok"],
+            ),
+            (
+                &["warning", "unknown", "interrupted", "offline"],
+                &["sev-warning", "sev-unknown", "sev-none", "sev-none"],
+            ),
+        ];
+        for (severities, classes) in table {
+            let spec: Vec<_> = severities.iter().map(|s| (*s, None)).collect();
+            let svg = bar(&runs(&spec));
+            let elements = parse(&svg);
+            let rects = named(&elements, "rect");
+            let got: Vec<_> = rects.iter().map(|r| r.attrs["class"].as_str()).collect();
+            assert_eq!(got, *classes, "{svg}");
+            // The stretches fill the slots of the runs there are, from the right.
+            let slots: f64 = rects
+                .iter()
+                .map(|r| r.attrs["width"].parse::<f64>().unwrap() + 0.2)
+                .sum();
+            assert!((slots - severities.len() as f64).abs() < 1e-9, "{svg}");
+            if let Some(first) = rects.first() {
+                assert_eq!(first.attrs["x"], (90 - severities.len()).to_string());
+            }
+        }
+        let empty = parse(&bar(&[]));
+        assert_eq!(empty[0].attrs["aria-label"], "no runs yet");
+    }
+
+    #[test]
+    fn a_stretch_says_when_how_many_what_and_the_last_summary() {
+        let svg = bar(&runs(&[("ok", None), ("ok", None), ("critical", None)]));
+        let elements = parse(&svg);
+        assert_eq!(
+            titles(&elements),
+            [
+                "2026-09-21 14:13 UTC to 2026-09-21 14:14 UTC: 2 runs ok; last: run 1",
+                "2026-09-21 14:15 UTC: 1 run critical; last: run 2",
+            ]
+        );
+        assert_eq!(
+            elements[0].attrs["aria-label"],
+            "last 3 runs: 2 ok, 1 critical"
+        );
+    }
+
+    #[test]
+    fn bars_show_the_newest_90_runs() {
+        let mut spec = vec![("critical", None); 10];
+        spec.extend(vec![("ok", None); 95]);
+        let all = runs(&spec);
+        let elements = parse(&bar(&all));
+        assert_eq!(named(&elements, "rect").len(), 1);
+        assert_eq!(elements[0].attrs["aria-label"], "last 90 runs: 90 ok");
+        let elements = parse(&run_bar(&all));
+        let rects = named(&elements, "rect");
+        assert_eq!(rects.len(), 90);
+        assert_eq!(rects[0].attrs["x"], "0");
+        assert_eq!(rects[89].attrs["x"], "89");
+        assert_eq!(titles(&elements)[89], "2026-09-21 15:57 UTC: ok; run 104");
+    }
+
+    #[test]
+    fn the_run_bar_has_one_segment_per_run() {
+        for n in [0, 1, 2, 89, 90] {
+            let spec = vec![("ok", None); n];
+            let elements = parse(&run_bar(&runs(&spec)));
+            let rects = named(&elements, "rect");
+            assert_eq!(rects.len(), n);
+            let xs: Vec<String> = rects.iter().map(|r| r.attrs["x"].clone()).collect();
+            let want: Vec<String> = (90 - n..90).map(|x| x.to_string()).collect();
+            assert_eq!(xs, want);
+        }
+        let elements = parse(&run_bar(&runs(&[("warning", None), ("skipped", None)])));
+        assert_eq!(
+            titles(&elements),
+            [
+                "2026-09-21 14:13 UTC: warning; run 0",
+                "2026-09-21 14:14 UTC: skipped; run 1"
+            ]
+        );
+    }
+
+    #[test]
+    fn text_from_the_store_is_escaped() {
+        let mut r = runs(&[("ok", Some(1.0))]);
+        r[0].summary = r#"<script>alert("x")</script> & 'y'"#.into();
+        r[0].severity = "<b>".into();
+        for svg in [bar(&r), run_bar(&r)] {
+            assert!(!svg.contains("<script>"), "{svg}");
+            assert!(!svg.contains("<b>"), "{svg}");
+            let elements = parse(&svg);
+            let title = &titles(&elements)[0];
+            assert!(
+                title.ends_with(r#"<script>alert("x")</script> & 'y'"#),
+                "{title}"
+            );
+            assert!(elements[0].attrs["aria-label"].contains("1 <b>"));
+        }
+    }
+
+    #[test]
+    fn the_sparkline_has_one_point_per_measured_run() {
+        assert_eq!(sparkline(&[]), None);
+        assert_eq!(sparkline(&runs(&[("ok", None), ("critical", None)])), None);
+
+        let svg = sparkline(&runs(&[
+            ("ok", Some(10.0)),
+            ("critical", None),
+            ("ok", Some(30.0)),
+            ("ok", Some(20.0)),
+        ]))
+        .unwrap();
+        let elements = parse(&svg);
+        let lines = named(&elements, "polyline");
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0].attrs["class"], "spark");
+        // At the bar's slots (the last four of 90); least at the bottom, greatest at
+        // the top, of a box 40 high.
+        assert_eq!(points(lines[0]), [(86.0, 39.0), (88.0, 1.0), (89.0, 20.0)]);
+        assert_eq!(
+            elements[0].attrs["aria-label"],
+            "latency of the last 3 runs: 10 ms to 30 ms, last 20 ms"
+        );
+    }
+
+    #[test]
+    fn a_lone_or_flat_sparkline_is_drawn_in_the_middle() {
+        let one = sparkline(&runs(&[("ok", Some(4.25))])).unwrap();
+        let elements = parse(&one);
+        assert_eq!(
+            points(named(&elements, "polyline")[0]),
+            [(89.0, 20.0), (89.0, 20.0)]
+        );
+        assert_eq!(
+            elements[0].attrs["aria-label"],
+            "latency of the last 1 run: 4.2 ms to 4.2 ms, last 4.2 ms"
+        );
+        let flat = sparkline(&runs(&[("ok", Some(7.0)); 5])).unwrap();
+        let elements = parse(&flat);
+        let ys: Vec<f64> = points(named(&elements, "polyline")[0])
+            .iter()
+            .map(|p| p.1)
+            .collect();
+        assert_eq!(ys, [20.0; 5]);
+    }
+
+    #[test]
+    fn the_chart_plots_latency_with_its_range_and_time_on_the_axes() {
+        let svg = chart(&runs(&[
+            ("ok", Some(10.0)),
+            ("skipped", None),
+            ("critical", Some(1500.0)),
+            ("ok", Some(20.0)),
+        ]));
+        let elements = parse(&svg);
+        let line = named(&elements, "polyline");
+        assert_eq!(line.len(), 1);
+        assert_eq!(line[0].attrs["class"], "line");
+        // Three measured runs from minute 0 to minute 3 across the plot (64..590).
+        let pts = points(line[0]);
+        assert_eq!(pts.len(), 3);
+        assert_eq!(pts[0], (PLOT_LEFT, PLOT_BOTTOM));
+        assert_eq!(pts[1].1, PLOT_TOP);
+        assert_eq!(pts[2].0, PLOT_RIGHT);
+        let axes: Vec<(&str, &str)> = named(&elements, "text")
+            .iter()
+            .map(|t| (t.attrs["class"].as_str(), t.text.as_str()))
+            .collect();
+        assert_eq!(
+            axes,
+            [
+                ("axis y", "1.5 s"),
+                ("axis y", "10 ms"),
+                ("axis x", "2026-09-21 14:13 UTC"),
+                ("axis x", "2026-09-21 14:16 UTC"),
+            ]
+        );
+        assert_eq!(
+            elements[0].attrs["aria-label"],
+            "latency of 3 runs from 2026-09-21 14:13 UTC to 2026-09-21 14:16 UTC: 10 ms to 1.5 s"
+        );
+    }
+
+    #[test]
+    fn without_a_latency_the_chart_plots_the_duration() {
+        let svg = chart(&runs(&[("ok", None), ("interrupted", None), ("ok", None)]));
+        let elements = parse(&svg);
+        assert_eq!(points(named(&elements, "polyline")[0]).len(), 2);
+        assert!(
+            elements[0].attrs["aria-label"].starts_with("duration of 2 runs"),
+            "{svg}"
+        );
+        let texts: Vec<&str> = named(&elements, "text")
+            .iter()
+            .map(|t| t.text.as_str())
+            .collect();
+        assert_eq!(texts[..2], ["120 ms", "100 ms"]);
+    }
+
+    #[test]
+    fn an_empty_lone_or_flat_chart_still_reads() {
+        for input in [vec![], runs(&[("skipped", None)])] {
+            let elements = parse(&chart(&input));
+            assert!(named(&elements, "polyline").is_empty());
+            assert_eq!(named(&elements, "text")[0].text, "no runs yet");
+            assert_eq!(elements[0].attrs["aria-label"], "duration: no runs yet");
+        }
+        let one = parse(&chart(&runs(&[("ok", Some(5.0))])));
+        let mid_x = (PLOT_LEFT + PLOT_RIGHT) / 2.0;
+        let mid_y = (PLOT_TOP + PLOT_BOTTOM) / 2.0;
+        assert_eq!(
+            points(named(&one, "polyline")[0]),
+            [(mid_x, mid_y), (mid_x, mid_y)]
+        );
+        let flat = parse(&chart(&runs(&[("ok", Some(5.0)); 3])));
+        let pts = points(named(&flat, "polyline")[0]);
+        assert!(pts.iter().all(|p| p.1 == mid_y), "{pts:?}");
+        let texts: Vec<&str> = named(&flat, "text")
+            .iter()
+            .map(|t| t.text.as_str())
+            .collect();
+        assert_eq!(texts[..2], ["5.0 ms", "5.0 ms"]);
+    }
+}

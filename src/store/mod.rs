@@ -134,6 +134,8 @@ pub struct Store {
     /// The agent's doorbell for other processes' writes ([`Store::listen_for_others`]),
     /// once it listens.
     bell: Arc<std::sync::OnceLock<tokio::net::UnixDatagram>>,
+    /// Every job's latest runs, once the dashboard asked ([`Store::recent_runs`]).
+    recent: Arc<Mutex<dashboard::Remembered>>,
 }
 
 /// How long a statement waits for another connection's write lock (another klaxon
@@ -246,6 +248,7 @@ impl Store {
             owner: format!("{}-{:08x}", std::process::id(), fastrand::u32(..)).into(),
             data_version: Arc::default(),
             bell: Arc::default(),
+            recent: Arc::default(),
         })
     }
 
