@@ -286,15 +286,29 @@ impl Browser {
     async fn press(&self, action: &str, label: &str) {
         let back = self.path().await;
         let css = format!("form[action=\"{action}\"] button");
-        let mut found = None;
-        for button in self.client.find_all(Locator::Css(&css)).await.unwrap() {
-            if button.text().await.unwrap() == label {
-                found = Some(button);
+        self.navigating(async || {
+            // The page's refresh may swap the form for a fresh copy between finding the
+            // button and clicking it (a stale element): find it again then.
+            let mut last = String::new();
+            for _ in 0..5 {
+                let mut found = None;
+                for button in self.client.find_all(Locator::Css(&css)).await.unwrap() {
+                    if button.text().await.is_ok_and(|text| text == label) {
+                        found = Some(button);
+                    }
+                }
+                let Some(button) = found else {
+                    last = format!("no `{label}` button posting to {action}");
+                    continue;
+                };
+                match button.click().await {
+                    Ok(()) => return,
+                    Err(e) => last = e.to_string(),
+                }
             }
-        }
-        let button = found.unwrap_or_else(|| panic!("no `{label}` button posting to {action}"));
-        self.navigating(async || button.click().await.unwrap())
-            .await;
+            panic!("cannot press `{label}`: {last}");
+        })
+        .await;
         let (path, status) = (self.path().await, self.status_code().await);
         assert!(
             path == back && status == 200,
