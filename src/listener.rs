@@ -286,18 +286,18 @@ enum Route<'a> {
     Badge(&'a str),
     /// `/badge/JOB/uptime.svg`: the job's uptime badge.
     UptimeBadge(&'a str),
-    /// `/login`: GET the form, POST signs in.
-    Login,
-    /// `POST /logout`.
-    Logout,
-    /// `POST /jobs/JOB/ACTION` or `POST /outbox/ID/ACTION`: the dashboard's buttons.
-    Action(actions::Action<'a>),
     /// `/`: the dashboard's overview.
     Overview,
     /// `/jobs/JOB`: a job's page (the segment still percent-encoded).
     JobPage(&'a str),
     /// `/static/NAME`: the dashboard's stylesheet and script.
     Static(&'a str),
+    /// `/login`: GET the form, POST signs in.
+    Login,
+    /// `POST /logout`.
+    Logout,
+    /// `POST /jobs/JOB/ACTION` or `POST /outbox/ID/ACTION`: the dashboard's buttons.
+    Action(actions::Action<'a>),
     NotFound,
     /// A known path with a method it does not take; the value for `Allow`.
     MethodNotAllowed(&'static str),
@@ -309,9 +309,9 @@ fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
         "/metrics" => (Route::Metrics, "GET, HEAD"),
         "/status" => (Route::Status, "GET, HEAD"),
         "/api/silences" => (Route::Silences, "GET, HEAD, POST"),
+        "/" => (Route::Overview, "GET, HEAD"),
         auth::LOGIN => (Route::Login, "GET, HEAD, POST"),
         auth::LOGOUT => (Route::Logout, "POST"),
-        "/" => (Route::Overview, "GET, HEAD"),
         _ => {
             let segment = |prefix: &str| {
                 path.strip_prefix(prefix)
@@ -509,7 +509,8 @@ async fn handle(req: Request<Incoming>, state: &State, peer: SocketAddr) -> Resp
             }
         }
         Route::Overview => {
-            crate::dashboard::overview_page(rt, state.alive.clone(), req.headers()).await
+            let (headers, query) = (req.headers(), req.uri().query());
+            crate::dashboard::overview_page(rt, state.alive.clone(), headers, query).await
         }
         Route::JobPage(job) => {
             crate::dashboard::job_page(rt, state.alive.clone(), job, req.headers()).await
@@ -555,9 +556,7 @@ async fn handle(req: Request<Incoming>, state: &State, peer: SocketAddr) -> Resp
             }
             Err(response) => response,
         },
-        Route::Login if method != Method::POST => {
-            auth::login_page(&rt, req.headers(), req.uri().query())
-        }
+        Route::Login if method != Method::POST => auth::login_page(&rt, req.uri().query()),
         Route::Login => match form(req).await {
             Ok((headers, body)) => auth::login(&rt, &headers, &body, peer),
             Err(response) => response,
@@ -748,6 +747,16 @@ mod tests {
             route(&post, "/badge/backup.svg"),
             Route::MethodNotAllowed("GET, HEAD")
         );
+        assert_eq!(route(&get, "/"), Route::Overview);
+        assert_eq!(route(&head, "/jobs/backup"), Route::JobPage("backup"));
+        assert_eq!(
+            route(&get, "/static/klaxon.css"),
+            Route::Static("klaxon.css")
+        );
+        assert_eq!(
+            route(&post, "/jobs/backup"),
+            Route::MethodNotAllowed("GET, HEAD")
+        );
         assert_eq!(route(&get, "/login"), Route::Login);
         assert_eq!(route(&post, "/login"), Route::Login);
         assert_eq!(route(&post, "/logout"), Route::Logout);
@@ -759,16 +768,6 @@ mod tests {
         assert_eq!(
             route(&get, "/outbox/3/drop"),
             Route::MethodNotAllowed("POST")
-        );
-        assert_eq!(route(&get, "/"), Route::Overview);
-        assert_eq!(route(&head, "/jobs/backup"), Route::JobPage("backup"));
-        assert_eq!(
-            route(&get, "/static/klaxon.css"),
-            Route::Static("klaxon.css")
-        );
-        assert_eq!(
-            route(&post, "/jobs/backup"),
-            Route::MethodNotAllowed("GET, HEAD")
         );
         for path in [
             "/jobs/",

@@ -18,18 +18,22 @@
 //!   [`RECENT_RUNS`] runs. No runs: no `<rect>`, and the label says so.
 //! - [`run_bar`] (the job page): one `<rect>` per run, at most [`RECENT_RUNS`].
 //! - [`sparkline`]: one `<polyline class="spark">` with one point per run that
-//!   measured a latency (a lone point is written twice, so its round cap shows as a
-//!   dot); `None` when no run measured one.
+//!   measured a latency, among the last [`SPARK_RUNS`] (a lone point is written
+//!   twice, so its round cap shows as a dot); `None` when none of them measured one.
 //! - [`chart`]: one `<polyline class="line">` with one point per judged run (two
 //!   for a lone one), and the axis labels as `<text>`: the greatest and least value
 //!   (`class="axis y"`) and the first and last run's time (`class="axis x"`).
 
 use std::fmt::Write as _;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Timelike, Utc};
 use klaxon_notifiers::text::escape_html as escape;
 
 use crate::store::{RECENT_RUNS, RecentRun, Verdict};
+
+/// How many of the latest runs the sparkline draws: as many as the bar, each point
+/// at its run's slot.
+pub const SPARK_RUNS: usize = RECENT_RUNS;
 
 /// Height of the bars' view box; the width is one unit per run slot.
 const BAR_HEIGHT: u32 = 12;
@@ -60,11 +64,7 @@ pub fn bar(runs: &[RecentRun]) -> String {
     let mut x = RECENT_RUNS - runs.len();
     for stretch in stretches {
         let (first, last) = (&stretch[0], &stretch[stretch.len() - 1]);
-        let when = if stretch.len() == 1 {
-            time(first.started_at)
-        } else {
-            format!("{} to {}", time(first.started_at), time(last.started_at))
-        };
+        let when = span(first.started_at, last.started_at);
         let title = format!(
             "{when}: {} {}; last: {}",
             count(stretch.len(), "run", "runs"),
@@ -97,12 +97,12 @@ pub fn run_bar(runs: &[RecentRun]) -> String {
     out
 }
 
-/// The latest runs' latency as a line under the bar (its points at the same slots),
-/// scaled from the least to the greatest value; `None` when none of them measured a
-/// latency (a script, a disk check), so the page can leave it out.
+/// The latency of the latest [`SPARK_RUNS`] runs as a line, scaled from the least to
+/// the greatest value, one slot a run (newest at the right); `None` when none of them
+/// measured a latency (a script, a disk check), so the page can leave it out.
 pub fn sparkline(runs: &[RecentRun]) -> Option<String> {
-    let runs = newest(runs);
-    let offset = RECENT_RUNS - runs.len();
+    let runs = &runs[runs.len().saturating_sub(SPARK_RUNS)..];
+    let offset = SPARK_RUNS - runs.len();
     let points: Vec<(usize, f64)> = runs
         .iter()
         .enumerate()
@@ -121,12 +121,12 @@ pub fn sparkline(runs: &[RecentRun]) -> Option<String> {
     let mut coords = String::with_capacity(points.len() * 6);
     for (x, v) in lone_twice(&points) {
         // Whole units: the sparkline is small, and short numbers keep the page light.
-        let y = (height - 1.0 - scale(v, least, greatest) * (height - 2.0)).round();
+        let y = (height - 1.0 - scale(v, least, greatest) * (height - 2.0)).round() as i64;
         let _ = write!(coords, "{x},{y} ");
     }
     Some(format!(
         r#"<svg class="sparkline" viewBox="0 0 {} {SPARK_HEIGHT}" preserveAspectRatio="none" role="img" aria-label="{}"><polyline class="spark" points="{}" vector-effect="non-scaling-stroke"/></svg>"#,
-        RECENT_RUNS - 1,
+        SPARK_RUNS - 1,
         escape(&label),
         coords.trim_end()
     ))
@@ -292,9 +292,44 @@ fn lone_twice<T: Copy>(points: &[T]) -> impl Iterator<Item = T> + '_ {
     points.iter().copied().chain(again)
 }
 
-/// A moment as the charts write it, in UTC to the minute.
+/// From `first` to `last` in few words: `2026-12-04 02:41 UTC` (one minute),
+/// `2026-12-04 02:41–04:10 UTC` (one day), or both moments in full.
+fn span(first: DateTime<Utc>, last: DateTime<Utc>) -> String {
+    let minute = |t: DateTime<Utc>| t.timestamp().div_euclid(60);
+    if minute(first) == minute(last) {
+        time(first)
+    } else if first.date_naive() == last.date_naive() {
+        let mut out = String::with_capacity(27);
+        day_minute(&mut out, first);
+        out.push('–');
+        let (h, m) = (last.hour(), last.minute());
+        let _ = write!(out, "{h:02}:{m:02} UTC");
+        out
+    } else {
+        format!("{} to {}", time(first), time(last))
+    }
+}
+
+/// A moment as the charts write it, in UTC to the minute: `2026-12-04 02:41 UTC`.
 fn time(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M UTC").to_string()
+    let mut out = String::with_capacity(20);
+    day_minute(&mut out, t);
+    out.push_str(" UTC");
+    out
+}
+
+/// `2026-12-04 02:41` onto `out`. Written by hand: the overview writes thousands, and
+/// chrono's `format` parses its pattern each time.
+fn day_minute(out: &mut String, t: DateTime<Utc>) {
+    let _ = write!(
+        out,
+        "{:04}-{:02}-{:02} {:02}:{:02}",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute()
+    );
 }
 
 /// Milliseconds as a person reads them: `4.2 ms`, `230 ms`, `1.5 s`.
@@ -497,13 +532,30 @@ mod tests {
         assert_eq!(
             titles(&elements),
             [
-                "2026-09-21 14:13 UTC to 2026-09-21 14:14 UTC: 2 runs ok; last: run 1",
+                "2026-09-21 14:13–14:14 UTC: 2 runs ok; last: run 1",
                 "2026-09-21 14:15 UTC: 1 run critical; last: run 2",
             ]
         );
         assert_eq!(
             elements[0].attrs["aria-label"],
             "last 3 runs: 2 ok, 1 critical"
+        );
+    }
+
+    #[test]
+    fn a_stretch_over_days_names_both_days() {
+        let mut r = runs(&[("ok", None), ("ok", None), ("ok", None)]);
+        r[2].started_at = r[0].started_at + chrono::Duration::days(1);
+        r[1].started_at = r[0].started_at;
+        let elements = parse(&bar(&r[..2]));
+        assert_eq!(
+            titles(&elements),
+            ["2026-09-21 14:13 UTC: 2 runs ok; last: run 1"]
+        );
+        let elements = parse(&bar(&r));
+        assert_eq!(
+            titles(&elements),
+            ["2026-09-21 14:13 UTC to 2026-09-22 14:13 UTC: 3 runs ok; last: run 2"]
         );
     }
 
@@ -581,6 +633,18 @@ mod tests {
         // At the bar's slots (the last four of 90); least at the bottom, greatest at
         // the top, of a box 40 high.
         assert_eq!(points(lines[0]), [(86.0, 39.0), (88.0, 1.0), (89.0, 20.0)]);
+        // Only the last 90 runs are drawn.
+        let mut many = vec![("ok", Some(1.0)); 110];
+        many.extend([("ok", None), ("ok", Some(2.0))]);
+        let last90 = parse(&sparkline(&runs(&many)).unwrap());
+        let pts = points(named(&last90, "polyline")[0]);
+        assert_eq!(pts.len(), 89);
+        assert_eq!(pts[0].0, 0.0);
+        assert_eq!(pts[88], (89.0, 1.0));
+        assert_eq!(
+            last90[0].attrs["aria-label"],
+            "latency of the last 89 runs: 1.0 ms to 2.0 ms, last 2.0 ms"
+        );
         assert_eq!(
             elements[0].attrs["aria-label"],
             "latency of the last 3 runs: 10 ms to 30 ms, last 20 ms"

@@ -140,7 +140,9 @@ pub fn latency(metrics: &[klaxon_checks::Metric]) -> Option<f64> {
 
 /// `names` as the JSON array the queries take apart with `json_each`: one statement for
 /// any number of jobs, without building SQL.
-fn json_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<String, StoreError> {
+pub(super) fn json_names<'a>(
+    names: impl IntoIterator<Item = &'a str>,
+) -> Result<String, StoreError> {
     Ok(serde_json::to_string(
         &names.into_iter().collect::<Vec<_>>(),
     )?)

@@ -299,18 +299,24 @@ impl Store {
     }
 
     /// The nominal time of the last scheduled fire (run or skipped) of each of `jobs`
-    /// that has one. One index lookup per job, however long the history.
+    /// that has one. One statement for all of them (a statement each costs its file
+    /// locks: a tenth of the overview of 1,000 jobs), one index lookup per job however
+    /// long the history.
     pub fn last_fires<'a>(
         &self,
         jobs: impl IntoIterator<Item = &'a str>,
     ) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
+        let names = dashboard::json_names(jobs)?;
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached("SELECT max(fire_at) FROM runs WHERE job = ?1")?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT j.value, (SELECT max(fire_at) FROM runs WHERE job = j.value)
+             FROM json_each(?1) AS j",
+        )?;
+        let mut rows = stmt.query(params![names])?;
         let mut out = HashMap::new();
-        for job in jobs {
-            let at: Option<i64> = stmt.query_row(params![job], |r| r.get(0))?;
-            if let Some(at) = at {
-                out.insert(job.to_owned(), from_ms(at));
+        while let Some(r) = rows.next()? {
+            if let Some(at) = r.get::<_, Option<i64>>(1)? {
+                out.insert(r.get(0)?, from_ms(at));
             }
         }
         Ok(out)
