@@ -415,6 +415,35 @@ async fn forms_without_the_sessions_csrf_token_or_from_another_site_are_refused(
         )
         .await;
     assert_eq!(elsewhere.header(LOCATION), "/");
+
+    // A changed token (and a reload) ends every session.
+    let config = agent.dir.path().join("klaxon.toml");
+    let changed = std::fs::read_to_string(&config).unwrap().replace(
+        "listen_token = \"${KLAXON_TOKEN}\"",
+        "listen_token = \"another-token-71c3\"",
+    );
+    std::fs::write(&config, changed).unwrap();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &agent.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    agent
+        .until("the reload", || {
+            agent.log().contains("config reloaded").then_some(())
+        })
+        .await;
+    let ended = agent
+        .post("/jobs/db/silence", Some(&cookie), &[("csrf", &csrf)], &[])
+        .await;
+    assert_eq!(ended.status, StatusCode::FORBIDDEN);
+    assert!(ended.body.contains("sign in first"), "{}", ended.body);
+    let page = agent.get("/login", Some(&cookie)).await;
+    assert!(
+        page.body.contains("type=\"password\""),
+        "still signed in:\n{}",
+        page.body
+    );
     agent.assert_token_kept();
 }
 

@@ -32,6 +32,10 @@
 //!   saying where to go back to;
 //! - [`LOGIN`], [`LOGOUT`], [`login_path`], and the actions' paths in
 //!   [`super::actions`].
+//!
+//! A page with forms must not send `Referrer-Policy: no-referrer`: under it a browser
+//! sends `Origin: null` with the form, which is refused as another site's
+//! (`same-origin` keeps the `Referer` and the `Origin` on this listener).
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -48,6 +52,9 @@ use subtle::ConstantTimeEq;
 
 use crate::listener::Body;
 use crate::runtime::Runtime;
+
+/// The dashboard's stylesheet, which these pages share.
+const STYLESHEET: &str = "/static/klaxon.css";
 
 /// The sign-in form's path: `GET` shows it, `POST` signs in.
 pub const LOGIN: &str = "/login";
@@ -283,7 +290,7 @@ pub(crate) fn html(status: StatusCode, title: &str, main: &str) -> Response<Body
     let body = format!(
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>{} · klaxon</title>\n</head>\n<body>\n<main>\n{main}\n</main>\n</body>\n</html>\n",
+         <title>{} · klaxon</title>\n<link rel=\"stylesheet\" href=\"{STYLESHEET}\">\n</head>\n<body>\n<main>\n{main}\n</main>\n</body>\n</html>\n",
         escape(title)
     );
     let mut response = crate::listener::reply(status, "text/html; charset=utf-8", body);
