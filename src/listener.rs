@@ -556,7 +556,9 @@ async fn handle(req: Request<Incoming>, state: &State, peer: SocketAddr) -> Resp
             }
             Err(response) => response,
         },
-        Route::Login if method != Method::POST => auth::login_page(&rt, req.uri().query()),
+        Route::Login if method != Method::POST => {
+            auth::login_page(&rt, req.headers(), req.uri().query())
+        }
         Route::Login => match form(req).await {
             Ok((headers, body)) => auth::login(&rt, &headers, &body, peer),
             Err(response) => response,
