@@ -402,7 +402,7 @@ fn alert_row(
     } else if open.told.is_none() {
         Some("not recorded")
     } else if job.notify.is_empty() {
-        Some("nobody: the job has no `notify`")
+        Some("nobody: the job notifies no one")
     } else {
         Some("nobody: no notifier of the job takes this severity")
     };
