@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use askama::Template;
 use chrono::{DateTime, Utc};
 
-use super::{Actions, Frame, State, When, elapsed, job_href, span, svg};
+use super::{Actions, Frame, State, When, job_href, span, svg};
 use crate::alert::{JobState, OpenAlert};
 use crate::liveness::Liveness;
 use crate::runtime::Runtime;
@@ -402,7 +402,7 @@ fn alert_row(
     } else if open.told.is_none() {
         Some("not recorded")
     } else if job.notify.is_empty() {
-        Some("nobody: the job has no `notify`")
+        Some("nobody: the job notifies no one")
     } else {
         Some("nobody: no notifier of the job takes this severity")
     };
@@ -450,7 +450,7 @@ fn outbox_row(rt: &Runtime, m: &HeldMessage, now: DateTime<Utc>) -> OutboxRow {
 
 fn agent_info(rt: &Runtime, alive: &Liveness) -> AgentInfo {
     let counts = rt.metrics.lateness();
-    let fires = counts.iter().map(|(_, n)| n).sum();
+    let fires: u64 = counts.iter().map(|(_, n)| n).sum();
     let lateness = counts
         .iter()
         .scan(None, |lower: &mut Option<f64>, (le, count)| {
@@ -464,9 +464,11 @@ fn agent_info(rt: &Runtime, alive: &Liveness) -> AgentInfo {
             Some(LateRow {
                 bucket,
                 count: *count,
-                total: fires,
+                total: fires.max(1),
             })
         })
+        // Buckets no fire fell in say nothing: a short table of where fires did.
+        .filter(|row| row.count > 0)
         .collect();
     AgentInfo {
         version: env!("CARGO_PKG_VERSION"),
@@ -482,8 +484,10 @@ fn agent_info(rt: &Runtime, alive: &Liveness) -> AgentInfo {
 fn seconds(s: f64) -> String {
     if s < 1.0 {
         format!("{} ms", (s * 1000.0).round())
+    } else if s < 60.0 {
+        format!("{} s", s.round())
     } else {
-        elapsed(std::time::Duration::from_secs_f64(s))
+        span(std::time::Duration::from_secs_f64(s))
     }
 }
 
@@ -628,5 +632,31 @@ mod tests {
         );
         assert_eq!(last.jobs.len(), 50);
         assert_eq!(last.jobs[49].name, "service-0248");
+    }
+
+    #[test]
+    fn lateness_lists_the_buckets_fires_fell_in() {
+        let rt = runtime(1);
+        let due = Utc::now();
+        for late_ms in [0, 0, 3, 2_000, 400_000] {
+            rt.metrics
+                .dispatched(due, due + chrono::Duration::milliseconds(late_ms));
+        }
+        let info = agent_info(&rt, &Liveness::new());
+        assert_eq!(info.fires, 5);
+        let rows: Vec<_> = info
+            .lateness
+            .iter()
+            .map(|r| (r.bucket.as_str(), r.count))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("≤ 1 ms", 2),
+                ("1 ms – 5 ms", 1),
+                ("1 s – 5 s", 1),
+                ("> 5m", 1)
+            ]
+        );
     }
 }
