@@ -52,26 +52,28 @@ const PLOT_BOTTOM: f64 = 172.0;
 /// a job that has been fine for its last 90 runs costs one segment.
 pub fn bar(runs: &[RecentRun]) -> String {
     let runs = newest(runs);
-    let mut stretches: Vec<&[RecentRun]> = Vec::new();
+    let mut stretches: Vec<&[RecentRun]> = Vec::with_capacity(4);
     let mut start = 0;
     for i in 1..=runs.len() {
-        if i == runs.len() || runs[i].severity != runs[start].severity {
+        if i == runs.len() || !same(&runs[i], &runs[start]) {
             stretches.push(&runs[start..i]);
             start = i;
         }
     }
-    let mut out = bar_open(runs);
+    let mut out = String::with_capacity(192 + stretches.len() * 192);
+    bar_open(&mut out, &stretches);
     let mut x = RECENT_RUNS - runs.len();
     for stretch in stretches {
         let (first, last) = (&stretch[0], &stretch[stretch.len() - 1]);
-        let when = span(first.started_at, last.started_at);
-        let title = format!(
-            "{when}: {} {}; last: {}",
-            count(stretch.len(), "run", "runs"),
-            last.severity,
-            last.summary
-        );
-        segment(&mut out, x, stretch.len(), last.verdict, &title);
+        segment_open(&mut out, x, stretch.len(), last.verdict);
+        span(&mut out, first.started_at, last.started_at);
+        out.push_str(": ");
+        out.push_str(&count(stretch.len(), "run", "runs"));
+        out.push(' ');
+        push_escaped(&mut out, &last.severity);
+        out.push_str("; last: ");
+        push_escaped(&mut out, &last.summary);
+        out.push_str("</title></rect>");
         x += stretch.len();
     }
     out.push_str("</svg>");
@@ -82,19 +84,27 @@ pub fn bar(runs: &[RecentRun]) -> String {
 /// `<rect>` per run.
 pub fn run_bar(runs: &[RecentRun]) -> String {
     let runs = newest(runs);
-    let mut out = bar_open(runs);
+    let singles: Vec<&[RecentRun]> = runs.chunks(1).collect();
+    let mut out = String::with_capacity(192 + runs.len() * 160);
+    bar_open(&mut out, &singles);
     let offset = RECENT_RUNS - runs.len();
     for (i, run) in runs.iter().enumerate() {
-        let title = format!(
-            "{}: {}; {}",
-            time(run.started_at),
-            run.severity,
-            run.summary
-        );
-        segment(&mut out, offset + i, 1, run.verdict, &title);
+        segment_open(&mut out, offset + i, 1, run.verdict);
+        day_minute(&mut out, run.started_at);
+        out.push_str(" UTC: ");
+        push_escaped(&mut out, &run.severity);
+        out.push_str("; ");
+        push_escaped(&mut out, &run.summary);
+        out.push_str("</title></rect>");
     }
     out.push_str("</svg>");
     out
+}
+
+/// Whether two runs are of one stretch: the same stored severity (compared as words
+/// only among the unjudged, whose verdict is one for several words).
+fn same(a: &RecentRun, b: &RecentRun) -> bool {
+    a.verdict == b.verdict && (a.verdict.judged() || a.severity == b.severity)
 }
 
 /// The latency of the latest [`SPARK_RUNS`] runs as a line, scaled from the least to
@@ -121,8 +131,11 @@ pub fn sparkline(runs: &[RecentRun]) -> Option<String> {
     let mut coords = String::with_capacity(points.len() * 6);
     for (x, v) in lone_twice(&points) {
         // Whole units: the sparkline is small, and short numbers keep the page light.
-        let y = (height - 1.0 - scale(v, least, greatest) * (height - 2.0)).round() as i64;
-        let _ = write!(coords, "{x},{y} ");
+        let y = (height - 1.0 - scale(v, least, greatest) * (height - 2.0)).round();
+        push_number(&mut coords, x);
+        coords.push(',');
+        push_number(&mut coords, y.max(0.0) as usize);
+        coords.push(' ');
     }
     Some(format!(
         r#"<svg class="sparkline" viewBox="0 0 {} {SPARK_HEIGHT}" preserveAspectRatio="none" role="img" aria-label="{}"><polyline class="spark" points="{}" vector-effect="non-scaling-stroke"/></svg>"#,
@@ -228,44 +241,69 @@ fn newest(runs: &[RecentRun]) -> &[RecentRun] {
     &runs[runs.len().saturating_sub(RECENT_RUNS)..]
 }
 
-/// A bar's `<svg>` start tag, its label counting the runs by result.
-fn bar_open(runs: &[RecentRun]) -> String {
-    let mut tally: Vec<(&str, usize)> = Vec::new();
-    for run in runs {
-        match tally.iter_mut().find(|(s, _)| *s == run.severity) {
-            Some((_, n)) => *n += 1,
-            None => tally.push((&run.severity, 1)),
+/// A bar's `<svg>` start tag onto `out`, its label counting the runs of `stretches`
+/// by result.
+fn bar_open(out: &mut String, stretches: &[&[RecentRun]]) {
+    let mut tally: Vec<(&RecentRun, usize)> = Vec::new();
+    for stretch in stretches {
+        match tally.iter_mut().find(|(r, _)| same(r, &stretch[0])) {
+            Some((_, n)) => *n += stretch.len(),
+            None => tally.push((&stretch[0], stretch.len())),
         }
     }
-    let label = if runs.is_empty() {
-        "no runs yet".to_owned()
-    } else {
-        let counts: Vec<String> = tally.iter().map(|(s, n)| format!("{n} {s}")).collect();
-        format!(
-            "last {}: {}",
-            count(runs.len(), "run", "runs"),
-            counts.join(", ")
-        )
-    };
-    let mut out = String::with_capacity(128 + runs.len() * 96);
+    out.push_str(r#"<svg class="bar" viewBox="0 0 "#);
     let _ = write!(
         out,
-        r#"<svg class="bar" viewBox="0 0 {RECENT_RUNS} {BAR_HEIGHT}" preserveAspectRatio="none" role="img" aria-label="{}">"#,
-        escape(&label)
+        r#"{RECENT_RUNS} {BAR_HEIGHT}" preserveAspectRatio="none" role="img" aria-label=""#
     );
-    out
+    if tally.is_empty() {
+        out.push_str("no runs yet");
+    } else {
+        let runs: usize = tally.iter().map(|(_, n)| n).sum();
+        let _ = write!(out, "last {}: ", count(runs, "run", "runs"));
+        for (i, (run, n)) in tally.iter().enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            let _ = write!(out, "{n} ");
+            push_escaped(out, &run.severity);
+        }
+    }
+    out.push_str(r#"">"#);
 }
 
-/// One segment of a bar: `width` slots from slot `x`, a little narrower so segments
-/// stand apart.
-fn segment(out: &mut String, x: usize, width: usize, verdict: Verdict, title: &str) {
+/// The start of one segment of a bar, up to its `<title>`'s text: `width` slots from
+/// slot `x`, a fifth of a slot narrower so segments stand apart.
+fn segment_open(out: &mut String, x: usize, width: usize, verdict: Verdict) {
     let _ = write!(
         out,
-        r#"<rect x="{x}" width="{}" height="{BAR_HEIGHT}" class="{}"><title>{}</title></rect>"#,
-        width as f64 - 0.2,
+        r#"<rect x="{x}" width="{}.8" height="{BAR_HEIGHT}" class="{}"><title>"#,
+        width - 1,
         verdict.class(),
-        escape(title)
     );
+}
+
+/// `text` onto `out` with HTML's special characters as entities; most text has none,
+/// and goes as it is.
+fn push_escaped(out: &mut String, text: &str) {
+    if text.contains(['&', '<', '>', '"', '\'']) {
+        out.push_str(&escape(text));
+    } else {
+        out.push_str(text);
+    }
+}
+
+/// `n` onto `out`, by hand for the sparkline's small numbers (90,000 of them on the
+/// overview of 1,000 jobs).
+fn push_number(out: &mut String, n: usize) {
+    if n < 10 {
+        out.push(char::from(b'0' + n as u8));
+    } else if n < 100 {
+        out.push(char::from(b'0' + (n / 10) as u8));
+        out.push(char::from(b'0' + (n % 10) as u8));
+    } else {
+        let _ = write!(out, "{n}");
+    }
 }
 
 /// The least and greatest of `values`; `None` when there are none.
@@ -292,21 +330,20 @@ fn lone_twice<T: Copy>(points: &[T]) -> impl Iterator<Item = T> + '_ {
     points.iter().copied().chain(again)
 }
 
-/// From `first` to `last` in few words: `2026-12-04 02:41 UTC` (one minute),
-/// `2026-12-04 02:41–04:10 UTC` (one day), or both moments in full.
-fn span(first: DateTime<Utc>, last: DateTime<Utc>) -> String {
+/// From `first` to `last` in few words onto `out`: `2026-12-04 02:41 UTC` (one
+/// minute), `2026-12-04 02:41–04:10 UTC` (one day), or both moments in full.
+fn span(out: &mut String, first: DateTime<Utc>, last: DateTime<Utc>) {
     let minute = |t: DateTime<Utc>| t.timestamp().div_euclid(60);
+    day_minute(out, first);
     if minute(first) == minute(last) {
-        time(first)
+        out.push_str(" UTC");
     } else if first.date_naive() == last.date_naive() {
-        let mut out = String::with_capacity(27);
-        day_minute(&mut out, first);
-        out.push('–');
         let (h, m) = (last.hour(), last.minute());
-        let _ = write!(out, "{h:02}:{m:02} UTC");
-        out
+        let _ = write!(out, "–{h:02}:{m:02} UTC");
     } else {
-        format!("{} to {}", time(first), time(last))
+        out.push_str(" UTC to ");
+        day_minute(out, last);
+        out.push_str(" UTC");
     }
 }
 
