@@ -43,7 +43,7 @@ mod uptime;
 pub use by_hand::{Held, HeldMessage};
 use commit::Pending;
 use commit::insert_run;
-pub use commit::{Change, NewMessage};
+pub use commit::{Change, Durable, NewMessage};
 pub use history::{Pass as PrunePass, Pruned, keep_pruning, prune_for};
 use migrations::SCHEMA_VERSION;
 pub use outbox::{CLAIM_LEASE, Due, Fresh, Mark, OutboxItem};
