@@ -96,7 +96,7 @@ impl<'a> TxReads<'a> {
 }
 
 /// Hands a claimed message over to the delivery loop as soon as its row is inserted,
-/// before its transaction commits, with the [`Durable`] that says when it has: the
+/// before its transaction (of one run) commits, with the [`Durable`] that says when it has: the
 /// loop takes it and builds its request meanwhile, and writes it only once its row is
 /// durable (and never if the transaction rolls back). The commit is still the first
 /// thing; only what precedes the write no longer waits for it.
@@ -405,11 +405,16 @@ impl Store {
     pub(super) fn commit_writes(&self, writes: Vec<Write>) -> Vec<Result<Written, StoreError>> {
         let mut conn = self.conn();
         let claimer = self.claimer();
-        // Only this first try hands messages over before its commit: what the try
-        // with savepoints commits is handed over after.
+        // Only a first try of one run hands its messages over before its commit: what
+        // the try with savepoints commits is handed over after it, and so are the
+        // messages of a group commit of several runs, together, so that a channel a
+        // person reads gets a storm's messages as one digest.
+        let runs = writes.iter().filter(|w| matches!(w, Write::Run(_))).count();
         let (open, durable) = Durable::gate();
         let together = write_tx(&mut conn).and_then(|tx| {
-            let early = claimer.map(|_| Early::new(self, durable));
+            let early = claimer
+                .filter(|_| runs == 1)
+                .map(|_| Early::new(self, durable));
             let mut reads = TxReads::new(claimer, early);
             let written = writes
                 .iter()
