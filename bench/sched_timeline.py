@@ -17,6 +17,12 @@ to run, how long the store thread ran (the transaction and its hand-over), the w
 of the async worker it woke, the worker's time until it woke the receiver (the
 delivery loop, the notifier, reqwest and hyper up to the socket write), and the
 receiver's own wake-up.
+
+Since the delivery loop takes a message as its row is inserted (before the commit),
+the store thread wakes a worker twice per alert, and the split above counts the
+commit's end in "worker until receiver woken". The last line is the path after the
+commit alone: from the store thread's last wake-up of a worker (the commit releasing
+the prepared request) to the wake-up of the receiver, within 3 ms.
 """
 import re
 import sys
@@ -91,3 +97,19 @@ for name, v in parts.items():
         sys.exit("no alert found in the trace")
     v.sort()
     print(f"{name:28s} p50 {v[len(v) // 2]:7.1f} us  p10 {v[len(v) // 10]:7.1f}  p90 {v[9 * len(v) // 10]:7.1f}  n={len(v)}")
+
+after = []
+last_release = None
+for e in events:
+    if e[1] != "wake":
+        continue
+    if e[3].startswith("klaxon-store") and e[5].startswith("tokio"):
+        last_release = e[0]
+    elif e[5].startswith("receiver") and e[3].startswith("tokio") and last_release is not None:
+        if e[0] - last_release < 3000:
+            after.append(e[0] - last_release)
+        last_release = None
+if after:
+    after.sort()
+    print(f"{'commit released -> receiver':28s} p50 {after[len(after) // 2]:7.1f} us  "
+          f"p10 {after[len(after) // 10]:7.1f}  p90 {after[9 * len(after) // 10]:7.1f}  n={len(after)}")

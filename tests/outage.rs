@@ -374,3 +374,100 @@ async fn a_stopped_loop_records_the_send_under_way_before_returning() {
     );
     assert_eq!(hook.requests().len(), 1);
 }
+
+/// The agent's loop takes a message as soon as its row is inserted and builds its
+/// request while the transaction goes on, but writes it only once the row is durable:
+/// every POST finds its row committed, seen from another connection. A run whose
+/// transaction rolls back after its message was inserted (a trigger refuses its
+/// history row) sends nothing; the runs of a storm recorded after it, in group
+/// commits, go out once each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_is_written_only_once_its_row_is_durable() {
+    let start: DateTime<Utc> = "2026-11-24T09:00:00Z".parse().unwrap();
+    let clock = Arc::new(TestClock(Mutex::new(start)));
+    let db = Arc::new(Mutex::new(None::<std::path::PathBuf>));
+    let seen = Arc::new(Mutex::new(Vec::<(String, bool)>::new()));
+    let hook = Server::start({
+        let (db, seen) = (db.clone(), seen.clone());
+        move |r| {
+            let job = r.json()["job"].as_str().unwrap().to_owned();
+            let path = db.lock().unwrap().clone().unwrap();
+            let conn = rusqlite::Connection::open(path).unwrap();
+            let rows: i64 = conn
+                .query_row(
+                    "SELECT count(*) FROM outbox WHERE job = ?1 AND event = 'failure'",
+                    [&job],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            seen.lock().unwrap().push((job, rows == 1));
+            Response::ok("ok")
+        }
+    })
+    .await;
+    let jobs: Vec<String> = (0..40).map(|i| format!("j{i}")).collect();
+    let names: Vec<&str> = jobs.iter().map(String::as_str).collect();
+    let (dir, path) = config(&hook, &names);
+    let rt = runtime(&path, &clock);
+    let file = dir.path().join("state").join("klaxon.db");
+    rusqlite::Connection::open(&file)
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER refuse_j7 BEFORE INSERT ON runs WHEN NEW.job = 'j7'
+             BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+        )
+        .unwrap();
+    *db.lock().unwrap() = Some(file);
+    let stop = CancellationToken::new();
+    let worker = tokio::spawn(klaxon::delivery::worker(rt.clone(), stop.clone()));
+    // The loop is idle, its first read done and its hand-over asked for.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // j7 alone: its message is handed over early, then its transaction rolls back.
+    let job = rt.config.job("j7").unwrap().clone();
+    let times = Times {
+        started_at: rt.clock.now(),
+        elapsed: Duration::from_millis(20),
+        fire_at: None,
+    };
+    let tries = Tries {
+        made: 3,
+        allowed: 3,
+    };
+    let outcome = Outcome::new(Severity::Critical, "HTTP 503", Duration::ZERO);
+    let subject = runner::Subject::from(&job);
+    let refused = runner::record(&rt, &subject, outcome, tries, times, None).await;
+    assert!(refused.is_err(), "j7's run was written");
+    // Then the others at once, in group commits.
+    let tasks: Vec<_> = names
+        .iter()
+        .filter(|job| **job != "j7")
+        .map(|job| {
+            let (rt, job) = (rt.clone(), (*job).to_owned());
+            tokio::spawn(async move { record(&rt, &job, Severity::Critical).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let arrived = || seen.lock().unwrap().len();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while arrived() < 39 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Anything sent twice would have come by now.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.cancel();
+    worker.await.unwrap();
+    let seen = seen.lock().unwrap().clone();
+    let mut sent: Vec<&str> = seen
+        .iter()
+        .map(|(job, durable)| {
+            assert!(durable, "{job}'s failure arrived without its row committed");
+            job.as_str()
+        })
+        .collect();
+    sent.sort_unstable();
+    let mut expected: Vec<&str> = names.iter().copied().filter(|j| *j != "j7").collect();
+    expected.sort_unstable();
+    assert_eq!(sent, expected, "each failure once, none of j7");
+}

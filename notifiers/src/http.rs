@@ -107,36 +107,86 @@ pub(crate) async fn send_json<U>(
 where
     U: reqwest::IntoUrl + AsRef<str> + Clone,
 {
+    prepare_json(client, request, url, body, timeout)
+        .finish()
+        .await
+}
+
+/// [`send_json`]'s request, built and not sent yet: reqwest's request (headers merged,
+/// the URL turned into the request's URI, the body in place) made, nothing written.
+/// [`Prepared::finish`] sends it and classifies the answer. A message whose outbox row
+/// is still being committed is prepared so, and only its write waits for the commit.
+pub(crate) struct Prepared<F, U> {
+    sending: F,
+    url: U,
+    timeout: Duration,
+    hint: Option<BodyHint>,
+}
+
+/// Builds what [`send_json`] sends, without sending it (see [`Prepared`]).
+pub(crate) fn prepare_json<U>(
+    client: &reqwest::Client,
+    request: JsonRequest,
+    url: U,
+    body: Vec<u8>,
+    timeout: Duration,
+) -> Prepared<impl Future<Output = reqwest::Result<reqwest::Response>> + Send + use<U>, U>
+where
+    U: reqwest::IntoUrl + AsRef<str> + Clone,
+{
     let JsonRequest {
         method,
         headers,
         hint,
     } = request;
-    let sent = client
+    // reqwest does the request's set-up here, when the future is made; the connection
+    // is only checked out, and the request written, when it is polled.
+    let sending = client
         .request(method, url.clone())
         .header(CONTENT_TYPE, "application/json")
         .headers(headers)
         .timeout(timeout)
         .body(body)
-        .send()
-        .await;
-    let mut response = match sent {
-        Ok(response) => response,
-        Err(e) => return Err(transport_error(&e.without_url(), timeout, url.as_ref())),
-    };
-    let status = response.status();
-    if status.is_success() {
-        return Ok(());
+        .send();
+    Prepared {
+        sending,
+        url,
+        timeout,
+        hint,
     }
-    if status.is_redirection() {
-        // Its body is not quoted: it often spells out the `Location`.
-        return Err(redirect_error(status, response.headers(), url.as_ref()));
+}
+
+impl<F, U> Prepared<F, U>
+where
+    F: Future<Output = reqwest::Result<reqwest::Response>>,
+    U: AsRef<str>,
+{
+    /// Sends the request and classifies the answer as [`send_json`] does.
+    pub(crate) async fn finish(self) -> Result<(), DeliveryError> {
+        let Prepared {
+            sending,
+            url,
+            timeout,
+            hint,
+        } = self;
+        let mut response = match sending.await {
+            Ok(response) => response,
+            Err(e) => return Err(transport_error(&e.without_url(), timeout, url.as_ref())),
+        };
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        if status.is_redirection() {
+            // Its body is not quoted: it often spells out the `Location`.
+            return Err(redirect_error(status, response.headers(), url.as_ref()));
+        }
+        let header = retry_after(response.headers(), SystemTime::now());
+        let body = read_prefix(&mut response).await;
+        let hinted = hint.filter(|_| status == StatusCode::TOO_MANY_REQUESTS);
+        let after = hinted.and_then(|read| read(&body)).or(header);
+        Err(status_error(status, after, &body, url.as_ref()))
     }
-    let header = retry_after(response.headers(), SystemTime::now());
-    let body = read_prefix(&mut response).await;
-    let hinted = hint.filter(|_| status == StatusCode::TOO_MANY_REQUESTS);
-    let after = hinted.and_then(|read| read(&body)).or(header);
-    Err(status_error(status, after, &body, url.as_ref()))
 }
 
 /// What every HTTP channel's runtime holds: the client it posts through (the agent's
@@ -192,6 +242,26 @@ impl HttpShell {
         U: reqwest::IntoUrl + AsRef<str> + Clone,
     {
         post_json_with(&self.client, url, headers, body, self.timeout).await
+    }
+
+    /// [`prepare_json`] of a POST with `headers`, through this shell's client and
+    /// deadline.
+    pub(crate) fn prepare_post<U>(
+        &self,
+        url: U,
+        headers: HeaderMap,
+        body: Vec<u8>,
+    ) -> Prepared<impl Future<Output = reqwest::Result<reqwest::Response>> + Send + use<U>, U>
+    where
+        U: reqwest::IntoUrl + AsRef<str> + Clone,
+    {
+        prepare_json(
+            &self.client,
+            JsonRequest::post(headers),
+            url,
+            body,
+            self.timeout,
+        )
     }
 
     /// [`send_json`] through this shell's client and deadline.

@@ -54,7 +54,7 @@ use serde::{Deserialize, Serialize};
 
 pub use http::{delivery_client, post_text};
 pub use klaxon_config_core::{ParseError, SecretKey};
-pub use plugin::{Channel, Notifier, NotifierPlugin};
+pub use plugin::{Channel, Notifier, NotifierPlugin, Release};
 pub use validate::ConfigIssue;
 
 /// The severity an alert reports.

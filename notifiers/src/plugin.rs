@@ -96,7 +96,30 @@ pub trait Channel: fmt::Debug + Send + Sync {
             }
         }
     }
+
+    /// [`Channel::send_to_replicas`] once `release` resolves to `true`; `None`, having
+    /// sent nothing, when it resolves to `false`. A channel that can builds its request
+    /// meanwhile (body rendered and signed, headers, the request itself), so that only
+    /// the write waits; the others wait, then send.
+    fn send_when(
+        &self,
+        alert: &Alert,
+        release: Release,
+    ) -> impl Future<Output = Option<Posted>> + Send {
+        async move {
+            if !release.await {
+                return None;
+            }
+            Some(self.send_to_replicas(alert).await)
+        }
+    }
 }
+
+/// When a prepared message may be written ([`Channel::send_when`]): resolves to `true`
+/// once what it depends on is durable (the agent: the message's outbox row committed),
+/// to `false` when it never will be (that transaction rolled back): then nothing is
+/// sent.
+pub type Release = Pin<Box<dyn Future<Output = bool> + Send>>;
 
 /// A future of a [`DynChannel`]: boxed, so the trait can be used as `dyn`.
 type Sending<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -116,6 +139,9 @@ pub(crate) trait DynChannel: fmt::Debug + Send + Sync {
 
     /// [`Channel::send_to_replicas`].
     fn send_to_replicas<'a>(&'a self, alert: &'a Alert) -> Sending<'a, Posted>;
+
+    /// [`Channel::send_when`].
+    fn send_when<'a>(&'a self, alert: &'a Alert, release: Release) -> Sending<'a, Option<Posted>>;
 }
 
 impl<C: Channel> DynChannel for C {
@@ -133,6 +159,10 @@ impl<C: Channel> DynChannel for C {
 
     fn send_to_replicas<'a>(&'a self, alert: &'a Alert) -> Sending<'a, Posted> {
         Box::pin(Channel::send_to_replicas(self, alert))
+    }
+
+    fn send_when<'a>(&'a self, alert: &'a Alert, release: Release) -> Sending<'a, Option<Posted>> {
+        Box::pin(Channel::send_when(self, alert, release))
     }
 }
 
@@ -194,6 +224,13 @@ impl Notifier {
     /// channels have no replicas.
     pub async fn send_to_replicas(&self, alert: &Alert) -> Posted {
         self.channel.send_to_replicas(alert).await
+    }
+
+    /// [`Notifier::send_to_replicas`] once `release` resolves to `true`, the request
+    /// built meanwhile where the channel can ([`Channel::send_when`]); `None`, nothing
+    /// sent, when it resolves to `false`.
+    pub async fn send_when(&self, alert: &Alert, release: Release) -> Option<Posted> {
+        self.channel.send_when(alert, release).await
     }
 
     /// Delivers one message. Never retries by itself; never logs a secret.

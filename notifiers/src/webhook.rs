@@ -15,6 +15,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use url::Url;
 
+use crate::alertmanager::Posted;
 use crate::http::HttpShell;
 use crate::validate::{self, ConfigIssue};
 use crate::{Alert, BuildError, Channel, DeliveryError, NotifierPlugin};
@@ -158,6 +159,32 @@ impl Channel for Webhook {
     /// are [`DeliveryError::Retry`]; other statuses are [`DeliveryError::Reject`]. No
     /// reason contains the URL or the secret.
     async fn send(&self, alert: &Alert) -> Result<(), DeliveryError> {
+        self.prepare(alert).finish().await
+    }
+
+    /// Renders, signs and builds the request at once, and writes it when `release`
+    /// says so: what precedes the write does not wait for the outbox's commit.
+    async fn send_when(&self, alert: &Alert, release: crate::Release) -> Option<Posted> {
+        let prepared = self.prepare(alert);
+        if !release.await {
+            return None;
+        }
+        Some(Posted {
+            result: prepared.finish().await,
+            failed: Vec::new(),
+        })
+    }
+}
+
+impl Webhook {
+    /// The POST of `alert`, ready to be written (see [`Channel::send`]).
+    fn prepare(
+        &self,
+        alert: &Alert,
+    ) -> crate::http::Prepared<
+        impl Future<Output = reqwest::Result<reqwest::Response>> + Send + use<>,
+        Url,
+    > {
         let body = render(alert);
         let mut headers = HeaderMap::new();
         headers.insert(
@@ -185,9 +212,7 @@ impl Channel for Webhook {
                 }
             }
         }
-        (self.http)
-            .post_json_with(self.spec.url.clone(), headers, body)
-            .await
+        self.http.prepare_post(self.spec.url.clone(), headers, body)
     }
 }
 
@@ -482,6 +507,50 @@ mod tests {
         replayed.extend_from_slice(&request.body);
         assert!(!verifies(SECRET, &replayed, signed));
         assert!(!verifies(SECRET, &request.body, signed));
+    }
+
+    /// `send_when` builds the request at once and writes nothing until it is
+    /// released: then the same signed POST as `send`'s; released with `false`, it
+    /// writes nothing at all.
+    #[tokio::test]
+    async fn a_prepared_post_is_written_only_once_released() {
+        let server = Server::start(|_| Response::status(204)).await;
+        let hook = webhook(&server.url("/hook"), Some(SECRET));
+        let alert = fixtures::failure();
+        let (go, release) = tokio::sync::oneshot::channel::<bool>();
+        let sending = hook.send_when(
+            &alert,
+            Box::pin(async move { release.await.unwrap_or(false) }),
+        );
+        let sending = async {
+            let posted = sending.await;
+            (posted, server.requests().len())
+        };
+        let check = async {
+            // Whatever the send did meanwhile, it wrote nothing before its release.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let before = server.requests().len();
+            go.send(true).unwrap();
+            before
+        };
+        let ((posted, after), before) = tokio::join!(sending, check);
+        assert_eq!(before, 0, "written before it was released");
+        assert_eq!(posted.unwrap().result, Ok(()));
+        assert_eq!(after, 1);
+        let request = &server.requests()[0];
+        assert_eq!(request.body, render(&alert));
+        let signed = request.header("x-klaxon-signature").unwrap();
+        assert!(verifies(SECRET, &request.body, signed));
+
+        let refused = hook
+            .send_when(&alert, Box::pin(std::future::ready(false)))
+            .await;
+        assert_eq!(refused, None);
+        assert_eq!(
+            server.requests().len(),
+            1,
+            "a refused release wrote nothing"
+        );
     }
 
     #[test]

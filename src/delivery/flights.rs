@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use super::driver::earliest;
 use super::send::{Delivery, deliver_digest, record, try_once};
 use crate::runtime::Runtime;
-use crate::store::{Mark, OutboxItem};
+use crate::store::{Durable, Mark, OutboxItem};
 
 /// Messages of one notifier sent at the same time (to different jobs' alerts), so a
 /// storm of a hundred alerts to a webhook is not a hundred round trips in a row.
@@ -59,6 +59,9 @@ pub(super) struct Flights {
     sending: tokio::task::JoinSet<Landed>,
     /// What each task took, to release it however the task ends.
     holds: HashMap<tokio::task::Id, Hold>,
+    /// Messages taken before their transaction committed, and what says it did: their
+    /// sends are prepared at once and written once it has.
+    durable: HashMap<i64, Durable>,
     freed_tx: mpsc::UnboundedSender<String>,
     freed_rx: mpsc::UnboundedReceiver<String>,
 }
@@ -154,6 +157,7 @@ impl Flights {
             active: HashMap::new(),
             sending: tokio::task::JoinSet::new(),
             holds: HashMap::new(),
+            durable: HashMap::new(),
             freed_tx,
             freed_rx,
         }
@@ -199,6 +203,9 @@ impl Flights {
                 continue;
             }
             if fresh.claimed {
+                if let Some(durable) = fresh.durable {
+                    self.durable.insert(item.id, durable);
+                }
                 claimed.push(item);
                 continue;
             }
@@ -210,6 +217,9 @@ impl Flights {
         // Taken before the claim below, which then leaves a newer message of their
         // jobs behind them.
         let wake = self.take(rt, now, claimed);
+        // One left for a later read (a group window, quiet hours) is read committed.
+        let taken = &self.taken;
+        self.durable.retain(|id, _| taken.contains(id));
         if keys.is_empty() {
             return wake;
         }
@@ -327,9 +337,14 @@ impl Flights {
                     freed: self.freed_tx.clone(),
                     notifier: Some(name.clone()),
                 };
-                let task = self
-                    .sending
-                    .spawn(send_work(rt.clone(), name.clone(), work, slot));
+                let durable = work
+                    .items()
+                    .iter()
+                    .filter_map(|i| Some((i.id, self.durable.remove(&i.id)?)))
+                    .collect();
+                let task =
+                    self.sending
+                        .spawn(send_work(rt.clone(), name.clone(), work, durable, slot));
                 self.holds.insert(task.id(), hold);
             }
         }
@@ -438,12 +453,35 @@ fn chains(items: Vec<OutboxItem>) -> Vec<Vec<OutboxItem>> {
 /// Sends one task's messages. A job's messages go in order, each outcome committed
 /// before the next is tried, stopping at the first that does not get through (the
 /// rest wait for their turn in the outbox). The slot is given back as soon as the last
-/// send is done; the task lands when its outcomes are durable.
-async fn send_work(rt: Arc<Runtime>, name: String, work: Work, mut slot: Slot) -> Landed {
+/// send is done; the task lands when its outcomes are durable. A message in `durable`
+/// was taken before its transaction committed: it is written once that is durable, and
+/// not at all when it rolled back (then the outbox is read again for what it holds).
+async fn send_work(
+    rt: Arc<Runtime>,
+    name: String,
+    work: Work,
+    mut durable: HashMap<i64, Durable>,
+    mut slot: Slot,
+) -> Landed {
     let mut landed = Landed::default();
     match work {
         Work::Digest(items) => {
-            let marks = deliver_digest(&rt, &name, &items).await;
+            let mut kept = Vec::with_capacity(items.len());
+            for item in items {
+                let rolled_back = match durable.remove(&item.id) {
+                    Some(d) => !d.wait().await,
+                    None => false,
+                };
+                if rolled_back {
+                    landed.more = true;
+                } else {
+                    kept.push(item);
+                }
+            }
+            if kept.is_empty() {
+                return landed;
+            }
+            let marks = deliver_digest(&rt, &name, &kept).await;
             for mark in &marks {
                 landed.note(mark);
             }
@@ -453,7 +491,12 @@ async fn send_work(rt: Arc<Runtime>, name: String, work: Work, mut slot: Slot) -
         }
         Work::Chain(items) => {
             for (n, item) in items.iter().enumerate() {
-                let (delivery, mark) = try_once(&rt, item).await;
+                let Some((delivery, mark)) = try_once(&rt, item, durable.remove(&item.id)).await
+                else {
+                    // Rolled back: not sent, nothing to record.
+                    landed.more = true;
+                    break;
+                };
                 if let Some(mark) = &mark {
                     landed.note(mark);
                 }

@@ -5,12 +5,13 @@
 
 use std::time::Duration;
 
-use klaxon_notifiers::DeliveryError;
+use klaxon_notifiers::alertmanager::Posted;
+use klaxon_notifiers::{DeliveryError, Release};
 
 use super::policy::{self, Decision, Facts, GIVE_UP_AFTER, Tried, Why};
 use crate::metrics::DeliveryResult;
 use crate::runtime::{Mode, Runtime};
-use crate::store::{Mark, OutboxItem};
+use crate::store::{Durable, Mark, OutboxItem};
 
 /// How one delivery try went.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,26 +24,43 @@ pub(super) enum Delivery {
 }
 
 /// Tries to deliver one message; the outcome is for the caller to record (`None`: it
-/// is recorded already).
-pub(super) async fn try_once(rt: &Runtime, item: &OutboxItem) -> (Delivery, Option<Mark>) {
-    let Some(notifier) = configured(rt, item) else {
-        return (Delivery::GaveUp, None);
+/// is recorded already). A message handed over before its transaction committed comes
+/// with its [`Durable`]: its request is built at once and written only once that says
+/// the row is durable. `None` when it says the transaction rolled back: nothing was
+/// sent, nothing is to be recorded.
+pub(super) async fn try_once(
+    rt: &Runtime,
+    item: &OutboxItem,
+    durable: Option<Durable>,
+) -> Option<(Delivery, Option<Mark>)> {
+    let release: Release = match durable {
+        Some(durable) => Box::pin(durable.wait()),
+        None => Box::pin(std::future::ready(true)),
     };
-    if rt.mode == Mode::DryRun {
-        print_dry_run(
-            rt,
-            &item.notifier,
-            &klaxon_notifiers::text::render_text(&item.alert),
-        );
-        return (
-            Delivery::Delivered,
-            Some(Mark::delivered(item.id, rt.clock.now())),
-        );
-    }
+    let notifier = match rt.notifiers.get(&item.notifier) {
+        Some(notifier) if rt.mode != Mode::DryRun => notifier,
+        _ => {
+            // Nothing to prepare: giving up writes to the store, a dry run prints.
+            if !release.await {
+                return None;
+            }
+            if configured(rt, item).is_none() {
+                return Some((Delivery::GaveUp, None));
+            }
+            print_dry_run(
+                rt,
+                &item.notifier,
+                &klaxon_notifiers::text::render_text(&item.alert),
+            );
+            let mark = Mark::delivered(item.id, rt.clock.now());
+            return Some((Delivery::Delivered, Some(mark)));
+        }
+    };
     pace(rt, &item.notifier).await;
-    let result = send(rt, &item.notifier, notifier, &item.alert).await;
-    let (delivery, mark) = settle(rt, item, result, true);
-    (delivery, Some(mark))
+    let posted = notifier.send_when(&item.alert, release).await?;
+    note_replicas(rt, &item.notifier, &item.alert, &posted);
+    let (delivery, mark) = settle(rt, item, posted.result, true);
+    Some((delivery, Some(mark)))
 }
 
 /// Sends one message through the notifier `name` now, paced like the outbox's, without
@@ -69,9 +87,8 @@ pub(crate) async fn send_now(
     result
 }
 
-/// Sends one message through `notifier` (named `name`). Each Alertmanager replica that
-/// did not take it is logged (by `host:port` only) and counted, even when another
-/// replica took it and it counts as delivered.
+/// Sends one message through `notifier` (named `name`), its replicas' failures noted
+/// ([`note_replicas`]).
 pub(super) async fn send(
     rt: &Runtime,
     name: &str,
@@ -79,6 +96,13 @@ pub(super) async fn send(
     alert: &klaxon_notifiers::Alert,
 ) -> Result<(), DeliveryError> {
     let posted = notifier.send_to_replicas(alert).await;
+    note_replicas(rt, name, alert, &posted);
+    posted.result
+}
+
+/// Each Alertmanager replica that did not take a message is logged (by `host:port`
+/// only) and counted, even when another replica took it and it counts as delivered.
+fn note_replicas(rt: &Runtime, name: &str, alert: &klaxon_notifiers::Alert, posted: &Posted) {
     for failed in &posted.failed {
         tracing::warn!(
             job = %alert.job,
@@ -90,7 +114,6 @@ pub(super) async fn send(
         );
         rt.metrics.replica_failure(name, &failed.replica);
     }
-    posted.result
 }
 
 /// Delivers several due messages of one notifier as one digest (channels a person

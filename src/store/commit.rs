@@ -1,14 +1,17 @@
 //! The batched (group) commit: runs and delivery outcomes queued by many callers are
 //! written in one transaction by one task on the store's threads, and each caller gets
 //! its own result once its data is durable. A run is written with its job's new state
-//! and the messages it makes due ([`Change`]), in the same transaction.
+//! and the messages it makes due ([`Change`]), in the same transaction. The agent's
+//! delivery loop gets each new message as its row is inserted, with a [`Durable`] that
+//! opens when the transaction has committed ([`Early`]): it builds the request while
+//! the commit runs, and writes it only then.
 
 use std::path::Path;
 
 use rusqlite::{Connection, params};
 
-use super::outbox::{InsertClaims, write_marks};
-use super::silences::silence_in;
+use super::outbox::{InsertClaims, insert_message, write_marks};
+use super::silences::{Silence, SilenceReads};
 use super::{
     BUSY_TIMEOUT, CLAIM_LEASE, Fresh, JobState, Mark, OutboxItem, RunRecord, Store, StoreError,
     THREADS, lock, ms, state_in, write_tx,
@@ -61,10 +64,10 @@ pub(super) const CHECKPOINT_EVERY: u32 = 100;
 fn write_one(
     conn: &Connection,
     write: &Write,
-    claims: Option<&mut InsertClaims<'_>>,
+    reads: &mut TxReads<'_>,
 ) -> Result<Written, StoreError> {
     Ok(match write {
-        Write::Run(write) => Written::Run(write_run(conn, &write.0, &write.1, claims)?),
+        Write::Run(write) => Written::Run(write_run(conn, &write.0, &write.1, reads)?),
         Write::Marks(marks) => {
             write_marks(conn, marks)?;
             Written::Marks
@@ -72,23 +75,93 @@ fn write_one(
     })
 }
 
-/// One run, its job's new state and its messages, on an open transaction. With
-/// `claims`, each message that has no older undelivered one of its job and notifier
-/// (whichever process wrote it) is inserted claimed by their owner, as
+/// What the writes of one transaction share: the claims at insert, the silences read,
+/// and where messages go before the commit.
+pub(super) struct TxReads<'a> {
+    /// With the delivery loop's claimer: see [`write_run`].
+    claims: Option<InsertClaims<'a>>,
+    silences: SilenceReads,
+    /// With the delivery loop taking messages before their transaction commits.
+    early: Option<Early<'a>>,
+}
+
+impl<'a> TxReads<'a> {
+    pub(super) fn new(claimer: Option<&'a str>, early: Option<Early<'a>>) -> Self {
+        Self {
+            claims: claimer.map(InsertClaims::new),
+            silences: SilenceReads::default(),
+            early,
+        }
+    }
+}
+
+/// Hands a claimed message over to the delivery loop as soon as its row is inserted,
+/// before its transaction (of one run) commits, with the [`Durable`] that says when it has: the
+/// loop takes it and builds its request meanwhile, and writes it only once its row is
+/// durable (and never if the transaction rolls back). The commit is still the first
+/// thing; only what precedes the write no longer waits for it.
+pub(super) struct Early<'a> {
+    store: &'a Store,
+    durable: Durable,
+}
+
+impl<'a> Early<'a> {
+    pub(super) fn new(store: &'a Store, durable: Durable) -> Self {
+        Self { store, durable }
+    }
+}
+
+/// Whether the transaction that handed a message over early ([`Early`]) committed. The
+/// committing thread says so once `COMMIT` returned; a transaction rolled back (or a
+/// thread gone) says no.
+#[derive(Clone, Debug)]
+pub struct Durable(tokio::sync::watch::Receiver<Option<bool>>);
+
+impl PartialEq for Durable {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.same_channel(&other.0)
+    }
+}
+
+impl Durable {
+    /// A new gate and what opens it: `send(Some(true))` once committed; dropped
+    /// without that, the transaction did not commit.
+    pub(super) fn gate() -> (tokio::sync::watch::Sender<Option<bool>>, Self) {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        (tx, Self(rx))
+    }
+
+    /// `true` once the transaction committed; `false` if it never will.
+    pub async fn wait(mut self) -> bool {
+        matches!(
+            self.0.wait_for(Option::is_some).await.map(|v| *v),
+            Ok(Some(true))
+        )
+    }
+}
+
+/// One run, its job's new state and its messages, on an open transaction. With the
+/// transaction's claimer, each message that has no older undelivered one of its job
+/// and notifier (whichever process wrote it) is inserted claimed by their owner, as
 /// [`Store::claim_keys`] would claim it: in the same transaction, so no other process
-/// can slip one in before it.
+/// can slip one in before it; those are handed over [`Early`] when it applies. The
+/// messages are inserted first, so that the rest of the transaction runs while the
+/// delivery loop prepares them.
 fn write_run(
     conn: &Connection,
     run: &RunRecord,
     change: &Change,
-    mut claims: Option<&mut InsertClaims<'_>>,
+    reads: &mut TxReads<'_>,
 ) -> Result<Vec<Fresh>, StoreError> {
     let before = state_in(conn, &run.job)?;
     let (state, messages, silenced) = match change {
         Change::Alert(transition) => {
             // A silence added a moment ago (by `klaxon silence`, whether or not the
             // agent runs) holds this run's messages.
-            let stored = silence_in(conn, &run.job, run.finished_at)?.map(|s| s.silenced());
+            let stored = reads
+                .silences
+                .of(conn, &run.job, run.finished_at)?
+                .map(Silence::silenced);
             let silenced = Silenced::longer(stored, transition.maintenance.clone());
             let (state, messages) = transition.apply_reading(
                 &before,
@@ -99,48 +172,44 @@ fn write_run(
         }
         Change::Decided { state, messages } => ((**state).clone(), messages.clone(), None),
     };
+    let mut items = Vec::with_capacity(messages.len());
+    let until = ms(run.finished_at) + CLAIM_LEASE.as_millis() as i64;
+    for m in messages {
+        let claim = match reads.claims.as_mut() {
+            Some(claims) => claims.claim(conn, &m.notifier, &m.alert.job)?,
+            None => None,
+        };
+        let item = insert_message(
+            conn,
+            m,
+            run.finished_at,
+            claim.map(|owner| (owner, until)),
+            false,
+        )?;
+        let durable = match (&reads.early, claim) {
+            (Some(early), Some(_)) => {
+                let fresh = Fresh {
+                    item: item.clone(),
+                    claimed: true,
+                    durable: Some(early.durable.clone()),
+                };
+                early.store.fresh([fresh]);
+                Some(early.durable.clone())
+            }
+            _ => None,
+        };
+        items.push(Fresh {
+            item,
+            claimed: claim.is_some(),
+            durable,
+        });
+    }
     insert_run(conn, run, silenced.as_deref())?;
     conn.prepare_cached(
         "INSERT INTO job_state (job, state) VALUES (?1, ?2)
          ON CONFLICT (job) DO UPDATE SET state = excluded.state",
     )?
     .execute(params![run.job, serde_json::to_string(&state)?])?;
-    let mut items = Vec::with_capacity(messages.len());
-    let until = ms(run.finished_at) + CLAIM_LEASE.as_millis() as i64;
-    for m in messages {
-        let claim = match claims.as_deref_mut() {
-            Some(claims) => claims.claim(conn, &m.notifier, &m.alert.job)?,
-            None => None,
-        };
-        conn.prepare_cached(
-            "INSERT INTO outbox (alert_id, job, notifier, event, payload, created_at, next_attempt_at,
-                                 claimed_by, claim_until)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8)",
-        )?
-        .execute(params![
-            m.alert.id,
-            m.alert.job,
-            m.notifier,
-            m.alert.event.as_str(),
-            serde_json::to_string(&m.alert)?,
-            ms(run.finished_at),
-            claim,
-            claim.map(|_| until),
-        ])?;
-        let item = OutboxItem {
-            id: conn.last_insert_rowid(),
-            notifier: m.notifier,
-            alert: m.alert,
-            attempts: 0,
-            next_attempt_at: run.finished_at,
-            created_at: run.finished_at,
-            fallback_sent: false,
-        };
-        items.push(Fresh {
-            item,
-            claimed: claim.is_some(),
-        });
-    }
     Ok(items)
 }
 
@@ -334,14 +403,23 @@ impl Store {
     ///
     /// The first try has no savepoints because they are not free: SQLite copies each
     /// page a savepoint changes into its sub-journal, and a storm's runs change many.
-    fn commit_writes(&self, writes: Vec<Write>) -> Vec<Result<Written, StoreError>> {
+    pub(super) fn commit_writes(&self, writes: Vec<Write>) -> Vec<Result<Written, StoreError>> {
         let mut conn = self.conn();
         let claimer = self.claimer();
+        // Only a first try of one run hands its messages over before its commit: what
+        // the try with savepoints commits is handed over after it, and so are the
+        // messages of a group commit of several runs, together, so that a channel a
+        // person reads gets a storm's messages as one digest.
+        let runs = writes.iter().filter(|w| matches!(w, Write::Run(_))).count();
+        let (open, durable) = Durable::gate();
         let together = write_tx(&mut conn).and_then(|tx| {
-            let mut claims = claimer.map(InsertClaims::new);
+            let early = claimer
+                .filter(|_| runs == 1)
+                .map(|_| Early::new(self, durable));
+            let mut reads = TxReads::new(claimer, early);
             let written = writes
                 .iter()
-                .map(|write| write_one(&tx, write, claims.as_mut()))
+                .map(|write| write_one(&tx, write, &mut reads))
                 .collect::<Result<Vec<_>, _>>();
             match written {
                 Ok(written) => tx.commit().map(|()| Some(written)),
@@ -350,14 +428,28 @@ impl Store {
             }
         });
         let committed = match together {
-            Ok(Some(written)) => Ok(written.into_iter().map(Ok).collect()),
-            Ok(None) => Self::commit_apart(&mut conn, &writes, claimer),
+            Ok(Some(written)) => {
+                // Durable: what was handed over early may be written now.
+                let _ = open.send(Some(true));
+                Ok(written.into_iter().map(Ok).collect())
+            }
+            Ok(None) => {
+                // What went early is not sent: its rows were rolled back.
+                drop(open);
+                Self::commit_apart(&mut conn, &writes, claimer)
+            }
             Err(e) => Err(e),
         };
         if let Ok(results) = &committed {
-            self.fresh(results.iter().flat_map(|r| match r {
-                Ok(Written::Run(items)) => items.clone(),
-                _ => Vec::new(),
+            self.fresh(results.iter().flat_map(|r| {
+                match r {
+                    Ok(Written::Run(items)) => items
+                        .iter()
+                        .filter(|f| f.durable.is_none())
+                        .cloned()
+                        .collect(),
+                    _ => Vec::new(),
+                }
             }));
         }
         drop(conn);
@@ -391,11 +483,11 @@ impl Store {
         claimer: Option<&str>,
     ) -> Result<Vec<Result<Written, StoreError>>, rusqlite::Error> {
         let mut tx = write_tx(conn)?;
-        let mut claims = claimer.map(InsertClaims::new);
+        let mut reads = TxReads::new(claimer, None);
         let mut results = Vec::with_capacity(writes.len());
         for write in writes {
             let result = tx.savepoint().map_err(StoreError::from).and_then(|sp| {
-                let written = write_one(&sp, write, claims.as_mut())?;
+                let written = write_one(&sp, write, &mut reads)?;
                 sp.commit()?;
                 Ok(written)
             });

@@ -46,7 +46,7 @@ mod uptime;
 pub use by_hand::{Held, HeldMessage};
 use commit::Pending;
 use commit::insert_run;
-pub use commit::{Change, NewMessage};
+pub use commit::{Change, Durable, NewMessage};
 pub use dashboard::{Incident, RECENT_RUNS, RecentRun, Verdict, latency};
 pub use history::{Pass as PrunePass, Pruned, keep_pruning, prune_for};
 use migrations::SCHEMA_VERSION;

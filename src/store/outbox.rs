@@ -8,8 +8,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::commit::Durable;
 use super::{Store, StoreError, from_ms, lock, ms, write_tx};
 use crate::alert::NewMessage;
+
 /// How long a claim on an outbox message lasts: a process that reads a message to send
 /// it claims it, and no other process sends it until the claim is released (the try is
 /// recorded) or lapses (its owner died). Far longer than a delivery try takes (the
@@ -38,6 +40,9 @@ pub struct Fresh {
     /// of its job and notifier being undelivered then: it may be sent without
     /// claiming it again.
     pub claimed: bool,
+    /// Handed over before its transaction committed: written only once this says it
+    /// did ([`Durable::wait`]). `None`: committed already.
+    pub durable: Option<Durable>,
 }
 
 /// How a delivery try of one outbox message went, to be recorded.
@@ -131,6 +136,44 @@ fn pending_rows(conn: &Connection) -> Result<Vec<PendingRow>, StoreError> {
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Inserts one message, made at `at` (its first try due then), claimed by
+/// `claim`'s owner until its time when given; `fallback_sent` for a fallback's copy
+/// (whose own fallback is not followed). Returns it as stored.
+pub(super) fn insert_message(
+    conn: &Connection,
+    message: NewMessage,
+    at: DateTime<Utc>,
+    claim: Option<(&str, i64)>,
+    fallback_sent: bool,
+) -> Result<OutboxItem, StoreError> {
+    let NewMessage { notifier, alert } = message;
+    conn.prepare_cached(
+        "INSERT INTO outbox (alert_id, job, notifier, event, payload, created_at, next_attempt_at,
+                             claimed_by, claim_until, fallback_sent)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![
+        alert.id,
+        alert.job,
+        notifier,
+        alert.event.as_str(),
+        serde_json::to_string(&alert)?,
+        ms(at),
+        claim.map(|(owner, _)| owner),
+        claim.map(|(_, until)| until),
+        fallback_sent,
+    ])?;
+    Ok(OutboxItem {
+        id: conn.last_insert_rowid(),
+        notifier,
+        alert,
+        attempts: 0,
+        next_attempt_at: at,
+        created_at: at,
+        fallback_sent,
+    })
 }
 
 pub(super) fn write_marks(conn: &Connection, marks: &[Mark]) -> Result<(), StoreError> {
@@ -236,40 +279,25 @@ impl Store {
     ) -> Result<Option<OutboxItem>, StoreError> {
         let mut conn = self.conn();
         let tx = write_tx(&mut conn)?;
-        let marked = tx.execute(
-            "UPDATE outbox SET fallback_sent = 1 WHERE id = ?1 AND fallback_sent = 0",
-            params![item.id],
-        )?;
+        let marked = tx
+            .prepare_cached(
+                "UPDATE outbox SET fallback_sent = 1 WHERE id = ?1 AND fallback_sent = 0",
+            )?
+            .execute(params![item.id])?;
         if marked == 0 {
             return Ok(None);
         }
-        tx.execute(
-            "INSERT INTO outbox (alert_id, job, notifier, event, payload, created_at, next_attempt_at, fallback_sent)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 1)",
-            params![
-                item.alert.id,
-                item.alert.job,
-                fallback,
-                item.alert.event.as_str(),
-                serde_json::to_string(&item.alert)?,
-                ms(now),
-            ],
-        )?;
-        let id = tx.last_insert_rowid();
-        tx.commit()?;
-        let copy = OutboxItem {
-            id,
+        let message = NewMessage {
             notifier: fallback.to_owned(),
             alert: item.alert.clone(),
-            attempts: 0,
-            next_attempt_at: now,
-            created_at: now,
-            // A fallback's own fallback is not followed: no chains, no loops.
-            fallback_sent: true,
         };
+        // A fallback's own fallback is not followed: no chains, no loops.
+        let copy = insert_message(&tx, message, now, None, true)?;
+        tx.commit()?;
         self.fresh([Fresh {
             item: copy.clone(),
             claimed: false,
+            durable: None,
         }]);
         drop(conn);
         self.committed();
@@ -285,33 +313,16 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = write_tx(&mut conn)?;
-        let mut fresh = Vec::with_capacity(messages.len());
-        for m in messages {
-            tx.execute(
-                "INSERT INTO outbox (alert_id, job, notifier, event, payload, created_at, next_attempt_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-                params![
-                    m.alert.id,
-                    m.alert.job,
-                    m.notifier,
-                    m.alert.event.as_str(),
-                    serde_json::to_string(&m.alert)?,
-                    ms(now),
-                ],
-            )?;
-            fresh.push(Fresh {
-                item: OutboxItem {
-                    id: tx.last_insert_rowid(),
-                    notifier: m.notifier,
-                    alert: m.alert,
-                    attempts: 0,
-                    next_attempt_at: now,
-                    created_at: now,
-                    fallback_sent: false,
-                },
-                claimed: false,
-            });
-        }
+        let fresh = messages
+            .into_iter()
+            .map(|m| {
+                Ok(Fresh {
+                    item: insert_message(&tx, m, now, None, false)?,
+                    claimed: false,
+                    durable: None,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
         tx.commit()?;
         self.fresh(fresh);
         drop(conn);

@@ -110,24 +110,49 @@ fn decode((mut silence, jobs): (Silence, String)) -> Result<Silence, StoreError>
     Ok(silence)
 }
 
-/// The silence in force at `at` that covers `job` and ends last, on `conn` (inside the
-/// transaction that records a run).
+/// The silence in force at `at` that covers `job` and ends last, on `conn`.
 pub(super) fn silence_in(
     conn: &Connection,
     job: &str,
     at: DateTime<Utc>,
 ) -> Result<Option<Silence>, StoreError> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM silences WHERE starts_at <= ?1 AND ends_at > ?1 ORDER BY ends_at DESC, id"
-    ))?;
-    let rows = stmt.query_map(params![ms(at)], row)?;
-    for r in rows {
-        let silence = decode(r?)?;
-        if silence.covers(job) {
-            return Ok(Some(silence));
+    Ok(SilenceReads::default().of(conn, job, at)?.cloned())
+}
+
+/// The silences the runs of one transaction are checked against, read from the table
+/// once, not once a run: a storm of a hundred runs in one group commit is one read.
+/// The transaction holds the write lock and writes no silence, so what was read stays
+/// what is stored until it ends.
+#[derive(Default)]
+pub(super) struct SilenceReads {
+    /// The silences that end after `from`, ending last first: every one in force at
+    /// `from` or later.
+    read: Option<(DateTime<Utc>, Vec<Silence>)>,
+}
+
+impl SilenceReads {
+    /// The silence in force at `at` that covers `job` and ends last.
+    pub(super) fn of(
+        &mut self,
+        conn: &Connection,
+        job: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<&Silence>, StoreError> {
+        if self.read.as_ref().is_none_or(|(from, _)| at < *from) {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM silences WHERE ends_at > ?1 ORDER BY ends_at DESC, id"
+            ))?;
+            let silences = stmt
+                .query_map(params![ms(at)], row)?
+                .map(|r| decode(r?))
+                .collect::<Result<Vec<_>, _>>()?;
+            self.read = Some((at, silences));
         }
+        Ok(self
+            .read
+            .as_ref()
+            .and_then(|(_, silences)| silences.iter().find(|s| s.active_at(at) && s.covers(job))))
     }
-    Ok(None)
 }
 
 impl Store {

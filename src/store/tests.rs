@@ -53,20 +53,27 @@ pub(super) fn run(job: &str, at: i64, severity: &str) -> RunRecord {
     }
 }
 
+/// A store in a temp dir whose stored state of `job` cannot be read: a run of it
+/// fails to be written.
+fn with_unreadable_state(job: &str) -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .conn()
+        .execute(
+            "INSERT INTO job_state (job, state) VALUES (?1, 'not json')",
+            [job],
+        )
+        .unwrap();
+    (dir, store)
+}
+
 /// Runs recorded at the same moment share transactions, yet each caller gets its
 /// own outcome, and a run whose state change fails is left out alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_recorded_together_are_committed_together_and_apart() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
     // job7's stored state cannot be read: its write fails, alone.
-    store
-        .conn()
-        .execute(
-            "INSERT INTO job_state (job, state) VALUES ('job7', 'not json')",
-            [],
-        )
-        .unwrap();
+    let (dir, store) = with_unreadable_state("job7");
     let mut tasks = Vec::new();
     for i in 0..60 {
         let store = store.clone();
@@ -174,22 +181,85 @@ async fn committed_messages_are_handed_over_once_and_a_read_takes_them_instead()
         store.take_fresh(),
         [Fresh {
             item: copy,
-            claimed: false
+            claimed: false,
+            durable: None,
         }]
     );
 }
 
-/// Records a run of `job` that makes one message of `event` to `hook`.
-async fn record_one(store: &Store, job: &str, at: i64, event: Event) -> Vec<OutboxItem> {
+/// A message the delivery loop takes before its transaction (of one run) commits waits
+/// for it: the commit releases it, a rollback never does. A group commit of several
+/// runs hands its messages over after it, together.
+#[tokio::test]
+async fn messages_handed_over_before_their_commit_go_only_once_it_is_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    // A run of `bad` fails after its message is inserted: its transaction rolls back.
+    store
+        .conn()
+        .execute_batch(
+            "CREATE TRIGGER refuse_bad BEFORE INSERT ON runs WHEN NEW.job = 'bad'
+             BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+        )
+        .unwrap();
+    store.hand_over();
+    let write = |job: &str, at: i64| {
+        let change = one_message(job, Event::Failure);
+        commit::Write::Run(Box::new((run(job, at, "critical"), change)))
+    };
+    let results = store.commit_writes(vec![write("bad", 1)]);
+    assert!(results[0].is_err());
+    let fresh = store.take_fresh();
+    assert_eq!(fresh.len(), 1, "handed over as it was inserted");
+    assert_eq!(fresh[0].item.alert.job, "bad");
+    let early = fresh[0].durable.clone().unwrap();
+    assert!(!early.wait().await, "a rolled-back row is never released");
+    assert!(store.pending().unwrap().is_empty());
+
+    // A transaction that commits releases what it handed over, once durable.
+    store.commit_writes(vec![write("a", 2)]);
+    let fresh = store.take_fresh();
+    assert_eq!(fresh.len(), 1);
+    assert!(fresh[0].claimed);
+    assert!(fresh[0].durable.clone().unwrap().wait().await);
+    let other = Store::open(dir.path()).unwrap();
+    let jobs = |store: &Store| -> Vec<String> {
+        let pending = store.pending().unwrap();
+        pending.into_iter().map(|i| i.alert.job).collect()
+    };
+    assert_eq!(jobs(&other), ["a"]);
+
+    // Several runs in one transaction: their messages come after the commit, together.
+    store.commit_writes(vec![write("b", 3), write("c", 4)]);
+    let fresh = store.take_fresh();
+    let seen: Vec<(&str, bool)> = fresh
+        .iter()
+        .map(|f| (f.item.alert.job.as_str(), f.durable.is_none()))
+        .collect();
+    assert_eq!(seen, [("b", true), ("c", true)]);
+    assert_eq!(jobs(&other), ["a", "b", "c"]);
+    // A one-shot process hands nothing over, early or late.
+    other.commit_writes(vec![write("d", 5)]);
+    assert!(other.take_fresh().is_empty());
+}
+
+/// A run's change that leaves `job` in its default state with one message of `event`
+/// to `hook`.
+fn one_message(job: &str, event: Event) -> Change {
     let mut a = alert(event);
     a.job = job.into();
-    let change = Change::Decided {
+    Change::Decided {
         state: Box::new(JobState::default()),
         messages: vec![NewMessage {
             notifier: "hook".into(),
             alert: a,
         }],
-    };
+    }
+}
+
+/// Records a run of `job` that makes one message of `event` to `hook`.
+async fn record_one(store: &Store, job: &str, at: i64, event: Event) -> Vec<OutboxItem> {
+    let change = one_message(job, event);
     store
         .record(run(job, at, "critical"), change)
         .await
