@@ -282,6 +282,7 @@ fn run_one(n: usize, o: &Opts) -> Result<serde_json::Value, String> {
             shutdown.clone(),
             reloads,
             mpsc::unbounded_channel().1,
+            mpsc::channel(1).1,
             Default::default(),
         ));
         // Every job's first fire is the loop's start (a fresh agent runs each at once).

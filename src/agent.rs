@@ -80,7 +80,9 @@ pub async fn run(
         "klaxon started"
     );
     let alive = Arc::new(crate::liveness::Liveness::new());
-    let listener = crate::listener::Listener::start(&rt, alive.clone(), &shutdown).await?;
+    // Runs asked for on the dashboard: from the listener to the scheduler.
+    let (ask, asks) = mpsc::channel(8);
+    let listener = crate::listener::Listener::start(&rt, alive.clone(), ask, &shutdown).await?;
     // The store outlives reloads, and so does its probe.
     let probe = tokio::spawn(crate::liveness::probe(
         rt.store.clone(),
@@ -162,6 +164,7 @@ pub async fn run(
         shutdown.clone(),
         reloads,
         resumes,
+        asks,
         alive,
     ));
 

@@ -1,7 +1,9 @@
 //! The agent's [`Dispatch`]: what a fire does in a running agent. An active job's run is
 //! spawned (waiting for one of `agent.max_concurrent` permits), unless `max_instances`
 //! runs of it are still going, which makes the fire a recorded skip. A passive job's fire
-//! evaluates its heartbeat. Skips the scheduler decides on are recorded in history.
+//! evaluates its heartbeat. Skips the scheduler decides on are recorded in history. A
+//! run a person asks for (the dashboard's "Run now") is no fire: it is recorded without
+//! one, and not started while a run of the job is going.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -13,8 +15,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Job;
+use crate::runner::Cause;
 use crate::runtime::Runtime;
-use crate::scheduler::{Dispatch, Fire};
+use crate::scheduler::{Dispatch, Fire, Ran};
 use crate::store::RunRecord;
 
 /// Runs in progress per job name; shared across reloads so a reload does not forget
@@ -36,6 +39,27 @@ impl AgentDispatch {
             return counter.clone();
         }
         running.entry(job.to_owned()).or_default().clone()
+    }
+}
+
+impl AgentDispatch {
+    /// Spawns a run of the active `job`, counted in `running` while it goes.
+    fn start(&self, job: Arc<Job>, cause: Cause, running: Arc<AtomicU32>) {
+        running.fetch_add(1, Ordering::AcqRel);
+        let rt = self.rt.clone();
+        let stop = self.shutdown.child_token();
+        self.tracker.spawn(async move {
+            let permit = tokio::select! {
+                permit = rt.permits.clone().acquire_owned() => permit.ok(),
+                () = stop.cancelled() => None,
+            };
+            if permit.is_some()
+                && let Err(e) = crate::runner::run_job(&rt, &job, &job.retry, cause, &stop).await
+            {
+                tracing::error!(job = %job.name, "run could not be recorded: {e:#}");
+            }
+            running.fetch_sub(1, Ordering::AcqRel);
+        });
     }
 }
 
@@ -69,21 +93,18 @@ impl Dispatch for AgentDispatch {
             );
             return;
         }
-        running.fetch_add(1, Ordering::AcqRel);
-        let stop = self.shutdown.child_token();
-        self.tracker.spawn(async move {
-            let permit = tokio::select! {
-                permit = rt.permits.clone().acquire_owned() => permit.ok(),
-                () = stop.cancelled() => None,
-            };
-            if permit.is_some()
-                && let Err(e) =
-                    crate::runner::run_job(&rt, &job, &job.retry, Some(fire), &stop).await
-            {
-                tracing::error!(job = %job.name, "run could not be recorded: {e:#}");
-            }
-            running.fetch_sub(1, Ordering::AcqRel);
-        });
+        self.start(job, Cause::Fire(fire), running);
+    }
+
+    fn run_now(&self, job: &Arc<Job>, _now: DateTime<Utc>, next_run: Option<DateTime<Utc>>) -> Ran {
+        // Whatever `max_instances` allows the schedule, a person asking does not start
+        // a second run beside one that is going.
+        let running = self.counter(&job.name);
+        if running.load(Ordering::Acquire) > 0 {
+            return Ran::AlreadyRunning;
+        }
+        self.start(job.clone(), Cause::Asked { next_run }, running);
+        Ran::Started
     }
 
     fn skip(&self, job: &Arc<Job>, nominal: DateTime<Utc>, why: String) {
@@ -127,11 +148,12 @@ mod tests {
     use crate::config::tests_support::load_text;
     use crate::runtime::{Mode, SystemClock};
 
-    #[tokio::test]
-    async fn a_fire_that_finds_max_instances_running_is_skipped_and_recorded() {
-        let config = load_text(
-            "[jobs.slow]\nevery = \"1h\"\n[jobs.slow.check]\ntype = \"script\"\nshell = \"sleep 1; echo done\"\n",
-        )
+    /// The agent's dispatch (dry run) with one job `slow`, a script of a second, with
+    /// `extra` keys.
+    fn slow(extra: &str) -> (Arc<Runtime>, TaskTracker, AgentDispatch, Arc<Job>) {
+        let config = load_text(&format!(
+            "[jobs.slow]\nevery = \"1h\"\n{extra}[jobs.slow.check]\ntype = \"script\"\nshell = \"sleep 1; echo done\"\n",
+        ))
         .unwrap();
         let rt = Arc::new(Runtime::build(config, Mode::DryRun, Arc::new(SystemClock)).unwrap());
         let tracker = TaskTracker::new();
@@ -142,6 +164,26 @@ mod tests {
             running: Running::default(),
         };
         let job = Arc::new(rt.config.jobs[0].clone());
+        (rt, tracker, dispatch, job)
+    }
+
+    /// Once every run has ended: `slow`'s history as (fire, severity, summary).
+    async fn finished(
+        rt: &Runtime,
+        tracker: &TaskTracker,
+    ) -> Vec<(Option<DateTime<Utc>>, String, String)> {
+        tracker.close();
+        tracker.wait().await;
+        let history = rt.store.history("slow", 10).unwrap();
+        history
+            .into_iter()
+            .map(|r| (r.fire_at, r.severity, r.summary))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_fire_that_finds_max_instances_running_is_skipped_and_recorded() {
+        let (rt, tracker, dispatch, job) = slow("");
         // The store keeps milliseconds.
         let first = DateTime::from_timestamp_millis(rt.clock.now().timestamp_millis()).unwrap();
         let second = first + chrono::Duration::seconds(1);
@@ -155,12 +197,10 @@ mod tests {
                 },
             );
         }
-        tracker.close();
-        tracker.wait().await;
-        let history = rt.store.history("slow", 10).unwrap();
-        let summary: Vec<_> = history
+        let summary = finished(&rt, &tracker).await;
+        let summary: Vec<_> = summary
             .iter()
-            .map(|r| (r.fire_at, r.severity.as_str(), r.summary.as_str()))
+            .map(|(f, sev, sum)| (*f, sev.as_str(), sum.as_str()))
             .collect();
         assert_eq!(summary.len(), 2, "{summary:?}");
         assert!(
@@ -175,5 +215,18 @@ mod tests {
             )),
             "{summary:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_run_asked_for_is_no_fire_and_is_not_started_beside_a_going_one() {
+        let (rt, tracker, dispatch, job) = slow("max_instances = 2\n");
+        let now = rt.clock.now();
+        let next = now + chrono::Duration::hours(1);
+        assert_eq!(dispatch.run_now(&job, now, Some(next)), Ran::Started);
+        // `max_instances = 2` would let the schedule start another; asking does not.
+        assert_eq!(dispatch.run_now(&job, now, Some(next)), Ran::AlreadyRunning);
+        let runs = finished(&rt, &tracker).await;
+        assert_eq!(runs, [(None, "ok".into(), "done".into())]);
+        assert!(rt.store.last_fires(["slow"]).unwrap().is_empty());
     }
 }

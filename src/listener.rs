@@ -23,42 +23,67 @@
 //!   button sends, checked by [`crate::api::add`] on its one reading of the body), and
 //!   refused everywhere else; what a button does is recorded as done by a button. It
 //!   too is compared in constant time and never logged.
+//! - The dashboard's sign-in (`/login`, `/logout`: [`crate::dashboard::auth`]) and its
+//!   actions (`POST /jobs/JOB/silence|ack|run`, `POST /outbox/ID/retry|drop`:
+//!   [`crate::dashboard::actions`]) take a session cookie and a CSRF token, not a bearer
+//!   token; a run now is asked of the scheduler through the listener's `asks`.
+//!
+//! Routing is axum's [`Router`] ([`router`]); a path it knows with a method it does not
+//! take is a `405` with `Allow`, before any token is asked for. A handler is an async
+//! function of axum extractors (`State<Shared>`, `Path<String>`, `Uri`, `HeaderMap`,
+//! [`Authorized`] or [`Caller`] first when it needs the token, a body last, read with
+//! [`read`]) returning `Response<Full<Bytes>>`: a route is one line in [`router`], and a
+//! plain function elsewhere (the dashboard's) attaches through such a handler, as
+//! [`overview`], [`job_page`] and [`sign`] do.
 //!
 //! The listener binds once, at start: a port in use is an error that stops the agent.
 //! It serves the agent's current runtime, which a reload replaces; it stops accepting
-//! at shutdown. A client that is slow to send its headers is dropped after
-//! [`HEADER_TIMEOUT`], at most [`MAX_CONNECTIONS`] are open at once, and a connection
-//! is closed (between requests) after [`CONNECTION_LIFETIME`].
+//! at shutdown. The connections are hyper's (hyper-util), with the router as their
+//! service: a client that is slow to send its headers is dropped after
+//! [`HEADER_TIMEOUT`], one that is slow to send a body it must send gets a `408` after
+//! [`BODY_TIMEOUT`] (tower-http), at most [`MAX_CONNECTIONS`] are open at once, and a
+//! connection is closed (between requests) after [`CONNECTION_LIFETIME`].
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::Router;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::routing::{delete, get, post};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
+use hyper::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, WWW_AUTHENTICATE};
+use hyper::http::request::Parts;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+use tower_http::timeout::{RequestBodyTimeout, TimeoutError};
 
 use klaxon_notifiers::buttons::{Action, scoped_token};
 
+use crate::dashboard::{actions, auth};
 use crate::liveness::{Health, Liveness};
 use crate::runtime::Runtime;
+use crate::scheduler::RunNow;
 use crate::started::Started;
 
 /// How long a client may take to send a request's headers.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a client may take to send the body of a request that reads one (`/api`).
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connections served at once; more wait to be accepted.
 pub const MAX_CONNECTIONS: usize = 64;
@@ -69,7 +94,7 @@ pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 /// How long requests in flight at shutdown may take to finish.
 const STOP_WAIT: Duration = Duration::from_secs(5);
 
-type Body = Full<Bytes>;
+pub(crate) type Body = Full<Bytes>;
 
 /// The running listener, or nothing when `agent.listen` is not set: the agent calls
 /// the same three methods either way.
@@ -90,10 +115,11 @@ struct Running {
 impl Listener {
     /// Binds `agent.listen`, if set, and serves it until `shutdown`. Failing to bind is
     /// an error naming the address: the agent does not run without the listener it
-    /// was asked for.
+    /// was asked for. `asks` reaches the scheduler (the dashboard's "Run now").
     pub async fn start(
         rt: &Arc<Runtime>,
         alive: Arc<Liveness>,
+        asks: mpsc::Sender<RunNow>,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Self> {
         let Some(addr) = rt.config.agent.listen else {
@@ -109,14 +135,16 @@ impl Listener {
             token = rt.config.agent.listen_token.is_some(),
             "listening on {bound}"
         );
+        tracing::info!("dashboard: {}", dashboard_url(bound));
         let (runtime, current) = watch::channel(rt.clone());
         let stop = shutdown.child_token();
-        let state = State {
+        let shared = Shared {
             runtime: current,
             alive,
             started: Arc::default(),
+            asks,
         };
-        let task = tokio::spawn(serve(tcp, state, Limits::default(), stop.clone()));
+        let task = tokio::spawn(serve(tcp, router(shared), Limits::default(), stop.clone()));
         Ok(Self {
             running: Some(Running {
                 configured: addr,
@@ -158,10 +186,28 @@ impl Listener {
     }
 }
 
+/// Where a browser on this machine reaches a listener bound to `addr`: an unspecified
+/// address (`0.0.0.0`, `[::]`) on loopback.
+pub fn dashboard_addr(addr: SocketAddr) -> SocketAddr {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, addr.port())
+}
+
+/// The agent's page for a listener bound to `addr`: `http://ADDR/`, as
+/// [`dashboard_addr`] reaches it.
+pub fn dashboard_url(addr: SocketAddr) -> String {
+    format!("http://{}/", dashboard_addr(addr))
+}
+
 /// Bounds on what one client can hold.
 #[derive(Debug, Clone, Copy)]
 struct Limits {
     header_timeout: Duration,
+    body_timeout: Duration,
     max_connections: usize,
     lifetime: Duration,
 }
@@ -170,21 +216,82 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             header_timeout: HEADER_TIMEOUT,
+            body_timeout: BODY_TIMEOUT,
             max_connections: MAX_CONNECTIONS,
             lifetime: CONNECTION_LIFETIME,
         }
     }
 }
 
+/// What every handler shares: the router's state.
 #[derive(Clone)]
-struct State {
+pub(crate) struct Shared {
     runtime: watch::Receiver<Arc<Runtime>>,
     alive: Arc<Liveness>,
     /// Runs of passive jobs begun with `/ping/JOB/start`, across reloads.
     started: Arc<Started>,
+    /// Runs asked for on the dashboard, to the scheduler.
+    asks: mpsc::Sender<RunNow>,
 }
 
-async fn serve(tcp: TcpListener, state: State, limits: Limits, stop: CancellationToken) {
+impl Shared {
+    /// The agent's current runtime (a reload replaces it).
+    pub(crate) fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.borrow().clone()
+    }
+}
+
+/// The address of the client, put on each request by [`connection`].
+#[derive(Debug, Clone, Copy)]
+struct Peer(SocketAddr);
+
+/// Every route. Open routes take no token; [`Authorized`] asks for `listen_token`
+/// when one is set; [`Caller`] is the API's (the token always, or a button's).
+fn router(shared: Shared) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/status", get(status))
+        // `{job}` is `JOB.svg` here: matchit has no suffixes.
+        .route("/badge/{job}", get(status_badge))
+        .route("/badge/{job}/uptime.svg", get(uptime_badge))
+        .route("/ping/{job}", get(ping::<false>).post(ping::<false>))
+        .route("/ping/{job}/start", get(ping::<true>).post(ping::<true>))
+        .route("/api/silences", get(list_silences).post(add_silence))
+        .route("/api/silences/{id}", delete(expire_silence))
+        .route("/api/ack/{job}", post(ack))
+        .route("/", get(overview))
+        .route("/jobs/{job}", get(job_page))
+        .route("/static/{name}", get(asset))
+        .route(auth::LOGIN, get(login_page).post(sign::<true>))
+        .route(auth::LOGOUT, post(sign::<false>))
+        .route("/jobs/{job}/silence", post(action))
+        .route("/jobs/{job}/ack", post(action))
+        .route("/jobs/{job}/run", post(action))
+        .route("/outbox/{id}/retry", post(action))
+        .route("/outbox/{id}/drop", post(action))
+        .fallback(not_found)
+        .with_state(shared)
+}
+
+/// Serves one request with `router`: the peer's address goes on it, its body must arrive
+/// within `body_timeout`, and a `405` says what to use.
+fn respond<B>(
+    router: &Router,
+    peer: SocketAddr,
+    body_timeout: Duration,
+    mut req: Request<B>,
+) -> impl Future<Output = Result<axum::response::Response, Infallible>> + use<B>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    req.extensions_mut().insert(Peer(peer));
+    let timed = RequestBodyTimeout::new(router.clone(), body_timeout);
+    ServiceExt::<Request<B>>::map_response(timed, method_not_allowed).oneshot(req)
+}
+
+async fn serve(tcp: TcpListener, router: Router, limits: Limits, stop: CancellationToken) {
     let connections = TaskTracker::new();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     loop {
@@ -207,9 +314,9 @@ async fn serve(tcp: TcpListener, state: State, limits: Limits, stop: Cancellatio
                 }
             },
         };
-        let (state, stop) = (state.clone(), stop.clone());
+        let (router, stop) = (router.clone(), stop.clone());
         connections.spawn(async move {
-            connection(stream, peer, state, limits, stop).await;
+            connection(stream, peer, router, limits, stop).await;
             drop(permit);
         });
     }
@@ -229,14 +336,12 @@ async fn serve(tcp: TcpListener, state: State, limits: Limits, stop: Cancellatio
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
-    state: State,
+    router: Router,
     limits: Limits,
     stop: CancellationToken,
 ) {
-    let service = service_fn(move |req| {
-        let state = state.clone();
-        async move { Ok::<_, Infallible>(handle(req, &state, peer).await) }
-    });
+    let service =
+        service_fn(move |req: Request<Incoming>| respond(&router, peer, limits.body_timeout, req));
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
@@ -255,94 +360,6 @@ async fn connection(
     // Finish the request in progress, if any, then close.
     conn.as_mut().graceful_shutdown();
     let _ = tokio::time::timeout(STOP_WAIT, conn).await;
-}
-
-/// What a request asks for.
-#[derive(Debug, PartialEq, Eq)]
-enum Route<'a> {
-    Healthz,
-    Metrics,
-    Status,
-    Ping(&'a str),
-    /// `/api/silences`: GET lists, POST adds.
-    Silences,
-    /// `DELETE /api/silences/ID`.
-    Silence(&'a str),
-    /// `POST /api/ack/JOB`.
-    Ack(&'a str),
-    /// `/ping/JOB/start`: a run of the job begins.
-    Start(&'a str),
-    /// `/badge/JOB.svg`: the job's status badge.
-    Badge(&'a str),
-    /// `/badge/JOB/uptime.svg`: the job's uptime badge.
-    UptimeBadge(&'a str),
-    /// `/`: the dashboard's overview.
-    Overview,
-    /// `/jobs/JOB`: a job's page (the segment still percent-encoded).
-    JobPage(&'a str),
-    /// `/static/NAME`: the dashboard's stylesheet and script.
-    Static(&'a str),
-    NotFound,
-    /// A known path with a method it does not take; the value for `Allow`.
-    MethodNotAllowed(&'static str),
-}
-
-fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
-    let (found, allow) = match path {
-        "/healthz" => (Route::Healthz, "GET, HEAD"),
-        "/metrics" => (Route::Metrics, "GET, HEAD"),
-        "/status" => (Route::Status, "GET, HEAD"),
-        "/api/silences" => (Route::Silences, "GET, HEAD, POST"),
-        "/" => (Route::Overview, "GET, HEAD"),
-        _ => {
-            let segment = |prefix: &str| {
-                path.strip_prefix(prefix)
-                    .filter(|rest| !rest.is_empty() && !rest.contains('/'))
-            };
-            if let Some(job) = segment("/ping/") {
-                (Route::Ping(job), "GET, HEAD, POST")
-            } else if let Some(id) = segment("/api/silences/") {
-                (Route::Silence(id), "DELETE")
-            } else if let Some(job) = segment("/jobs/") {
-                (Route::JobPage(job), "GET, HEAD")
-            } else if let Some(name) = segment("/static/") {
-                (Route::Static(name), "GET, HEAD")
-            } else if let Some(job) = segment("/api/ack/") {
-                (Route::Ack(job), "POST")
-            } else if let Some(job) = path
-                .strip_prefix("/ping/")
-                .and_then(|rest| rest.strip_suffix("/start"))
-                .filter(|job| !job.is_empty() && !job.contains('/'))
-            {
-                (Route::Start(job), "GET, HEAD, POST")
-            } else if let Some(job) = path
-                .strip_prefix("/badge/")
-                .and_then(|rest| rest.strip_suffix("/uptime.svg"))
-                .filter(|job| !job.is_empty() && !job.contains('/'))
-            {
-                (Route::UptimeBadge(job), "GET, HEAD")
-            } else if let Some(job) = segment("/badge/")
-                .and_then(|rest| rest.strip_suffix(".svg"))
-                .filter(|job| !job.is_empty())
-            {
-                (Route::Badge(job), "GET, HEAD")
-            } else {
-                return Route::NotFound;
-            }
-        }
-    };
-    let read = method == Method::GET || method == Method::HEAD;
-    let takes = match found {
-        Route::Ping(_) | Route::Start(_) | Route::Silences => read || method == Method::POST,
-        Route::Silence(_) => method == Method::DELETE,
-        Route::Ack(_) => method == Method::POST,
-        _ => read,
-    };
-    if takes {
-        found
-    } else {
-        Route::MethodNotAllowed(allow)
-    }
 }
 
 /// Whether an `Authorization` header carries `token` as a bearer token. The comparison
@@ -370,13 +387,91 @@ fn bearer_is(header: Option<&HeaderValue>, expected: &str) -> bool {
     }
 }
 
-/// What a request may do: everything its route allows (no token needed, or the full
-/// token), or only what a button's scoped token allows; `None` when refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Grant {
-    Full,
-    /// A scoped token for this action; its job is checked against the request's.
-    Scoped(Action),
+/// Who sent a request and to where, for the log of a refusal.
+fn peer_and_path(parts: &Parts) -> (SocketAddr, String) {
+    let peer = parts
+        .extensions
+        .get::<Peer>()
+        .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |p| p.0);
+    (peer, parts.uri.path().to_owned())
+}
+
+/// A request allowed what `listen_token` guards: it presented the token, or none is
+/// set. Otherwise the request is refused with a `401` before its handler runs.
+pub(crate) struct Authorized;
+
+impl FromRequestParts<Shared> for Authorized {
+    type Rejection = Response<Body>;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        shared: &Shared,
+    ) -> Result<Self, Self::Rejection> {
+        let rt = shared.runtime();
+        let presented = parts.headers.get(AUTHORIZATION);
+        match &rt.config.agent.listen_token {
+            None => Ok(Self),
+            Some(token) if authorized(presented, token) => Ok(Self),
+            Some(_) => {
+                let (peer, path) = peer_and_path(parts);
+                Err(refuse(peer, &path, presented.is_some()))
+            }
+        }
+    }
+}
+
+/// Who calls the API, which always needs `listen_token`: a request is refused with a
+/// `403` when none is set (before anything else), and each handler says which tokens
+/// it takes ([`Caller::unless_full`], [`Caller::button`]) before it reads a body.
+pub(crate) struct Caller {
+    token: SecretString,
+    presented: Option<HeaderValue>,
+    /// It presented the full token.
+    full: bool,
+    peer: SocketAddr,
+    path: String,
+}
+
+impl FromRequestParts<Shared> for Caller {
+    type Rejection = Response<Body>;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        shared: &Shared,
+    ) -> Result<Self, Self::Rejection> {
+        let Some(token) = shared.runtime().config.agent.listen_token.clone() else {
+            return Err(text(
+                StatusCode::FORBIDDEN,
+                "forbidden: /api needs `agent.listen_token` set (it changes what klaxon sends)",
+            ));
+        };
+        let presented = parts.headers.get(AUTHORIZATION).cloned();
+        let (peer, path) = peer_and_path(parts);
+        Ok(Self {
+            full: authorized(presented.as_ref(), &token),
+            token,
+            presented,
+            peer,
+            path,
+        })
+    }
+}
+
+impl Caller {
+    /// The 401 for this caller.
+    fn refuse(&self) -> Response<Body> {
+        refuse(self.peer, &self.path, self.presented.is_some())
+    }
+
+    /// The 401, unless it presented the full token.
+    fn unless_full(&self) -> Option<Response<Body>> {
+        (!self.full).then(|| self.refuse())
+    }
+
+    /// Whether it presented a button's token for `action` on `job`.
+    fn button(&self, action: Action, job: &str) -> bool {
+        scoped(self.presented.as_ref(), &self.token, action, job)
+    }
 }
 
 /// The 401 for a request without a token good for it; the log says why, never what
@@ -399,7 +494,11 @@ fn refuse(peer: SocketAddr, path: &str, presented: bool) -> Response<Body> {
     response
 }
 
-fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
+pub(crate) fn reply(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Body> {
     let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = status;
     response
@@ -414,135 +513,234 @@ fn text(status: StatusCode, body: impl Into<String>) -> Response<Body> {
     reply(status, "text/plain; charset=utf-8", body)
 }
 
-async fn handle(req: Request<Incoming>, state: &State, peer: SocketAddr) -> Response<Body> {
-    let rt = state.runtime.borrow().clone();
-    let path = req.uri().path().to_owned();
-    let path = path.as_str();
-    let method = req.method().clone();
-    let found = route(&method, path);
-    let api = matches!(found, Route::Silences | Route::Silence(_) | Route::Ack(_));
-    if api && rt.config.agent.listen_token.is_none() {
-        return text(
-            StatusCode::FORBIDDEN,
-            "forbidden: /api needs `agent.listen_token` set (it changes what klaxon sends)",
-        );
+async fn not_found() -> Response<Body> {
+    text(
+        StatusCode::NOT_FOUND,
+        "not found: try /, /jobs/JOB, /healthz, /metrics, /status, /ping/JOB, /badge/JOB.svg, /badge/JOB/uptime.svg, /api/silences or /api/ack/JOB",
+    )
+}
+
+/// axum's `405` (a known path, a method it does not take) with a body that says what
+/// to use, and `Allow` written `GET, HEAD` as before. (Outside the router: axum adds
+/// `Allow` after its layers.)
+fn method_not_allowed(response: axum::response::Response) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if response.status() != StatusCode::METHOD_NOT_ALLOWED {
+        return response;
     }
-    let needs_token = api || matches!(found, Route::Status | Route::Ping(_) | Route::Start(_));
-    let presented = req.headers().get(AUTHORIZATION);
-    let grant = match (needs_token, &rt.config.agent.listen_token) {
-        (false, _) | (true, None) => Some(Grant::Full),
-        (true, Some(token)) if authorized(presented, token) => Some(Grant::Full),
-        (true, Some(token)) => match found {
-            Route::Ack(job) if scoped(presented, token, Action::Ack, job) => {
-                Some(Grant::Scoped(Action::Ack))
-            }
-            // The job is in the body: the token is checked once it is read (with no
-            // token at all, nothing is read).
-            Route::Silences if method == Method::POST && presented.is_some() => {
-                Some(Grant::Scoped(Action::Silence))
-            }
-            _ => None,
-        },
+    let allow = response
+        .headers()
+        .get(ALLOW)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .replace(',', ", ");
+    let mut response = text(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("method not allowed: use {allow}"),
+    );
+    if let Ok(allow) = HeaderValue::from_str(&allow) {
+        response.headers_mut().insert(ALLOW, allow);
+    }
+    response.into_response()
+}
+
+async fn healthz(State(shared): State<Shared>) -> Response<Body> {
+    match shared.alive.health() {
+        Health::Alive => text(StatusCode::OK, "ok"),
+        Health::Unwell(reasons) => text(StatusCode::SERVICE_UNAVAILABLE, reasons.join("; ")),
+    }
+}
+
+async fn metrics(State(shared): State<Shared>) -> Response<Body> {
+    let rt = shared.runtime();
+    let rendered = crate::store::THREADS
+        .run(move || {
+            let offline = rt
+                .online
+                .as_ref()
+                .is_some_and(|o| o.offline_since().is_some());
+            rt.metrics.render(&rt.config, &rt.store, offline)
+        })
+        .await;
+    match rendered {
+        Ok(Ok(body)) => reply(StatusCode::OK, crate::metrics::CONTENT_TYPE, body),
+        Ok(Err(e)) => failed("metrics", &e),
+        Err(e) => failed("metrics", &e),
+    }
+}
+
+async fn status(_: Authorized, State(shared): State<Shared>) -> Response<Body> {
+    let rt = shared.runtime();
+    let rows = crate::store::THREADS
+        .run(move || crate::status::rows(&rt.config, &rt.store, rt.clock.now()))
+        .await;
+    let json = match rows {
+        Ok(Ok(rows)) => serde_json::to_string_pretty(&rows),
+        Ok(Err(e)) => return failed("status", &e),
+        Err(e) => return failed("status", &e),
     };
-    if grant.is_none() {
-        return refuse(peer, path, presented.is_some());
+    match json {
+        Ok(json) => reply(StatusCode::OK, "application/json", json),
+        Err(e) => failed("status", &e),
     }
-    match found {
-        Route::Healthz => match state.alive.health() {
-            Health::Alive => text(StatusCode::OK, "ok"),
-            Health::Unwell(reasons) => text(StatusCode::SERVICE_UNAVAILABLE, reasons.join("; ")),
-        },
-        Route::Metrics => {
-            let rendered = crate::store::THREADS
-                .run(move || {
-                    let offline = rt
-                        .online
-                        .as_ref()
-                        .is_some_and(|o| o.offline_since().is_some());
-                    rt.metrics.render(&rt.config, &rt.store, offline)
-                })
-                .await;
-            match rendered {
-                Ok(Ok(body)) => reply(StatusCode::OK, crate::metrics::CONTENT_TYPE, body),
-                Ok(Err(e)) => failed("metrics", &e),
-                Err(e) => failed("metrics", &e),
-            }
+}
+
+/// `/badge/JOB.svg`.
+async fn status_badge(State(shared): State<Shared>, Path(file): Path<String>) -> Response<Body> {
+    match file.strip_suffix(".svg").filter(|job| !job.is_empty()) {
+        Some(job) => badge(shared.runtime(), job, false).await,
+        None => not_found().await,
+    }
+}
+
+/// `/badge/JOB/uptime.svg`.
+async fn uptime_badge(State(shared): State<Shared>, Path(job): Path<String>) -> Response<Body> {
+    if job.is_empty() {
+        // `/badge//uptime.svg`: matchit takes an empty segment.
+        return not_found().await;
+    }
+    badge(shared.runtime(), &job, true).await
+}
+
+/// `/ping/JOB`, or (`START`) `/ping/JOB/start`.
+async fn ping<const START: bool>(
+    _: Authorized,
+    State(shared): State<Shared>,
+    Path(job): Path<String>,
+    axum::Extension(Peer(peer)): axum::Extension<Peer>,
+) -> Response<Body> {
+    if job.is_empty() {
+        // `/ping//start`: matchit takes an empty segment.
+        return not_found().await;
+    }
+    passive(&shared, &job, peer, START).await
+}
+
+/// `/`: the dashboard's overview.
+async fn overview(State(shared): State<Shared>, uri: Uri, headers: HeaderMap) -> Response<Body> {
+    let (rt, alive) = (shared.runtime(), shared.alive.clone());
+    crate::dashboard::overview_page(rt, alive, &headers, uri.query()).await
+}
+
+/// `/jobs/JOB`: a job's page. It decodes the segment itself, so it gets it as sent.
+async fn job_page(State(shared): State<Shared>, uri: Uri, headers: HeaderMap) -> Response<Body> {
+    let segment = uri.path().strip_prefix("/jobs/").unwrap_or_default();
+    crate::dashboard::job_page(shared.runtime(), shared.alive.clone(), segment, &headers).await
+}
+
+/// `/static/NAME`: the dashboard's stylesheet and script.
+async fn asset(Path(name): Path<String>) -> Response<Body> {
+    crate::dashboard::asset(&name)
+        .unwrap_or_else(|| text(StatusCode::NOT_FOUND, format!("no file `{name}`")))
+}
+
+/// `GET /login`: the sign-in form.
+async fn login_page(State(shared): State<Shared>, uri: Uri, headers: HeaderMap) -> Response<Body> {
+    auth::login_page(&shared.runtime(), &headers, uri.query())
+}
+
+/// `POST /login` (`IN`) and `POST /logout`: the form and its headers, to [`auth`].
+async fn sign<const IN: bool>(
+    State(shared): State<Shared>,
+    axum::Extension(Peer(peer)): axum::Extension<Peer>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response<Body> {
+    let body = match read(body).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let rt = shared.runtime();
+    if IN {
+        auth::login(&rt, &headers, &body, peer)
+    } else {
+        auth::logout(&rt, &headers, &body, peer)
+    }
+}
+
+/// `POST /jobs/JOB/ACTION` and `POST /outbox/ID/ACTION`: the dashboard's buttons.
+async fn action(
+    State(shared): State<Shared>,
+    axum::Extension(Peer(peer)): axum::Extension<Peer>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response<Body> {
+    let Some(action) = actions::Action::at(uri.path()) else {
+        return not_found().await;
+    };
+    match read(body).await {
+        Ok(body) => {
+            actions::perform(
+                &shared.runtime(),
+                &shared.asks,
+                action,
+                &headers,
+                &body,
+                peer,
+            )
+            .await
         }
-        Route::Status => {
-            let rows = crate::store::THREADS
-                .run(move || crate::status::rows(&rt.config, &rt.store, rt.clock.now()))
-                .await;
-            let json = match rows {
-                Ok(Ok(rows)) => serde_json::to_string_pretty(&rows),
-                Ok(Err(e)) => return failed("status", &e),
-                Err(e) => return failed("status", &e),
-            };
-            match json {
-                Ok(json) => reply(StatusCode::OK, "application/json", json),
-                Err(e) => failed("status", &e),
-            }
-        }
-        Route::Overview => {
-            crate::dashboard::overview_page(rt, state.alive.clone(), req.headers()).await
-        }
-        Route::JobPage(job) => {
-            crate::dashboard::job_page(rt, state.alive.clone(), job, req.headers()).await
-        }
-        Route::Static(name) => crate::dashboard::asset(name)
-            .unwrap_or_else(|| text(StatusCode::NOT_FOUND, format!("no file `{name}`"))),
-        Route::Badge(name) => badge(rt, name, false).await,
-        Route::UptimeBadge(name) => badge(rt, name, true).await,
-        Route::Ping(name) => ping(&rt, &state.started, name, peer, false).await,
-        Route::Start(name) => ping(&rt, &state.started, name, peer, true).await,
-        Route::Silences if method != Method::POST => answer(crate::api::list(&rt).await),
-        Route::Silences => {
-            let button = (grant == Some(Grant::Scoped(Action::Silence))).then(|| {
-                (
-                    req.headers().get(AUTHORIZATION).cloned(),
-                    rt.config.agent.listen_token.clone(),
-                )
-            });
-            match body(req).await {
-                Ok(body) => {
-                    let good_for = |job: &str| match &button {
-                        Some((presented, Some(token))) => {
-                            scoped(presented.as_ref(), token, Action::Silence, job)
-                        }
-                        _ => false,
-                    };
-                    let button = button
-                        .is_some()
-                        .then_some(&good_for as &(dyn Fn(&str) -> bool + Sync));
-                    match crate::api::add(&rt, &body, button).await {
-                        Some(added) => answer(added),
-                        None => refuse(peer, path, true),
-                    }
-                }
-                Err(response) => response,
-            }
-        }
-        Route::Silence(id) => answer(crate::api::expire(&rt, id).await),
-        Route::Ack(job) => match body(req).await {
-            Ok(body) => {
-                let button = grant == Some(Grant::Scoped(Action::Ack));
-                answer(crate::api::ack(&rt, job, &body, button).await)
-            }
-            Err(response) => response,
-        },
-        Route::NotFound => text(
-            StatusCode::NOT_FOUND,
-            "not found: try /, /jobs/JOB, /healthz, /metrics, /status, /ping/JOB, /badge/JOB.svg, /badge/JOB/uptime.svg, /api/silences or /api/ack/JOB",
-        ),
-        Route::MethodNotAllowed(allow) => {
-            let mut response = text(
-                StatusCode::METHOD_NOT_ALLOWED,
-                format!("method not allowed: use {allow}"),
-            );
-            response
-                .headers_mut()
-                .insert(ALLOW, HeaderValue::from_static(allow));
-            response
-        }
+        Err(response) => response,
+    }
+}
+
+/// `GET /api/silences`.
+async fn list_silences(caller: Caller, State(shared): State<Shared>) -> Response<Body> {
+    if let Some(refused) = caller.unless_full() {
+        return refused;
+    }
+    answer(crate::api::list(&shared.runtime()).await)
+}
+
+/// `POST /api/silences`: the full token, or (when another is presented) a button's,
+/// whose job is checked once the body is read. With no token at all, nothing is read.
+async fn add_silence(
+    caller: Caller,
+    State(shared): State<Shared>,
+    body: axum::body::Body,
+) -> Response<Body> {
+    if !caller.full && caller.presented.is_none() {
+        return caller.refuse();
+    }
+    let body = match read(body).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let good_for = |job: &str| caller.button(Action::Silence, job);
+    let button = (!caller.full).then_some(&good_for as &(dyn Fn(&str) -> bool + Sync));
+    match crate::api::add(&shared.runtime(), &body, button).await {
+        Some(added) => answer(added),
+        None => refuse(caller.peer, &caller.path, true),
+    }
+}
+
+/// `DELETE /api/silences/ID`.
+async fn expire_silence(
+    caller: Caller,
+    State(shared): State<Shared>,
+    Path(id): Path<String>,
+) -> Response<Body> {
+    if let Some(refused) = caller.unless_full() {
+        return refused;
+    }
+    answer(crate::api::expire(&shared.runtime(), &id).await)
+}
+
+/// `POST /api/ack/JOB`: the full token, or the button's for this job.
+async fn ack(
+    caller: Caller,
+    State(shared): State<Shared>,
+    Path(job): Path<String>,
+    body: axum::body::Body,
+) -> Response<Body> {
+    let button = !caller.full;
+    if button && !caller.button(Action::Ack, &job) {
+        return caller.refuse();
+    }
+    match read(body).await {
+        Ok(body) => answer(crate::api::ack(&shared.runtime(), &job, &body, button).await),
+        Err(response) => response,
     }
 }
 
@@ -590,13 +788,8 @@ async fn badge(rt: Arc<Runtime>, name: &str, uptime: bool) -> Response<Body> {
 }
 
 /// A ping (`start`: `/ping/JOB/start`, a run begins) for a passive job.
-async fn ping(
-    rt: &Arc<Runtime>,
-    started: &Arc<Started>,
-    name: &str,
-    peer: SocketAddr,
-    start: bool,
-) -> Response<Body> {
+async fn passive(shared: &Shared, name: &str, peer: SocketAddr, start: bool) -> Response<Body> {
+    let (rt, started) = (&shared.runtime(), &shared.started);
     let Some(job) = rt.config.job(name) else {
         tracing::warn!(job = ?name, %peer, "ping for an unknown job");
         return text(StatusCode::NOT_FOUND, format!("no job `{name}`"));
@@ -633,14 +826,16 @@ fn answer((status, json): crate::api::Answer) -> Response<Body> {
     reply(status, "application/json", body)
 }
 
-/// A request's body, at most [`crate::api::MAX_BODY`] bytes.
-async fn body(req: Request<Incoming>) -> Result<Bytes, Response<Body>> {
+/// A request's body, at most [`crate::api::MAX_BODY`] bytes, sent within the body
+/// timeout.
+async fn read(body: axum::body::Body) -> Result<Bytes, Response<Body>> {
     use http_body_util::{BodyExt, Limited};
-    match Limited::new(req.into_body(), crate::api::MAX_BODY)
-        .collect()
-        .await
-    {
+    match Limited::new(body, crate::api::MAX_BODY).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if timed_out(&*e) => Err(text(
+            StatusCode::REQUEST_TIMEOUT,
+            "request timeout: the body was not sent in time",
+        )),
         Err(_) => Err(text(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
@@ -649,6 +844,11 @@ async fn body(req: Request<Incoming>) -> Result<Bytes, Response<Body>> {
             ),
         )),
     }
+}
+
+/// Whether reading a body failed because the client was too slow to send it.
+fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(e), |e| e.source()).any(|e| e.is::<TimeoutError>())
 }
 
 fn failed(what: &str, e: &dyn std::fmt::Display) -> Response<Body> {
@@ -668,50 +868,95 @@ mod tests {
     use crate::config::tests_support::load_text;
     use crate::runtime::{Mode, SystemClock};
 
-    #[test]
-    fn routes_take_the_methods_healthchecks_clients_use() {
-        let (get, head, post, put) = (Method::GET, Method::HEAD, Method::POST, Method::PUT);
-        assert_eq!(route(&get, "/healthz"), Route::Healthz);
-        assert_eq!(route(&head, "/metrics"), Route::Metrics);
-        assert_eq!(route(&get, "/status"), Route::Status);
-        for method in [&get, &head, &post] {
-            assert_eq!(
-                route(method, "/ping/nightly-import"),
-                Route::Ping("nightly-import")
-            );
+    /// The runtime of a config with one heartbeat job `beat` and, maybe, a token.
+    fn shared(token: Option<&str>) -> Shared {
+        let agent = token.map_or_else(String::new, |t| {
+            format!("[agent]\nlisten_token = \"{t}\"\n")
+        });
+        let config = load_text(&format!(
+            "{agent}[jobs.beat]\nevery = \"1h\"\n[jobs.beat.check]\ntype = \"heartbeat\"\ngrace = \"1m\"\n"
+        ))
+        .unwrap();
+        let rt = Arc::new(Runtime::build(config, Mode::DryRun, Arc::new(SystemClock)).unwrap());
+        Shared {
+            runtime: watch::channel(rt).1,
+            alive: Arc::new(Liveness::new()),
+            started: Arc::default(),
+            asks: mpsc::channel(1).0,
         }
+    }
+
+    /// Status, `Allow` and body of one request served by the router.
+    async fn call(router: &Router, method: &str, path: &str) -> (u16, String, String) {
+        use http_body_util::BodyExt;
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Body::default())
+            .unwrap();
+        let peer = SocketAddr::from(([127, 0, 0, 1], 1));
+        let response = respond(router, peer, BODY_TIMEOUT, req).await.unwrap();
+        let status = response.status().as_u16();
+        let allow = response
+            .headers()
+            .get(ALLOW)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, allow, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn routes_take_the_methods_healthchecks_clients_use() {
+        let router = router(shared(None));
+        assert_eq!(call(&router, "GET", "/healthz").await.0, 200);
+        assert_eq!(call(&router, "HEAD", "/metrics").await.0, 200);
+        assert_eq!(call(&router, "GET", "/status").await.0, 200);
+        for method in ["GET", "POST"] {
+            let (status, _, body) = call(&router, method, "/ping/nightly-import").await;
+            assert_eq!((status, body.as_str()), (404, "no job `nightly-import`\n"));
+        }
+        assert_eq!(call(&router, "HEAD", "/ping/nightly-import").await.0, 404);
+        assert_eq!(call(&router, "POST", "/ping/beat").await.0, 200);
         assert_eq!(
-            route(&post, "/status"),
-            Route::MethodNotAllowed("GET, HEAD")
+            call(&router, "POST", "/status").await,
+            (
+                405,
+                "GET, HEAD".to_owned(),
+                "method not allowed: use GET, HEAD\n".to_owned()
+            )
+        );
+        assert_eq!(call(&router, "PUT", "/ping/a").await.1, "GET, HEAD, POST");
+        assert_eq!(
+            call(&router, "DELETE", "/ping/a/start").await.1,
+            "GET, HEAD, POST"
+        );
+        assert_eq!(call(&router, "POST", "/ping/beat/start").await.0, 200);
+        assert_eq!(call(&router, "GET", "/badge/beat.svg").await.0, 200);
+        assert_eq!(call(&router, "GET", "/badge/beat/uptime.svg").await.0, 200);
+        assert_eq!(
+            call(&router, "GET", "/badge/db.dump.svg").await.2,
+            "no job `db.dump`\n"
         );
         assert_eq!(
-            route(&put, "/ping/a"),
-            Route::MethodNotAllowed("GET, HEAD, POST")
+            call(&router, "POST", "/badge/beat.svg").await.1,
+            "GET, HEAD"
         );
-        assert_eq!(route(&post, "/ping/a/start"), Route::Start("a"));
-        assert_eq!(route(&get, "/badge/backup.svg"), Route::Badge("backup"));
-        assert_eq!(route(&head, "/badge/db.dump.svg"), Route::Badge("db.dump"));
-        assert_eq!(
-            route(&get, "/badge/backup/uptime.svg"),
-            Route::UptimeBadge("backup")
-        );
-        assert_eq!(
-            route(&post, "/badge/backup.svg"),
-            Route::MethodNotAllowed("GET, HEAD")
-        );
-        assert_eq!(route(&get, "/"), Route::Overview);
-        assert_eq!(route(&head, "/jobs/backup"), Route::JobPage("backup"));
-        assert_eq!(
-            route(&get, "/static/klaxon.css"),
-            Route::Static("klaxon.css")
-        );
-        assert_eq!(
-            route(&post, "/jobs/backup"),
-            Route::MethodNotAllowed("GET, HEAD")
-        );
+        assert_eq!(call(&router, "GET", "/api/silences/1").await.1, "DELETE");
+        assert_eq!(call(&router, "GET", "/api/ack/beat").await.1, "POST");
+        // The dashboard's.
+        assert_eq!(call(&router, "GET", "/").await.0, 200);
+        assert_eq!(call(&router, "HEAD", "/jobs/beat").await.0, 200);
+        assert_eq!(call(&router, "GET", "/static/klaxon.css").await.0, 200);
+        assert_eq!(call(&router, "POST", "/jobs/beat").await.1, "GET, HEAD");
+        assert_eq!(call(&router, "GET", "/login").await.0, 200);
+        assert_eq!(call(&router, "GET", "/logout").await.1, "POST");
+        assert_eq!(call(&router, "GET", "/jobs/beat/run").await.1, "POST");
+        assert_eq!(call(&router, "GET", "/outbox/3/drop").await.1, "POST");
         for path in [
             "/jobs/",
             "/jobs/a/b",
+            "/jobs/a/b/c",
             "/static/a/b.css",
             "/ping",
             "/ping/",
@@ -727,8 +972,53 @@ mod tests {
             "/badge//uptime.svg",
             "/badge/a/b/uptime.svg",
         ] {
-            assert_eq!(route(&get, path), Route::NotFound, "{path}");
+            let (status, _, body) = call(&router, "GET", path).await;
+            assert_eq!(status, 404, "{path}");
+            assert!(
+                body.starts_with("not found: try /, /jobs/JOB"),
+                "{path}: {body}"
+            );
         }
+    }
+
+    #[tokio::test]
+    async fn the_api_is_forbidden_without_a_token_and_refused_without_the_right_one() {
+        let open = router(shared(None));
+        for (method, path) in [
+            ("GET", "/api/silences"),
+            ("POST", "/api/silences"),
+            ("DELETE", "/api/silences/1"),
+            ("POST", "/api/ack/beat"),
+        ] {
+            let (status, _, body) = call(&open, method, path).await;
+            assert_eq!(status, 403, "{method} {path}");
+            assert!(body.contains("`agent.listen_token`"), "{body}");
+        }
+        let guarded = router(shared(Some("t0ken")));
+        for (method, path) in [
+            ("GET", "/api/silences"),
+            ("POST", "/api/silences"),
+            ("DELETE", "/api/silences/1"),
+            ("POST", "/api/ack/beat"),
+            ("GET", "/status"),
+            ("POST", "/ping/beat"),
+            ("GET", "/ping/beat/start"),
+        ] {
+            assert_eq!(call(&guarded, method, path).await.0, 401, "{method} {path}");
+        }
+        // A method a path does not take is a 405 before any token is asked for.
+        assert_eq!(call(&guarded, "PUT", "/api/silences").await.0, 405);
+        assert_eq!(call(&guarded, "DELETE", "/status").await.0, 405);
+        assert_eq!(call(&guarded, "GET", "/healthz").await.0, 200);
+    }
+
+    #[test]
+    fn the_page_of_an_unspecified_address_is_on_loopback() {
+        let url = |addr: &str| dashboard_url(addr.parse().unwrap());
+        assert_eq!(url("0.0.0.0:9850"), "http://127.0.0.1:9850/");
+        assert_eq!(url("[::]:9850"), "http://[::1]:9850/");
+        assert_eq!(url("127.0.0.1:9850"), "http://127.0.0.1:9850/");
+        assert_eq!(url("192.168.1.5:80"), "http://192.168.1.5:80/");
     }
 
     #[test]
@@ -754,21 +1044,14 @@ mod tests {
         assert!(!authorized(Some(&header("Bearer x")), &empty));
     }
 
-    async fn start(limits: Limits) -> (SocketAddr, CancellationToken, tokio::task::JoinHandle<()>) {
-        let config = load_text(
-            "[jobs.beat]\nevery = \"1h\"\n[jobs.beat.check]\ntype = \"heartbeat\"\ngrace = \"1m\"\n",
-        )
-        .unwrap();
-        let rt = Arc::new(Runtime::build(config, Mode::DryRun, Arc::new(SystemClock)).unwrap());
+    async fn start(
+        shared: Shared,
+        limits: Limits,
+    ) -> (SocketAddr, CancellationToken, tokio::task::JoinHandle<()>) {
         let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = tcp.local_addr().unwrap();
-        let state = State {
-            runtime: watch::channel(rt).1,
-            alive: Arc::new(Liveness::new()),
-            started: Arc::default(),
-        };
         let stop = CancellationToken::new();
-        let task = tokio::spawn(serve(tcp, state, limits, stop.clone()));
+        let task = tokio::spawn(serve(tcp, router(shared), limits, stop.clone()));
         (addr, stop, task)
     }
 
@@ -785,7 +1068,7 @@ mod tests {
             header_timeout: Duration::from_millis(300),
             ..Limits::default()
         };
-        let (addr, stop, task) = start(limits).await;
+        let (addr, stop, task) = start(shared(None), limits).await;
         let mut slow = TcpStream::connect(addr).await.unwrap();
         slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
             .await
@@ -814,7 +1097,7 @@ mod tests {
             max_connections: 1,
             ..Limits::default()
         };
-        let (addr, stop, task) = start(limits).await;
+        let (addr, stop, task) = start(shared(None), limits).await;
         let mut first = TcpStream::connect(addr).await.unwrap();
         let answer = exchange(&mut first, "GET /status HTTP/1.1\r\nHost: x\r\n\r\n").await;
         assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
@@ -840,5 +1123,30 @@ mod tests {
             TcpStream::connect(addr).await.is_err(),
             "still accepting after stop"
         );
+    }
+
+    #[tokio::test]
+    async fn a_client_slow_with_a_body_it_must_send_gets_a_408() {
+        let limits = Limits {
+            body_timeout: Duration::from_millis(300),
+            ..Limits::default()
+        };
+        let (addr, stop, task) = start(shared(Some("t0ken")), limits).await;
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        let answer = exchange(
+            &mut slow,
+            "POST /api/silences HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t0ken\r\nContent-Length: 40\r\n\r\n{\"jobs\"",
+        )
+        .await;
+        assert!(
+            answer.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+            "{answer}"
+        );
+        assert!(
+            answer.ends_with("\r\n\r\nrequest timeout: the body was not sent in time\n"),
+            "{answer}"
+        );
+        stop.cancel();
+        task.await.unwrap();
     }
 }

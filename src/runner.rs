@@ -50,21 +50,30 @@ pub fn cut_short(stop: &CancellationToken, ok: bool, last_interrupted: bool, tri
     last_interrupted || (!ok && stop.is_cancelled() && tries.made < tries.allowed)
 }
 
+/// Why a job runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// A fire of its schedule (kept as the run's `fire_at`).
+    Fire(Fire),
+    /// Asked for by a person (`klaxon once`, the dashboard's "Run now"): no fire of the
+    /// schedule, so the schedule keeps its phase. `next_run` is when the schedule fires
+    /// next, for the messages the run makes.
+    Asked { next_run: Option<DateTime<Utc>> },
+}
+
 /// Runs `job` now: tries the check up to `retry.attempts()` times (fewer when `stop`
 /// is cancelled), records the result and enqueues the messages it makes due.
 pub async fn run_job(
     rt: &Arc<Runtime>,
     job: &Job,
     retry: &RetryPolicy,
-    fire: Option<Fire>,
+    cause: Cause,
     stop: &CancellationToken,
 ) -> anyhow::Result<Finished> {
-    // A run by hand (`once`) says when the schedule would fire next.
-    let next_run = match fire {
-        Some(f) => f.next_run,
-        None => job.trigger.next_after(rt.clock.now()),
+    let (next_run, fire_at) = match cause {
+        Cause::Fire(f) => (f.next_run, Some(f.nominal)),
+        Cause::Asked { next_run } => (next_run, None),
     };
-    let fire_at = fire.map(|f| f.nominal);
     let check = rt
         .checks
         .get(&job.name)

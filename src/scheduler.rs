@@ -83,6 +83,40 @@ pub trait Dispatch: Send + Sync {
     fn run(&self, job: &Arc<Job>, fire: Fire);
     /// `job`'s fire at `nominal` will not run, for the reason given.
     fn skip(&self, job: &Arc<Job>, nominal: DateTime<Utc>, why: String);
+    /// Run the active `job` now, out of its schedule, because a person asked
+    /// ([`RunNow`]); `next_run` is its next fire. By default a fire at `now`; the
+    /// agent's dispatch records it as no fire and starts nothing while a run of the job
+    /// is going.
+    fn run_now(&self, job: &Arc<Job>, now: DateTime<Utc>, next_run: Option<DateTime<Utc>>) -> Ran {
+        let fire = Fire {
+            nominal: now,
+            due: now,
+            next_run,
+        };
+        self.run(job, fire);
+        Ran::Started
+    }
+}
+
+/// A person asks for a job to run now, out of its schedule (the dashboard's "Run now"):
+/// the loop hands it to its [`Dispatch`] beside the fires, and answers on `reply`.
+#[derive(Debug)]
+pub struct RunNow {
+    pub job: String,
+    pub reply: tokio::sync::oneshot::Sender<Ran>,
+}
+
+/// What came of a [`RunNow`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ran {
+    /// The run has started (it may wait for one of `agent.max_concurrent` permits).
+    Started,
+    /// A run of the job is still going: none was started.
+    AlreadyRunning,
+    /// The job is passive (a `heartbeat`): it runs when it is pinged.
+    Passive,
+    /// The schedule has no job of that name.
+    NoSuchJob,
 }
 
 /// What is remembered of a job's schedule across restarts.
@@ -358,6 +392,18 @@ impl Timeline {
         }
     }
 
+    /// Hands a run of the job named `name` to `dispatch` now, as [`RunNow`] asks.
+    fn run_now(&self, name: &str, now: DateTime<Utc>, dispatch: &dyn Dispatch) -> Ran {
+        let Some(slot) = self.slots.iter().find(|s| s.job.name == name) else {
+            return Ran::NoSuchJob;
+        };
+        if !slot.job.check.is_active() {
+            return Ran::Passive;
+        }
+        let next_run = slot.next.map(|n| shift(n, slot.delay_c));
+        dispatch.run_now(&slot.job, now, next_run)
+    }
+
     /// When the earliest fire is due, in ns since the epoch.
     fn next_due(&self) -> Option<i64> {
         self.heap.peek().map(|Reverse((due, _))| *due)
@@ -603,8 +649,8 @@ impl Alarm {
 
 /// Runs the loop until `shutdown`. `remembered` is what the store knows of each job's
 /// last fire; `reloads` brings new job sets (SIGHUP, `--watch`); `resumes` the jobs to
-/// run again now that the machine is back online; `alive` is stamped on every turn (the
-/// listener's `/healthz`).
+/// run again now that the machine is back online; `asks` the runs people ask for (the
+/// listener's "Run now"); `alive` is stamped on every turn (the listener's `/healthz`).
 #[allow(clippy::too_many_arguments)]
 pub async fn run_loop(
     jobs: Vec<Arc<Job>>,
@@ -615,6 +661,7 @@ pub async fn run_loop(
     shutdown: CancellationToken,
     mut reloads: mpsc::Receiver<Reload>,
     mut resumes: mpsc::UnboundedReceiver<Vec<String>>,
+    mut asks: mpsc::Receiver<RunNow>,
     alive: Arc<crate::liveness::Liveness>,
 ) {
     let mut timeline = Timeline::new(jobs, &remembered, clock.now());
@@ -715,6 +762,12 @@ pub async fn run_loop(
                     Some((_, pending)) => pending.extend(jobs),
                     None => resume = Some((at, jobs)),
                 }
+            }
+            Some(ask) = asks.recv() => {
+                let ran = timeline.run_now(&ask.job, clock.now(), dispatch.as_ref());
+                tracing::info!(job = %ask.job, ?ran, "a run was asked for");
+                // The asker may have gone (a client that hung up): nothing to tell.
+                let _ = ask.reply.send(ran);
             }
             reload = reloads.recv() => {
                 if let Some(reload) = reload {
@@ -829,6 +882,7 @@ mod tests {
         shutdown: CancellationToken,
         reload: mpsc::Sender<Reload>,
         resume: mpsc::UnboundedSender<Vec<String>>,
+        ask: mpsc::Sender<RunNow>,
         task: tokio::task::JoinHandle<()>,
     }
 
@@ -842,6 +896,7 @@ mod tests {
             let shutdown = CancellationToken::new();
             let (reload, reloads) = mpsc::channel(1);
             let (resume, resumes) = mpsc::unbounded_channel();
+            let (ask, asks) = mpsc::channel(1);
             let task = tokio::spawn(run_loop(
                 jobs(toml),
                 remembered,
@@ -851,6 +906,7 @@ mod tests {
                 shutdown.clone(),
                 reloads,
                 resumes,
+                asks,
                 Default::default(),
             ));
             // Let the loop start before the test moves time.
@@ -863,6 +919,7 @@ mod tests {
                 shutdown,
                 reload,
                 resume,
+                ask,
                 task,
             }
         }
@@ -999,6 +1056,37 @@ mod tests {
         advance(Duration::from_secs(3_600)).await;
         let nominals: Vec<_> = h.runs().into_iter().map(|(_, n, _)| n).collect();
         assert_eq!(nominals, [t("2026-05-01T11:00:00Z"); 2]);
+        h.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_run_asked_for_is_handed_out_at_once_and_the_schedule_keeps_its_phase() {
+        let beat = "[jobs.beat]\nevery = \"1h\"\n[jobs.beat.check]\ntype = \"heartbeat\"\ngrace = \"1m\"\n";
+        let toml = format!("{}{beat}", tcp_job("api", "every = \"1h\""));
+        let h = Harness::start(&toml, "2026-05-01T10:00:00Z", HashMap::new()).await;
+        advance(Duration::from_secs(1)).await;
+        assert_eq!(h.runs().len(), 1, "api ran at start");
+        advance(Duration::from_secs(600)).await;
+        let ask = |job: &str| {
+            let (reply, ran) = tokio::sync::oneshot::channel();
+            let sent = h.ask.try_send(RunNow {
+                job: job.into(),
+                reply,
+            });
+            assert!(sent.is_ok());
+            ran
+        };
+        assert_eq!(ask("api").await.unwrap(), Ran::Started);
+        let runs = h.runs();
+        assert_eq!(runs.len(), 1, "{runs:?}");
+        assert_eq!((runs[0].0.as_str(), runs[0].1), ("api", h.clock.now()));
+        assert_eq!(ask("beat").await.unwrap(), Ran::Passive);
+        assert_eq!(ask("nope").await.unwrap(), Ran::NoSuchJob);
+        assert_eq!(h.runs(), []);
+        // The next fire is where it was.
+        advance(Duration::from_secs(3_000)).await;
+        let nominals: Vec<_> = h.runs().into_iter().map(|(_, n, _)| n).collect();
+        assert_eq!(nominals, [t("2026-05-01T11:00:00Z")]);
         h.stop().await;
     }
 
@@ -1184,6 +1272,7 @@ mod tests {
             shutdown.clone(),
             reloads,
             mpsc::unbounded_channel().1,
+            mpsc::channel(1).1,
             Default::default(),
         ));
         tokio::time::sleep(Duration::from_millis(1_300)).await;

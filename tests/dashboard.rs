@@ -160,17 +160,7 @@ impl Page {
 
     /// Rows of the table that follows the heading with id `heading`.
     fn rows_after(&self, heading: &str) -> usize {
-        let start = self
-            .body
-            .find(&format!("id=\"{heading}\""))
-            .unwrap_or_else(|| panic!("no #{heading} in:\n{}", self.body));
-        let rest = &self.body[start..];
-        let end = rest.find("</section>").unwrap();
-        let section = &rest[..end];
-        match section.find("<tbody>") {
-            Some(body) => section[body..].matches("<tr>").count(),
-            None => 0,
-        }
+        rows_after(&self.body, heading)
     }
 
     fn assert_strict(&self, path: &str) {
@@ -199,6 +189,19 @@ impl Page {
                 "{path}: inline script"
             );
         }
+    }
+}
+
+/// Rows of the table in the section of the heading with id `heading` in `html`.
+fn rows_after(html: &str, heading: &str) -> usize {
+    let start = html
+        .find(&format!("id=\"{heading}\""))
+        .unwrap_or_else(|| panic!("no #{heading} in:\n{html}"));
+    let rest = &html[start..];
+    let section = &rest[..rest.find("</section>").unwrap()];
+    match section.find("<tbody>") {
+        Some(body) => section[body..].matches("<tr>").count(),
+        None => 0,
     }
 }
 
@@ -306,11 +309,8 @@ async fn the_overview_lists_every_job_in_words_and_bars_their_runs() {
     assert!(page.rows_after("outbox-h") >= 2, "{}", page.body);
     // Signed out with a token configured: a way to sign in, no buttons.
     assert!(page.body.contains("<a href=\"/login\">Sign in to act</a>"));
-    assert!(
-        !page
-            .body
-            .contains("<button type=\"submit\">Run now</button>")
-    );
+    assert!(!page.body.contains("<button type=\"submit\">Run now"));
+    assert!(!page.body.contains("<form"));
     // The agent's facts.
     assert!(
         page.body
@@ -500,4 +500,105 @@ async fn without_a_listen_token_the_page_says_actions_need_one() {
     assert_eq!(page.rows_after("alerts-h"), 0);
     assert!(page.body.contains("No open alerts."));
     assert!(page.body.contains("Every message has been delivered."));
+}
+
+/// The session cookie `POST /login` sets for `token`, or `None` when refused.
+async fn sign_in(agent: &Agent, token: &str) -> Option<String> {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = client
+        .post(agent.url("/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={token}"))
+        .send()
+        .await
+        .unwrap();
+    let cookie = response.headers().get("set-cookie")?.to_str().unwrap();
+    Some(cookie.split(';').next().unwrap().to_owned())
+}
+
+/// The value of the hidden `name` field in the first form of `html` posting to `action`.
+fn hidden_in_form(html: &str, action: &str, name: &str) -> Option<String> {
+    let start = html.find(&format!("<form method=\"post\" action=\"{action}\""))?;
+    let form = &html[start..start + html[start..].find("</form>")?];
+    let field = format!("name=\"{name}\" value=\"");
+    let value = &form[form.find(&field)? + field.len()..];
+    Some(value[..value.find('"')?].to_owned())
+}
+
+#[tokio::test]
+async fn signed_in_the_pages_carry_forms_with_the_csrf_field_and_they_work() {
+    let (agent, _receiver, _pinged) = start_with_secrets().await;
+    assert_eq!(sign_in(&agent, "wrong-token").await, None);
+    let cookie = sign_in(&agent, TOKEN).await.expect("signed in");
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let get = |path: &str| client.get(agent.url(path)).header("cookie", &cookie).send();
+    // Wait for broken's alert: then it can be acknowledged too.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let body = loop {
+        let body = get("/").await.unwrap().text().await.unwrap();
+        if body.contains("/jobs/broken/ack") {
+            break body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no ack form:\n{body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    secrets_absent("/ signed in", &body);
+    assert!(!body.contains("Sign in to act"), "{body}");
+    assert!(body.contains("<button type=\"submit\" class=\"link\">Sign out</button>"));
+    for action in [
+        "/jobs/broken/silence",
+        "/jobs/broken/ack",
+        "/jobs/broken/run",
+        "/jobs/flaky/run",
+        "/outbox/1/retry",
+        "/outbox/1/drop",
+        "/logout",
+    ] {
+        let csrf = hidden_in_form(&body, action, "csrf")
+            .unwrap_or_else(|| panic!("no form to {action} with a csrf field:\n{body}"));
+        assert!(csrf.len() >= 32, "{action}: {csrf}");
+        assert_eq!(hidden_in_form(&body, action, "next").as_deref(), Some("/"));
+    }
+    // The beat job is passive and has no alert: no acknowledge form for it.
+    assert!(!body.contains("/jobs/beat/ack"));
+
+    // A job page's forms come back to it; pressing "Run now" runs the job.
+    let page = get("/jobs/broken").await.unwrap().text().await.unwrap();
+    let csrf = hidden_in_form(&page, "/jobs/broken/run", "csrf").expect("run form");
+    assert_eq!(
+        hidden_in_form(&page, "/jobs/broken/run", "next").as_deref(),
+        Some("/jobs/broken")
+    );
+    let runs_before = rows_after(&page, "history-h");
+    let response = client
+        .post(agent.url("/jobs/broken/run"))
+        .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={csrf}&next=%2Fjobs%2Fbroken"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303, "{}", response.text().await.unwrap());
+    assert_eq!(response.headers()["location"], "/jobs/broken");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let page = get("/jobs/broken").await.unwrap().text().await.unwrap();
+        if rows_after(&page, "history-h") > runs_before {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no new run:\n{page}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -1,7 +1,10 @@
-//! Every config shipped in `config/` parses and validates: they are what users copy.
-#![allow(clippy::unwrap_used)]
+//! Every config shipped in `config/` parses and validates: they are what users copy. The
+//! runnable example runs, and its log names the page.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
+
+mod common;
 
 #[test]
 fn every_shipped_config_is_valid() {
@@ -47,4 +50,62 @@ fn the_runnable_example_needs_no_secret_and_shows_alerts_in_the_log() {
     let config = klaxon::config::load(&path, &|_: &str| None).unwrap();
     assert!(config.notifiers.iter().all(|n| n.spec.kind() == "log"));
     assert!(config.jobs.iter().all(|j| j.notify == ["console"]));
+}
+
+/// README's first command prints the page's address: the shipped config listens on
+/// loopback, and the agent logs `dashboard: http://ADDR/` (here on a free port, so the
+/// test does not take the shipped one, with its state in a temp dir).
+#[test]
+fn the_runnable_example_listens_on_loopback_and_logs_the_dashboard() {
+    use std::io::{Read, Write};
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/klaxon.toml");
+    let config = klaxon::config::load(&shipped, &|_: &str| None).unwrap();
+    let listen = config
+        .agent
+        .listen
+        .expect("the example sets `agent.listen`");
+    assert!(listen.ip().is_loopback(), "{listen}");
+    let text = std::fs::read_to_string(&shipped).unwrap();
+    let fixed = format!("listen = \"{listen}\"");
+    assert!(text.contains(&fixed), "{fixed}");
+    let dir = tempfile::tempdir().unwrap();
+    let text = text
+        .replace(&fixed, "listen = \"127.0.0.1:0\"")
+        .replace("state_dir = \"../.klaxon-demo\"", "state_dir = \"state\"");
+    std::fs::write(dir.path().join("klaxon.toml"), text).unwrap();
+    let log = dir.path().join("agent.log");
+    let mut agent = common::klaxon()
+        .arg("--config")
+        .arg(dir.path().join("klaxon.toml"))
+        .arg("run")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let url = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(rest) = text.split("dashboard: ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no `dashboard:` in the log:\n{text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let addr = url
+        .strip_prefix("http://127.0.0.1:")
+        .and_then(|rest| rest.strip_suffix('/'))
+        .unwrap_or_else(|| panic!("`{url}`"));
+    // The address answers: the listener is the one the log names.
+    let mut stream = std::net::TcpStream::connect(format!("127.0.0.1:{addr}")).unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
 }

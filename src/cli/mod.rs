@@ -6,6 +6,7 @@ mod exec;
 mod jobs;
 mod notify;
 mod once;
+mod open;
 mod outbox;
 mod ping;
 mod run;
@@ -49,6 +50,8 @@ enum Command {
     Ping(ping::PingArgs),
     /// Wrap one command (for cron or launchd): lock, timeout, retries, heartbeat, alerts
     Exec(exec::ExecArgs),
+    /// Open the agent's page (`agent.listen`) in the browser, and print its address
+    Open,
     /// Send a test message through a notifier
     Notify(notify::NotifyArgs),
     /// Each job's state: severity, since when, failures, alert, last and next run
@@ -83,6 +86,7 @@ pub fn main() -> ExitCode {
         Command::Once(args) => once::run(cli.config.as_deref(), &env, args),
         Command::Ping(args) => ping::run(cli.config.as_deref(), &env, args),
         Command::Exec(args) => exec::run(cli.config.as_deref(), &env, args),
+        Command::Open => open::run(cli.config.as_deref(), &env),
         Command::Notify(args) => notify::run(cli.config.as_deref(), &env, args),
         Command::Status(args) => status::status(cli.config.as_deref(), &env, args),
         Command::History(args) => status::history(cli.config.as_deref(), &env, args),

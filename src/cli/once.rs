@@ -56,8 +56,11 @@ pub fn run(config: Option<&Path>, env: &dyn Env, args: OnceArgs) -> anyhow::Resu
         let rt = Arc::new(Runtime::build(config, mode, Arc::new(SystemClock))?);
         let interrupt = Arc::new(Interrupt::default());
         super::watch_interrupts(interrupt.clone())?;
-        let finished =
-            crate::runner::run_job(&rt, &job, &retry, None, &interrupt.stop).await?;
+        // A run by hand says when the schedule would fire next.
+        let cause = crate::runner::Cause::Asked {
+            next_run: job.trigger.next_after(rt.clock.now()),
+        };
+        let finished = crate::runner::run_job(&rt, &job, &retry, cause, &interrupt.stop).await?;
         let interrupted = finished.interrupted();
         let r = &finished.record;
         println!(

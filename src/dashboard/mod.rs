@@ -9,6 +9,10 @@
 //! - `/static/klaxon.css` and `/static/klaxon.js`: compiled into the binary.
 //! - [`svg`]: the charts (the recent-runs bars, the latency sparkline, the job page's
 //!   duration/latency chart) as inline SVG.
+//! - [`auth`]: signing in with `agent.listen_token` (a stateless session cookie) and the
+//!   CSRF token every state-changing form carries.
+//! - [`actions`]: what the page's buttons do (silence, acknowledge, run now, retry or
+//!   drop an outbox message), each a `POST` that needs a session.
 //!
 //! Pages are server-rendered from compile-time templates (`templates/`, askama); charts
 //! are inline SVG made on the server. Every page is sent with a strict
@@ -30,6 +34,8 @@ use http_body_util::Full;
 use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use hyper::{Response, StatusCode};
 
+pub mod actions;
+pub mod auth;
 pub mod job;
 pub mod overview;
 pub mod svg;
@@ -55,17 +61,25 @@ const JS: &str = include_str!("static/klaxon.js");
 
 type Body = Full<Bytes>;
 
-/// `/`: the overview.
+/// `/` (`/?page=N`): the overview.
 pub async fn overview_page(
     rt: Arc<Runtime>,
     alive: Arc<Liveness>,
     headers: &HeaderMap,
+    query: Option<&str>,
 ) -> Response<Body> {
-    let actions = Actions::of(&rt, headers);
+    let wanted = overview::Paging::wanted(query);
+    let here = if wanted > 1 {
+        format!("/?page={wanted}")
+    } else {
+        "/".to_owned()
+    };
+    let actions = Actions::of(&rt, headers, &here);
     let page = crate::store::THREADS
         .run(move || {
             let now = rt.clock.now();
-            let page = overview::gather(&rt, &alive, actions, now).map_err(|e| e.to_string())?;
+            let page =
+                overview::gather(&rt, &alive, actions, wanted, now).map_err(|e| e.to_string())?;
             page.render()
                 .map(|html| (StatusCode::OK, html))
                 .map_err(|e| e.to_string())
@@ -82,8 +96,8 @@ pub async fn job_page(
     segment: &str,
     headers: &HeaderMap,
 ) -> Response<Body> {
-    let actions = Actions::of(&rt, headers);
     let name = decode_segment(segment);
+    let actions = Actions::of(&rt, headers, &format!("/jobs/{segment}"));
     let page = crate::store::THREADS
         .run(move || {
             let now = rt.clock.now();
@@ -151,7 +165,9 @@ fn secure(headers: &mut hyper::HeaderMap) {
         "x-content-type-options",
         HeaderValue::from_static("nosniff"),
     );
-    headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    // Not `no-referrer`: a browser then sends `Origin: null` with the forms, which
+    // the actions refuse.
+    headers.insert("referrer-policy", HeaderValue::from_static("same-origin"));
     headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
 }
 
@@ -204,19 +220,31 @@ impl Frame {
 pub enum Actions {
     /// `agent.listen_token` is not set: nothing can be changed from the page.
     NoToken,
-    /// Not signed in: a link to the sign-in form instead of buttons.
-    SignedOut,
-    /// Signed in: every form carries this hidden CSRF field (HTML, already escaped).
-    SignedIn { csrf_field: String },
+    /// Not signed in: a link to the sign-in form (coming back to this page) instead
+    /// of buttons.
+    SignedOut { login: String },
+    /// Signed in: every form carries these hidden fields (HTML, already escaped): the
+    /// session's CSRF token and the page to come back to.
+    SignedIn { fields: String },
 }
 
 impl Actions {
-    /// What a request may do from the page: nothing without `agent.listen_token`, and
-    /// nothing until signed in.
-    pub fn of(rt: &Runtime, _headers: &HeaderMap) -> Self {
-        match rt.config.agent.listen_token {
-            None => Actions::NoToken,
-            Some(_) => Actions::SignedOut,
+    /// What a request for the page at `here` may do from it: nothing without
+    /// `agent.listen_token`, and nothing until signed in ([`auth::Access`]).
+    pub fn of(rt: &Runtime, headers: &HeaderMap, here: &str) -> Self {
+        match auth::Access::of(headers, rt.config.agent.listen_token.as_ref()) {
+            auth::Access::NoToken => Actions::NoToken,
+            auth::Access::SignedOut => Actions::SignedOut {
+                login: auth::login_path(here),
+            },
+            auth::Access::SignedIn(session) => Actions::SignedIn {
+                fields: format!(
+                    "{}<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+                    session.csrf_field(),
+                    auth::NEXT_FIELD,
+                    klaxon_notifiers::text::escape_html(here)
+                ),
+            },
         }
     }
 
@@ -228,10 +256,10 @@ impl Actions {
         matches!(self, Actions::NoToken)
     }
 
-    /// The hidden CSRF field for a form, empty when not signed in.
-    pub fn csrf(&self) -> &str {
+    /// The hidden fields of a form, empty when not signed in.
+    pub fn fields(&self) -> &str {
         match self {
-            Actions::SignedIn { csrf_field } => csrf_field,
+            Actions::SignedIn { fields } => fields,
             _ => "",
         }
     }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use askama::Template;
 use chrono::{DateTime, Utc};
 
-use super::{Actions, Frame, State, When, elapsed, job_href, span, svg};
+use super::{Actions, Frame, State, When, job_href, span, svg};
 use crate::alert::{JobState, OpenAlert};
 use crate::liveness::Liveness;
 use crate::runtime::Runtime;
@@ -16,13 +16,27 @@ use crate::store::{HeldMessage, RECENT_RUNS, RecentRun, Silence, StoreError};
 /// Undelivered messages shown at most; the rest are counted (`klaxon outbox` lists all).
 pub const OUTBOX_SHOWN: usize = 50;
 
+/// Jobs on one page of the overview (`/?page=N`), worst first: a fleet of a thousand
+/// is ten pages, each quick to render and light to send, the failing jobs on the first.
+pub const PAGE_JOBS: usize = 100;
+
+/// Open alerts listed at most; the rest are counted (their jobs lead the jobs table).
+pub const ALERTS_SHOWN: usize = 100;
+
 /// The overview page.
 #[derive(Debug, Template)]
 #[template(path = "overview.html")]
 pub struct Overview {
     pub frame: Frame,
+    /// How many jobs are in each state, worst first: (word, class, count).
+    pub counts: Vec<(&'static str, &'static str, usize)>,
+    pub total: usize,
+    pub paging: Paging,
+    /// This page's jobs, worst first, then in config order.
     pub jobs: Vec<JobRow>,
     pub alerts: Vec<AlertRow>,
+    /// Open alerts beyond [`ALERTS_SHOWN`].
+    pub alerts_more: usize,
     pub silences: Vec<SilenceRow>,
     pub acks: Vec<AckRow>,
     pub outbox: Vec<OutboxRow>,
@@ -31,19 +45,67 @@ pub struct Overview {
     pub agent: AgentInfo,
 }
 
-impl Overview {
-    /// How many jobs are in each state, the states that have any, worst first.
-    pub fn counts(&self) -> Vec<(&'static str, &'static str, usize)> {
-        let order = ["critical", "warning", "unknown", "pending", "ok"];
-        order
-            .iter()
-            .filter_map(|class| {
-                let mut rows = self.jobs.iter().filter(|j| j.state.class == *class);
-                let word = rows.next()?.state.word;
-                Some((word, *class, 1 + rows.count()))
-            })
-            .collect()
+/// Which page of jobs this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Paging {
+    /// From 1.
+    pub page: usize,
+    pub pages: usize,
+    /// The page's first and last job, counted from 1 (0 and 0 without jobs).
+    pub first: usize,
+    pub last: usize,
+}
+
+impl Paging {
+    /// Page `wanted` (from `/?page=N`; the last one when beyond it) of `total` jobs.
+    pub fn new(wanted: usize, total: usize) -> Self {
+        let pages = total.div_ceil(PAGE_JOBS).max(1);
+        let page = wanted.clamp(1, pages);
+        let first = (page - 1) * PAGE_JOBS;
+        Self {
+            page,
+            pages,
+            first: (first + 1).min(total),
+            last: (first + PAGE_JOBS).min(total),
+        }
     }
+
+    /// The page a query string asks for (`page=N`), 1 when it says none.
+    pub fn wanted(query: Option<&str>) -> usize {
+        query
+            .unwrap_or_default()
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("page="))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1)
+    }
+
+    /// The page numbers to link to.
+    pub fn numbers(&self) -> std::ops::RangeInclusive<usize> {
+        1..=self.pages
+    }
+}
+
+/// Where a job goes on the overview: failing first, then unknown, not run yet, ok.
+fn rank(state: Option<&JobState>) -> u8 {
+    use crate::alert::SeverityName as S;
+    match state.and_then(|s| s.severity) {
+        Some(S::Critical) => 0,
+        Some(S::Warning) => 1,
+        Some(S::Unknown) => 2,
+        None => 3,
+        Some(S::Ok) => 4,
+    }
+}
+
+/// The config's jobs in the overview's order: worst first, then as the config has them.
+pub fn ordered<'a>(
+    config: &'a crate::config::Config,
+    states: &HashMap<String, JobState>,
+) -> Vec<&'a crate::config::Job> {
+    let mut jobs: Vec<_> = config.jobs.iter().collect();
+    jobs.sort_by_key(|j| rank(states.get(&j.name)));
+    jobs
 }
 
 /// One job's row in the jobs table.
@@ -119,9 +181,11 @@ pub struct OutboxRow {
     pub event: String,
     pub created: When,
     pub tries: u32,
-    /// `pending` (with its next try) or `given up` (with when).
+    /// `pending` or `given up`.
     pub state: &'static str,
     pub class: &'static str,
+    /// `next try`, `due`, `gave up`, and when.
+    pub when_label: &'static str,
     pub when: When,
     /// The notifier's own wording of its last failure (never with its URL or secret).
     pub last_error: String,
@@ -157,28 +221,44 @@ pub struct Reads {
 }
 
 impl Reads {
-    /// One statement for each kind of read, whatever the number of jobs.
-    pub fn read(rt: &Runtime, now: DateTime<Utc>) -> Result<Self, StoreError> {
-        let names = || rt.config.jobs.iter().map(|j| j.name.as_str());
+    /// Every job's state, and the recent runs of the jobs on `paging`'s page: one
+    /// statement for each kind of read, whatever the number of jobs.
+    pub fn read(rt: &Runtime, paging: Paging, now: DateTime<Utc>) -> Result<Self, StoreError> {
+        let states = rt
+            .store
+            .job_states(rt.config.jobs.iter().map(|j| j.name.as_str()))?;
+        let order = ordered(&rt.config, &states);
+        let shown = || page_of(&order, paging).iter().map(|j| j.name.as_str());
         Ok(Self {
-            states: rt.store.job_states(names())?,
-            runs: rt.store.recent_runs(names(), RECENT_RUNS)?,
-            last_fires: rt.store.last_fires(names())?,
+            runs: rt.store.recent_runs(shown(), RECENT_RUNS)?,
+            last_fires: rt.store.last_fires(shown())?,
+            states,
             silences: rt.store.silences(now, false)?,
             held: rt.store.held()?,
         })
     }
 }
 
-/// The overview of `rt` as of `now`.
+/// The jobs of `paging`'s page of `order`.
+fn page_of<'a, 'b>(
+    order: &'b [&'a crate::config::Job],
+    paging: Paging,
+) -> &'b [&'a crate::config::Job] {
+    let start = paging.first.saturating_sub(1).min(order.len());
+    &order[start..paging.last.max(start).min(order.len())]
+}
+
+/// Page `wanted` of the overview of `rt` as of `now`.
 pub fn gather(
     rt: &Runtime,
     alive: &Liveness,
     actions: Actions,
+    wanted: usize,
     now: DateTime<Utc>,
 ) -> Result<Overview, StoreError> {
-    let reads = Reads::read(rt, now)?;
-    Ok(build(rt, alive, actions, &reads, now))
+    let paging = Paging::new(wanted, rt.config.jobs.len());
+    let reads = Reads::read(rt, paging, now)?;
+    Ok(build(rt, alive, actions, paging, &reads, now))
 }
 
 /// The page from what was read: pure but for the agent's counters.
@@ -186,33 +266,50 @@ pub fn build(
     rt: &Runtime,
     alive: &Liveness,
     actions: Actions,
+    paging: Paging,
     reads: &Reads,
     now: DateTime<Utc>,
 ) -> Overview {
     let config = &rt.config;
     let default_state = JobState::default();
-    let mut jobs = Vec::with_capacity(config.jobs.len());
+    let order = ordered(config, &reads.states);
+    let mut counts: Vec<(&'static str, &'static str, usize)> = Vec::new();
     let mut alerts = Vec::new();
+    let mut alerts_more = 0;
     let mut acks = Vec::new();
-    for job in &config.jobs {
+    for job in &order {
+        let state = reads.states.get(&job.name).unwrap_or(&default_state);
+        let word = State::of(state.severity);
+        match counts.last_mut() {
+            Some((w, _, n)) if *w == word.word => *n += 1,
+            _ => counts.push((word.word, word.class, 1)),
+        }
+        let Some(open) = &state.open else { continue };
+        let href = job_href(&job.name);
+        if alerts.len() < ALERTS_SHOWN {
+            alerts.push(alert_row(job, &href, state, open, &reads.held, now));
+        } else {
+            alerts_more += 1;
+        }
+        if let Some(ack) = &open.acked {
+            acks.push(AckRow {
+                job: job.name.clone(),
+                href,
+                by: ack.by.clone(),
+                at: When::new(ack.at, now, job.timezone),
+                comment: ack.comment.clone().unwrap_or_default(),
+            });
+        }
+    }
+    let shown = page_of(&order, paging);
+    let mut jobs = Vec::with_capacity(shown.len());
+    for job in shown {
         let tz = job.timezone;
         let state = reads.states.get(&job.name).unwrap_or(&default_state);
         let runs = reads.runs.get(&job.name).map_or(&[][..], |r| r.as_slice());
         let last = runs.iter().rev().find(|r| r.verdict.judged());
         let silence = crate::status::silenced(config, &reads.silences, &job.name, now);
         let href = job_href(&job.name);
-        if let Some(open) = &state.open {
-            alerts.push(alert_row(job, &href, state, open, &reads.held, now));
-            if let Some(ack) = &open.acked {
-                acks.push(AckRow {
-                    job: job.name.clone(),
-                    href: href.clone(),
-                    by: ack.by.clone(),
-                    at: When::new(ack.at, now, tz),
-                    comment: ack.comment.clone().unwrap_or_default(),
-                });
-            }
-        }
         jobs.push(JobRow {
             name: job.name.clone(),
             state: State::of(state.severity),
@@ -253,8 +350,12 @@ pub fn build(
         .collect();
     Overview {
         frame: Frame::new(rt, alive, actions),
+        counts,
+        total: config.jobs.len(),
+        paging,
         jobs,
         alerts,
+        alerts_more,
         silences,
         acks,
         outbox,
@@ -300,8 +401,10 @@ fn alert_row(
         Some("not sent yet: the job is silenced")
     } else if open.told.is_none() {
         Some("not recorded")
+    } else if job.notify.is_empty() {
+        Some("nobody: the job notifies no one")
     } else {
-        Some("no notifier takes this severity")
+        Some("nobody: no notifier of the job takes this severity")
     };
     AlertRow {
         job: job.name.clone(),
@@ -324,9 +427,10 @@ fn outbox_row(rt: &Runtime, m: &HeldMessage, now: DateTime<Utc>) -> OutboxRow {
         .config
         .job(&m.job)
         .map_or(rt.config.agent.timezone, |j| j.timezone);
-    let (state, class, when) = match m.gave_up_at {
-        Some(t) => ("given up", "critical", t),
-        None => ("pending", "warning", m.next_attempt_at),
+    let (state, class, when_label, when) = match m.gave_up_at {
+        Some(t) => ("given up", "critical", "gave up", t),
+        None if m.next_attempt_at <= now => ("pending", "warning", "due", m.next_attempt_at),
+        None => ("pending", "warning", "next try", m.next_attempt_at),
     };
     OutboxRow {
         id: m.id,
@@ -338,6 +442,7 @@ fn outbox_row(rt: &Runtime, m: &HeldMessage, now: DateTime<Utc>) -> OutboxRow {
         tries: m.tries,
         state,
         class,
+        when_label,
         when: When::new(when, now, tz),
         last_error: m.last_error.clone().unwrap_or_default(),
     }
@@ -345,7 +450,7 @@ fn outbox_row(rt: &Runtime, m: &HeldMessage, now: DateTime<Utc>) -> OutboxRow {
 
 fn agent_info(rt: &Runtime, alive: &Liveness) -> AgentInfo {
     let counts = rt.metrics.lateness();
-    let fires = counts.iter().map(|(_, n)| n).sum();
+    let fires: u64 = counts.iter().map(|(_, n)| n).sum();
     let lateness = counts
         .iter()
         .scan(None, |lower: &mut Option<f64>, (le, count)| {
@@ -359,9 +464,11 @@ fn agent_info(rt: &Runtime, alive: &Liveness) -> AgentInfo {
             Some(LateRow {
                 bucket,
                 count: *count,
-                total: fires,
+                total: fires.max(1),
             })
         })
+        // Buckets no fire fell in say nothing: a short table of where fires did.
+        .filter(|row| row.count > 0)
         .collect();
     AgentInfo {
         version: env!("CARGO_PKG_VERSION"),
@@ -377,7 +484,179 @@ fn agent_info(rt: &Runtime, alive: &Liveness) -> AgentInfo {
 fn seconds(s: f64) -> String {
     if s < 1.0 {
         format!("{} ms", (s * 1000.0).round())
+    } else if s < 60.0 {
+        format!("{} s", s.round())
     } else {
-        elapsed(std::time::Duration::from_secs_f64(s))
+        span(std::time::Duration::from_secs_f64(s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::alert::SeverityName;
+    use crate::config::tests_support::load_text;
+    use crate::runtime::{Mode, SystemClock};
+    use crate::store::Verdict;
+
+    fn runtime(jobs: usize) -> Runtime {
+        let mut text = String::from("[agent]\nname = \"web-01\"\ntimezone = \"UTC\"\n");
+        for i in 0..jobs {
+            text.push_str(&format!(
+                "[jobs.service-{i:04}]\nevery = \"1m\"\n[jobs.service-{i:04}.check]\ntype = \"http\"\nurl = \"https://service-{i:04}.example.com/health\"\n"
+            ));
+        }
+        let config = load_text(&text).unwrap();
+        Runtime::build(config, Mode::DryRun, Arc::new(SystemClock)).unwrap()
+    }
+
+    /// What a day of a typical job looks like: 90 runs a minute apart measuring a
+    /// latency, with a short outage in the middle (three stretches of the bar).
+    fn reads(rt: &Runtime, now: DateTime<Utc>) -> Reads {
+        let mut reads = Reads::default();
+        for job in &rt.config.jobs {
+            let runs: Vec<RecentRun> = (0..RECENT_RUNS)
+                .map(|i| {
+                    let down = (40..44).contains(&i);
+                    RecentRun {
+                        started_at: now - chrono::Duration::minutes((RECENT_RUNS - i) as i64),
+                        severity: if down { "critical" } else { "ok" }.to_owned(),
+                        verdict: if down { Verdict::Critical } else { Verdict::Ok },
+                        elapsed: Duration::from_millis(120 + (i as u64 * 37) % 90),
+                        latency_ms: (!down).then_some(100.0 + (i * 37 % 90) as f64),
+                        summary: if down {
+                            "connection refused".to_owned()
+                        } else {
+                            "200 OK in 131 ms".to_owned()
+                        },
+                    }
+                })
+                .collect();
+            let state = JobState {
+                severity: Some(SeverityName::Ok),
+                since: Some(now - chrono::Duration::minutes(46)),
+                last_run: Some(now - chrono::Duration::seconds(20)),
+                ..JobState::default()
+            };
+            reads.states.insert(job.name.clone(), state);
+            reads.runs.insert(job.name.clone(), Arc::new(runs));
+            reads
+                .last_fires
+                .insert(job.name.clone(), now - chrono::Duration::seconds(20));
+        }
+        reads
+    }
+
+    fn overview(jobs: usize) -> (Overview, String) {
+        let rt = runtime(jobs);
+        let now = Utc::now();
+        let paging = Paging::new(1, jobs);
+        let reads = reads(&rt, now);
+        let page = build(&rt, &Liveness::new(), Actions::NoToken, paging, &reads, now);
+        let html = page.render().unwrap();
+        (page, html)
+    }
+
+    #[test]
+    fn a_thousand_typical_jobs_weigh_at_most_300_kb_and_twenty_at_most_60() {
+        let (page, html) = overview(1000);
+        assert_eq!(page.total, 1000);
+        assert_eq!(page.jobs.len(), PAGE_JOBS);
+        assert!(html.len() <= 300 * 1024, "{} bytes", html.len());
+        let (_, html) = overview(20);
+        assert!(html.len() <= 60 * 1024, "{} bytes", html.len());
+    }
+
+    #[test]
+    fn each_job_is_a_row_with_its_state_bar_and_sparkline() {
+        let (page, html) = overview(3);
+        assert_eq!(
+            html.matches("<tr><th scope=\"row\"><a href=\"/jobs/service-")
+                .count(),
+            3
+        );
+        assert_eq!(html.matches("<svg class=\"bar\"").count(), 3);
+        assert_eq!(html.matches("<svg class=\"sparkline\"").count(), 3);
+        // Up, down for four runs, up again: three stretches each.
+        let bar = &page.jobs[0].bar;
+        assert_eq!(bar.matches("<rect").count(), 3, "{bar}");
+        assert_eq!(page.counts, [("up", "ok", 3)]);
+        assert!(html.contains("<span class=\"st ok\">3 up</span>"), "{html}");
+        assert!(html.contains("No open alerts."));
+    }
+
+    #[test]
+    fn pages_hold_a_hundred_jobs_worst_first() {
+        assert_eq!(Paging::wanted(Some("page=3")), 3);
+        assert_eq!(Paging::wanted(Some("x=1&page=2")), 2);
+        assert_eq!(Paging::wanted(Some("page=two")), 1);
+        assert_eq!(Paging::wanted(None), 1);
+        let p = Paging::new(2, 250);
+        assert_eq!((p.page, p.pages, p.first, p.last), (2, 3, 101, 200));
+        let p = Paging::new(9, 250);
+        assert_eq!((p.page, p.first, p.last), (3, 201, 250));
+        let p = Paging::new(0, 0);
+        assert_eq!((p.page, p.pages, p.first, p.last), (1, 1, 0, 0));
+
+        let rt = runtime(250);
+        let now = Utc::now();
+        let mut reads = reads(&rt, now);
+        // The last job in the config is down: it leads the first page.
+        reads.states.get_mut("service-0249").unwrap().severity = Some(SeverityName::Critical);
+        let first = build(
+            &rt,
+            &Liveness::new(),
+            Actions::NoToken,
+            Paging::new(1, 250),
+            &reads,
+            now,
+        );
+        assert_eq!(first.jobs[0].name, "service-0249");
+        assert_eq!(first.jobs[1].name, "service-0000");
+        assert_eq!(first.counts, [("down", "critical", 1), ("up", "ok", 249)]);
+        let html = first.render().unwrap();
+        assert!(html.contains("Jobs 1–100 of 250, worst first"), "{html}");
+        assert!(html.contains("<a href=\"/?page=1\" aria-current=\"page\">1</a>"));
+        assert!(html.contains("<a href=\"/?page=3\">3</a>"));
+        let last = build(
+            &rt,
+            &Liveness::new(),
+            Actions::NoToken,
+            Paging::new(3, 250),
+            &reads,
+            now,
+        );
+        assert_eq!(last.jobs.len(), 50);
+        assert_eq!(last.jobs[49].name, "service-0248");
+    }
+
+    #[test]
+    fn lateness_lists_the_buckets_fires_fell_in() {
+        let rt = runtime(1);
+        let due = Utc::now();
+        for late_ms in [0, 0, 3, 2_000, 400_000] {
+            rt.metrics
+                .dispatched(due, due + chrono::Duration::milliseconds(late_ms));
+        }
+        let info = agent_info(&rt, &Liveness::new());
+        assert_eq!(info.fires, 5);
+        let rows: Vec<_> = info
+            .lateness
+            .iter()
+            .map(|r| (r.bucket.as_str(), r.count))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("≤ 1 ms", 2),
+                ("1 ms – 5 ms", 1),
+                ("1 s – 5 s", 1),
+                ("> 5m", 1)
+            ]
+        );
     }
 }

@@ -49,9 +49,15 @@ impl Store {
     /// Tells a listening agent that this process committed (nothing when this store is
     /// the listener, or when no agent listens).
     pub(super) fn ring(&self) {
-        if self.listens() {
-            return;
+        if !self.listens() {
+            self.ring_for_a_read();
         }
+    }
+
+    /// Makes the listening agent's delivery loop read the whole outbox, even when that
+    /// agent is this process: messages made due again by hand (`klaxon outbox retry`,
+    /// the dashboard) are not handed over as new ones are.
+    pub(super) fn ring_for_a_read(&self) {
         let Some(path) = self.bell_path() else {
             return;
         };

@@ -38,20 +38,26 @@ impl Store {
     }
 
     /// Makes the chosen undelivered messages due at `now` again, their tries reset and
-    /// their day of retries counted from `now`. Returns them as they were before.
+    /// their day of retries counted from `now`, and has the agent read the outbox.
+    /// Returns them as they were before.
     pub fn retry_held(
         &self,
         which: Held,
         now: DateTime<Utc>,
     ) -> Result<Vec<HeldMessage>, StoreError> {
-        self.by_hand(which, now, "sent again", |conn, id| {
+        let retried = self.by_hand(which, now, "sent again", |conn, id| {
             conn.prepare_cached(
                 "UPDATE outbox SET attempts = 0, gave_up_at = NULL, next_attempt_at = ?2,
                         created_at = ?2
                  WHERE id = ?1",
             )?
             .execute(params![id, ms(now)])
-        })
+        })?;
+        if !retried.is_empty() && self.listens() {
+            // The agent's own retry (the dashboard's): its loop must read them now.
+            self.ring_for_a_read();
+        }
+        Ok(retried)
     }
 
     /// Removes the chosen undelivered messages from the outbox. Returns them.

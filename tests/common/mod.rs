@@ -12,6 +12,41 @@ pub fn klaxon() -> Command {
     cmd
 }
 
+/// `cmd` (the binary, with its environment) as `--config CONFIG ARGS`, which must exit
+/// 0; its stdout.
+pub fn stdout_of(mut cmd: Command, config: &std::path::Path, args: &[&str]) -> String {
+    let out = cmd
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .expect("run klaxon");
+    assert!(
+        out.status.success(),
+        "klaxon {args:?} exited {:?}: {}{}",
+        out.status.code(),
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// Starts `cmd` (the binary, with `--config`) as `run`, its stderr written to `log`.
+pub fn spawn_run(mut cmd: Command, log: &std::path::Path) -> std::process::Child {
+    let log = std::fs::File::create(log).expect("create the agent's log");
+    cmd.arg("run")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start klaxon run")
+}
+
+/// The address an agent's log says its listener is `listening on`, if it says yet.
+pub fn listening_on(log: &str) -> Option<std::net::SocketAddr> {
+    let after = log.split("listening on ").nth(1)?;
+    after.split_whitespace().next()?.parse().ok()
+}
+
 /// Runs `cmd` to the end without blocking the test's runtime.
 pub async fn output(cmd: Command) -> Output {
     tokio::process::Command::from(cmd)
