@@ -19,6 +19,9 @@ const HOOK_SECRET: &str = "T0CANARY1/B0CANARY2/xq7VbWn3Kp9sLr2Tz8Yc4Hd6";
 const BEARER: &str = "canary-bearer-4f1d9e2a77";
 const PING_SECRET: &str = "3f2c8e51-canary-ping-uuid";
 const ENV_SECRET: &str = "canary-env-value-a81b";
+/// A literal header secret and a URL's password, in the config file itself.
+const HEADER_SECRET: &str = "canary-header-key-5e0d";
+const URL_PASSWORD: &str = "canary-url-pass-77c1";
 
 /// A `klaxon run` in a temp dir, killed on drop; its stderr goes to a file.
 struct Agent {
@@ -241,9 +244,13 @@ fn config(receiver: &Server, pinged: &Server) -> String {
     );
     text.push_str(&format!(
         "[jobs.\"db.dump-1_x\"]\nevery = \"1h\"\nheartbeat = \"{}\"\n\
-         [jobs.\"db.dump-1_x\".check]\ntype = \"http\"\nurl = \"{}\"\nbearer_token = \"{BEARER}\"\n",
+         [jobs.\"db.dump-1_x\".check]\ntype = \"http\"\nurl = \"{}\"\n\
+         headers = {{ Authorization = \"Bearer {BEARER}\", \"X-Api-Key\" = \"{HEADER_SECRET}\", \
+         Accept = \"text/plain\" }}\n",
         pinged.url(&format!("/ping/{PING_SECRET}")),
-        pinged.url("/health"),
+        pinged
+            .url("/health")
+            .replacen("http://", &format!("http://probe:{URL_PASSWORD}@"), 1),
     ));
     text.push_str(
         "[jobs.beat]\nevery = \"1h\"\n[jobs.beat.check]\ntype = \"heartbeat\"\ngrace = \"1h\"\n",
@@ -259,6 +266,8 @@ fn secrets_absent(path: &str, body: &str) {
         BEARER,
         PING_SECRET,
         ENV_SECRET,
+        HEADER_SECRET,
+        URL_PASSWORD,
     ] {
         assert!(
             !body.contains(secret),
@@ -309,6 +318,7 @@ async fn the_overview_lists_every_job_in_words_and_bars_their_runs() {
     assert!(page.rows_after("outbox-h") >= 2, "{}", page.body);
     // Signed out with a token configured: a way to sign in, no buttons.
     assert!(page.body.contains("<a href=\"/login\">Sign in to act</a>"));
+    assert_eq!(page.body.matches("Sign in").count(), 1, "one prompt a page");
     assert!(!page.body.contains("<button type=\"submit\">Run now"));
     assert!(!page.body.contains("<form"));
     // The agent's facts.
@@ -344,7 +354,7 @@ async fn the_overview_lists_every_job_in_words_and_bars_their_runs() {
 
 #[tokio::test]
 async fn a_job_page_shows_its_history_incidents_chart_and_config() {
-    let (agent, _receiver, _pinged) = start_with_secrets().await;
+    let (agent, _receiver, pinged) = start_with_secrets().await;
     // The job that failed once: one run, one incident still going.
     let page = agent
         .page_until("/jobs/broken", "a run", |p| p.rows_after("history-h") == 1)
@@ -407,9 +417,47 @@ async fn a_job_page_shows_its_history_incidents_chart_and_config() {
         "{}",
         page.body
     );
-    assert!(page.body.contains("Bearer(***)"), "{}", page.body);
+    // The check's table as written, each secret masked where it sits; askama writes
+    // `"` as `&#34;`.
+    let row = |key: &str, value: &str| {
+        format!("<th scope=\"row\"><code>{key}</code></th><td><code>{value}</code></td>")
+    };
+    for (key, value) in [
+        ("type", "http".to_owned()),
+        ("headers.Authorization", "***".to_owned()),
+        ("headers.X-Api-Key", "***".to_owned()),
+        ("headers.Accept", "&#34;text/plain&#34;".to_owned()),
+        (
+            "url",
+            format!(
+                "&#34;{}&#34;",
+                pinged
+                    .url("/health")
+                    .replacen("http://", "http://probe:***@", 1)
+            ),
+        ),
+    ] {
+        assert!(
+            page.body.contains(&row(key, &value)),
+            "{key}:\n{}",
+            page.body
+        );
+    }
+    assert!(!page.body.contains("<pre>"), "no Debug dump: {}", page.body);
     let page = agent.get("/jobs/broken").await;
-    assert!(page.body.contains("CANARY"), "{}", page.body);
+    for (key, value) in [
+        (
+            "command",
+            "[&#34;sh&#34;, &#34;-c&#34;, &#34;echo nope; exit 2&#34;]",
+        ),
+        ("env.CANARY", "&#34;***&#34;"),
+    ] {
+        assert!(
+            page.body.contains(&row(key, value)),
+            "{key}:\n{}",
+            page.body
+        );
+    }
 }
 
 #[tokio::test]

@@ -268,10 +268,10 @@ pub struct Job {
     /// What is checked, for messages and logs: the check's target with every value
     /// that came from `${…}` replaced by `***`.
     pub target: String,
-    /// The check's settings as validated, for the dashboard: its `Debug` (which the
-    /// check kinds write without secrets) with every value that came from `${…}` and
-    /// every redacted secret shown as `***`.
-    pub settings: String,
+    /// The check's table as written, for the dashboard: dotted keys in file order, each
+    /// value as TOML writes it after `${…}`, every secret the check plugins declare and
+    /// every value that came from `${…}` shown as `***`.
+    pub settings: Vec<(String, String)>,
 }
 
 /// `text` as an http:// or https:// URL with a host.
@@ -1137,7 +1137,7 @@ impl<'a> Loader<'a> {
             let check = table.remove("check");
             let raw: Option<RawJob> =
                 self.deserialize(Spanned::new(span.clone(), DeValue::Table(table)), &context);
-            let check = self.check(&name, &span, check);
+            let (check, settings) = self.check(&name, &span, check).unzip();
             // The job's own keys are checked even when its check is broken.
             let Some(raw) = raw else {
                 continue;
@@ -1148,6 +1148,7 @@ impl<'a> Loader<'a> {
                 span,
                 raw,
                 check,
+                settings.unwrap_or_default(),
                 defaults,
                 agent_tz,
                 &job_names,
@@ -1166,7 +1167,7 @@ impl<'a> Loader<'a> {
         job: &str,
         job_span: &std::ops::Range<usize>,
         value: Option<Value<'a>>,
-    ) -> Option<CheckSpec> {
+    ) -> Option<(CheckSpec, Vec<(String, String)>)> {
         let context = format!("`[jobs.{job}.check]`");
         let Some(value) = value else {
             self.diagnostics.push(Diagnostic::at(
@@ -1185,9 +1186,10 @@ impl<'a> Loader<'a> {
             return None;
         };
         let kind = self.take_type(&mut table, &span, &context, CheckSpec::TYPES)?;
+        let settings = secrets::check_rows(job, &table, &self.substituted);
         let body = Spanned::new(span.clone(), DeValue::Table(table));
         match CheckSpec::parse(&kind, body) {
-            Ok(spec) => Some(spec),
+            Ok(spec) => Some((spec, settings)),
             Err(ParseError::Shape(e)) => {
                 self.shape_error(&e, &context, &span);
                 None
@@ -1206,6 +1208,7 @@ impl<'a> Loader<'a> {
         span: std::ops::Range<usize>,
         raw: RawJob,
         check: Option<CheckSpec>,
+        settings: Vec<(String, String)>,
         defaults: &RawDefaults,
         agent_tz: Tz,
         job_names: &[String],
@@ -1315,8 +1318,7 @@ impl<'a> Loader<'a> {
             max_instances: max_instances?,
             network: network?,
             target: interpolate::redact(&check.as_ref()?.target(), &self.substituted),
-            settings: interpolate::redact(&format!("{:#?}", check.as_ref()?), &self.substituted)
-                .replace("SecretBox<str>([REDACTED])", "***"),
+            settings,
             check: check?,
         })
     }

@@ -170,6 +170,125 @@ fn shown(path: &[Option<&str>]) -> String {
     out
 }
 
+/// The rows of job `job`'s check table (its `type` already taken out) as the dashboard
+/// shows them: dotted keys in file order, each value as written after `${…}`, with every
+/// secret the check plugins declare shown as `***` (a URL's password only) and every
+/// value that came from `${…}` as `***` too.
+pub fn check_rows<'d>(
+    job: &'d str,
+    table: &'d DeTable<'_>,
+    substituted: &[super::interpolate::Substituted],
+) -> Vec<(String, String)> {
+    let mut path: Path<'d> = vec![Some("jobs"), Some(job), Some("check")];
+    let mut out = Vec::new();
+    for (key, value) in table.iter() {
+        path.push(Some(key.get_ref().as_ref()));
+        rows_of(
+            value,
+            &mut path,
+            toml_key(key.get_ref()),
+            substituted,
+            &mut out,
+        );
+        path.pop();
+    }
+    out
+}
+
+fn rows_of<'d>(
+    value: &'d Spanned<DeValue<'_>>,
+    path: &mut Path<'d>,
+    key: String,
+    substituted: &[super::interpolate::Substituted],
+    out: &mut Vec<(String, String)>,
+) {
+    let nested =
+        |v: &Spanned<DeValue<'_>>| matches!(v.get_ref(), DeValue::Table(_) | DeValue::Array(_));
+    match value.get_ref() {
+        DeValue::Table(table) => {
+            for (k, v) in table.iter() {
+                path.push(Some(k.get_ref().as_ref()));
+                let key = format!("{key}.{}", toml_key(k.get_ref()));
+                rows_of(v, path, key, substituted, out);
+                path.pop();
+            }
+        }
+        DeValue::Array(items) if !items.iter().any(nested) => {
+            path.push(None);
+            let shown: Vec<String> = items
+                .iter()
+                .map(|item| shown_scalar(item.get_ref(), path, substituted))
+                .collect();
+            path.pop();
+            out.push((key, format!("[{}]", shown.join(", "))));
+        }
+        DeValue::Array(items) => {
+            for (n, item) in items.iter().enumerate() {
+                path.push(None);
+                rows_of(item, path, format!("{key}[{n}]"), substituted, out);
+                path.pop();
+            }
+        }
+        scalar => out.push((key, shown_scalar(scalar, path, substituted))),
+    }
+}
+
+/// A key as TOML would write it: bare when it can be, else quoted.
+fn toml_key(key: &str) -> String {
+    let bare = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if bare {
+        key.to_owned()
+    } else {
+        format!("{key:?}")
+    }
+}
+
+/// A scalar as TOML would write it, its secret parts as `***`.
+fn shown_scalar(
+    value: &DeValue<'_>,
+    path: &[Option<&str>],
+    substituted: &[super::interpolate::Substituted],
+) -> String {
+    match value {
+        DeValue::String(text) => match kind_of(path) {
+            Some(Kind::Always) => "***".to_owned(),
+            kind => {
+                let text = super::interpolate::redact(text, substituted);
+                let text = match kind {
+                    Some(Kind::UrlCredentials) => without_password(&text),
+                    _ => text,
+                };
+                format!("{text:?}")
+            }
+        },
+        DeValue::Integer(n) => n.to_string(),
+        DeValue::Float(f) => f.to_string(),
+        DeValue::Boolean(b) => b.to_string(),
+        DeValue::Datetime(d) => d.to_string(),
+        DeValue::Array(_) | DeValue::Table(_) => String::new(),
+    }
+}
+
+/// `https://user:***@host/…`: a URL with the password of its user part masked.
+fn without_password(text: &str) -> String {
+    if !has_password(text) {
+        return text.to_owned();
+    }
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return text.to_owned();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return text.to_owned();
+    };
+    let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+    format!("{scheme}://{user}:***@{host}{tail}")
+}
+
 /// `text` with the content of every literal secret value overwritten by `*` (quotes,
 /// line breaks and byte offsets stay), for showing lines of the file in errors. A
 /// `${…}` reference is shown: its name is no secret.
@@ -282,5 +401,70 @@ env = { LC_ALL = "C", PGPASSWORD = "pg" }
         let masked = mask(text, &[s]);
         assert_eq!(masked, "a = 1\npassword = \"*******\"\n");
         assert_eq!(masked.len(), text.len());
+    }
+
+    fn rows(
+        check: &str,
+        substituted: &[super::super::interpolate::Substituted],
+    ) -> Vec<(String, String)> {
+        let doc = DeTable::parse(check).unwrap();
+        check_rows("api", doc.get_ref(), substituted)
+    }
+
+    #[test]
+    fn check_rows_are_the_table_as_written_with_secrets_masked() {
+        let text = r#"
+url = "https://me:hunter2@example.com:8443/health?x=1"
+headers = { Authorization = "Bearer t0k", Accept = "application/json" }
+basic_auth = { username = "me", password = "pw" }
+expect = { status = [200, 204], body_contains = "ok \"quoted\"" }
+timeout_factor = 1.5
+follow = false
+"#;
+        let got = rows(text, &[]);
+        let want = [
+            ("url", r#""https://me:***@example.com:8443/health?x=1""#),
+            ("headers.Authorization", "***"),
+            ("headers.Accept", r#""application/json""#),
+            ("basic_auth.username", r#""me""#),
+            ("basic_auth.password", "***"),
+            ("expect.status", "[200, 204]"),
+            ("expect.body_contains", r#""ok \"quoted\"""#),
+            ("timeout_factor", "1.5"),
+            ("follow", "false"),
+        ];
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn check_rows_mask_substituted_values_and_index_arrays_of_tables() {
+        let text = r#"
+command = ["backup", "--key", "s3cr3t-value"]
+env = { PGPASSWORD = "pg", HOME = "/home/me" }
+"odd.key" = [{ a = 1 }, { a = 2 }]
+url = "https://example.com/no-password"
+"#;
+        let substituted = [super::super::interpolate::Substituted {
+            span: 0..0,
+            value: "s3cr3t-value".into(),
+        }];
+        let got = rows(text, &substituted);
+        let want = [
+            ("command", r#"["backup", "--key", "***"]"#),
+            ("env.PGPASSWORD", "***"),
+            ("env.HOME", r#""/home/me""#),
+            (r#""odd.key"[0].a"#, "1"),
+            (r#""odd.key"[1].a"#, "2"),
+            ("url", r#""https://example.com/no-password""#),
+        ];
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        assert_eq!(got, want);
     }
 }

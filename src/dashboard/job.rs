@@ -43,8 +43,8 @@ pub struct JobPage {
     pub incidents: Vec<IncidentRow>,
     pub runs: Vec<RunRow>,
     pub config: Vec<(&'static str, String)>,
-    /// The check's own settings as validated, secrets as `***`.
-    pub settings: String,
+    /// The check's own table as written, secrets as `***`.
+    pub settings: Vec<(String, String)>,
 }
 
 /// One run in the history table.
