@@ -3,6 +3,7 @@
 //! counters; [`Overview`] is the page, rendered by `templates/overview.html`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use askama::Template;
 use chrono::{DateTime, Utc};
@@ -101,11 +102,16 @@ fn rank(state: Option<&JobState>) -> u8 {
 /// The config's jobs in the overview's order: worst first, then as the config has them.
 pub fn ordered<'a>(
     config: &'a crate::config::Config,
-    states: &HashMap<String, JobState>,
+    states: &HashMap<String, Arc<JobState>>,
 ) -> Vec<&'a crate::config::Job> {
-    let mut jobs: Vec<_> = config.jobs.iter().collect();
-    jobs.sort_by_key(|j| rank(states.get(&j.name)));
-    jobs
+    // Each job's rank looked up once, not at every comparison.
+    let mut jobs: Vec<_> = config
+        .jobs
+        .iter()
+        .map(|j| (rank(states.get(&j.name).map(|s| &**s)), j))
+        .collect();
+    jobs.sort_by_key(|(rank, _)| *rank);
+    jobs.into_iter().map(|(_, j)| j).collect()
 }
 
 /// One job's row in the jobs table.
@@ -212,9 +218,9 @@ pub struct AgentInfo {
 /// What the page needs of the store, read once for all jobs.
 #[derive(Debug, Default)]
 pub struct Reads {
-    pub states: HashMap<String, JobState>,
+    pub states: HashMap<String, Arc<JobState>>,
     /// Each job's recent runs, oldest first.
-    pub runs: HashMap<String, std::sync::Arc<Vec<RecentRun>>>,
+    pub runs: HashMap<String, Arc<Vec<RecentRun>>>,
     pub last_fires: HashMap<String, DateTime<Utc>>,
     pub silences: Vec<Silence>,
     pub held: Vec<HeldMessage>,
@@ -278,7 +284,7 @@ pub fn build(
     let mut alerts_more = 0;
     let mut acks = Vec::new();
     for job in &order {
-        let state = reads.states.get(&job.name).unwrap_or(&default_state);
+        let state = reads.states.get(&job.name).map_or(&default_state, |s| s);
         let word = State::of(state.severity);
         match counts.last_mut() {
             Some((w, _, n)) if *w == word.word => *n += 1,
@@ -305,7 +311,7 @@ pub fn build(
     let mut jobs = Vec::with_capacity(shown.len());
     for job in shown {
         let tz = job.timezone;
-        let state = reads.states.get(&job.name).unwrap_or(&default_state);
+        let state = reads.states.get(&job.name).map_or(&default_state, |s| s);
         let runs = reads.runs.get(&job.name).map_or(&[][..], |r| r.as_slice());
         let last = runs.iter().rev().find(|r| r.verdict.judged());
         let silence = crate::status::silenced(config, &reads.silences, &job.name, now);
@@ -494,7 +500,6 @@ fn seconds(s: f64) -> String {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use std::sync::Arc;
     use std::time::Duration;
 
     use super::*;
@@ -542,7 +547,7 @@ mod tests {
                 last_run: Some(now - chrono::Duration::seconds(20)),
                 ..JobState::default()
             };
-            reads.states.insert(job.name.clone(), state);
+            reads.states.insert(job.name.clone(), Arc::new(state));
             reads.runs.insert(job.name.clone(), Arc::new(runs));
             reads
                 .last_fires
@@ -606,7 +611,8 @@ mod tests {
         let now = Utc::now();
         let mut reads = reads(&rt, now);
         // The last job in the config is down: it leads the first page.
-        reads.states.get_mut("service-0249").unwrap().severity = Some(SeverityName::Critical);
+        Arc::make_mut(reads.states.get_mut("service-0249").unwrap()).severity =
+            Some(SeverityName::Critical);
         let first = build(
             &rt,
             &Liveness::new(),

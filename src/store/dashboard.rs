@@ -335,21 +335,35 @@ impl Store {
     }
 
     /// The stored alert state of each of `jobs` that has one, in one statement (a job
-    /// without an entry is in the default state: never run).
+    /// without an entry is in the default state: never run). A state whose stored text
+    /// is the one read last time is the one parsed then.
     pub fn job_states<'a>(
         &self,
         jobs: impl IntoIterator<Item = &'a str>,
-    ) -> Result<HashMap<String, JobState>, StoreError> {
-        let names = json_names(jobs)?;
+    ) -> Result<HashMap<String, Arc<JobState>>, StoreError> {
+        let wanted: std::collections::HashSet<&str> = jobs.into_iter().collect();
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT s.job, s.state FROM json_each(?1) AS j JOIN job_state AS s ON s.job = j.value",
-        )?;
-        let mut rows = stmt.query(params![names])?;
-        let mut out = HashMap::new();
+        // One pass over the table (a row per job ever run) costs less than a lookup
+        // per wanted job.
+        let mut stmt = conn.prepare_cached("SELECT job, state FROM job_state")?;
+        let mut rows = stmt.query([])?;
+        let mut cache = lock(&self.states);
+        let mut out = HashMap::with_capacity(wanted.len());
         while let Some(r) = rows.next()? {
-            let json: String = r.get(1)?;
-            out.insert(r.get(0)?, serde_json::from_str(&json)?);
+            let job = r.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+            if !wanted.contains(job) {
+                continue;
+            }
+            let json = r.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
+            let state = match cache.get(job) {
+                Some((text, state)) if text == json => Arc::clone(state),
+                _ => {
+                    let state = Arc::new(serde_json::from_str::<JobState>(json)?);
+                    cache.insert(job.to_owned(), (json.to_owned(), Arc::clone(&state)));
+                    state
+                }
+            };
+            out.insert(job.to_owned(), state);
         }
         Ok(out)
     }
@@ -603,7 +617,19 @@ mod tests {
             .unwrap();
         let states = store.job_states(["api", "never"]).unwrap();
         assert_eq!(states.len(), 1);
-        assert_eq!(states["api"], down);
+        assert_eq!(*states["api"], down);
+        // Unchanged: the state parsed last time. Changed: the new one.
+        let again = store.job_states(["api"]).unwrap();
+        assert!(Arc::ptr_eq(&states["api"], &again["api"]));
+        let worse = JobState {
+            consecutive_failures: 3,
+            ..down.clone()
+        };
+        store
+            .record_run(&run("api", 10, "critical"), |_| (worse.clone(), vec![]))
+            .unwrap();
+        let after = store.job_states(["api"]).unwrap();
+        assert_eq!(*after["api"], worse);
     }
 
     #[test]

@@ -105,6 +105,9 @@ pub struct RunRecord {
     pub silenced: Option<String>,
 }
 
+/// A job's stored state: its JSON text and what it parsed to.
+type ParsedState = (String, Arc<JobState>);
+
 /// The state database. Cheap to clone; all clones share one connection.
 #[derive(Clone)]
 pub struct Store {
@@ -136,6 +139,9 @@ pub struct Store {
     bell: Arc<std::sync::OnceLock<tokio::net::UnixDatagram>>,
     /// Every job's latest runs, once the dashboard asked ([`Store::recent_runs`]).
     recent: Arc<Mutex<dashboard::Remembered>>,
+    /// Each job's alert state as last read by [`Store::job_states`], with the JSON it
+    /// was parsed from: a state whose text has not changed is not parsed again.
+    states: Arc<Mutex<HashMap<String, ParsedState>>>,
 }
 
 /// How long a statement waits for another connection's write lock (another klaxon
@@ -249,6 +255,7 @@ impl Store {
             data_version: Arc::default(),
             bell: Arc::default(),
             recent: Arc::default(),
+            states: Arc::default(),
         })
     }
 
