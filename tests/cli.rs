@@ -1144,6 +1144,58 @@ async fn slack_gets_at_most_one_message_a_second() {
     assert_eq!(agent.stop(), 0);
 }
 
+/// A run whose commit waits (another connection holds the store's write lock when the
+/// first failure is to be recorded) does not let two Slack messages out closer than the
+/// limit: a rate-limited channel is paced by when it is posted to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_commit_does_not_squeeze_two_slack_messages_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state/klaxon.db");
+    let locked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let target = {
+        let (db, locked) = (db.clone(), locked.clone());
+        Server::start(move |_| {
+            // The first check's request: take the write lock before answering, so the
+            // run's commit waits for it, and let go of it 700 ms later.
+            if !locked.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                let conn = rusqlite::Connection::open(&db).unwrap();
+                conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(700));
+                    conn.execute_batch("COMMIT").unwrap();
+                });
+            }
+            Response::status(500)
+        })
+        .await
+    };
+    let slack = Server::start(|_| Response::ok("ok")).await;
+    let jobs: Vec<String> = ["a", "b"].map(String::from).to_vec();
+    std::fs::write(
+        dir.path().join("klaxon.toml"),
+        storm_config(&slack.url("/hook"), &target.url("/"), &jobs, "0s"),
+    )
+    .unwrap();
+    let setup = Setup { dir };
+    let agent = setup.agent("agent");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while jobs_named(&slack.requests(), &jobs).len() < jobs.len() {
+        assert!(tokio::time::Instant::now() < deadline, "{}", agent.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(locked.load(std::sync::atomic::Ordering::SeqCst));
+    let got = slack.requests();
+    for pair in got.windows(2) {
+        let gap = pair[1].at - pair[0].at;
+        assert!(
+            gap >= Duration::from_millis(950),
+            "two Slack messages {gap:?} apart:\n{}",
+            agent.log()
+        );
+    }
+    assert_eq!(agent.stop(), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storm_of_200_failures_reaches_slack_as_digests_naming_every_job() {
     let target = Server::start(|_| Response::status(503)).await;

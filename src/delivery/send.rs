@@ -56,6 +56,17 @@ pub(super) async fn try_once(
             return Some((Delivery::Delivered, Some(mark)));
         }
     };
+    // A rate-limited channel is paced by when it is posted to: its message waits for
+    // the commit first, or a slow commit would post it late, right before the next
+    // one's slot. The others are prepared while the commit runs.
+    let release: Release = if min_interval(rt, &item.notifier).is_some() {
+        if !release.await {
+            return None;
+        }
+        Box::pin(std::future::ready(true))
+    } else {
+        release
+    };
     pace(rt, &item.notifier).await;
     let posted = notifier.send_when(&item.alert, release).await?;
     note_replicas(rt, &item.notifier, &item.alert, &posted);
@@ -180,9 +191,14 @@ pub(super) fn print_dry_run(rt: &Runtime, name: &str, text: &str) {
     println!("[dry-run] would send to `{name}` ({kind}):\n{text}\n");
 }
 
+/// How far apart the notifier `name`'s messages must be, if it is rate-limited.
+fn min_interval(rt: &Runtime, name: &str) -> Option<Duration> {
+    rt.config.notifier(name).and_then(|n| n.spec.min_interval())
+}
+
 /// Waits until a rate-limited notifier may send again.
 async fn pace(rt: &Runtime, name: &str) {
-    let Some(gap) = rt.config.notifier(name).and_then(|n| n.spec.min_interval()) else {
+    let Some(gap) = min_interval(rt, name) else {
         return;
     };
     let wait = {
