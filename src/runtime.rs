@@ -75,6 +75,8 @@ pub struct Runtime {
     /// Whether the machine is online (`agent.online`, the agent only; `None` when unset
     /// and for `once`, which judges every run); kept across reloads.
     pub online: Option<Arc<crate::online::Online>>,
+    /// The dashboard's bars and sparklines, drawn again only when a job's runs change.
+    pub drawings: crate::dashboard::overview::Drawings,
 }
 
 impl fmt::Debug for Runtime {
@@ -137,6 +139,7 @@ impl Runtime {
             pinger,
             unwritten: None,
             online: None,
+            drawings: Default::default(),
         })
     }
 }

@@ -3,7 +3,7 @@
 //! counters; [`Overview`] is the page, rendered by `templates/overview.html`.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 
 use askama::Template;
 use chrono::{DateTime, Utc};
@@ -114,6 +114,46 @@ pub fn ordered<'a>(
     jobs.into_iter().map(|(_, j)| j).collect()
 }
 
+/// Each job's bar and sparkline as last drawn, by job: a job whose recent runs are
+/// the ones they were drawn from is not drawn again (most rows of a page refreshed
+/// every few seconds). The runtime holds it; a reload starts afresh.
+#[derive(Debug, Default)]
+pub struct Drawings(Mutex<HashMap<String, Drawn>>);
+
+#[derive(Debug)]
+struct Drawn {
+    /// The runs drawn. A weak pointer keeps their allocation, so that the store's
+    /// memory of runs cannot change them in place ([`Arc::make_mut`] moves them to a
+    /// new one): the same address is the same runs.
+    runs: Weak<Vec<RecentRun>>,
+    bar: Arc<str>,
+    spark: Arc<str>,
+}
+
+impl Drawings {
+    /// `job`'s bar and sparkline (an empty sparkline when it measures no latency) of
+    /// `runs` (`None`: it has none).
+    pub fn of(&self, job: &str, runs: Option<&Arc<Vec<RecentRun>>>) -> (Arc<str>, Arc<str>) {
+        let Some(runs) = runs else {
+            return (svg::bar(&[]).into(), Arc::from(""));
+        };
+        let mut drawn = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(d) = drawn.get(job)
+            && std::ptr::eq(d.runs.as_ptr(), Arc::as_ptr(runs))
+        {
+            return (Arc::clone(&d.bar), Arc::clone(&d.spark));
+        }
+        let d = Drawn {
+            runs: Arc::downgrade(runs),
+            bar: svg::bar(runs).into(),
+            spark: svg::sparkline(runs).unwrap_or_default().into(),
+        };
+        let out = (Arc::clone(&d.bar), Arc::clone(&d.spark));
+        drawn.insert(job.to_owned(), d);
+        out
+    }
+}
+
 /// One job's row in the jobs table.
 #[derive(Debug)]
 pub struct JobRow {
@@ -130,8 +170,8 @@ pub struct JobRow {
     pub next_run: Option<When>,
     pub kind: &'static str,
     /// The recent-runs bar and the latency sparkline (SVG markup, made on the server).
-    pub bar: String,
-    pub spark: String,
+    pub bar: Arc<str>,
+    pub spark: Arc<str>,
 }
 
 /// How one notifier told of an open alert: `delivered`, `pending`, `given up`.
@@ -218,7 +258,8 @@ pub struct AgentInfo {
 /// What the page needs of the store, read once for all jobs.
 #[derive(Debug, Default)]
 pub struct Reads {
-    pub states: HashMap<String, Arc<JobState>>,
+    /// Every job's state (a job never run has none); shared with the store.
+    pub states: Arc<HashMap<String, Arc<JobState>>>,
     /// Each job's recent runs, oldest first.
     pub runs: HashMap<String, Arc<Vec<RecentRun>>>,
     pub last_fires: HashMap<String, DateTime<Utc>>,
@@ -230,9 +271,7 @@ impl Reads {
     /// Every job's state, and the recent runs of the jobs on `paging`'s page: one
     /// statement for each kind of read, whatever the number of jobs.
     pub fn read(rt: &Runtime, paging: Paging, now: DateTime<Utc>) -> Result<Self, StoreError> {
-        let states = rt
-            .store
-            .job_states(rt.config.jobs.iter().map(|j| j.name.as_str()))?;
+        let states = rt.store.job_states()?;
         let order = ordered(&rt.config, &states);
         let shown = || page_of(&order, paging).iter().map(|j| j.name.as_str());
         Ok(Self {
@@ -312,7 +351,9 @@ pub fn build(
     for job in shown {
         let tz = job.timezone;
         let state = reads.states.get(&job.name).map_or(&default_state, |s| s);
-        let runs = reads.runs.get(&job.name).map_or(&[][..], |r| r.as_slice());
+        let recent = reads.runs.get(&job.name);
+        let runs = recent.map_or(&[][..], |r| r.as_slice());
+        let (bar, spark) = rt.drawings.of(&job.name, recent);
         let last = runs.iter().rev().find(|r| r.verdict.judged());
         let silence = crate::status::silenced(config, &reads.silences, &job.name, now);
         let href = job_href(&job.name);
@@ -329,8 +370,8 @@ pub fn build(
             next_run: crate::status::next_run(job, reads.last_fires.get(&job.name).copied(), now)
                 .map(|t| When::new(t, now, tz)),
             kind: job.check.kind(),
-            bar: svg::bar(runs),
-            spark: svg::sparkline(runs).unwrap_or_default(),
+            bar,
+            spark,
             href,
         });
     }
@@ -547,7 +588,7 @@ mod tests {
                 last_run: Some(now - chrono::Duration::seconds(20)),
                 ..JobState::default()
             };
-            reads.states.insert(job.name.clone(), Arc::new(state));
+            Arc::make_mut(&mut reads.states).insert(job.name.clone(), Arc::new(state));
             reads.runs.insert(job.name.clone(), Arc::new(runs));
             reads
                 .last_fires
@@ -595,6 +636,31 @@ mod tests {
     }
 
     #[test]
+    fn a_bar_is_drawn_again_only_when_its_runs_change() {
+        let rt = runtime(1);
+        let now = Utc::now();
+        let reads = reads(&rt, now);
+        let mut runs = Arc::clone(&reads.runs["service-0000"]);
+        let (bar, spark) = rt.drawings.of("service-0000", Some(&runs));
+        assert_eq!(bar.matches("<rect").count(), 3, "{bar}");
+        let (again, _) = rt.drawings.of("service-0000", Some(&runs));
+        assert!(Arc::ptr_eq(&bar, &again), "the same runs: not drawn again");
+        // The store's memory of runs changes them with `make_mut`: the only strong
+        // reference is the one changed, and yet the bar is drawn anew.
+        drop(reads);
+        let mut down = runs.last().unwrap().clone();
+        down.severity = "critical".to_owned();
+        down.verdict = Verdict::Critical;
+        down.latency_ms = Some(900.0);
+        Arc::make_mut(&mut runs).push(down);
+        let (after, spark_after) = rt.drawings.of("service-0000", Some(&runs));
+        assert_eq!(after.matches("<rect").count(), 4, "{after}");
+        assert_ne!(spark, spark_after);
+        let (none, no_spark) = rt.drawings.of("service-0000", None);
+        assert!(!none.contains("critical") && no_spark.is_empty(), "{none}");
+    }
+
+    #[test]
     fn pages_hold_a_hundred_jobs_worst_first() {
         assert_eq!(Paging::wanted(Some("page=3")), 3);
         assert_eq!(Paging::wanted(Some("x=1&page=2")), 2);
@@ -611,8 +677,12 @@ mod tests {
         let now = Utc::now();
         let mut reads = reads(&rt, now);
         // The last job in the config is down: it leads the first page.
-        Arc::make_mut(reads.states.get_mut("service-0249").unwrap()).severity =
-            Some(SeverityName::Critical);
+        Arc::make_mut(
+            Arc::make_mut(&mut reads.states)
+                .get_mut("service-0249")
+                .unwrap(),
+        )
+        .severity = Some(SeverityName::Critical);
         let first = build(
             &rt,
             &Liveness::new(),

@@ -405,6 +405,14 @@ impl Store {
     /// page a savepoint changes into its sub-journal, and a storm's runs change many.
     pub(super) fn commit_writes(&self, writes: Vec<Write>) -> Vec<Result<Written, StoreError>> {
         let mut conn = self.conn();
+        {
+            let mut states = lock(&self.states);
+            for write in &writes {
+                if let Write::Run(run) = write {
+                    states.dirty(&run.0.job);
+                }
+            }
+        }
         let claimer = self.claimer();
         // Only a first try of one run hands its messages over before its commit: what
         // the try with savepoints commits is handed over after it, and so are the

@@ -20,12 +20,12 @@
 //! for the uptime badge), and the `outbox` records of messages handled by hand are not
 //! runs at all.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 
 use crate::alert::JobState;
 
@@ -159,6 +159,84 @@ pub(super) struct Remembered {
     through: i64,
     /// Each job's latest runs, oldest first; a job is here once its history was read.
     jobs: HashMap<String, Arc<Vec<RecentRun>>>,
+}
+
+/// Every job's alert state as [`Store::job_states`] last read it.
+#[derive(Default)]
+pub(super) struct StateCache {
+    /// `PRAGMA data_version` at the last read; `None` before the first. While it is
+    /// the same, no other connection has committed: only `dirty` can have changed.
+    version: Option<i64>,
+    /// The jobs whose state this store wrote since the last read.
+    dirty: HashSet<String>,
+    /// Each job's state as stored, to parse only what changed.
+    texts: HashMap<String, String>,
+    states: Arc<HashMap<String, Arc<JobState>>>,
+}
+
+impl StateCache {
+    /// Has the next read look again at `job`'s state: called with the connection
+    /// held, before its state is written (a write rolled back is read again for
+    /// nothing).
+    pub(super) fn dirty(&mut self, job: &str) {
+        if self.version.is_some() && !self.dirty.contains(job) {
+            self.dirty.insert(job.to_owned());
+        }
+    }
+
+    fn bring_up_to_date(&mut self, conn: &rusqlite::Connection) -> Result<(), StoreError> {
+        let version: i64 = conn.pragma_query_value(None, "data_version", |r| r.get(0))?;
+        if self.version == Some(version) {
+            let mut stmt = conn.prepare_cached("SELECT state FROM job_state WHERE job = ?1")?;
+            for job in std::mem::take(&mut self.dirty) {
+                let text: Option<String> = stmt.query_row([&job], |r| r.get(0)).optional()?;
+                match text {
+                    Some(text) => self.update(&job, &text)?,
+                    None => self.forget(&job),
+                }
+            }
+            return Ok(());
+        }
+        // One pass over the table (a row per job ever run) costs less than a lookup
+        // per job.
+        self.dirty.clear();
+        let mut seen = HashSet::with_capacity(self.texts.len());
+        let mut stmt = conn.prepare_cached("SELECT job, state FROM job_state")?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let job = r.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+            let text = r.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
+            self.update(job, text)?;
+            seen.insert(job.to_owned());
+        }
+        let gone: Vec<String> = self
+            .texts
+            .keys()
+            .filter(|j| !seen.contains(*j))
+            .cloned()
+            .collect();
+        for job in gone {
+            self.forget(&job);
+        }
+        self.version = Some(version);
+        Ok(())
+    }
+
+    fn update(&mut self, job: &str, text: &str) -> Result<(), StoreError> {
+        if self.texts.get(job).is_some_and(|t| t == text) {
+            return Ok(());
+        }
+        let state = Arc::new(serde_json::from_str::<JobState>(text)?);
+        Arc::make_mut(&mut self.states).insert(job.to_owned(), state);
+        self.texts.insert(job.to_owned(), text.to_owned());
+        Ok(())
+    }
+
+    fn forget(&mut self, job: &str) {
+        if self.texts.remove(job).is_some() {
+            Arc::make_mut(&mut self.states).remove(job);
+        }
+    }
 }
 
 /// One row of the reads of recent runs: the job and its run.
@@ -334,38 +412,21 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// The stored alert state of each of `jobs` that has one, in one statement (a job
-    /// without an entry is in the default state: never run). A state whose stored text
-    /// is the one read last time is the one parsed then.
-    pub fn job_states<'a>(
-        &self,
-        jobs: impl IntoIterator<Item = &'a str>,
-    ) -> Result<HashMap<String, Arc<JobState>>, StoreError> {
-        let wanted: std::collections::HashSet<&str> = jobs.into_iter().collect();
+    /// Every job's alert state, by job (a job never run has none). The first call
+    /// reads the whole table; after it, while no other connection has written (`PRAGMA
+    /// data_version` says), only the jobs this store wrote since are read again, and a
+    /// state is parsed only when its text changed. The map is shared with the next
+    /// call, and changed in place when no page holds it any more.
+    pub fn job_states(&self) -> Result<Arc<HashMap<String, Arc<JobState>>>, StoreError> {
         let conn = self.conn();
-        // One pass over the table (a row per job ever run) costs less than a lookup
-        // per wanted job.
-        let mut stmt = conn.prepare_cached("SELECT job, state FROM job_state")?;
-        let mut rows = stmt.query([])?;
         let mut cache = lock(&self.states);
-        let mut out = HashMap::with_capacity(wanted.len());
-        while let Some(r) = rows.next()? {
-            let job = r.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
-            if !wanted.contains(job) {
-                continue;
-            }
-            let json = r.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
-            let state = match cache.get(job) {
-                Some((text, state)) if text == json => Arc::clone(state),
-                _ => {
-                    let state = Arc::new(serde_json::from_str::<JobState>(json)?);
-                    cache.insert(job.to_owned(), (json.to_owned(), Arc::clone(&state)));
-                    state
-                }
-            };
-            out.insert(job.to_owned(), state);
+        let read = cache.bring_up_to_date(&conn);
+        if read.is_err() {
+            // What was dirty may not have been read: start again from the table.
+            cache.version = None;
         }
-        Ok(out)
+        read?;
+        Ok(Arc::clone(&cache.states))
     }
 }
 
@@ -603,8 +664,8 @@ mod tests {
     }
 
     #[test]
-    fn job_states_of_every_job_come_from_one_query() {
-        let (_dir, store) = open();
+    fn job_states_are_read_once_then_only_what_changed() {
+        let (dir, store) = open();
         let down = JobState {
             consecutive_failures: 2,
             ..JobState::default()
@@ -615,12 +676,15 @@ mod tests {
         store
             .record_run(&run("db", 0, "ok"), |_| (JobState::default(), vec![]))
             .unwrap();
-        let states = store.job_states(["api", "never"]).unwrap();
-        assert_eq!(states.len(), 1);
+        let states = store.job_states().unwrap();
+        assert_eq!(states.len(), 2, "a job never run has no state");
         assert_eq!(*states["api"], down);
+        assert_eq!(*states["db"], JobState::default());
         // Unchanged: the state parsed last time. Changed: the new one.
-        let again = store.job_states(["api"]).unwrap();
+        let again = store.job_states().unwrap();
         assert!(Arc::ptr_eq(&states["api"], &again["api"]));
+        let again_db = Arc::clone(&again["db"]);
+        drop((states, again));
         let worse = JobState {
             consecutive_failures: 3,
             ..down.clone()
@@ -628,8 +692,32 @@ mod tests {
         store
             .record_run(&run("api", 10, "critical"), |_| (worse.clone(), vec![]))
             .unwrap();
-        let after = store.job_states(["api"]).unwrap();
+        let after = store.job_states().unwrap();
         assert_eq!(*after["api"], worse);
+        assert!(
+            Arc::ptr_eq(&after["db"], &again_db),
+            "only the job written is read again"
+        );
+        drop(after);
+
+        // Another process's write is seen too (the table is read again).
+        let other = Connection::open(dir.path().join("klaxon.db")).unwrap();
+        let flapping = JobState {
+            consecutive_failures: 7,
+            ..JobState::default()
+        };
+        other
+            .execute(
+                "UPDATE job_state SET state = ?1 WHERE job = 'db'",
+                [serde_json::to_string(&flapping).unwrap()],
+            )
+            .unwrap();
+        other
+            .execute("DELETE FROM job_state WHERE job = 'api'", [])
+            .unwrap();
+        let seen = store.job_states().unwrap();
+        assert_eq!(*seen["db"], flapping);
+        assert!(!seen.contains_key("api"), "a state deleted is gone");
     }
 
     #[test]

@@ -105,9 +105,6 @@ pub struct RunRecord {
     pub silenced: Option<String>,
 }
 
-/// A job's stored state: its JSON text and what it parsed to.
-type ParsedState = (String, Arc<JobState>);
-
 /// The state database. Cheap to clone; all clones share one connection.
 #[derive(Clone)]
 pub struct Store {
@@ -140,8 +137,8 @@ pub struct Store {
     /// Every job's latest runs, once the dashboard asked ([`Store::recent_runs`]).
     recent: Arc<Mutex<dashboard::Remembered>>,
     /// Each job's alert state as last read by [`Store::job_states`], with the JSON it
-    /// was parsed from: a state whose text has not changed is not parsed again.
-    states: Arc<Mutex<HashMap<String, ParsedState>>>,
+    /// was parsed from and which jobs' states were written since.
+    states: Arc<Mutex<dashboard::StateCache>>,
 }
 
 /// How long a statement waits for another connection's write lock (another klaxon
@@ -289,6 +286,7 @@ impl Store {
             return Ok(None);
         };
         open.acked = Some(ack);
+        lock(&self.states).dirty(job);
         let open = open.clone();
         tx.prepare_cached("UPDATE job_state SET state = ?2 WHERE job = ?1")?
             .execute(params![job, serde_json::to_string(&state)?])?;
